@@ -1,0 +1,33 @@
+"""websock_actors: an actor-model WebSocket server on gevent greenlets.
+
+Every connection is an actor that alone owns its socket and its sans-I/O codec. The
+package never monkey-patches on import; only the command line does, and only when asked.
+"""
+
+from .app import Application, WebSocketApp
+from .connection import Connection
+from .errors import (
+    CloseCode,
+    ConfigurationError,
+    ConnectionClosed,
+    HandshakeError,
+    MailboxFull,
+    ProtocolError,
+    WebSocketError,
+)
+from .server import Server
+
+__all__ = [
+    "Application",
+    "CloseCode",
+    "ConfigurationError",
+    "Connection",
+    "ConnectionClosed",
+    "HandshakeError",
+    "MailboxFull",
+    "ProtocolError",
+    "Server",
+    "WebSocketApp",
+    "WebSocketError",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,86 @@
+"""The raw application interface: what the server calls for each connection.
+
+An application sees a connection open, its messages (``str`` for text, ``bytes`` for
+binary) and its close. `Application` is the base the server drives; `WebSocketApp`
+fills it from plain functions registered by decorator. The typed layer builds on the
+same interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from .protocol.handshake import Request, Response
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Application", "WebSocketApp"]
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class Application:
+    """Base class: override the hooks you need. Each runs in the connection's own actor."""
+
+    def handle_request(self, request: Request) -> Response | None:
+        """Called before the upgrade: return a `Response` to answer (refuse, or serve a page)."""
+        return None
+
+    def handle_connect(self, conn: Connection) -> None:
+        """The handshake is done; `conn` can send. Raise or call `conn.close` to refuse."""
+
+    def handle_message(self, conn: Connection, message: str | bytes) -> None:
+        """One whole message: `str` for a text message, `bytes` for a binary one."""
+
+    def handle_close(self, conn: Connection, code: int, reason: str) -> None:
+        """The connection is closed (1006 when the transport ended without a close frame)."""
+
+
+class WebSocketApp(Application):
+    """An `Application` assembled from functions::
+
+        app = WebSocketApp()
+
+        @app.on_message
+        def echo(conn, message):
+            conn.send(message)
+    """
+
+    def __init__(self) -> None:
+        self._on_request: Callable[[Request], Response | None] | None = None
+        self._on_connect: Callable[[Connection], None] | None = None
+        self._on_message: Callable[[Connection, str | bytes], None] | None = None
+        self._on_close: Callable[[Connection, int, str], None] | None = None
+
+    def on_request(self, func: F) -> F:
+        self._on_request = func  # type: ignore[assignment]
+        return func
+
+    def on_connect(self, func: F) -> F:
+        self._on_connect = func  # type: ignore[assignment]
+        return func
+
+    def on_message(self, func: F) -> F:
+        self._on_message = func  # type: ignore[assignment]
+        return func
+
+    def on_close(self, func: F) -> F:
+        self._on_close = func  # type: ignore[assignment]
+        return func
+
+    def handle_request(self, request: Request) -> Response | None:
+        return self._on_request(request) if self._on_request else None
+
+    def handle_connect(self, conn: Connection) -> None:
+        if self._on_connect:
+            self._on_connect(conn)
+
+    def handle_message(self, conn: Connection, message: str | bytes) -> None:
+        if self._on_message:
+            self._on_message(conn, message)
+
+    def handle_close(self, conn: Connection, code: int, reason: str) -> None:
+        if self._on_close:
+            self._on_close(conn, code, reason)

@@ -1,0 +1,101 @@
+"""The command line: `websock-actors run MODULE:ATTR --host HOST --port PORT`.
+
+`run` applies `gevent.monkey.patch_all()` before it imports the application, so that
+blocking standard-library calls in handlers become cooperative (`--no-patch` turns that
+off). The library itself never patches; only this entry point does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+__all__ = ["load_app", "main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="websock-actors", description="Actor-model WebSocket server on gevent.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve an application")
+    run.add_argument("app", metavar="MODULE:ATTR", help="the application, e.g. examples.echo:app")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--no-patch", action="store_true", help="do not monkey-patch the standard library")
+    run.add_argument("--max-connections", type=int, default=10_000)
+    run.add_argument("--max-message-size", type=int, default=16 * 1024 * 1024)
+    run.add_argument("--ping-interval", type=float, default=20.0, help="seconds; 0 turns keepalive off")
+    run.add_argument("--ping-timeout", type=float, default=20.0)
+    run.add_argument("--shutdown-timeout", type=float, default=10.0)
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def load_app(spec: str) -> Any:
+    """Import `MODULE:ATTR` with the current directory first on the path."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"error: expected MODULE:ATTR, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"error: cannot import {module_name!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise SystemExit(f"error: {module_name!r} has no attribute {attr!r}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    if not args.no_patch:
+        from gevent import monkey
+
+        monkey.patch_all()
+    import signal
+
+    import gevent
+
+    from .app import Application
+    from .server import Server
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = load_app(args.app)
+    if not isinstance(app, Application):
+        raise SystemExit(f"error: {args.app} is not a websock_actors Application")
+    server = Server(
+        app,
+        args.host,
+        args.port,
+        max_connections=args.max_connections,
+        max_message_size=args.max_message_size,
+        ping_interval=args.ping_interval or None,
+        ping_timeout=args.ping_timeout or None,
+    )
+
+    def shutdown() -> None:
+        gevent.spawn(server.stop, args.shutdown_timeout)
+
+    gevent.signal_handler(signal.SIGTERM, shutdown)
+    gevent.signal_handler(signal.SIGINT, shutdown)
+    server.start()
+    host, port = server.address
+    print(f"websock-actors: serving {args.app} on ws://{host}:{port}/", flush=True)
+    server.serve_forever()
+    print("websock-actors: stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    return 2  # pragma: no cover - argparse rejects other commands
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

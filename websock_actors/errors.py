@@ -1,0 +1,86 @@
+"""The one exception tree of websock_actors.
+
+    WebSocketError
+    ├── HandshakeError        the opening handshake failed; carries the HTTP status to answer
+    ├── ProtocolError         the peer broke RFC 6455; carries the close code to send
+    ├── ConnectionClosed      the connection is closed; carries the close code and reason
+    ├── MailboxFull           an actor's bounded mailbox refused a message
+    └── ConfigurationError    the application or server was set up wrongly (found at start-up)
+
+Nothing else escapes the protocol core: any other exception there is a bug.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = [
+    "CloseCode",
+    "ConfigurationError",
+    "ConnectionClosed",
+    "HandshakeError",
+    "MailboxFull",
+    "ProtocolError",
+    "WebSocketError",
+]
+
+
+class CloseCode(IntEnum):
+    """Close codes of RFC 6455 section 7.4 and the IANA registry."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    NO_STATUS = 1005  # never sent on the wire
+    ABNORMAL = 1006  # never sent on the wire
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+
+
+class WebSocketError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class HandshakeError(WebSocketError):
+    """The opening handshake was refused; `status` is the HTTP answer to give."""
+
+    def __init__(
+        self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+class ProtocolError(WebSocketError):
+    """The peer broke the protocol; `code` is the close code to fail the connection with."""
+
+    def __init__(self, reason: str, code: int = CloseCode.PROTOCOL_ERROR) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class ConnectionClosed(WebSocketError):
+    """An operation needed an open connection; it is closed with `code` and `reason`."""
+
+    def __init__(self, code: int = CloseCode.ABNORMAL, reason: str = "") -> None:
+        super().__init__(f"connection closed: {code} {reason}".rstrip())
+        self.code = code
+        self.reason = reason
+
+
+class MailboxFull(WebSocketError):
+    """A bounded mailbox had no room for one more message."""
+
+
+class ConfigurationError(WebSocketError):
+    """Bad options or registrations, reported when the server or app is built."""

@@ -1,0 +1,75 @@
+"""The sans-I/O RFC 6455 core: frames, the opening handshake, the connection state machine.
+
+No gevent, no sockets, no pydantic here: bytes in, events out, bytes to send. The server
+and the client are both built on it.
+"""
+
+from .connection import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    BinaryMessage,
+    CloseReceived,
+    ConnectionLost,
+    ConnectionState,
+    Event,
+    PingReceived,
+    PongReceived,
+    ProtocolFailure,
+    Role,
+    TextMessage,
+    WebSocketConnection,
+    close_payload,
+    is_valid_close_code,
+)
+from .frames import Frame, FrameParser, Opcode, apply_mask, encode_frame
+from .handshake import (
+    DEFAULT_MAX_HEADER_BYTES,
+    Headers,
+    Request,
+    Response,
+    accept_key,
+    build_request,
+    build_response,
+    error_response,
+    generate_key,
+    parse_request,
+    parse_response,
+    render_response,
+    validate_request,
+    validate_response,
+)
+
+__all__ = [
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "BinaryMessage",
+    "CloseReceived",
+    "ConnectionLost",
+    "ConnectionState",
+    "Event",
+    "Frame",
+    "FrameParser",
+    "Headers",
+    "Opcode",
+    "PingReceived",
+    "PongReceived",
+    "ProtocolFailure",
+    "Request",
+    "Response",
+    "Role",
+    "TextMessage",
+    "WebSocketConnection",
+    "accept_key",
+    "apply_mask",
+    "build_request",
+    "build_response",
+    "close_payload",
+    "encode_frame",
+    "error_response",
+    "generate_key",
+    "is_valid_close_code",
+    "parse_request",
+    "parse_response",
+    "render_response",
+    "validate_request",
+    "validate_response",
+]

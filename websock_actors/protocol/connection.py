@@ -1,0 +1,318 @@
+"""The RFC 6455 connection state machine, sans I/O: bytes in, events out, bytes to send.
+
+`WebSocketConnection.receive_data` turns received bytes into events (messages, pings,
+pongs, the peer's close, a protocol failure). Replies the protocol owes the peer (pongs,
+the close reply, the close frame that fails a connection) collect in `data_to_send()`.
+The `send_*` methods return the bytes of a frame for the caller to write.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from enum import Enum
+from typing import Union
+
+from ..errors import CloseCode, ProtocolError
+from .frames import Frame, FrameParser, Opcode, encode_frame
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "BinaryMessage",
+    "CloseReceived",
+    "ConnectionLost",
+    "ConnectionState",
+    "Event",
+    "PingReceived",
+    "PongReceived",
+    "ProtocolFailure",
+    "Role",
+    "TextMessage",
+    "WebSocketConnection",
+    "close_payload",
+    "is_valid_close_code",
+]
+
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+
+class Role(Enum):
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class ConnectionState(Enum):
+    OPEN = "open"
+    CLOSING = "closing"  # we sent a close frame and wait for the peer's
+    CLOSED = "closed"  # the close handshake is done, failed, or the transport ended
+
+
+@dataclass(slots=True)
+class TextMessage:
+    data: str
+
+
+@dataclass(slots=True)
+class BinaryMessage:
+    data: bytes
+
+
+@dataclass(slots=True)
+class PingReceived:
+    """A ping arrived; its pong is already queued in `data_to_send()`."""
+
+    payload: bytes
+
+
+@dataclass(slots=True)
+class PongReceived:
+    payload: bytes
+
+
+@dataclass(slots=True)
+class CloseReceived:
+    """The peer's close frame arrived; the close handshake is complete once it is flushed."""
+
+    code: int
+    reason: str
+
+
+@dataclass(slots=True)
+class ProtocolFailure:
+    """The peer broke the protocol; a close frame with `code` is queued; drop the transport."""
+
+    code: int
+    reason: str
+
+
+@dataclass(slots=True)
+class ConnectionLost:
+    """The transport ended without a close handshake (close code 1006)."""
+
+    code: int = CloseCode.ABNORMAL
+    reason: str = ""
+
+
+Event = Union[
+    TextMessage, BinaryMessage, PingReceived, PongReceived, CloseReceived, ProtocolFailure, ConnectionLost
+]
+
+
+def is_valid_close_code(code: int) -> bool:
+    """True for codes an endpoint may put in a close frame (RFC 6455 7.4, IANA registry)."""
+    return (1000 <= code <= 1003) or (1007 <= code <= 1014) or (3000 <= code <= 4999)
+
+
+def close_payload(code: int | None, reason: str = "") -> bytes:
+    """The payload of a close frame: empty, or a big-endian code and a UTF-8 reason."""
+    if code is None or code == CloseCode.NO_STATUS:
+        if reason:
+            raise ValueError("a close reason needs a close code")
+        return b""
+    if not is_valid_close_code(code):
+        raise ValueError(f"close code {code} may not be sent")
+    encoded = reason.encode("utf-8")
+    if len(encoded) > 123:
+        raise ValueError("close reason over 123 bytes")
+    return code.to_bytes(2, "big") + encoded
+
+
+def _truncate_reason(reason: str) -> str:
+    encoded = reason.encode("utf-8")[:123]
+    return encoded.decode("utf-8", "ignore")
+
+
+class WebSocketConnection:
+    """One WebSocket connection's protocol state, for either role."""
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_fragments: int | None = None,
+    ) -> None:
+        self.role = role
+        self.max_message_size = max_message_size
+        self.max_fragments = max_fragments
+        self.state = ConnectionState.OPEN
+        self.close_sent = False
+        self.close_received = False
+        self._mask = role is Role.CLIENT
+        self._parser = FrameParser(expect_mask=role is Role.SERVER, max_frame_size=max_message_size)
+        self._outgoing: list[bytes] = []
+        # The message being reassembled from fragments.
+        self._fragment_opcode = 0
+        self._fragments: list[bytes] = []
+        self._fragment_size = 0
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._text_parts: list[str] = []
+
+    # -- receiving -------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed received bytes (b"" at end of stream); return the events they complete."""
+        if self.state is ConnectionState.CLOSED:
+            return []
+        if not data:
+            self.state = ConnectionState.CLOSED
+            return [ConnectionLost()]
+        events: list[Event] = []
+        try:
+            for frame in self._parser.feed(data):
+                event = self._handle_frame(frame)
+                if event is not None:
+                    events.append(event)
+                    if self.state is ConnectionState.CLOSED:
+                        break
+        except ProtocolError as exc:
+            events.append(self._fail(exc.code, exc.reason))
+        return events
+
+    def _handle_frame(self, frame: Frame) -> Event | None:
+        opcode = frame.opcode
+        if opcode == Opcode.TEXT or opcode == Opcode.BINARY:
+            if self._fragment_opcode:
+                raise ProtocolError("new data frame inside a fragmented message")
+            if frame.fin:
+                if opcode == Opcode.TEXT:
+                    try:
+                        return TextMessage(frame.payload.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_DATA) from None
+                return BinaryMessage(frame.payload)
+            self._start_fragmented(opcode, frame.payload)
+            return None
+        if opcode == Opcode.CONTINUATION:
+            if not self._fragment_opcode:
+                raise ProtocolError("continuation frame without a message to continue")
+            return self._continue_fragmented(frame.payload, frame.fin)
+        if opcode == Opcode.PING:
+            if not self.close_sent:
+                self._outgoing.append(encode_frame(Opcode.PONG, frame.payload, mask=self._mask))
+            return PingReceived(frame.payload)
+        if opcode == Opcode.PONG:
+            return PongReceived(frame.payload)
+        return self._receive_close(frame.payload)
+
+    def _start_fragmented(self, opcode: int, payload: bytes) -> None:
+        self._fragment_opcode = opcode
+        self._fragments = []
+        self._text_parts = []
+        self._fragment_size = 0
+        if opcode == Opcode.TEXT:
+            self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._add_fragment(payload, final=False)
+
+    def _continue_fragmented(self, payload: bytes, fin: bool) -> Event | None:
+        self._add_fragment(payload, final=fin)
+        if not fin:
+            return None
+        opcode = self._fragment_opcode
+        self._fragment_opcode = 0
+        self._decoder = None
+        if opcode == Opcode.TEXT:
+            text = "".join(self._text_parts)
+            self._text_parts = []
+            return TextMessage(text)
+        data = b"".join(self._fragments)
+        self._fragments = []
+        return BinaryMessage(data)
+
+    def _add_fragment(self, payload: bytes, *, final: bool) -> None:
+        self._fragment_size += len(payload)
+        if self.max_message_size is not None and self._fragment_size > self.max_message_size:
+            raise ProtocolError(
+                f"message over the limit of {self.max_message_size} bytes", CloseCode.MESSAGE_TOO_BIG
+            )
+        if self.max_fragments is not None:
+            count = len(self._fragments) + len(self._text_parts) + 1
+            if count > self.max_fragments:
+                raise ProtocolError("message in too many fragments", CloseCode.MESSAGE_TOO_BIG)
+        if self._decoder is not None:
+            # Decoding each fragment as it comes fails fast on invalid UTF-8.
+            try:
+                self._text_parts.append(self._decoder.decode(payload, final))
+            except UnicodeDecodeError:
+                raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_DATA) from None
+        else:
+            self._fragments.append(payload)
+
+    def _receive_close(self, payload: bytes) -> Event:
+        if len(payload) == 1:
+            raise ProtocolError("close frame with a one-byte payload")
+        if payload:
+            code = int.from_bytes(payload[:2], "big")
+            if not is_valid_close_code(code):
+                raise ProtocolError(f"invalid close code {code}")
+            try:
+                reason = payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError("invalid UTF-8 in a close reason", CloseCode.INVALID_DATA) from None
+        else:
+            code, reason = CloseCode.NO_STATUS, ""
+        self.close_received = True
+        if not self.close_sent:
+            # Echo the peer's code, as RFC 6455 5.5.1 suggests.
+            self._outgoing.append(
+                encode_frame(Opcode.CLOSE, payload[:2], mask=self._mask)
+            )
+            self.close_sent = True
+        self.state = ConnectionState.CLOSED
+        return CloseReceived(code, reason)
+
+    def _fail(self, code: int, reason: str) -> ProtocolFailure:
+        if not self.close_sent:
+            self._outgoing.append(
+                encode_frame(Opcode.CLOSE, close_payload(code, _truncate_reason(reason)), mask=self._mask)
+            )
+            self.close_sent = True
+        self.state = ConnectionState.CLOSED
+        self._fragments = []
+        self._text_parts = []
+        return ProtocolFailure(code, reason)
+
+    def data_to_send(self) -> list[bytes]:
+        """Frames the protocol itself owes the peer (pongs, close replies); empties the queue."""
+        out = self._outgoing
+        if out:
+            self._outgoing = []
+        return out
+
+    # -- sending ---------------------------------------------------------------------
+
+    @property
+    def can_send_data(self) -> bool:
+        return not self.close_sent
+
+    def send_text(self, text: str) -> bytes:
+        return encode_frame(Opcode.TEXT, text.encode("utf-8"), mask=self._mask)
+
+    def send_binary(self, data: bytes) -> bytes:
+        return encode_frame(Opcode.BINARY, data, mask=self._mask)
+
+    def send_message(self, data: str | bytes) -> bytes:
+        """A text frame for `str`, a binary frame for bytes-like data."""
+        if isinstance(data, str):
+            return self.send_text(data)
+        return encode_frame(Opcode.BINARY, bytes(data), mask=self._mask)
+
+    def send_ping(self, payload: bytes = b"") -> bytes:
+        if len(payload) > 125:
+            raise ValueError("ping payload over 125 bytes")
+        return encode_frame(Opcode.PING, payload, mask=self._mask)
+
+    def send_pong(self, payload: bytes = b"") -> bytes:
+        if len(payload) > 125:
+            raise ValueError("pong payload over 125 bytes")
+        return encode_frame(Opcode.PONG, payload, mask=self._mask)
+
+    def send_close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> bytes:
+        """Start (or finish) the closing handshake; b"" when a close was already sent."""
+        if self.close_sent:
+            return b""
+        frame = encode_frame(Opcode.CLOSE, close_payload(code, reason), mask=self._mask)
+        self.close_sent = True
+        if self.state is ConnectionState.OPEN:
+            self.state = ConnectionState.CLOSING
+        return frame

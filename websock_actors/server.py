@@ -1,0 +1,205 @@
+"""The WebSocket server: gevent's StreamServer accepting connections, one actor each.
+
+The server admits or refuses connections (capacity, the application's request hook),
+keeps the registry of open connections, sweeps them for keepalive, and shuts them all
+down in order on `stop`: stop accepting, close every connection with 1001 after what its
+mailbox holds, wait up to a timeout, then drop the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.socket
+from gevent.server import StreamServer
+
+from .app import Application
+from .connection import Connection, ConnectionOptions, OverflowPolicy, encode_broadcast
+from .errors import CloseCode, ConfigurationError
+from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from .protocol.handshake import DEFAULT_MAX_HEADER_BYTES, Request, Response, error_response
+
+__all__ = ["Server"]
+
+log = logging.getLogger("websock_actors")
+
+
+class Server:
+    """Serve `app` on `host:port` (port 0 picks a free port; see `address`)."""
+
+    def __init__(
+        self,
+        app: Application,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        max_connections: int | None = 10_000,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        handshake_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_fragments: int | None = None,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        max_queue_bytes: int = 4 * 1024 * 1024,
+        overflow: OverflowPolicy = "close",
+        origins: Sequence[str | None] | None = None,
+        subprotocols: Sequence[str] = (),
+        process_request: Callable[[Request], Response | None] | None = None,
+        backlog: int = 1024,
+    ) -> None:
+        if overflow not in ("close", "drop"):
+            raise ConfigurationError(f"overflow must be 'close' or 'drop', not {overflow!r}")
+        if max_connections is not None and max_connections < 1:
+            raise ConfigurationError("max_connections must be at least 1")
+        self.app = app
+        self.host = host
+        self.port = port
+        self.max_connections = max_connections
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.process_request = process_request
+        self.options = ConnectionOptions(
+            max_message_size=max_message_size,
+            max_fragments=max_fragments,
+            max_header_bytes=max_header_bytes,
+            handshake_timeout=handshake_timeout,
+            close_timeout=close_timeout,
+            max_queue_bytes=max_queue_bytes,
+            overflow=overflow,
+            origins=None if origins is None else tuple(origins),
+            subprotocols=tuple(subprotocols),
+        )
+        self.connections: dict[int, Connection] = {}  # admitted connections, by id
+        self._actors: set[Connection] = set()  # every connection, handshaking ones too
+        self._backlog = backlog
+        self._stream: StreamServer | None = None
+        self._sweeper: gevent.Greenlet[Any, Any] | None = None
+        self._stopping = False
+        self._stopped = gevent.event.Event()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port), valid once started."""
+        if self._stream is None:
+            return self.host, self.port
+        return self._stream.address[0], self._stream.server_port
+
+    def start(self) -> None:
+        """Bind, listen and start accepting in the background of the current hub."""
+        if self._stream is not None:
+            return
+        listener = gevent.socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(self._backlog)
+        self._stream = StreamServer(listener, self._handle)
+        self._stream.start()
+        if self.ping_interval:
+            self._sweeper = gevent.spawn(self._keepalive_loop)
+        log.info("serving on %s:%d", *self.address)
+
+    def serve_forever(self) -> None:
+        """Start, then block the calling greenlet until `stop` has finished."""
+        self.start()
+        self._stopped.wait()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful shutdown: stop accepting, close every connection with 1001, wait, drop the rest."""
+        if self._stopping:
+            self._stopped.wait()
+            return
+        self._stopping = True
+        if self._stream is not None:
+            self._stream.close()
+        if self._sweeper is not None:
+            self._sweeper.kill(block=False)
+        for conn in list(self._actors):
+            if conn.open:
+                conn.close(CloseCode.GOING_AWAY, "server shutting down")
+            else:
+                conn.abort(CloseCode.GOING_AWAY, "server shutting down")
+        pending = [conn for conn in list(self._actors)]
+        done = gevent.wait([c._done for c in pending], timeout=timeout)
+        if len(done) < len(pending):
+            for conn in list(self._actors):
+                conn.abort(CloseCode.GOING_AWAY, "server shutting down")
+            gevent.wait([c._done for c in list(self._actors)], timeout=1.0)
+        self._stopped.set()
+
+    # -- connections ---------------------------------------------------------------
+
+    def _handle(self, sock: Any, address: Any) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        conn = Connection(sock, address, self.app, self.options, on_open=self._admit, on_finish=self._forget)
+        self._actors.add(conn)
+        conn.run()
+
+    def _admit(self, conn: Connection) -> Response | None:
+        """Called with the parsed request, before the upgrade: refuse with an HTTP answer, or admit."""
+        if self._stopping:
+            return error_response(503, "server shutting down")
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            return error_response(503, "too many connections", [("Retry-After", "1")])
+        if self.process_request is not None:
+            assert conn.request is not None
+            answer = self.process_request(conn.request)
+            if answer is not None:
+                return answer
+        self.connections[conn.id] = conn
+        return None
+
+    def _forget(self, conn: Connection) -> None:
+        self._actors.discard(conn)
+        self.connections.pop(conn.id, None)
+
+    def broadcast(self, message: str | bytes, connections: Iterable[Connection] | None = None) -> int:
+        """Send one message to many connections, encoding the frame once; returns how many took it."""
+        frame = encode_broadcast(message)
+        targets = self.connections.values() if connections is None else connections
+        return sum(1 for conn in list(targets) if conn.send_frame(frame))
+
+    # -- keepalive -----------------------------------------------------------------
+
+    def _keepalive_loop(self) -> None:
+        interval = self.ping_interval
+        assert interval is not None
+        timeout = self.ping_timeout if self.ping_timeout is not None else interval
+        tick = max(0.02, min(interval, timeout) / 4)
+        loop = gevent.get_hub().loop
+        while True:
+            gevent.sleep(tick)
+            now = loop.now()
+            for conn in list(self.connections.values()):
+                self._keepalive_check(conn, now, interval, timeout)
+
+    @staticmethod
+    def _keepalive_check(conn: Connection, now: float, interval: float, timeout: float) -> None:
+        if not conn.open:
+            return
+        if conn.recv_count != conn.keepalive_seen or not conn.keepalive_idle_since:
+            conn.keepalive_seen = conn.recv_count
+            conn.keepalive_idle_since = now
+            conn.ping_sent_at = None
+            return
+        if conn.ping_sent_at is None:
+            if now - conn.keepalive_idle_since >= interval:
+                conn.ping_sent_at = now
+                conn.ping(b"keepalive")
+        elif now - conn.ping_sent_at >= timeout:
+            log.info("%r: no pong within %.1fs, closing", conn, timeout)
+            conn.abort(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")

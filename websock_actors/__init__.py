@@ -5,6 +5,7 @@ package never monkey-patches on import; only the command line does, and only whe
 """
 
 from .app import Application, WebSocketApp
+from .compat import FrameType, WebSocketInvalidDataFrame, WebSocketInvalidHandshake, WebSocketServer
 from .connection import Connection
 from .errors import (
     CloseCode,
@@ -23,11 +24,15 @@ __all__ = [
     "ConfigurationError",
     "Connection",
     "ConnectionClosed",
+    "FrameType",
     "HandshakeError",
     "MailboxFull",
     "ProtocolError",
     "Server",
     "WebSocketApp",
     "WebSocketError",
+    "WebSocketInvalidDataFrame",
+    "WebSocketInvalidHandshake",
+    "WebSocketServer",
 ]
 __version__ = "0.1.0"

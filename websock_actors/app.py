@@ -9,7 +9,9 @@ same interface.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .errors import HandshakeError
 
 from .protocol.handshake import Request, Response
 
@@ -27,6 +29,9 @@ class Application:
     def handle_request(self, request: Request) -> Response | None:
         """Called before the upgrade: return a `Response` to answer (refuse, or serve a page)."""
         return None
+
+    def handle_refused(self, address: Any, error: HandshakeError) -> None:
+        """A client's opening handshake was refused with `error.status`; it never connected."""
 
     def handle_connect(self, conn: Connection) -> None:
         """The handshake is done; `conn` can send. Raise or call `conn.close` to refuse."""

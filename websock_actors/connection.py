@@ -196,6 +196,11 @@ class Connection:
         """True from the end of the handshake until a close is requested or happens."""
         return self._open and not self._closing
 
+    @property
+    def established(self) -> bool:
+        """True once the opening handshake succeeded, closing or not."""
+        return self._protocol is not None
+
     def send(self, message: str | bytes) -> None:
         """Queue a text (`str`) or binary (bytes-like) message; never blocks."""
         if not self.open:
@@ -282,7 +287,8 @@ class Connection:
         """The actor's body: handshake, message loop, close. Runs in its own greenlet."""
         self._greenlet = gevent.getcurrent()  # type: ignore[assignment]
         self._read_watcher = self._hub.loop.io(self._fd, 1)
-        code, reason = CloseCode.ABNORMAL, ""
+        code: int = CloseCode.ABNORMAL
+        reason = ""
         try:
             rest = self._handshake()
             if rest is None:
@@ -570,6 +576,10 @@ class Connection:
 
     def _reject(self, error: HandshakeError) -> None:
         log.info("%r: handshake refused: %s", self, error)
+        try:
+            self.app.handle_refused(self.address, error)
+        except Exception:
+            log.exception("%r: on_refused failed", self)
         self._respond(error_response(error.status, error.reason, error.headers))
 
     def _respond(self, response: Response) -> None:

@@ -90,7 +90,7 @@ class Server:
         """The bound (host, port), valid once started."""
         if self._stream is None:
             return self.host, self.port
-        return self._stream.address[0], self._stream.server_port
+        return str(self._stream.server_host), int(self._stream.server_port)
 
     def start(self) -> None:
         """Bind, listen and start accepting in the background of the current hub."""
@@ -128,7 +128,7 @@ class Server:
         for conn in list(self._actors):
             if conn.open:
                 conn.close(CloseCode.GOING_AWAY, "server shutting down")
-            else:
+            elif not conn.established:
                 conn.abort(CloseCode.GOING_AWAY, "server shutting down")
         pending = [conn for conn in list(self._actors)]
         done = gevent.wait([c._done for c in pending], timeout=timeout)

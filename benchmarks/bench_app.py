@@ -1,0 +1,56 @@
+"""The benchmark protocol of the side-by-side bench, on websock_actors.
+
+A text message ``broadcast:<payload>`` sends ``<payload>`` to every connected client, the
+sender included (one encoded frame shared by all mailboxes); anything else, text or
+binary, is echoed back unchanged.
+
+    python benchmarks/bench_app.py PORT
+    websock-actors run benchmarks.bench_app:app --port PORT --no-patch --ping-interval 0
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import gevent
+
+from websock_actors import Connection, Server, WebSocketApp
+from websock_actors.connection import encode_broadcast
+
+PREFIX = "broadcast:"
+app = WebSocketApp()
+members: set[Connection] = set()
+
+
+@app.on_connect
+def joined(conn: Connection) -> None:
+    members.add(conn)
+
+
+@app.on_close
+def left(conn: Connection, code: int, reason: str) -> None:
+    members.discard(conn)
+
+
+@app.on_message
+def handle(conn: Connection, message: str | bytes) -> None:
+    if isinstance(message, str) and message.startswith(PREFIX):
+        frame = encode_broadcast(message[len(PREFIX) :])
+        for member in list(members):
+            member.send_frame(frame)
+    else:
+        conn.send(message)
+
+
+def main() -> None:
+    logging.disable(logging.CRITICAL)
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8765
+    server = Server(app, "127.0.0.1", port, ping_interval=None, max_connections=None)
+    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 2.0))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

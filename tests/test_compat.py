@@ -1,0 +1,293 @@
+"""WebSock's callback API (`websock_actors.WebSocketServer`) against real clients."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import queue
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+import websock_actors
+from websock_actors import FrameType, WebSocketInvalidDataFrame, WebSocketInvalidHandshake, WebSocketServer
+from websock_actors.compat import Client
+
+from .helpers import raw_exchange, status_of, upgrade_request
+
+
+class CompatThread:
+    """A WebSocketServer serving forever in its own thread (own gevent hub)."""
+
+    def __init__(self, **callbacks: Any) -> None:
+        self.events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.server = WebSocketServer("127.0.0.1", 0, **callbacks)
+        self._hub: Any = None
+        self._ready = threading.Event()
+        self.finished = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.server._ensure_started()
+        self._hub = gevent.get_hub()
+        self._ready.set()
+        self.server.serve_forever()
+        self.finished.set()
+
+    def start(self) -> CompatThread:
+        self.thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.port}/"
+
+    def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run func in the server's hub, as a callback of legacy code would, and return its result."""
+        results: queue.Queue[tuple[bool, Any]] = queue.Queue()
+
+        def run() -> None:
+            try:
+                results.put((True, func(*args, **kwargs)))
+            except BaseException as exc:
+                results.put((False, exc))
+
+        self._hub.loop.run_callback_threadsafe(gevent.spawn, run)
+        ok, value = results.get(timeout=10)
+        if not ok:
+            raise value
+        return value
+
+    def stop(self) -> None:
+        if self.server.alive:
+            self.call(self.server.close_server)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def compat() -> Iterator[Callable[..., CompatThread]]:
+    started: list[CompatThread] = []
+
+    def start(**callbacks: Any) -> CompatThread:
+        server = CompatThread(**callbacks).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def expect(events: queue.Queue[tuple[Any, ...]], kind: str) -> tuple[Any, ...]:
+    while True:
+        event = events.get(timeout=5)
+        if event[0] == kind:
+            return event
+
+
+def test_constructor_signature_and_exports_match_websock() -> None:
+    params = list(inspect.signature(WebSocketServer.__init__).parameters.items())[1:]
+    assert [(name, p.default) for name, p in params] == [
+        ("ip", ""),
+        ("port", 80),
+        ("on_data_receive", None),
+        ("on_connection_open", None),
+        ("on_connection_close", None),
+        ("on_server_destruct", None),
+        ("on_error", None),
+        ("DEBUG", False),
+    ]
+    assert websock_actors.compat.WebSocketServer is WebSocketServer
+    assert [m.value for m in FrameType] == [0, 1, 2, 8, 9, 10]
+    for name in ("serve_forever", "serve_once", "send", "send_all", "recv", "ping", "close_client", "close_server"):
+        assert callable(getattr(WebSocketServer, name))
+    assert WebSocketInvalidHandshake("bad", None).client is None
+    assert WebSocketInvalidDataFrame("bad", "c").client == "c"
+
+
+def test_callbacks_text_binary_and_close(compat) -> None:
+    events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+    holder: dict[str, CompatThread] = {}
+
+    def on_open(client: Client) -> None:
+        events.put(("open", client.getpeername()))
+
+    def on_data(client: Client, data: str | bytes) -> None:
+        events.put(("data", data))
+        kind = FrameType.TEXT if isinstance(data, str) else FrameType.BINARY
+        holder["s"].server.send(client, data, kind)
+
+    def on_close(client: Client) -> None:
+        events.put(("close", client.getpeername()))
+
+    server = compat(on_data_receive=on_data, on_connection_open=on_open, on_connection_close=on_close)
+    holder["s"] = server
+    with connect(server.url, compression=None, max_size=None) as ws:
+        opened = expect(events, "open")
+        assert opened[1] == ws.local_address[:2]
+        ws.send("héllo")
+        assert ws.recv(timeout=5) == "héllo"
+        assert expect(events, "data")[1] == "héllo"
+        big = os.urandom(200_000)
+        ws.send(big)
+        assert ws.recv(timeout=5) == big
+        assert expect(events, "data")[1] == big  # bytes, not text
+        ws.send(["frag", "mented"])
+        assert ws.recv(timeout=5) == "fragmented"
+    assert expect(events, "close")[1] == opened[1]
+    assert events.empty()
+
+
+def test_send_all_skips_sender_unless_echo(compat) -> None:
+    holder: dict[str, CompatThread] = {}
+
+    def on_data(client: Client, data: str | bytes) -> None:
+        holder["s"].server.send_all(client, data, echo=(data == "echo"))
+
+    opened: queue.Queue[Client] = queue.Queue()
+    server = compat(on_data_receive=on_data, on_connection_open=opened.put)
+    holder["s"] = server
+    with connect(server.url) as a, connect(server.url) as b, connect(server.url) as c:
+        for _ in range(3):
+            opened.get(timeout=5)
+        a.send("to others")
+        assert b.recv(timeout=5) == "to others"
+        assert c.recv(timeout=5) == "to others"
+        a.send("echo")
+        assert a.recv(timeout=5) == "echo"  # the sender got only the echo, not "to others"
+        assert b.recv(timeout=5) == "echo"
+        assert c.recv(timeout=5) == "echo"
+
+
+@pytest.mark.parametrize("by_address", [True, False])
+def test_close_client_with_status_code(compat, by_address: bool) -> None:
+    opened: queue.Queue[Client] = queue.Queue()
+    closed: queue.Queue[Client] = queue.Queue()
+    server = compat(on_connection_open=opened.put, on_connection_close=closed.put)
+    with connect(server.url) as ws:
+        client = opened.get(timeout=5)
+        target = client.getpeername() if by_address else client
+        server.call(server.server.close_client, target, 4001, "bye")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        assert ws.close_code == 4001
+        assert ws.close_reason == "bye"
+    assert closed.get(timeout=5) is client
+    assert client.getpeername() not in server.server.clients
+
+
+def test_hard_close_drops_without_close_frame(compat) -> None:
+    opened: queue.Queue[Client] = queue.Queue()
+    server = compat(on_connection_open=opened.put)
+    with connect(server.url) as ws:
+        client = opened.get(timeout=5)
+        server.call(server.server.close_client, client, None, None, True)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        assert ws.close_code is None or ws.close_code == 1006
+
+
+def test_close_server_closes_clients_and_calls_destruct(compat) -> None:
+    destructed = threading.Event()
+    opened: queue.Queue[Client] = queue.Queue()
+    server = compat(on_connection_open=opened.put, on_server_destruct=destructed.set)
+    with connect(server.url) as a, connect(server.url) as b:
+        opened.get(timeout=5)
+        opened.get(timeout=5)
+        server.call(server.server.close_server, 1001, "maintenance")
+        for ws in (a, b):
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
+            assert ws.close_code == 1001
+            assert ws.close_reason == "maintenance"
+    assert destructed.is_set()
+    assert server.finished.wait(5)  # serve_forever returned
+    assert server.server.alive is False
+
+
+def test_bad_handshake_never_opens_and_reports_error(compat) -> None:
+    opened: queue.Queue[Client] = queue.Queue()
+    errors: queue.Queue[Exception] = queue.Queue()
+    server = compat(on_connection_open=opened.put, on_error=errors.put)
+    reply = raw_exchange(server.server.port, upgrade_request(key="c2hvcnQ="))
+    assert status_of(reply) == 400
+    error = errors.get(timeout=5)
+    assert isinstance(error, WebSocketInvalidHandshake)
+    assert opened.empty()
+
+
+def test_protocol_error_reports_invalid_data_frame(compat) -> None:
+    errors: queue.Queue[Exception] = queue.Queue()
+    opened: queue.Queue[Client] = queue.Queue()
+    server = compat(on_connection_open=opened.put, on_error=errors.put)
+    with socket.create_connection(("127.0.0.1", server.server.port), timeout=5) as sock:
+        sock.sendall(upgrade_request())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 101")
+        opened.get(timeout=5)
+        sock.sendall(b"\x81\x05hello")  # unmasked client frame: a protocol error
+        data = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert data[0] == 0x88 and data[2:4] == b"\x03\xea"  # close frame, code 1002 big-endian
+    error = errors.get(timeout=5)
+    assert isinstance(error, WebSocketInvalidDataFrame)
+    assert error.code == 1002
+
+
+def test_recv_inside_a_callback_takes_the_next_message(compat) -> None:
+    holder: dict[str, CompatThread] = {}
+    seen: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def on_open(client: Client) -> None:
+        first = holder["s"].server.recv(client)
+        seen.put(("recv", first))
+
+    def on_data(client: Client, data: str | bytes) -> None:
+        seen.put(("data", data))
+
+    server = compat(on_connection_open=on_open, on_data_receive=on_data)
+    holder["s"] = server
+    with connect(server.url) as ws:
+        ws.send("one")
+        ws.send("two")
+        assert seen.get(timeout=5) == ("recv", "one")
+        assert seen.get(timeout=5) == ("data", "two")
+
+
+def test_callback_error_goes_to_on_error_and_connection_stays(compat) -> None:
+    errors: queue.Queue[Exception] = queue.Queue()
+    holder: dict[str, CompatThread] = {}
+
+    def on_data(client: Client, data: str | bytes) -> None:
+        if data == "boom":
+            raise RuntimeError("boom")
+        holder["s"].server.send(client, data)
+
+    server = compat(on_data_receive=on_data, on_error=errors.put)
+    holder["s"] = server
+    with connect(server.url) as ws:
+        ws.send("boom")
+        assert str(errors.get(timeout=5)) == "boom"
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
+
+
+def test_debug_does_not_touch_root_logger_or_write_a_log_file(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    root_handlers = list(logging.getLogger().handlers)
+    WebSocketServer("127.0.0.1", 0, DEBUG=True)
+    assert logging.getLogger().handlers == root_handlers
+    assert not (tmp_path / "ws.log").exists()
+    assert logging.getLogger("websock_actors").level == logging.DEBUG
+    logging.getLogger("websock_actors").setLevel(logging.NOTSET)

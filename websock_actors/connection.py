@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import gevent
-import gevent.event
 from gevent.hub import Waiter, get_hub
 
 from .app import Application
@@ -148,6 +147,7 @@ class Connection:
         *,
         on_open: Callable[[Connection], Response | None] | None = None,
         on_finish: Callable[[Connection], None] | None = None,
+        recv_buffer: memoryview | None = None,
     ) -> None:
         self.id = next(_ids)
         self.address = address
@@ -161,10 +161,11 @@ class Connection:
         self.dropped = 0  # messages dropped by the "drop" overflow policy
         self._on_open = on_open
         self._on_finish = on_finish
-        # Take the file descriptor out of gevent's socket object: the actor drives the
-        # plain non-blocking socket with its own watchers, which saves a layer per call.
-        self._raw = _socket.socket(fileno=sock.detach())
+        # A plain non-blocking socket, driven by the actor's own watchers: no gevent
+        # socket object (and its two idle watchers) per connection.
+        self._raw = sock
         self._raw.setblocking(False)
+        self._recv_buffer = recv_buffer
         self._fd = self._raw.fileno()
         self._hub = get_hub()
         self._greenlet: gevent.Greenlet[Any, Any] | None = None
@@ -179,7 +180,6 @@ class Connection:
         self._waiter: Waiter[int] = Waiter(self._hub)
         self._read_watcher: Any = None
         self._abort_reason: tuple[int, str] | None = None
-        self._done = gevent.event.Event()
         # Keepalive bookkeeping, read by the server's sweeper.
         self.recv_count = 0
         self.keepalive_seen = 0
@@ -249,7 +249,10 @@ class Connection:
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Block the calling greenlet until the actor has finished; False on timeout."""
-        return bool(self._done.wait(timeout))
+        if self._greenlet is None:
+            return self._finished
+        self._greenlet.join(timeout)
+        return self._finished
 
     def _enqueue(self, item: _MailItem, size: int | None = None) -> bool:
         size = len(item) if size is None else size  # type: ignore[arg-type]
@@ -332,14 +335,13 @@ class Connection:
                 except Exception:
                     log.exception("%r: on_close failed", self)
         finally:
-            self._done.set()
             if self._on_finish is not None:
                 self._on_finish(self)
 
     def _serve(self, first_data: bytes) -> tuple[int, str]:
         protocol = self._protocol
         assert protocol is not None
-        recv = self._raw.recv
+        recv = self._recv_nowait
         read_size = self.options.read_size
         receive_data = protocol.receive_data
         close_deadline: float | None = None
@@ -367,16 +369,19 @@ class Connection:
                 self._flush()
                 if close_deadline is None and protocol.state is ConnectionState.CLOSING:
                     close_deadline = self._hub.loop.now() + self.options.close_timeout
-            try:
-                data = recv(read_size)
-            except BlockingIOError:
+            wanted = protocol.bytes_wanted  # read a large frame in few, big reads
+            received = recv(wanted if wanted > read_size else read_size)
+            if received is None:
                 data = b""
+                if self._outbox:
+                    # Mail queued while a write was blocked woke no one (only a parked
+                    # reader is woken): send it before parking.
+                    continue
                 if self._park(_WAIT_READ, close_deadline) == _TIMEOUT:
                     self._close_transport(drain=False)
                     return CloseCode.ABNORMAL, "close handshake timed out"
                 continue
-            except OSError:
-                data = b""
+            data = received
             if not data:
                 # End of stream: let the protocol report it as a lost connection.
                 for event in receive_data(b""):
@@ -385,6 +390,26 @@ class Connection:
                         self._close_transport(drain=False)
                         return result
                 return CloseCode.ABNORMAL, ""
+
+    def _recv_nowait(self, size: int) -> bytes | None:
+        """Bytes received (b"" at end of stream or on error), or None when none are ready.
+
+        With a `recv_buffer` (one per server, shared by its connections: only one greenlet
+        of a hub runs at a time), bytes are read into it and copied out at their size, so
+        no 64 KiB block is allocated and shrunk per read. Waiting happens outside any `except` block: a greenlet parked inside one keeps the
+        exception and its traceback alive, which costs memory per idle connection.
+        """
+        buffer = self._recv_buffer
+        try:
+            if buffer is None or size > len(buffer):
+                data: bytes = self._raw.recv(size)
+                return data
+            count = self._raw.recv_into(buffer, size)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+        return buffer[:count].tobytes()
 
     def _dispatch(self, event: Event) -> tuple[int, str] | None:
         """Hand one protocol event to the application; a (code, reason) ends the loop."""
@@ -500,13 +525,11 @@ class Connection:
             return
         deadline = self._hub.loop.now() + min(self.options.close_timeout, 2.0)
         while True:
-            try:
-                if not self._raw.recv(65536):
-                    return
-            except BlockingIOError:
+            received = self._recv_nowait(65536)
+            if received is None:
                 if self._park(_WAIT_READ, deadline) == _TIMEOUT:
                     return
-            except OSError:
+            elif not received:
                 return
 
     # -- the opening handshake ---------------------------------------------------------
@@ -517,9 +540,8 @@ class Connection:
         deadline = self._hub.loop.now() + options.handshake_timeout
         buffer = b""
         while True:
-            try:
-                chunk = self._raw.recv(options.read_size)
-            except BlockingIOError:
+            chunk = self._recv_nowait(options.read_size)
+            if chunk is None:
                 if self._park(_WAIT_READ, deadline) == _TIMEOUT:
                     self._reject(HandshakeError(408, "handshake timed out"))
                     return None
@@ -527,8 +549,6 @@ class Connection:
                     self._reject(HandshakeError(503, self._abort_reason[1] or "server shutting down"))
                     return None
                 continue
-            except OSError:
-                return None
             if not chunk:
                 return None
             buffer += chunk

@@ -8,6 +8,7 @@ mailbox holds, wait up to a timeout, then drop the rest.
 
 from __future__ import annotations
 
+import _socket
 import logging
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,21 @@ from .protocol.handshake import DEFAULT_MAX_HEADER_BYTES, Request, Response, err
 __all__ = ["Server"]
 
 log = logging.getLogger("websock_actors")
+
+
+class _Acceptor(StreamServer):
+    """A StreamServer that hands the handler a plain socket; the connection actor closes it."""
+
+    def do_read(self) -> tuple[_socket.socket, Any] | None:  # type: ignore[override]
+        listener: Any = self.socket
+        try:
+            fd, address = listener._accept()
+        except BlockingIOError:
+            return None
+        return _socket.socket(fileno=fd), address
+
+    def do_close(self, sock: _socket.socket, *args: Any) -> None:
+        sock.close()  # a no-op once the actor closed it; closes it if the actor never ran
 
 
 class Server:
@@ -82,6 +98,8 @@ class Server:
         self._sweeper: gevent.Greenlet[Any, Any] | None = None
         self._stopping = False
         self._stopped = gevent.event.Event()
+        # One read buffer for all this server's connections (they share one hub).
+        self._recv_buffer = memoryview(bytearray(self.options.read_size))
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -90,7 +108,7 @@ class Server:
         """The bound (host, port), valid once started."""
         if self._stream is None:
             return self.host, self.port
-        return str(self._stream.server_host), int(self._stream.server_port)
+        return str(self._stream.server_host), int(self._stream.server_port or 0)
 
     def start(self) -> None:
         """Bind, listen and start accepting in the background of the current hub."""
@@ -100,7 +118,7 @@ class Server:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, self.port))
         listener.listen(self._backlog)
-        self._stream = StreamServer(listener, self._handle)
+        self._stream = _Acceptor(listener, self._handle)
         self._stream.start()
         if self.ping_interval:
             self._sweeper = gevent.spawn(self._keepalive_loop)
@@ -130,12 +148,13 @@ class Server:
                 conn.close(CloseCode.GOING_AWAY, "server shutting down")
             elif not conn.established:
                 conn.abort(CloseCode.GOING_AWAY, "server shutting down")
-        pending = [conn for conn in list(self._actors)]
-        done = gevent.wait([c._done for c in pending], timeout=timeout)
-        if len(done) < len(pending):
-            for conn in list(self._actors):
-                conn.abort(CloseCode.GOING_AWAY, "server shutting down")
-            gevent.wait([c._done for c in list(self._actors)], timeout=1.0)
+        deadline = gevent.get_hub().loop.now() + timeout
+        for conn in list(self._actors):
+            conn.wait_closed(max(0.0, deadline - gevent.get_hub().loop.now()))
+        for conn in list(self._actors):
+            conn.abort(CloseCode.GOING_AWAY, "server shutting down")
+        for conn in list(self._actors):
+            conn.wait_closed(1.0)
         self._stopped.set()
 
     # -- connections ---------------------------------------------------------------
@@ -145,7 +164,15 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        conn = Connection(sock, address, self.app, self.options, on_open=self._admit, on_finish=self._forget)
+        conn = Connection(
+            sock,
+            address,
+            self.app,
+            self.options,
+            on_open=self._admit,
+            on_finish=self._forget,
+            recv_buffer=self._recv_buffer,
+        )
         self._actors.add(conn)
         conn.run()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 from enum import Enum
-from typing import Union
 
 from ..errors import CloseCode, ProtocolError
 from .frames import Frame, FrameParser, Opcode, encode_frame
@@ -93,9 +92,15 @@ class ConnectionLost:
     reason: str = ""
 
 
-Event = Union[
-    TextMessage, BinaryMessage, PingReceived, PongReceived, CloseReceived, ProtocolFailure, ConnectionLost
-]
+Event = (
+    TextMessage
+    | BinaryMessage
+    | PingReceived
+    | PongReceived
+    | CloseReceived
+    | ProtocolFailure
+    | ConnectionLost
+)
 
 
 def is_valid_close_code(code: int) -> bool:
@@ -124,6 +129,23 @@ def _truncate_reason(reason: str) -> str:
 
 class WebSocketConnection:
     """One WebSocket connection's protocol state, for either role."""
+
+    __slots__ = (
+        "_decoder",
+        "_fragment_opcode",
+        "_fragment_size",
+        "_fragments",
+        "_mask",
+        "_outgoing",
+        "_parser",
+        "_text_parts",
+        "close_received",
+        "close_sent",
+        "max_fragments",
+        "max_message_size",
+        "role",
+        "state",
+    )
 
     def __init__(
         self,
@@ -163,8 +185,8 @@ class WebSocketConnection:
                 event = self._handle_frame(frame)
                 if event is not None:
                     events.append(event)
-                    if self.state is ConnectionState.CLOSED:
-                        break
+                    if type(event) is CloseReceived:
+                        break  # nothing after the peer's close frame counts
         except ProtocolError as exc:
             events.append(self._fail(exc.code, exc.reason))
         return events
@@ -179,7 +201,9 @@ class WebSocketConnection:
                     try:
                         return TextMessage(frame.payload.decode("utf-8"))
                     except UnicodeDecodeError:
-                        raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_DATA) from None
+                        raise ProtocolError(
+                            "invalid UTF-8 in a text message", CloseCode.INVALID_DATA
+                        ) from None
                 return BinaryMessage(frame.payload)
             self._start_fragmented(opcode, frame.payload)
             return None
@@ -271,6 +295,11 @@ class WebSocketConnection:
         self._fragments = []
         self._text_parts = []
         return ProtocolFailure(code, reason)
+
+    @property
+    def bytes_wanted(self) -> int:
+        """Bytes still missing from a partly received frame: a hint for the next read size."""
+        return self._parser.wanted
 
     def data_to_send(self) -> list[bytes]:
         """Frames the protocol itself owes the peer (pongs, close replies); empties the queue."""

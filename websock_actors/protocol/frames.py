@@ -57,10 +57,10 @@ def _apply_mask_int(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
 def _load_apply_mask() -> Callable[[bytes | bytearray | memoryview, bytes], bytes]:
     """The compiled XOR of `websockets` when installed (tens of GB/s), else pure Python."""
     try:
-        from websockets.speedups import apply_mask as compiled  # type: ignore[import-not-found,unused-ignore]
+        from websockets.speedups import apply_mask as compiled
     except ImportError:  # pragma: no cover - depends on the installation
         return _apply_mask_int
-    return compiled  # type: ignore[no-any-return]
+    return compiled
 
 
 apply_mask = _load_apply_mask()
@@ -130,6 +130,11 @@ class FrameParser:
         """Bytes held back, waiting for the rest of a frame."""
         return self._have
 
+    @property
+    def wanted(self) -> int:
+        """Bytes still missing to complete the frame being received (0 when none is)."""
+        return self._need - self._have if self._have else 0
+
     def feed(self, data: bytes) -> Iterator[Frame]:
         """Yield every complete frame out of the buffered bytes plus `data`.
 
@@ -168,10 +173,7 @@ class FrameParser:
                 header_end += 8
             self._check_header(first, second, length)
             masked = second & 0x80
-            if masked:
-                payload_start = header_end + 4
-            else:
-                payload_start = header_end
+            payload_start = header_end + 4 if masked else header_end
             payload_end = payload_start + length
             if payload_end > end:
                 need = payload_end - pos
@@ -214,6 +216,8 @@ class FrameParser:
                 raise ProtocolError("control frame payload over 125 bytes")
             if first & 0x40:
                 raise ProtocolError("RSV1 set on a control frame")
+        elif length > 0x7FFFFFFFFFFFFFFF:
+            raise ProtocolError("64-bit payload length with the most significant bit set")
         elif self.max_frame_size is not None and length > self.max_frame_size:
             raise ProtocolError(
                 f"frame of {length} bytes over the limit of {self.max_frame_size}",

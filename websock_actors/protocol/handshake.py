@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -26,11 +27,11 @@ __all__ = [
     "build_request",
     "build_response",
     "error_response",
-    "render_response",
     "generate_key",
     "header_tokens",
     "parse_request",
     "parse_response",
+    "render_response",
     "validate_request",
     "validate_response",
 ]
@@ -38,6 +39,8 @@ __all__ = [
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 _MAX_HEADERS = 128
+# A header name is an RFC 9110 token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class Headers:
@@ -122,7 +125,7 @@ def _parse_header_lines(lines: list[bytes]) -> Headers:
         except UnicodeDecodeError:
             raise HandshakeError(400, "non-ASCII bytes in a header line") from None
         name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or " " in name:
+        if not sep or not _TOKEN.fullmatch(name):
             raise HandshakeError(400, f"malformed header line {line[:64]!r}")
         items.append((name, value.strip(" \t")))
     return Headers(items)
@@ -265,7 +268,9 @@ def parse_response(
     head, rest = split
     lines = head.split(b"\r\n")
     parts = lines[0].decode("latin-1").split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    # isascii: str.isdigit() also accepts "²" and other digits that int() refuses.
+    status_ok = len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit()
+    if not status_ok or not parts[0].startswith("HTTP/1."):
         raise HandshakeError(502, "malformed status line")
     return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", _parse_header_lines(lines[1:])), rest
 

@@ -1,0 +1,1 @@
+"""Pure tests of the sans-I/O protocol core (no sockets, no gevent)."""

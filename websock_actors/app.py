@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import HandshakeError
-
 from .protocol.handshake import Request, Response
 
 if TYPE_CHECKING:

@@ -18,7 +18,9 @@ __all__ = ["load_app", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="websock-actors", description="Actor-model WebSocket server on gevent.")
+    parser = argparse.ArgumentParser(
+        prog="websock-actors", description="Actor-model WebSocket server on gevent."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve an application")
     run.add_argument("app", metavar="MODULE:ATTR", help="the application, e.g. examples.echo:app")

@@ -140,7 +140,7 @@ class Connection:
 
     def __init__(
         self,
-        sock: Any,
+        sock: _socket.socket,
         address: Any,
         app: Application,
         options: ConnectionOptions,
@@ -396,8 +396,9 @@ class Connection:
 
         With a `recv_buffer` (one per server, shared by its connections: only one greenlet
         of a hub runs at a time), bytes are read into it and copied out at their size, so
-        no 64 KiB block is allocated and shrunk per read. Waiting happens outside any `except` block: a greenlet parked inside one keeps the
-        exception and its traceback alive, which costs memory per idle connection.
+        no 64 KiB block is allocated and shrunk per read. Waiting happens outside any
+        `except` block: a greenlet parked inside one keeps the exception and its traceback
+        alive, which costs memory per idle connection.
         """
         buffer = self._recv_buffer
         try:

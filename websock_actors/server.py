@@ -114,7 +114,8 @@ class Server:
         """Bind, listen and start accepting in the background of the current hub."""
         if self._stream is not None:
             return
-        listener = gevent.socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = gevent.socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, self.port))
         listener.listen(self._backlog)

@@ -168,7 +168,7 @@ class Connection:
         self._recv_buffer = recv_buffer
         self._fd = self._raw.fileno()
         self._hub = get_hub()
-        self._greenlet: gevent.Greenlet[Any, Any] | None = None
+        self._greenlet: Any = None  # the actor's greenlet, once it runs
         self._protocol: WebSocketConnection | None = None
         self._outbox: list[_MailItem] = []
         self._queued = 0
@@ -247,13 +247,6 @@ class Connection:
         if gevent.getcurrent() is not self._greenlet:
             self._wake(force=True)
 
-    def wait_closed(self, timeout: float | None = None) -> bool:
-        """Block the calling greenlet until the actor has finished; False on timeout."""
-        if self._greenlet is None:
-            return self._finished
-        self._greenlet.join(timeout)
-        return self._finished
-
     def _enqueue(self, item: _MailItem, size: int | None = None) -> bool:
         size = len(item) if size is None else size  # type: ignore[arg-type]
         if self._queued and self._queued + size > self.options.max_queue_bytes:
@@ -288,7 +281,7 @@ class Connection:
 
     def run(self) -> None:
         """The actor's body: handshake, message loop, close. Runs in its own greenlet."""
-        self._greenlet = gevent.getcurrent()  # type: ignore[assignment]
+        self._greenlet = gevent.getcurrent()
         self._read_watcher = self._hub.loop.io(self._fd, 1)
         code: int = CloseCode.ABNORMAL
         reason = ""

@@ -18,6 +18,7 @@ import gevent
 import gevent.event
 import gevent.socket
 from gevent.server import StreamServer
+from greenlet import greenlet
 
 from .app import Application
 from .connection import Connection, ConnectionOptions, OverflowPolicy, encode_broadcast
@@ -31,7 +32,9 @@ log = logging.getLogger("websock_actors")
 
 
 class _Acceptor(StreamServer):
-    """A StreamServer that hands the handler a plain socket; the connection actor closes it."""
+    """A StreamServer that hands a plain socket to a plain greenlet; the actor closes it."""
+
+    loop_hub: Any = None
 
     def do_read(self) -> tuple[_socket.socket, Any] | None:  # type: ignore[override]
         listener: Any = self.socket
@@ -41,8 +44,10 @@ class _Acceptor(StreamServer):
             return None
         return _socket.socket(fileno=fd), address
 
-    def do_close(self, sock: _socket.socket, *args: Any) -> None:
-        sock.close()  # a no-op once the actor closed it; closes it if the actor never ran
+    def do_handle(self, sock: _socket.socket, address: Any) -> None:
+        """Start the connection's actor in a plain greenlet: lighter than a gevent Greenlet."""
+        actor = greenlet(self.handle, parent=self.loop_hub)
+        self.loop_hub.loop.run_callback(actor.switch, sock, address)
 
 
 class Server:
@@ -98,6 +103,7 @@ class Server:
         self._sweeper: gevent.Greenlet[Any, Any] | None = None
         self._stopping = False
         self._stopped = gevent.event.Event()
+        self._all_gone = gevent.event.Event()  # set whenever no connection is left
         # One read buffer for all this server's connections (they share one hub).
         self._recv_buffer = memoryview(bytearray(self.options.read_size))
 
@@ -120,6 +126,7 @@ class Server:
         listener.bind((self.host, self.port))
         listener.listen(self._backlog)
         self._stream = _Acceptor(listener, self._handle)
+        self._stream.loop_hub = gevent.get_hub()
         self._stream.start()
         if self.ping_interval:
             self._sweeper = gevent.spawn(self._keepalive_loop)
@@ -149,18 +156,17 @@ class Server:
                 conn.close(CloseCode.GOING_AWAY, "server shutting down")
             elif not conn.established:
                 conn.abort(CloseCode.GOING_AWAY, "server shutting down")
-        deadline = gevent.get_hub().loop.now() + timeout
-        for conn in list(self._actors):
-            conn.wait_closed(max(0.0, deadline - gevent.get_hub().loop.now()))
-        for conn in list(self._actors):
-            conn.abort(CloseCode.GOING_AWAY, "server shutting down")
-        for conn in list(self._actors):
-            conn.wait_closed(1.0)
+        if self._actors:
+            self._all_gone.clear()
+            if not self._all_gone.wait(timeout):
+                for conn in list(self._actors):
+                    conn.abort(CloseCode.GOING_AWAY, "server shutting down")
+                self._all_gone.wait(1.0)
         self._stopped.set()
 
     # -- connections ---------------------------------------------------------------
 
-    def _handle(self, sock: Any, address: Any) -> None:
+    def _handle(self, sock: _socket.socket, address: Any) -> None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -194,6 +200,8 @@ class Server:
     def _forget(self, conn: Connection) -> None:
         self._actors.discard(conn)
         self.connections.pop(conn.id, None)
+        if not self._actors:
+            self._all_gone.set()
 
     def broadcast(self, message: str | bytes, connections: Iterable[Connection] | None = None) -> int:
         """Send one message to many connections, encoding the frame once; returns how many took it."""

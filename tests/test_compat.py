@@ -293,3 +293,54 @@ def test_debug_does_not_touch_root_logger_or_write_a_log_file(tmp_path, monkeypa
     assert not (tmp_path / "ws.log").exists()
     assert logging.getLogger("websock_actors").level == logging.DEBUG
     logging.getLogger("websock_actors").setLevel(logging.NOTSET)
+
+
+def test_serve_once_returns_after_one_client() -> None:
+    opened: queue.Queue[Client] = queue.Queue()
+    server = WebSocketServer("127.0.0.1", 0, on_connection_open=opened.put)
+    started = threading.Event()
+    returned = threading.Event()
+    hub: dict[str, Any] = {}
+
+    def run() -> None:
+        server._ensure_started()
+        hub["hub"] = gevent.get_hub()
+        started.set()
+        server.serve_once()
+        returned.set()
+        server.close_server()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(5)
+    with connect(f"ws://127.0.0.1:{server.port}/") as ws:
+        opened.get(timeout=5)
+        assert not returned.is_set()
+        ws.send("bye")
+    assert returned.wait(5)
+    thread.join(5)
+
+
+def test_send_all_is_not_held_up_by_a_client_that_never_reads(compat) -> None:
+    holder: dict[str, CompatThread] = {}
+    opened: queue.Queue[Client] = queue.Queue()
+
+    def on_data(client: Client, data: str | bytes) -> None:
+        # 40 x 64 KiB: more than the stalled client's socket buffers take, less than a mailbox holds
+        for _ in range(40):
+            holder["s"].server.send_all(client, "x" * 65536)
+        holder["s"].server.send_all(client, "done")
+
+    server = compat(on_data_receive=on_data, on_connection_open=opened.put)
+    holder["s"] = server
+    with socket.create_connection(("127.0.0.1", server.server.port), timeout=5) as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(upgrade_request())
+        assert stalled.recv(4096).startswith(b"HTTP/1.1 101")
+        with connect(server.url, max_size=None) as reader, connect(server.url) as sender:
+            for _ in range(3):
+                opened.get(timeout=5)
+            sender.send("go")
+            received = [reader.recv(timeout=10) for _ in range(41)]
+            assert received[-1] == "done"
+            assert all(len(m) == 65536 for m in received[:-1])

@@ -87,7 +87,7 @@ class ServerThread:
         return value  # type: ignore[no-any-return]
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.server is not None and self._thread.is_alive():
+        if self.server is not None and self._thread.is_alive() and not self.server.stopped:
             self.call(self.server.stop, timeout, timeout=timeout + 10)
         self._thread.join(10)
 

@@ -180,6 +180,7 @@ class Connection:
         self._waiter: Waiter[int] = Waiter(self._hub)
         self._read_watcher: Any = None
         self._abort_reason: tuple[int, str] | None = None
+        self._write_pending = False  # a write is blocked part-way through a frame
         # Keepalive bookkeeping, read by the server's sweeper.
         self.recv_count = 0
         self.keepalive_seen = 0
@@ -464,6 +465,7 @@ class Connection:
             return
         view = memoryview(data)[sent:]
         watcher = self._hub.loop.io(self._fd, 2)
+        self._write_pending = True
         try:
             while view:
                 try:
@@ -476,6 +478,7 @@ class Connection:
                 self._park(_WAIT_WRITE, None, watcher)
                 if self._abort_reason is not None:
                     raise _Abort(*self._abort_reason)
+            self._write_pending = False
         finally:
             watcher.close()
 
@@ -504,6 +507,8 @@ class Connection:
         protocol = self._protocol
         if protocol is None or protocol.close_sent or code in (CloseCode.ABNORMAL, CloseCode.NO_STATUS):
             return
+        if self._write_pending:
+            return  # a frame is half sent: a close frame now would land inside it
         try:
             self._raw.send(protocol.send_close(code, reason))
         except OSError:
@@ -521,7 +526,7 @@ class Connection:
         while True:
             received = self._recv_nowait(65536)
             if received is None:
-                if self._park(_WAIT_READ, deadline) == _TIMEOUT:
+                if self._park(_WAIT_READ, deadline) == _TIMEOUT or self._abort_reason is not None:
                     return
             elif not received:
                 return
@@ -556,17 +561,23 @@ class Connection:
         request, rest = parsed
         self.request = request
         try:
-            answer = self._on_open(self) if self._on_open is not None else None
+            answer = self.app.handle_request(request)
             if answer is None:
-                answer = self.app.handle_request(request)
-            if answer is not None:
-                self._respond(answer)
-                return None
-            key = validate_request(request)
-            self._check_origin(request)
-            self.subprotocol = self._choose_subprotocol(request)
+                key = validate_request(request)
+                self._check_origin(request)
+                self.subprotocol = self._choose_subprotocol(request)
+                # Admission comes last: the server counts an admitted connection against
+                # its capacity, so nothing may refuse it after this.
+                answer = self._on_open(self) if self._on_open is not None else None
         except HandshakeError as exc:
             self._reject(exc)
+            return None
+        except Exception:
+            # A bug in a request hook: answer 500 rather than drop the connection unanswered.
+            log.exception("%r: request hook failed", self)
+            answer = error_response(500, "internal server error")
+        if answer is not None:
+            self._respond(answer)
             return None
         self._protocol = WebSocketConnection(
             Role.SERVER, max_message_size=options.max_message_size, max_fragments=options.max_fragments

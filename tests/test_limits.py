@@ -1,0 +1,340 @@
+"""Limits and liveness over real sockets: message size and fragment count, keepalive pings,
+and a slow reader that must neither stall the other connections nor grow without bound."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+
+import gevent
+import pytest
+from websockets.exceptions import ConnectionClosedError
+from websockets.sync.client import connect
+
+from websock_actors import Connection, WebSocketApp
+
+from .rawws import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient, close_code
+
+
+class EchoApp(WebSocketApp):
+    """Echo; record every close code; `closed` is set on each close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closes: list[tuple[int, str]] = []
+        self.closed = threading.Event()
+        self.conns: list[Connection] = []
+
+        @self.on_connect
+        def connected(conn: Connection) -> None:
+            self.conns.append(conn)
+
+        @self.on_message
+        def echo(conn: Connection, message: str | bytes) -> None:
+            conn.send(message)
+
+        @self.on_close
+        def closed(conn: Connection, code: int, reason: str) -> None:
+            self.closes.append((code, reason))
+            self.closed.set()
+
+
+# -- message size and fragments ---------------------------------------------------------
+
+
+def test_message_over_max_message_size_closes_with_1009(serve):
+    app = EchoApp()
+    server = serve(app, max_message_size=1024)
+    with connect(server.url, compression=None) as ws:
+        ws.send("a" * 1024)  # exactly at the limit: fine
+        assert ws.recv(timeout=5) == "a" * 1024
+        ws.send(b"b" * 1025)
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1009
+    assert app.closed.wait(5)
+    assert app.closes[0][0] == 1009
+
+
+def test_fragmented_message_over_max_message_size_closes_with_1009(serve):
+    app = EchoApp()
+    server = serve(app, max_message_size=1024)
+    with connect(server.url, compression=None) as ws:
+        ws.send(["x" * 256 for _ in range(4)])  # 1024 in four fragments: fine
+        assert ws.recv(timeout=5) == "x" * 1024
+        ws.send([b"y" * 300 for _ in range(4)])  # each fragment small, the sum too large
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1009
+
+
+def test_oversized_frame_header_refused_before_payload(serve):
+    """A frame announcing 10 MB is refused from its header: no need to send the payload."""
+    server = serve(EchoApp(), max_message_size=1 << 20)
+    with RawClient(server.port) as client:
+        client.sock.sendall(struct.pack("!BBQ", 0x82, 0xFF, 10_000_000) + b"\x00\x00\x00\x00")
+        op, payload = client.recv_frame()
+        assert op == CLOSE
+        assert close_code(payload) == 1009
+        client.expect_eof()
+
+
+def test_max_fragments_closes_with_1009(serve):
+    app = EchoApp()
+    server = serve(app, max_fragments=3)
+    with RawClient(server.port) as client:
+        client.send_frame(TEXT, b"a", fin=False)
+        client.send_frame(CONTINUATION, b"b", fin=False)
+        client.send_frame(CONTINUATION, b"c", fin=True)
+        assert client.recv_frame() == (TEXT, b"abc")
+        client.send_frame(BINARY, b"1", fin=False)
+        client.send_frame(PING, b"between")  # control frames do not count
+        client.send_frame(CONTINUATION, b"2", fin=False)
+        client.send_frame(CONTINUATION, b"", fin=True)
+        assert client.recv_frame() == (PONG, b"between")
+        assert client.recv_frame() == (BINARY, b"12")
+        for i, chunk in enumerate((b"w", b"x", b"y", b"z")):
+            client.send_frame(CONTINUATION if i else TEXT, chunk, fin=False)
+        op, payload = client.recv_frame()
+        assert op == CLOSE
+        assert close_code(payload) == 1009
+        client.expect_eof()
+    assert app.closed.wait(5)
+    assert app.closes[0][0] == 1009
+    # The websockets client ends a fragmented message with an empty final frame: two
+    # chunks make three frames, three chunks make four.
+    with connect(server.url, compression=None) as ws:
+        ws.send(["a", "b"])
+        assert ws.recv(timeout=5) == "ab"
+        ws.send(["a", "b", "c"])
+        with pytest.raises(ConnectionClosedError) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1009
+
+
+# -- keepalive ----------------------------------------------------------------------------
+
+
+def test_keepalive_closes_peer_that_never_answers_pings(serve):
+    app = EchoApp()
+    server = serve(app, ping_interval=0.2, ping_timeout=0.3)
+    with RawClient(server.port, timeout=3.0) as client:
+        # Each read must complete within the socket timeout: a bounded time overall.
+        op, payload = client.recv_frame()
+        assert (op, payload) == (PING, b"keepalive")
+        op, payload = client.recv_frame()
+        assert op == CLOSE
+        assert close_code(payload) == 1011
+        client.expect_eof()
+    assert app.closed.wait(5)
+    assert app.closes[0][0] == 1011
+
+
+def test_keepalive_spares_peer_that_answers_pings(serve):
+    app = EchoApp()
+    server = serve(app, ping_interval=0.2, ping_timeout=0.3)
+    with RawClient(server.port, timeout=3.0) as client:
+        for _ in range(4):
+            op, payload = client.recv_frame()
+            assert op == PING
+            client.send_frame(PONG, payload)
+        client.send_text("alive")
+        assert client.recv_until(TEXT) == b"alive"
+        assert server.call(lambda: app.conns[0].open)
+        assert app.closes == []
+
+
+class _PingCounter(logging.Handler):
+    def __init__(self, wanted: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+        self.wanted = wanted
+        self.done = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("< PING"):
+            self.count += 1
+            if self.count >= self.wanted:
+                self.done.set()
+
+
+def test_keepalive_keeps_a_responsive_websockets_client_open(serve):
+    app = EchoApp()
+    server = serve(app, ping_interval=0.2, ping_timeout=0.3)
+    counter = _PingCounter(wanted=4)
+    logger = logging.getLogger("tests.keepalive.client")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(counter)
+    try:
+        with connect(server.url, compression=None, ping_interval=None, logger=logger) as ws:
+            # Four server pings, each answered by the client's automatic pong.
+            assert counter.done.wait(10), f"only {counter.count} pings arrived"
+            ws.send("still open")
+            assert ws.recv(timeout=5) == "still open"
+            assert server.call(lambda: app.conns[0].open)
+    finally:
+        logger.removeHandler(counter)
+    assert app.closed.wait(5)
+    assert app.closes[0][0] == 1000
+
+
+# -- a slow reader --------------------------------------------------------------------------
+
+
+class FloodApp(WebSocketApp):
+    """On "flood", a greenlet pushes 64 KiB binary messages to that connection until it is
+    closed or `stop` is set; other messages are echoed."""
+
+    CHUNK = b"z" * 65536
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stop = threading.Event()
+        self.blocked = threading.Event()  # the flood hit the queue limit
+        self.done = threading.Event()
+        self.closed = threading.Event()
+        self.slow: Connection | None = None
+        self.attempts = 0
+        self.slow_close: tuple[int, str] | None = None
+
+        @self.on_message
+        def handle(conn: Connection, message: str | bytes) -> None:
+            if message == "flood":
+                self.slow = conn
+                gevent.spawn(self._flood, conn)
+            else:
+                conn.send(message)
+
+        @self.on_close
+        def closed(conn: Connection, code: int, reason: str) -> None:
+            if conn is self.slow:
+                self.slow_close = (code, reason)
+                self.closed.set()
+
+    def _flood(self, conn: Connection) -> None:
+        try:
+            while conn.open and not self.stop.is_set() and self.attempts < 20_000:
+                conn.send(self.CHUNK)
+                self.attempts += 1
+                if conn.dropped or not conn.open:
+                    self.blocked.set()
+                gevent.sleep(0.001)
+        finally:
+            self.blocked.set()
+            self.done.set()
+
+
+def _echo_round_trips(ws, n: int) -> None:
+    for i in range(n):
+        ws.send(f"ping {i}")
+        assert ws.recv(timeout=3) == f"ping {i}"
+
+
+@pytest.mark.timeout(60)
+def test_slow_reader_with_overflow_close_is_closed_with_1013(serve):
+    app = FloodApp()
+    server = serve(app, max_queue_bytes=256 * 1024, overflow="close")
+    with connect(server.url, compression=None) as fast, RawClient(server.port, rcvbuf=32768) as slow:
+        _echo_round_trips(fast, 3)
+        slow.send_text("flood")  # and then read nothing for a while
+        assert app.blocked.wait(20)
+        _echo_round_trips(fast, 20)
+        assert app.closed.wait(10)
+        assert app.slow_close is not None
+        assert app.slow_close[0] == 1013
+        assert app.attempts < 20_000  # closed because the queue filled, not because the flood ended
+        # The slow client gets what was written before the abort, then the end of the stream.
+        slow.settimeout(10)
+        stream = slow._buffer + _read_all(slow)
+        codes = [close_code(p) for op, p in _frames(stream) if op == CLOSE]
+        assert codes in ([], [1013])  # the close frame is best effort: the send buffer was full
+        _echo_round_trips(fast, 3)
+
+
+@pytest.mark.timeout(60)
+def test_slow_reader_with_overflow_drop_stays_open(serve):
+    app = FloodApp()
+    server = serve(app, max_queue_bytes=256 * 1024, overflow="drop")
+    with connect(server.url, compression=None) as fast, RawClient(server.port, rcvbuf=32768) as slow:
+        slow.send_text("flood")
+        assert app.blocked.wait(20)
+        # The flood goes on (dropping) while the other connection's round trips complete.
+        _echo_round_trips(fast, 30)
+        app.stop.set()
+        assert app.done.wait(10)
+        slow_conn = app.slow
+        assert slow_conn is not None
+        is_open, dropped = server.call(lambda: (slow_conn.open, slow_conn.dropped))
+        assert is_open
+        assert dropped > 0
+        # Reading again, the slow client gets every message that was not dropped, whole and
+        # in order; then the connection still works both ways.
+        slow.settimeout(10)
+        for _ in range(app.attempts - dropped):
+            assert slow.recv_frame() == (BINARY, FloodApp.CHUNK)
+        slow.send_text("marker")
+        assert slow.recv_frame() == (TEXT, b"marker")
+        assert server.call(lambda: slow_conn.dropped) == dropped
+        assert not app.closed.is_set()
+
+
+def test_burst_over_queue_limit_inside_handler_closes_with_1013(serve):
+    """A handler that queues more than max_queue_bytes at once overflows its own mailbox."""
+    app = WebSocketApp()
+
+    @app.on_message
+    def burst(conn: Connection, message: str | bytes) -> None:
+        for _ in range(10):
+            conn.send(b"q" * 65536)
+
+    server = serve(app, max_queue_bytes=128 * 1024, overflow="close")
+    with connect(server.url, compression=None) as ws:
+        ws.send("go")
+        with pytest.raises(ConnectionClosedError) as info:
+            while True:
+                ws.recv(timeout=5)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == 1013
+
+
+def _read_all(client: RawClient) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = client.sock.recv(1 << 20)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _frames(stream: bytes) -> list[tuple[int, bytes]]:
+    """Parse unmasked frames; a truncated frame at the end is ignored."""
+    frames = []
+    pos = 0
+    while len(stream) - pos >= 2:
+        first, second = stream[pos], stream[pos + 1]
+        n = second & 0x7F
+        head = 2
+        if n == 126:
+            if len(stream) - pos < 4:
+                break
+            (n,) = struct.unpack_from("!H", stream, pos + 2)
+            head = 4
+        elif n == 127:
+            if len(stream) - pos < 10:
+                break
+            (n,) = struct.unpack_from("!Q", stream, pos + 2)
+            head = 10
+        if len(stream) - pos < head + n:
+            break
+        frames.append((first & 0x0F, stream[pos + head : pos + head + n]))
+        pos += head + n
+    return frames

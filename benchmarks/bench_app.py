@@ -1,16 +1,21 @@
 """The benchmark protocol of the side-by-side bench, on websock_actors.
 
 A text message ``broadcast:<payload>`` sends ``<payload>`` to every connected client, the
-sender included (one encoded frame shared by all mailboxes); anything else, text or
-binary, is echoed back unchanged.
+sender included (one encoded frame shared by all mailboxes; members that negotiated
+permessage-deflate share one compressed copy); anything else, text or binary, is echoed
+back unchanged.
 
-    python benchmarks/bench_app.py PORT
+    python benchmarks/bench_app.py PORT [--compression]
     websock-actors run benchmarks.bench_app:app --port PORT --no-patch --ping-interval 0
+
+`--compression` (or WEBSOCK_ACTORS_COMPRESSION=1) accepts permessage-deflate offers with
+the default `DeflateOptions`; it is off otherwise, like every peer of the bench.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -46,8 +51,11 @@ def handle(conn: Connection, message: str | bytes) -> None:
 
 def main() -> None:
     logging.disable(logging.CRITICAL)
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8765
-    server = Server(app, "127.0.0.1", port, ping_interval=None, max_connections=None)
+    args = sys.argv[1:]
+    compression = "--compression" in args or os.environ.get("WEBSOCK_ACTORS_COMPRESSION", "") == "1"
+    ports = [arg for arg in args if not arg.startswith("--")]
+    port = int(ports[0]) if ports else 8765
+    server = Server(app, "127.0.0.1", port, ping_interval=None, max_connections=None, compression=compression)
     gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 2.0))
     server.serve_forever()
 

@@ -25,6 +25,12 @@ F = TypeVar("F", bound=Callable[..., object])
 class Application:
     """Base class: override the hooks you need. Each runs in the connection's own actor."""
 
+    def handle_start(self) -> None:
+        """The server started (in its hub): start what the application needs."""
+
+    def handle_stop(self) -> None:
+        """The server closed every connection: stop what `handle_start` started."""
+
     def handle_request(self, request: Request) -> Response | None:
         """Called before the upgrade: return a `Response` to answer (refuse, or serve a page)."""
         return None

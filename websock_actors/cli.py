@@ -1,4 +1,5 @@
-"""The command line: `websock-actors run MODULE:ATTR --host HOST --port PORT`.
+"""The command line: `websock-actors run MODULE:ATTR --host HOST --port PORT`, and
+`websock-actors schema|asyncapi MODULE:ATTR` to print a typed app's message documents.
 
 `run` applies `gevent.monkey.patch_all()` before it imports the application, so that
 blocking standard-library calls in handlers become cooperative (`--no-patch` turns that
@@ -14,7 +15,11 @@ import os
 import sys
 from typing import Any
 
+from .protocol.deflate import DeflateOptions
+
 __all__ = ["load_app", "main"]
+
+_DEFLATE = DeflateOptions()  # the defaults
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +38,30 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ping-timeout", type=float, default=20.0)
     run.add_argument("--shutdown-timeout", type=float, default=10.0)
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    deflate = run.add_argument_group("permessage-deflate (RFC 7692)")
+    deflate.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="accept permessage-deflate offers (default: off)",
+    )
+    deflate.add_argument(
+        "--compression-threshold",
+        type=int,
+        default=_DEFLATE.threshold,
+        help="send messages shorter than this many bytes uncompressed",
+    )
+    deflate.add_argument("--compression-level", type=int, default=_DEFLATE.level)
+    deflate.add_argument("--compression-window-bits", type=int, default=_DEFLATE.window_bits)
+    deflate.add_argument("--compression-mem-level", type=int, default=_DEFLATE.mem_level)
+    deflate.add_argument(
+        "--compression-context-takeover",
+        action="store_true",
+        help="keep compression context between messages (zlib state per connection)",
+    )
+    for name, what in (("schema", "JSON Schema"), ("asyncapi", "AsyncAPI 3.0 document")):
+        describe = commands.add_parser(name, help=f"print the {what} of a typed app's messages")
+        describe.add_argument("app", metavar="MODULE:ATTR", help="a typed App, e.g. examples.chat:app")
     return parser
 
 
@@ -51,6 +80,21 @@ def load_app(spec: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         raise SystemExit(f"error: {module_name!r} has no attribute {attr!r}") from None
+
+
+def _compression(args: argparse.Namespace) -> DeflateOptions | bool:
+    if not args.compression:
+        return False
+    try:
+        return DeflateOptions(
+            threshold=args.compression_threshold,
+            level=args.compression_level,
+            window_bits=args.compression_window_bits,
+            mem_level=args.compression_mem_level,
+            context_takeover=args.compression_context_takeover,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -77,6 +121,7 @@ def _run(args: argparse.Namespace) -> int:
         max_message_size=args.max_message_size,
         ping_interval=args.ping_interval or None,
         ping_timeout=args.ping_timeout or None,
+        compression=_compression(args),
     )
 
     def shutdown() -> None:
@@ -92,11 +137,25 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(args: argparse.Namespace) -> int:
+    """Print the app's JSON Schema or AsyncAPI document (no patching: nothing is served)."""
+    import json
+
+    from .typed_app import App
+
+    app = load_app(args.app)
+    if not isinstance(app, App):
+        raise SystemExit(f"error: {args.app} is not a typed websock_actors.App")
+    document = app.json_schema() if args.command == "schema" else app.asyncapi()
+    print(json.dumps(document, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
-    return 2  # pragma: no cover - argparse rejects other commands
+    return _describe(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,6 +38,14 @@ from .protocol.connection import (
     WebSocketConnection,
     close_payload,
 )
+from .protocol.deflate import (
+    CompressorPool,
+    DeflateOptions,
+    DeflateParameters,
+    MessageCompressor,
+    PerMessageDeflate,
+    server_negotiate,
+)
 from .protocol.frames import Opcode, encode_frame
 from .protocol.handshake import (
     DEFAULT_MAX_HEADER_BYTES,
@@ -54,7 +62,7 @@ from .protocol.handshake import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["Connection", "ConnectionOptions", "OverflowPolicy"]
+__all__ = ["BroadcastFrame", "Connection", "ConnectionOptions", "OverflowPolicy", "encode_broadcast"]
 
 log = logging.getLogger("websock_actors")
 
@@ -88,6 +96,7 @@ class ConnectionOptions:
     origins: Sequence[str | None] | None = None
     subprotocols: Sequence[str] = ()
     read_size: int = 65536
+    compression: DeflateOptions | None = None  # permessage-deflate, when not None
 
 
 class _Abort(Exception):
@@ -148,6 +157,7 @@ class Connection:
         on_open: Callable[[Connection], Response | None] | None = None,
         on_finish: Callable[[Connection], None] | None = None,
         recv_buffer: memoryview | None = None,
+        compressors: CompressorPool | None = None,
     ) -> None:
         self.id = next(_ids)
         self.address = address
@@ -166,6 +176,12 @@ class Connection:
         self._raw = sock
         self._raw.setblocking(False)
         self._recv_buffer = recv_buffer
+        # permessage-deflate: the server's shared compressors; the one this connection
+        # compresses broadcasts with (no context takeover); whether `send` in the actor
+        # may encode at once (not when compression keeps context: mailbox order decides).
+        self._compressors = compressors
+        self._broadcast_compressor: MessageCompressor | None = None
+        self._encode_now = True
         self._fd = self._raw.fileno()
         self._hub = get_hub()
         self._greenlet: Any = None  # the actor's greenlet, once it runs
@@ -206,7 +222,7 @@ class Connection:
         """Queue a text (`str`) or binary (bytes-like) message; never blocks."""
         if not self.open:
             raise ConnectionClosed(self.close_code or CloseCode.ABNORMAL, self.close_reason)
-        if gevent.getcurrent() is self._greenlet:
+        if gevent.getcurrent() is self._greenlet and self._encode_now:
             assert self._protocol is not None
             self._enqueue(self._protocol.send_message(message))
         elif isinstance(message, str):
@@ -218,10 +234,14 @@ class Connection:
         """Queue an already encoded frame (a broadcast encodes once for every member).
 
         Returns False instead of raising when the connection no longer takes data, so
-        a fan-out loop never stops on one member.
+        a fan-out loop never stops on one member. A `BroadcastFrame` goes out compressed
+        to a connection that negotiated permessage-deflate without context takeover
+        (compressed once for all such members).
         """
         if not self.open:
             return False
+        if type(frame) is BroadcastFrame and self._broadcast_compressor is not None:
+            frame = frame.compressed(self._broadcast_compressor)
         return self._enqueue(frame)
 
     def ping(self, payload: bytes = b"") -> None:
@@ -251,7 +271,11 @@ class Connection:
     def _enqueue(self, item: _MailItem, size: int | None = None) -> bool:
         size = len(item) if size is None else size  # type: ignore[arg-type]
         if self._queued and self._queued + size > self.options.max_queue_bytes:
-            return self._overflow()
+            if gevent.getcurrent() is not self._greenlet:
+                return self._overflow()
+            # The actor's own output (a handler's burst) is written now, waiting for the
+            # socket if need be: bounded memory, and backpressure on this connection only.
+            self._flush()
         self._outbox.append(item)
         self._queued += size
         if self._wait_state == _WAIT_READ and not self._wake_scheduled:
@@ -340,6 +364,7 @@ class Connection:
         receive_data = protocol.receive_data
         close_deadline: float | None = None
         data = first_data
+        parked = True
         while True:
             if data:
                 self.recv_count += 1
@@ -374,8 +399,13 @@ class Connection:
                 if self._park(_WAIT_READ, close_deadline) == _TIMEOUT:
                     self._close_transport(drain=False)
                     return CloseCode.ABNORMAL, "close handshake timed out"
+                parked = True
                 continue
             data = received
+            if not parked:
+                # Back-to-back batches from a flooding peer: let other actors run in between.
+                gevent.sleep(0)
+            parked = False
             if not data:
                 # End of stream: let the protocol report it as a lost connection.
                 for event in receive_data(b""):
@@ -438,7 +468,7 @@ class Connection:
         chunks: list[bytes] = []
         for item in items:
             kind = type(item)
-            if kind is bytes:
+            if kind is bytes or kind is BroadcastFrame:
                 chunks.append(item)  # type: ignore[arg-type]
             elif kind is str:
                 chunks.append(protocol.send_text(item))  # type: ignore[arg-type]
@@ -566,6 +596,7 @@ class Connection:
                 key = validate_request(request)
                 self._check_origin(request)
                 self.subprotocol = self._choose_subprotocol(request)
+                compression = self._negotiate_compression(request)
                 # Admission comes last: the server counts an admitted connection against
                 # its capacity, so nothing may refuse it after this.
                 answer = self._on_open(self) if self._on_open is not None else None
@@ -579,11 +610,46 @@ class Connection:
         if answer is not None:
             self._respond(answer)
             return None
+        deflate = None
+        if compression is not None:
+            assert options.compression is not None
+            if self._compressors is None:
+                self._compressors = CompressorPool(options.compression)
+            deflate = PerMessageDeflate(compression, options.compression, server=True, pool=self._compressors)
+            self._broadcast_compressor = deflate.shared
+            self._encode_now = not deflate.local_context_takeover
         self._protocol = WebSocketConnection(
-            Role.SERVER, max_message_size=options.max_message_size, max_fragments=options.max_fragments
+            Role.SERVER,
+            max_message_size=options.max_message_size,
+            max_fragments=options.max_fragments,
+            deflate=deflate,
         )
-        self._write(build_response(key, subprotocol=self.subprotocol))
+        self._write(
+            build_response(
+                key,
+                subprotocol=self.subprotocol,
+                extensions=None if compression is None else compression.header(),
+            )
+        )
         return rest
+
+    @property
+    def compression(self) -> DeflateParameters | None:
+        """The negotiated permessage-deflate parameters, or None when not compressed."""
+        protocol = self._protocol
+        if protocol is None or protocol.deflate is None:
+            return None
+        return protocol.deflate.params
+
+    def _negotiate_compression(self, request: Request) -> DeflateParameters | None:
+        """Accept a permessage-deflate offer, if compression is on and one is acceptable."""
+        options = self.options.compression
+        if options is None:
+            return None
+        accepted, declined = server_negotiate(request.headers.get("Sec-WebSocket-Extensions"), options)
+        for reason in declined:
+            log.info("%r: permessage-deflate offer declined: %s", self, reason)
+        return accepted
 
     def _check_origin(self, request: Request) -> None:
         allowed = self.options.origins
@@ -616,8 +682,37 @@ class Connection:
         self._close_transport(drain=True)
 
 
-def encode_broadcast(message: str | bytes) -> bytes:
-    """Encode a server frame once, to put the same bytes into many mailboxes."""
+class BroadcastFrame(bytes):
+    """An uncompressed server frame, encoded once to go into many mailboxes.
+
+    For connections that compress with a shared `MessageCompressor` (permessage-deflate
+    without context takeover), `compressed` makes the compressed frame once per compressor
+    and keeps it, so every such member gets the same bytes too.
+    """
+
+    _opcode: int
+    _payload_at: int
+    _compressed: dict[MessageCompressor, bytes]
+
+    def compressed(self, compressor: MessageCompressor) -> bytes:
+        """This frame compressed by `compressor` (itself when under its threshold)."""
+        if len(self) - self._payload_at < compressor.threshold:
+            return self
+        frame = self._compressed.get(compressor)
+        if frame is None:
+            payload = compressor.compress(memoryview(self)[self._payload_at :])
+            frame = self._compressed[compressor] = encode_frame(self._opcode, payload, rsv1=True)
+        return frame
+
+
+def encode_broadcast(message: str | bytes) -> BroadcastFrame:
+    """Encode a server frame once, to put the same bytes into many mailboxes (`send_frame`)."""
     if isinstance(message, str):
-        return encode_frame(Opcode.TEXT, message.encode("utf-8"))
-    return encode_frame(Opcode.BINARY, bytes(message))
+        opcode, payload = Opcode.TEXT, message.encode("utf-8")
+    else:
+        opcode, payload = Opcode.BINARY, bytes(message)
+    frame = BroadcastFrame(encode_frame(opcode, payload))
+    frame._opcode = opcode
+    frame._payload_at = len(frame) - len(payload)
+    frame._compressed = {}
+    return frame

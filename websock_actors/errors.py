@@ -5,6 +5,9 @@
     ├── ProtocolError         the peer broke RFC 6455; carries the close code to send
     ├── ConnectionClosed      the connection is closed; carries the close code and reason
     ├── MailboxFull           an actor's bounded mailbox refused a message
+    ├── ActorStopped          the actor is stopped (or down for good): pending asks fail with it
+    ├── MessageError          a handler refuses a message: becomes a typed error reply
+    │   └── InvalidMessage    a frame that does not decode to a registered message
     └── ConfigurationError    the application or server was set up wrongly (found at start-up)
 
 Nothing else escapes the protocol core: any other exception there is a bug.
@@ -15,11 +18,14 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
+    "ActorStopped",
     "CloseCode",
     "ConfigurationError",
     "ConnectionClosed",
     "HandshakeError",
+    "InvalidMessage",
     "MailboxFull",
+    "MessageError",
     "ProtocolError",
     "WebSocketError",
 ]
@@ -80,6 +86,41 @@ class ConnectionClosed(WebSocketError):
 
 class MailboxFull(WebSocketError):
     """A bounded mailbox had no room for one more message."""
+
+
+class ActorStopped(WebSocketError):
+    """The actor no longer runs: a message to it, or an ask pending in its mailbox, fails."""
+
+
+class MessageError(WebSocketError):
+    """Raised by a handler to answer with `{"type": "error", "code": code, "detail": detail}`.
+
+    Not a crash: the handler's actor keeps running and is not restarted.
+    """
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+class InvalidMessage(MessageError):
+    """A frame that is not JSON, has no known `type`, or does not fit its model.
+
+    `errors` is pydantic's error list without the input; `message_id` is the frame's
+    `id` when one could be read, so the error reply can carry it.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        detail: str,
+        errors: list[dict[str, object]] | None = None,
+        message_id: str | int | None = None,
+    ) -> None:
+        super().__init__(code, detail)
+        self.errors = errors or []
+        self.message_id = message_id
 
 
 class ConfigurationError(WebSocketError):

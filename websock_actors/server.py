@@ -24,6 +24,7 @@ from .app import Application
 from .connection import Connection, ConnectionOptions, OverflowPolicy, encode_broadcast
 from .errors import CloseCode, ConfigurationError
 from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from .protocol.deflate import CompressorPool, DeflateOptions
 from .protocol.handshake import DEFAULT_MAX_HEADER_BYTES, Request, Response, error_response
 
 __all__ = ["Server"]
@@ -73,6 +74,7 @@ class Server:
         subprotocols: Sequence[str] = (),
         process_request: Callable[[Request], Response | None] | None = None,
         backlog: int = 1024,
+        compression: bool | DeflateOptions = False,
     ) -> None:
         if overflow not in ("close", "drop"):
             raise ConfigurationError(f"overflow must be 'close' or 'drop', not {overflow!r}")
@@ -95,6 +97,7 @@ class Server:
             overflow=overflow,
             origins=None if origins is None else tuple(origins),
             subprotocols=tuple(subprotocols),
+            compression=_compression_options(compression),
         )
         self.connections: dict[int, Connection] = {}  # admitted connections, by id
         self._actors: set[Connection] = set()  # every connection, handshaking ones too
@@ -106,6 +109,9 @@ class Server:
         self._all_gone = gevent.event.Event()  # set whenever no connection is left
         # One read buffer for all this server's connections (they share one hub).
         self._recv_buffer = memoryview(bytearray(self.options.read_size))
+        # The permessage-deflate compressors shared by this server's connections.
+        deflate = self.options.compression
+        self._compressors = None if deflate is None else CompressorPool(deflate)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -127,6 +133,7 @@ class Server:
         listener.listen(self._backlog)
         self._stream = _Acceptor(listener, self._handle)
         self._stream.loop_hub = gevent.get_hub()
+        self.app.handle_start()
         self._stream.start()
         if self.ping_interval:
             self._sweeper = gevent.spawn(self._keepalive_loop)
@@ -162,6 +169,10 @@ class Server:
                 for conn in list(self._actors):
                     conn.abort(CloseCode.GOING_AWAY, "server shutting down")
                 self._all_gone.wait(1.0)
+        try:
+            self.app.handle_stop()
+        except Exception:
+            log.exception("the application failed to stop")
         self._stopped.set()
 
     # -- connections ---------------------------------------------------------------
@@ -179,6 +190,7 @@ class Server:
             on_open=self._admit,
             on_finish=self._forget,
             recv_buffer=self._recv_buffer,
+            compressors=self._compressors,
         )
         self._actors.add(conn)
         conn.run()
@@ -204,7 +216,10 @@ class Server:
             self._all_gone.set()
 
     def broadcast(self, message: str | bytes, connections: Iterable[Connection] | None = None) -> int:
-        """Send one message to many connections, encoding the frame once; returns how many took it."""
+        """Send one message to many connections, encoding the frame once; returns how many took it.
+
+        Members that compress without context takeover share one compressed frame.
+        """
         frame = encode_broadcast(message)
         targets = self.connections.values() if connections is None else connections
         return sum(1 for conn in list(targets) if conn.send_frame(frame))
@@ -239,3 +254,11 @@ class Server:
         elif now - conn.ping_sent_at >= timeout:
             log.info("%r: no pong within %.1fs, closing", conn, timeout)
             conn.abort(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+
+def _compression_options(compression: bool | DeflateOptions) -> DeflateOptions | None:
+    if isinstance(compression, DeflateOptions):
+        return compression
+    if compression is True or compression is False:
+        return DeflateOptions() if compression else None
+    raise ConfigurationError(f"compression must be a bool or DeflateOptions, not {compression!r}")

@@ -4,6 +4,11 @@
 pongs, the peer's close, a protocol failure). Replies the protocol owes the peer (pongs,
 the close reply, the close frame that fails a connection) collect in `data_to_send()`.
 The `send_*` methods return the bytes of a frame for the caller to write.
+
+With a negotiated permessage-deflate codec (`deflate=`), RSV1 marks the first frame of a
+compressed message; such messages are inflated frame by frame with the maximum message
+size applied to the decompressed bytes, and data messages of `threshold` bytes or more are
+sent compressed. Control frames are never compressed.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..errors import CloseCode, ProtocolError
+from .deflate import PerMessageDeflate
 from .frames import Frame, FrameParser, Opcode, encode_frame
 
 __all__ = [
@@ -132,9 +138,11 @@ class WebSocketConnection:
 
     __slots__ = (
         "_decoder",
+        "_deflate",
         "_fragment_opcode",
         "_fragment_size",
         "_fragments",
+        "_inflating",
         "_mask",
         "_outgoing",
         "_parser",
@@ -153,6 +161,7 @@ class WebSocketConnection:
         *,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_fragments: int | None = None,
+        deflate: PerMessageDeflate | None = None,
     ) -> None:
         self.role = role
         self.max_message_size = max_message_size
@@ -161,7 +170,10 @@ class WebSocketConnection:
         self.close_sent = False
         self.close_received = False
         self._mask = role is Role.CLIENT
-        self._parser = FrameParser(expect_mask=role is Role.SERVER, max_frame_size=max_message_size)
+        self._deflate = deflate
+        self._parser = FrameParser(
+            expect_mask=role is Role.SERVER, max_frame_size=max_message_size, allow_rsv1=deflate is not None
+        )
         self._outgoing: list[bytes] = []
         # The message being reassembled from fragments.
         self._fragment_opcode = 0
@@ -169,6 +181,12 @@ class WebSocketConnection:
         self._fragment_size = 0
         self._decoder: codecs.IncrementalDecoder | None = None
         self._text_parts: list[str] = []
+        self._inflating = False  # the message being reassembled is compressed
+
+    @property
+    def deflate(self) -> PerMessageDeflate | None:
+        """The permessage-deflate codec, when that extension was negotiated."""
+        return self._deflate
 
     # -- receiving -------------------------------------------------------------------
 
@@ -196,6 +214,8 @@ class WebSocketConnection:
         if opcode == Opcode.TEXT or opcode == Opcode.BINARY:
             if self._fragment_opcode:
                 raise ProtocolError("new data frame inside a fragmented message")
+            if frame.rsv1:  # only ever set when permessage-deflate was negotiated
+                return self._start_message(opcode, frame.payload, frame.fin, compressed=True)
             if frame.fin:
                 if opcode == Opcode.TEXT:
                     try:
@@ -205,11 +225,12 @@ class WebSocketConnection:
                             "invalid UTF-8 in a text message", CloseCode.INVALID_DATA
                         ) from None
                 return BinaryMessage(frame.payload)
-            self._start_fragmented(opcode, frame.payload)
-            return None
+            return self._start_message(opcode, frame.payload, False, compressed=False)
         if opcode == Opcode.CONTINUATION:
             if not self._fragment_opcode:
                 raise ProtocolError("continuation frame without a message to continue")
+            if frame.rsv1:
+                raise ProtocolError("RSV1 set on a continuation frame")
             return self._continue_fragmented(frame.payload, frame.fin)
         if opcode == Opcode.PING:
             if not self.close_sent:
@@ -219,14 +240,16 @@ class WebSocketConnection:
             return PongReceived(frame.payload)
         return self._receive_close(frame.payload)
 
-    def _start_fragmented(self, opcode: int, payload: bytes) -> None:
+    def _start_message(self, opcode: int, payload: bytes, fin: bool, *, compressed: bool) -> Event | None:
+        """The first frame of a fragmented or a compressed message."""
         self._fragment_opcode = opcode
         self._fragments = []
         self._text_parts = []
         self._fragment_size = 0
+        self._inflating = compressed
         if opcode == Opcode.TEXT:
             self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._add_fragment(payload, final=False)
+        return self._continue_fragmented(payload, fin)
 
     def _continue_fragmented(self, payload: bytes, fin: bool) -> Event | None:
         self._add_fragment(payload, final=fin)
@@ -244,6 +267,12 @@ class WebSocketConnection:
         return BinaryMessage(data)
 
     def _add_fragment(self, payload: bytes, *, final: bool) -> None:
+        if self._inflating:
+            assert self._deflate is not None
+            limit = self.max_message_size
+            if limit is not None:
+                limit -= self._fragment_size
+            payload = self._deflate.decompress(payload, final=final, limit=limit)
         self._fragment_size += len(payload)
         if self.max_message_size is not None and self._fragment_size > self.max_message_size:
             raise ProtocolError(
@@ -315,16 +344,23 @@ class WebSocketConnection:
         return not self.close_sent
 
     def send_text(self, text: str) -> bytes:
-        return encode_frame(Opcode.TEXT, text.encode("utf-8"), mask=self._mask)
+        payload = text.encode("utf-8")
+        deflate = self._deflate
+        if deflate is not None and len(payload) >= deflate.threshold:
+            return encode_frame(Opcode.TEXT, deflate.compress(payload), rsv1=True, mask=self._mask)
+        return encode_frame(Opcode.TEXT, payload, mask=self._mask)
 
     def send_binary(self, data: bytes) -> bytes:
+        deflate = self._deflate
+        if deflate is not None and len(data) >= deflate.threshold:
+            return encode_frame(Opcode.BINARY, deflate.compress(data), rsv1=True, mask=self._mask)
         return encode_frame(Opcode.BINARY, data, mask=self._mask)
 
     def send_message(self, data: str | bytes) -> bytes:
-        """A text frame for `str`, a binary frame for bytes-like data."""
+        """A text frame for `str`, a binary frame for bytes-like data (compressed when negotiated)."""
         if isinstance(data, str):
             return self.send_text(data)
-        return encode_frame(Opcode.BINARY, bytes(data), mask=self._mask)
+        return self.send_binary(bytes(data))
 
     def send_ping(self, payload: bytes = b"") -> bytes:
         if len(payload) > 125:

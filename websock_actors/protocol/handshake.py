@@ -15,11 +15,13 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import TypeAlias
 
 from ..errors import HandshakeError
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
+    "Extension",
     "Headers",
     "Request",
     "Response",
@@ -29,6 +31,7 @@ __all__ = [
     "error_response",
     "generate_key",
     "header_tokens",
+    "parse_extensions",
     "parse_request",
     "parse_response",
     "render_response",
@@ -41,6 +44,12 @@ DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 _MAX_HEADERS = 128
 # A header name is an RFC 9110 token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_OWS = re.compile(r"[ \t]*")
+_QUOTED = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"')
+_ESCAPE = re.compile(r"\\(.)")
+
+# One entry of a Sec-WebSocket-Extensions header: the name and its (parameter, value) pairs.
+Extension: TypeAlias = tuple[str, list[tuple[str, str | None]]]
 
 
 class Headers:
@@ -94,6 +103,59 @@ def header_tokens(value: str | None) -> list[str]:
     if not value:
         return []
     return [token.strip().lower() for token in value.split(",") if token.strip()]
+
+
+def parse_extensions(value: str) -> list[Extension]:
+    """Parse a Sec-WebSocket-Extensions value (RFC 6455 section 9.1) into (name, params).
+
+    `extension *( ";" param [ "=" ( token / quoted-string ) ] )`, comma-separated, with
+    optional whitespace; a parameter without a value has None. Empty list elements are
+    skipped (RFC 9110 5.6.1). Raises HandshakeError(400) saying what is wrong and where.
+    """
+    extensions: list[Extension] = []
+    end = len(value)
+
+    def fail(pos: int, expected: str) -> HandshakeError:
+        found = repr(value[pos]) if pos < end else "the end"
+        return HandshakeError(400, f"expected {expected} at offset {pos} of {value!r}, found {found}")
+
+    def skip(pos: int) -> int:
+        return _OWS.match(value, pos).end()  # type: ignore[union-attr]
+
+    def token(pos: int, what: str) -> tuple[str, int]:
+        match = _TOKEN.match(value, pos)
+        if match is None:
+            raise fail(pos, what)
+        return match.group(), match.end()
+
+    pos = skip(0)
+    while pos < end:
+        if value[pos] == ",":
+            pos = skip(pos + 1)
+            continue
+        name, pos = token(pos, "an extension name")
+        params: list[tuple[str, str | None]] = []
+        pos = skip(pos)
+        while pos < end and value[pos] == ";":
+            param, pos = token(skip(pos + 1), "a parameter name")
+            argument: str | None = None
+            pos = skip(pos)
+            if pos < end and value[pos] == "=":
+                pos = skip(pos + 1)
+                quoted = _QUOTED.match(value, pos)
+                if quoted is not None:
+                    argument, pos = _ESCAPE.sub(r"\1", quoted.group(1)), quoted.end()
+                    # RFC 6455 9.1: a quoted value must be a token once unquoted.
+                    if not _TOKEN.fullmatch(argument):
+                        raise HandshakeError(400, f"quoted value of {param} is not a token: {argument!r}")
+                else:
+                    argument, pos = token(pos, "a parameter value")
+                pos = skip(pos)
+            params.append((param, argument))
+        if pos < end and value[pos] != ",":
+            raise fail(pos, "',' or ';'")
+        extensions.append((name, params))
+    return extensions
 
 
 def accept_key(key: str) -> str:
@@ -275,8 +337,14 @@ def parse_response(
     return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", _parse_header_lines(lines[1:])), rest
 
 
-def validate_response(response: Response, key: str, subprotocols: Iterable[str] = ()) -> str | None:
-    """Check the server's answer to our upgrade request; return the chosen subprotocol."""
+def validate_response(
+    response: Response, key: str, subprotocols: Iterable[str] = (), *, extensions: Iterable[str] = ()
+) -> str | None:
+    """Check the server's answer to our upgrade request; return the chosen subprotocol.
+
+    `extensions` names the extensions offered: the answer may accept only those (check its
+    parameters with the extension's own code, e.g. `deflate.client_accept`).
+    """
     if response.status != 101:
         raise HandshakeError(response.status, f"server answered {response.status} {response.reason}")
     headers = response.headers
@@ -289,6 +357,12 @@ def validate_response(response: Response, key: str, subprotocols: Iterable[str] 
     chosen = headers.get("Sec-WebSocket-Protocol")
     if chosen is not None and chosen not in set(subprotocols):
         raise HandshakeError(502, f"server chose a subprotocol we did not offer: {chosen!r}")
-    if headers.get("Sec-WebSocket-Extensions"):
-        raise HandshakeError(502, "server accepted an extension we did not offer")
+    accepted = headers.get("Sec-WebSocket-Extensions")
+    if accepted:
+        try:
+            names = {name for name, _ in parse_extensions(accepted)}
+        except HandshakeError as exc:
+            raise HandshakeError(502, f"malformed Sec-WebSocket-Extensions: {exc.reason}") from None
+        if not names <= set(extensions):
+            raise HandshakeError(502, "server accepted an extension we did not offer")
     return chosen

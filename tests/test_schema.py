@@ -1,0 +1,56 @@
+"""The committed schemas of the chat app match the code, and the CLI prints them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from examples.chat import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_committed_json_schema_matches_the_code() -> None:
+    committed = json.loads((ROOT / "schemas" / "chat.schema.json").read_text())
+    assert committed == app.json_schema(), "regenerate: websock-actors schema examples.chat:app"
+
+
+def test_committed_asyncapi_matches_the_code() -> None:
+    committed = json.loads((ROOT / "schemas" / "chat.asyncapi.json").read_text())
+    assert committed == app.asyncapi(), "regenerate: websock-actors asyncapi examples.chat:app"
+
+
+def test_schema_lists_what_the_app_accepts_and_sends() -> None:
+    document = app.json_schema()
+    accepts = document["$defs"]["ClientMessage"]["discriminator"]["mapping"]
+    sends = document["$defs"]["ServerMessage"]["discriminator"]["mapping"]
+    assert set(accepts) == {"join", "say", "leave"}
+    assert set(sends) == {"joined", "said", "left", "member_joined", "member_left", "message", "ack", "error"}
+    say = document["$defs"]["Say"]
+    assert say["properties"]["text"]["maxLength"] == 2000
+    assert set(say["required"]) == {"type", "room", "text"}
+
+
+def test_asyncapi_has_an_operation_per_message_with_replies() -> None:
+    document = app.asyncapi()
+    assert document["asyncapi"] == "3.0.0"
+    operations = document["operations"]
+    assert operations["receive_join"]["action"] == "receive"
+    replies = [m["$ref"] for m in operations["receive_join"]["reply"]["messages"]]
+    assert replies == ["#/channels/websocket/messages/joined", "#/channels/websocket/messages/error"]
+    assert operations["send_member_joined"]["action"] == "send"
+    for ref in (m["$ref"] for m in document["channels"]["websocket"]["messages"].values()):
+        name = ref.rsplit("/", 1)[-1]
+        payload = document["components"]["messages"][name]["payload"]["$ref"]
+        assert payload.rsplit("/", 1)[-1] in document["components"]["schemas"]
+
+
+def test_cli_prints_the_same_documents() -> None:
+    for command, expected in (("schema", app.json_schema()), ("asyncapi", app.asyncapi())):
+        out = subprocess.run(
+            [sys.executable, "-m", "websock_actors", command, "examples.chat:app"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        assert json.loads(out) == expected

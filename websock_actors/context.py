@@ -1,0 +1,108 @@
+"""What a typed handler may do: reply, push, join and leave rooms, broadcast, close.
+
+A `Context` is made per message; it knows the connection, the request's `id` (so a
+reply carries it), and, inside a named actor, that actor's `actor_state`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from .connection import Connection, encode_broadcast
+from .errors import CloseCode, ConnectionClosed
+from .messages import ErrorReply, MessageId
+from .protocol.handshake import Headers
+
+if TYPE_CHECKING:
+    from .supervisor import Supervisor
+
+__all__ = ["Context"]
+
+
+class Context:
+    """The handler's view of its connection and of the rooms."""
+
+    __slots__ = ("_supervisor", "actor_state", "conn", "replied", "request_id")
+
+    def __init__(self, conn: Connection, supervisor: Supervisor, request_id: MessageId | None = None) -> None:
+        self.conn = conn
+        self.request_id = request_id
+        self.replied = False
+        self.actor_state: dict[str, Any] = {}
+        self._supervisor = supervisor
+
+    # -- about the connection ----------------------------------------------------------
+
+    @property
+    def id(self) -> int:
+        """The connection's id (unique in this process)."""
+        return self.conn.id
+
+    @property
+    def address(self) -> Any:
+        return self.conn.address
+
+    @property
+    def headers(self) -> Headers:
+        """The headers of the connection's upgrade request."""
+        return self.conn.request.headers if self.conn.request is not None else Headers()
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A dict for the application, one per connection."""
+        return self.conn.state
+
+    # -- talking -------------------------------------------------------------------------
+
+    def reply(self, message: BaseModel) -> None:
+        """Answer the request: the reply carries the request's `id`."""
+        if self.request_id is not None and getattr(message, "id", None) is None:
+            message.id = self.request_id  # type: ignore[attr-defined]
+        self.replied = True
+        self.send(message)
+
+    def send(self, message: BaseModel) -> None:
+        """Push a message to this connection (dropped quietly once it is closed)."""
+        try:
+            self.conn.send(message.model_dump_json())
+        except ConnectionClosed:
+            pass
+
+    def error(self, code: str, detail: str = "", errors: list[dict[str, Any]] | None = None) -> None:
+        """Answer with a typed error (the request's `id` included)."""
+        self.replied = True
+        self.send(ErrorReply(id=self.request_id, code=code, detail=detail, errors=errors or []))
+
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        self.conn.close(code, reason)
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    def join(self, room: str) -> bool:
+        """Join `room`; False when already a member."""
+        return self._supervisor.join(self.conn, room)
+
+    def leave(self, room: str) -> bool:
+        """Leave `room`; False when not a member."""
+        return self._supervisor.leave(self.conn, room)
+
+    @property
+    def rooms(self) -> set[str]:
+        return self._supervisor.rooms_of(self.conn)
+
+    def in_room(self, room: str) -> bool:
+        return room in self._supervisor.memberships.get(self.conn, ())
+
+    def members(self, room: str) -> list[Connection]:
+        return self._supervisor.members(room)
+
+    def broadcast(self, room: str, message: BaseModel, exclude_self: bool = False) -> int:
+        """Send to every member of `room`: serialized and framed once, the same bytes for all.
+
+        A member whose mailbox is full is closed (1013) or skipped, by the server's
+        overflow policy; the broadcast never waits for it. Returns the deliveries queued.
+        """
+        frame = encode_broadcast(message.model_dump_json())
+        return self._supervisor.broadcast(room, frame, exclude=self.conn if exclude_self else None)

@@ -1,0 +1,249 @@
+"""Typed applications: a pydantic model per JSON message `type`, routed to handlers.
+
+    app = App("chat")
+
+    @app.handler
+    def say(msg: Say, ctx: Context) -> Said | None: ...
+
+    @app.handler(actor="rooms")          # one at a time, in order, in the actor "rooms"
+    def count(msg: Count, ctx: Context) -> Counted: ...
+
+A handler without `actor=` runs in the connection's own actor: concurrently across
+connections, in order per connection. Bad frames get typed errors (`invalid_json`,
+`unknown_type`, `validation_error`, `unsupported_data`); a handler that raises gets the
+sender a `handler_error` and never closes the connection; a named actor that raised is
+restarted by the supervisor within its policy, and answers `handler_unavailable` beyond it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from pydantic import BaseModel
+
+from .actor import Actor, ActorRef
+from .app import Application
+from .context import Context
+from .errors import ActorStopped, CloseCode, InvalidMessage, MailboxFull, MessageError
+from .messages import Ack
+from .protocol.handshake import Headers, Request, Response, header_tokens
+from .router import Handler, Route, Router
+from .schema import asyncapi_document, json_schema_document
+from .supervisor import RestartPolicy, Supervisor
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["App"]
+
+log = logging.getLogger("websock_actors")
+
+H = TypeVar("H", bound=Handler)
+M = TypeVar("M", bound=type[BaseModel])
+
+_Job = tuple[Route, BaseModel, Context]
+
+
+class _HandlerActor(Actor):
+    """A named handler actor: its messages run one at a time; `ctx.actor_state` is its state."""
+
+    def __init__(self, app: App, mailbox_size: int) -> None:
+        self.app = app
+        self.mailbox_size = mailbox_size
+        self.state: dict[str, Any] = {}
+
+    def on_receive(self, message: Any) -> None:
+        route, msg, ctx = message
+        ctx.actor_state = self.state
+        self.app._run(route, msg, ctx, crash=True)
+
+
+class App(Application):
+    """A typed application; serve it with `websock-actors run module:app`."""
+
+    def __init__(
+        self,
+        title: str = "websock_actors app",
+        version: str = "0.1.0",
+        *,
+        restart: RestartPolicy | None = None,
+        actor_mailbox_size: int = 1000,
+    ) -> None:
+        self.title = title
+        self.version = version
+        self.router = Router()
+        self.pushes: list[type[BaseModel]] = []  # server-initiated messages, for the schema
+        self.restart_policy = restart or RestartPolicy()
+        self.actor_mailbox_size = actor_mailbox_size
+        self.supervisor: Supervisor | None = None
+        self._supervisor_ref: ActorRef[Supervisor] | None = None
+        self._pages: dict[str, Response] = {}
+        self._on_connect: Callable[[Context], bool | None] | None = None
+        self._on_disconnect: Callable[[Context], None] | None = None
+        self._on_bytes: Callable[[bytes, Context], None] | None = None
+
+    # -- registration ----------------------------------------------------------------
+
+    @overload
+    def handler(self, func: H) -> H: ...
+    @overload
+    def handler(self, *, actor: str | None = None) -> Callable[[H], H]: ...
+
+    def handler(self, func: H | None = None, *, actor: str | None = None) -> H | Callable[[H], H]:
+        """Register a handler; a thin layer over `add`."""
+
+        def register(f: H) -> H:
+            self.add(f, actor=actor)
+            return f
+
+        return register(func) if func is not None else register
+
+    def add(self, func: Handler, *, actor: str | None = None) -> Route:
+        """Register `def func(msg: Model, ctx: Context) -> Reply | None`, optionally in a named actor."""
+        return self.router.add(func, actor=actor)
+
+    def push(self, model: M) -> M:
+        """Declare a message the server pushes unasked (it appears in the schema)."""
+        if model not in self.pushes:
+            self.pushes.append(model)
+        return model
+
+    def on_connect(self, func: Callable[[Context], bool | None]) -> Callable[[Context], bool | None]:
+        """`func(ctx)` runs when a connection opens; returning False refuses it (close 1008)."""
+        self._on_connect = func
+        return func
+
+    def on_disconnect(self, func: Callable[[Context], None]) -> Callable[[Context], None]:
+        """`func(ctx)` runs when a connection closed, before it leaves its rooms."""
+        self._on_disconnect = func
+        return func
+
+    def on_bytes(self, func: Callable[[bytes, Context], None]) -> Callable[[bytes, Context], None]:
+        """`func(data, ctx)` receives binary frames (without it they get `unsupported_data`)."""
+        self._on_bytes = func
+        return func
+
+    def page(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> None:
+        """Serve `body` to plain HTTP GETs of `path` on the WebSocket's port."""
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        self._pages[path] = Response(200, "OK", Headers([("Content-Type", content_type)]), data)
+
+    # -- lifecycle (called by the server) ------------------------------------------------
+
+    def handle_start(self) -> None:
+        """Build the validator and start the supervisor and the named actors."""
+        if self.supervisor is not None:
+            return
+        self.router.build()
+        supervisor = Supervisor(self.restart_policy)
+        ref = ActorRef(lambda: supervisor, name="supervisor")
+        supervisor.ref = ref
+        ref._run_new_instance()
+        for name in sorted({r.actor for r in self.router.routes.values() if r.actor}):
+            supervisor.supervise(
+                name, lambda: _HandlerActor(self, self.actor_mailbox_size), self._dead_letter
+            )
+        self.supervisor, self._supervisor_ref = supervisor, ref
+
+    def handle_stop(self) -> None:
+        """After the connections closed: stop the handler actors, then the supervisor."""
+        if self._supervisor_ref is not None:
+            self._supervisor_ref.stop(timeout=10.0)
+        self.supervisor = self._supervisor_ref = None
+
+    def handle_request(self, request: Request) -> Response | None:
+        if request.method == "GET" and "websocket" not in header_tokens(request.headers.get("Upgrade")):
+            return self._pages.get(request.path.split("?", 1)[0])
+        return None
+
+    def handle_connect(self, conn: Connection) -> None:
+        self.handle_start()
+        if self._on_connect is not None and self._on_connect(self._context(conn)) is False:
+            conn.close(CloseCode.POLICY_VIOLATION, "refused")
+
+    def handle_close(self, conn: Connection, code: int, reason: str) -> None:
+        supervisor = self.supervisor
+        if supervisor is None:
+            return
+        try:
+            if self._on_disconnect is not None:
+                self._on_disconnect(self._context(conn))
+        finally:
+            supervisor.forget(conn)
+
+    # -- messages --------------------------------------------------------------------
+
+    def _context(self, conn: Connection, request_id: Any = None) -> Context:
+        assert self.supervisor is not None
+        return Context(conn, self.supervisor, request_id)
+
+    def handle_message(self, conn: Connection, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            ctx = self._context(conn)
+            if self._on_bytes is None:
+                ctx.error("unsupported_data", "binary frames are not accepted here; send JSON text")
+            else:
+                self._run_bytes(message, ctx)
+            return
+        try:
+            msg = self.router.decode(message)
+        except InvalidMessage as exc:
+            self._context(conn, exc.message_id).error(exc.code, exc.detail, exc.errors)
+            return
+        route = self.router.routes[msg.type]  # type: ignore[attr-defined]
+        ctx = self._context(conn, getattr(msg, "id", None))
+        if route.actor is None:
+            self._run(route, msg, ctx, crash=False)
+            return
+        assert self.supervisor is not None
+        try:
+            self.supervisor.child(route.actor).tell((route, msg, ctx))
+        except MailboxFull:
+            ctx.error("overloaded", f"actor {route.actor!r} is busy; try again later")
+        except ActorStopped:
+            ctx.error("handler_unavailable", f"actor {route.actor!r} is down")
+
+    def _run(self, route: Route, msg: BaseModel, ctx: Context, *, crash: bool) -> None:
+        """Call the handler and answer; with `crash`, re-raise so the actor is restarted."""
+        try:
+            result = route.handler(msg, ctx)
+        except MessageError as exc:
+            ctx.error(exc.code, exc.detail)
+            return
+        except Exception:
+            log.exception("handler %s() failed on a %r message", route.handler.__name__, route.tag)
+            ctx.error("handler_error", f"the {route.tag!r} handler failed")
+            if crash:
+                raise
+            return
+        if result is not None:
+            ctx.reply(result)
+        elif ctx.request_id is not None and not ctx.replied:
+            ctx.reply(Ack())
+
+    def _run_bytes(self, data: bytes, ctx: Context) -> None:
+        assert self._on_bytes is not None
+        try:
+            self._on_bytes(data, ctx)
+        except MessageError as exc:
+            ctx.error(exc.code, exc.detail)
+        except Exception:
+            log.exception("bytes handler failed")
+            ctx.error("handler_error", "the bytes handler failed")
+
+    def _dead_letter(self, job: _Job) -> None:
+        """A message queued for an actor that went down for good."""
+        route, _msg, ctx = job
+        ctx.error("handler_unavailable", f"actor {route.actor!r} is down")
+
+    # -- description ---------------------------------------------------------------
+
+    def json_schema(self) -> dict[str, Any]:
+        """JSON Schema of every message the app accepts and sends."""
+        return json_schema_document(self.title, self.router, self.pushes)
+
+    def asyncapi(self) -> dict[str, Any]:
+        """An AsyncAPI 3.0 document of the app."""
+        return asyncapi_document(self.title, self.version, self.router, self.pushes)

@@ -240,3 +240,15 @@ def test_on_connect_may_refuse(typed) -> None:
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=5)
         assert ws.close_code == 1008
+
+
+def test_shutdown_closes_connections_first_then_stops_the_actors(typed) -> None:
+    counter = typed.call(lambda: typed.app.supervisor.child("counter"))
+    with connect(typed.url) as ws:
+        assert ask(ws, {"type": "incr", "id": 1})["n"] == 1
+        typed.call(typed.server.stop, 5)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+        assert ws.close_code == 1001
+    assert counter.is_down
+    assert typed.app.supervisor is None

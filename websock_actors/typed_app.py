@@ -25,8 +25,9 @@ from pydantic import BaseModel
 
 from .actor import Actor, ActorRef
 from .app import Application
+from .connection import encode_broadcast
 from .context import Context
-from .errors import ActorStopped, CloseCode, InvalidMessage, MailboxFull, MessageError
+from .errors import ActorStopped, CloseCode, ConfigurationError, InvalidMessage, MailboxFull, MessageError
 from .messages import Ack
 from .protocol.handshake import Headers, Request, Response, header_tokens
 from .router import Handler, Route, Router
@@ -44,6 +45,10 @@ H = TypeVar("H", bound=Handler)
 M = TypeVar("M", bound=type[BaseModel])
 
 _Job = tuple[Route, BaseModel, Context]
+
+
+def _drop_letter(message: Any) -> None:
+    log.warning("dropped a message to an actor that is down: %r", message)
 
 
 class _HandlerActor(Actor):
@@ -80,6 +85,7 @@ class App(Application):
         self.supervisor: Supervisor | None = None
         self._supervisor_ref: ActorRef[Supervisor] | None = None
         self._pages: dict[str, Response] = {}
+        self._actors: dict[str, Callable[[], Actor]] = {}
         self._on_connect: Callable[[Context], bool | None] | None = None
         self._on_disconnect: Callable[[Context], None] | None = None
         self._on_bytes: Callable[[bytes, Context], None] | None = None
@@ -125,6 +131,18 @@ class App(Application):
         self._on_bytes = func
         return func
 
+    def add_actor(self, name: str, factory: Callable[[], Actor]) -> None:
+        """Start an actor of the app's own (a producer, a cache) under the supervisor."""
+        if name in self._actors:
+            raise ConfigurationError(f"an actor named {name!r} is already registered")
+        self._actors[name] = factory
+
+    def broadcast(self, room: str, message: BaseModel) -> int:
+        """Send a model to every member of `room` (from an actor of the app, say)."""
+        if self.supervisor is None:
+            return 0
+        return self.supervisor.broadcast(room, encode_broadcast(message.model_dump_json()))
+
     def page(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> None:
         """Serve `body` to plain HTTP GETs of `path` on the WebSocket's port."""
         data = body.encode("utf-8") if isinstance(body, str) else body
@@ -145,6 +163,8 @@ class App(Application):
             supervisor.supervise(
                 name, lambda: _HandlerActor(self, self.actor_mailbox_size), self._dead_letter
             )
+        for name, factory in self._actors.items():
+            supervisor.supervise(name, factory, _drop_letter)
         self.supervisor, self._supervisor_ref = supervisor, ref
 
     def handle_stop(self) -> None:

@@ -56,7 +56,8 @@ class SlowEndpoint:
 def legacy_server(*extra: str) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "websock_actors", "run", "examples.legacy_sync:app", "--port", str(port)]
-    proc = subprocess.Popen([*command, *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quiet = subprocess.DEVNULL
+    proc = subprocess.Popen([*command, *extra], cwd=ROOT, stdout=quiet, stderr=quiet)
     try:
         wait_listening(port, proc)
         yield f"ws://127.0.0.1:{port}/"
@@ -84,31 +85,40 @@ def nothing_yet(ws: ClientConnection) -> bool:
 
 @pytest.mark.timeout(60)
 def test_blocking_calls_in_handlers_do_not_stall_other_connections() -> None:
-    with SlowEndpoint() as slow, legacy_server() as url:
-        with connect(url) as napper, connect(url) as fetcher, connect(url) as pinger:
-            request(napper, type="nap", id="n", seconds=2)
-            request(fetcher, type="fetch", id="f", url=slow.url)
-            assert slow.arrived.wait(10)  # the fetch is in flight inside the server
-            request(pinger, type="ping", id="p")
-            assert reply(pinger, 5) == {"type": "pong", "id": "p"}
-            assert nothing_yet(napper) and nothing_yet(fetcher)  # answered before either
-            request(pinger, type="report", id="r")
-            assert reply(pinger, 5) == {"type": "report", "id": "r", "rows": 6667}
-            assert nothing_yet(napper)  # the report ran while the nap was in flight
-            assert reply(napper, 10) == {"type": "napped", "id": "n"}
-            assert reply(fetcher, 10) == {"type": "fetched", "id": "f", "status": 200, "bytes": 11}
+    with (
+        SlowEndpoint() as slow,
+        legacy_server() as url,
+        connect(url) as napper,
+        connect(url) as fetcher,
+        connect(url) as pinger,
+    ):
+        request(napper, type="nap", id="n", seconds=2)
+        request(fetcher, type="fetch", id="f", url=slow.url)
+        assert slow.arrived.wait(10)  # the fetch is in flight inside the server
+        request(pinger, type="ping", id="p")
+        assert reply(pinger, 5) == {"type": "pong", "id": "p"}
+        assert nothing_yet(napper) and nothing_yet(fetcher)  # answered before either
+        request(pinger, type="report", id="r")
+        assert reply(pinger, 5) == {"type": "report", "id": "r", "rows": 6667}
+        assert nothing_yet(napper)  # the report ran while the nap was in flight
+        assert reply(napper, 10) == {"type": "napped", "id": "n"}
+        assert reply(fetcher, 10) == {"type": "fetched", "id": "f", "status": 200, "bytes": 11}
 
 
 @pytest.mark.timeout(60)
 def test_without_patching_one_blocking_call_stalls_everyone() -> None:
-    with SlowEndpoint() as slow, legacy_server("--no-patch") as url:
-        with connect(url) as fetcher, connect(url) as pinger:
-            request(fetcher, type="fetch", id="f", url=slow.url)
-            assert slow.arrived.wait(10)  # the server's only thread now blocks in urlopen
-            request(pinger, type="ping", id="p")
-            assert reply(pinger, 10) == {"type": "pong", "id": "p"}
-            # The ping could only be answered after the fetch finished:
-            assert reply(fetcher, 0.5) == {"type": "fetched", "id": "f", "status": 200, "bytes": 11}
+    with (
+        SlowEndpoint() as slow,
+        legacy_server("--no-patch") as url,
+        connect(url) as fetcher,
+        connect(url) as pinger,
+    ):
+        request(fetcher, type="fetch", id="f", url=slow.url)
+        assert slow.arrived.wait(10)  # the server's only thread now blocks in urlopen
+        request(pinger, type="ping", id="p")
+        assert reply(pinger, 10) == {"type": "pong", "id": "p"}
+        # The ping could only be answered after the fetch finished:
+        assert reply(fetcher, 0.5) == {"type": "fetched", "id": "f", "status": 200, "bytes": 11}
 
 
 @pytest.mark.timeout(60)

@@ -8,7 +8,9 @@
     ├── ActorStopped          the actor is stopped (or down for good): pending asks fail with it
     ├── MessageError          a handler refuses a message: becomes a typed error reply
     │   └── InvalidMessage    a frame that does not decode to a registered message
-    └── ConfigurationError    the application or server was set up wrongly (found at start-up)
+    ├── ConfigurationError    the application or server was set up wrongly (found at start-up)
+    ├── RequestError          the client's request got an `error` reply; carries code and detail
+    └── RequestTimeout        the client's request got no reply in time (also a TimeoutError)
 
 Nothing else escapes the protocol core: any other exception there is a bug.
 """
@@ -27,6 +29,8 @@ __all__ = [
     "MailboxFull",
     "MessageError",
     "ProtocolError",
+    "RequestError",
+    "RequestTimeout",
     "WebSocketError",
 ]
 
@@ -125,3 +129,34 @@ class InvalidMessage(MessageError):
 
 class ConfigurationError(WebSocketError):
     """Bad options or registrations, reported when the server or app is built."""
+
+
+class RequestError(WebSocketError):
+    """The client's request was answered `{"type": "error", "id", "code", "detail", "errors"}`.
+
+    `reply` is the whole error reply as received; the connection stays open.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        detail: str = "",
+        message_id: str | int | None = None,
+        errors: list[dict[str, object]] | None = None,
+        reply: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+        self.message_id = message_id
+        self.errors = errors or []
+        self.reply = reply or {}
+
+
+class RequestTimeout(WebSocketError, TimeoutError):
+    """The client's request got no reply within its timeout; a late reply is discarded."""
+
+    def __init__(self, message_id: str | int, timeout: float) -> None:
+        super().__init__(f"no reply to request {message_id!r} within {timeout:g} s")
+        self.message_id = message_id
+        self.timeout = timeout

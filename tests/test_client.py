@@ -275,6 +275,14 @@ def test_request_timeout_and_the_late_reply_is_dropped(serve) -> None:
         server.call(conn.send, json.dumps({"type": "push"}))
         assert ws.request({"type": "next"})["type"] == "done"
         assert json.loads(ws.recv(timeout=5)) == {"type": "push"}  # the late reply is gone
+        # A requester killed while it waits (as Locust stops a user) leaves no reply behind.
+        waiting = gevent.spawn(ws.request, {"type": "hold"})
+        gevent.idle()  # it sends and parks in its read
+        conn, request = held.get(timeout=5)
+        waiting.kill()
+        server.call(conn.send, json.dumps({"type": "late", "id": request["id"]}))
+        server.call(conn.send, json.dumps({"type": "push"}))
+        assert json.loads(ws.recv(timeout=5)) == {"type": "push"}
         assert not ws._late
 
 

@@ -617,13 +617,13 @@ class ClientConnection:
         try:
             self._write(self._protocol.send_text(text))
             if not self._wait_until(lambda: replies[message_id] is not None, timeout):
+                raise RequestTimeout(message_id, timeout or 0.0)
+        finally:
+            reply = replies.pop(message_id)
+            if reply is None:  # timed out, or the waiting greenlet was killed: drop a late reply
                 if len(self._late) >= _MAX_LATE_IDS:
                     self._late.clear()
                 self._late.add(message_id)
-                raise RequestTimeout(message_id, timeout or 0.0)
-            reply = replies[message_id]
-        finally:
-            del replies[message_id]
         assert reply is not None
         if reply.get("type") == "error":
             errors = reply.get("errors")

@@ -1,0 +1,91 @@
+"""The Locust users of locustfiles/ against real servers, Locust in subprocesses (it
+monkey-patches the process it runs in), the servers in this one. Asserts on Locust's CSV stats.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from examples.chat import app as chat_app
+from websock_actors import Connection, WebSocketApp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def locust(locustfile: str, url: str, csv_prefix: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / locustfile),
+            "--headless", "--host", url, "--csv", str(csv_prefix), "--only-summary",
+            "--loglevel", "WARNING", *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+
+
+def stats(csv_prefix: Path) -> dict[tuple[str, str], dict[str, str]]:
+    with open(f"{csv_prefix}_stats.csv", newline="") as f:
+        return {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
+
+
+def finish(process: subprocess.Popen[str]) -> str:
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    return output
+
+
+def test_chat_and_echo_users_against_real_servers(serve, tmp_path: Path) -> None:
+    closes: list[int] = []
+    all_closed = threading.Event()
+    echo = WebSocketApp()
+
+    @echo.on_message
+    def reply(conn: Connection, message: str | bytes) -> None:
+        conn.send(message)
+
+    @echo.on_close
+    def closed(conn: Connection, code: int, reason: str) -> None:
+        closes.append(code)
+        if len(closes) == 20:
+            all_closed.set()
+
+    chat_server, echo_server = serve(chat_app), serve(echo)
+    # Both runs at once: 40 chatters in rooms of 5, acting every ~0.1 s; 20 echo users.
+    chat_run = locust(
+        "chat.py", chat_server.url, tmp_path / "chat",
+        "-u", "40", "-r", "40", "-t", "3s", "--room-size", "5", "--think-time", "0.1",
+    )  # fmt: skip
+    echo_run = locust("echo.py", echo_server.url, tmp_path / "echo", "-u", "20", "-r", "20", "-t", "3s")
+    chat_output, echo_output = finish(chat_run), finish(echo_run)
+
+    chat = stats(tmp_path / "chat")
+    for name in ("connect", "join", "say", "leave"):
+        row = chat[("WS", name)]
+        assert int(row["Request Count"]) > 0, (name, chat_output)
+        assert float(row["Average Response Time"]) > 0, name
+        assert int(row["Failure Count"]) == 0, name
+    assert int(chat[("WS", "connect")]["Request Count"]) == 40
+    # Everyone in a room hears everything said in it: at least as many pushes as says.
+    assert int(chat[("PUSH", "message")]["Request Count"]) >= int(chat[("WS", "say")]["Request Count"])
+    assert ("PUSH", "said") not in chat  # a reply never counts as a push, even at the stop
+    assert int(chat[("", "Aggregated")]["Failure Count"]) == 0
+
+    echoes = stats(tmp_path / "echo")
+    for name in ("connect", "echo text", "echo binary"):
+        assert int(echoes[("WS", name)]["Request Count"]) > 0, (name, echo_output)
+    assert int(echoes[("", "Aggregated")]["Failure Count"]) == 0
+    # Stopping closed every connection cleanly.
+    assert all_closed.wait(10)
+    assert closes == [1000] * 20
+    assert echo_server.call(lambda: len(echo_server.server.connections)) == 0

@@ -1,0 +1,242 @@
+"""A Locust user that speaks WebSocket through websock_actors' client.
+
+    from locust import between, task
+    from websock_actors.contrib.locust import WebSocketUser
+
+    class Greeter(WebSocketUser):
+        wait_time = between(1, 2)
+
+        @task
+        def greet(self) -> None:
+            self.request({"type": "greet", "name": "ann"})   # reported as WS "greet"
+
+    locust -f greeter.py --headless -u 1000 -r 100 -t 1m --host ws://127.0.0.1:8000
+
+Importing this module imports locust, which monkey-patches the whole process: import it only
+from locustfiles, never from the library.
+
+What is reported (request type, name):
+- `WS connect`: the TCP connection and the opening handshake, when the user starts (and
+  when it opens again after losing its connection);
+- `WS <type>`: each `request`, with its real round-trip time; error replies, timeouts and
+  closed connections are failures named by the error code (`not_in_room`, `timeout`,
+  `closed 1006`, ...);
+- `PUSH <type>`: each message the server pushed unasked (response time 0), counted also in
+  `self.pushes`; set `report_pushes = False` to neither count nor report them.
+
+Costs per user: the user's own greenlet and one socket; the connection has no greenlet. While
+a user waits between tasks its pushes wait in the kernel's socket buffer and are read in one
+go at its next request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import gevent
+from locust import User
+from locust.env import Environment
+from pydantic import BaseModel
+
+from ..client import ClientConnection, connect
+from ..errors import ConnectionClosed, HandshakeError, RequestError, WebSocketError
+from ..protocol.deflate import DeflateOptions
+
+__all__ = ["WebSocketFailure", "WebSocketUser"]
+
+
+class WebSocketFailure(Exception):
+    """What a failure is reported as: its text is the error code (Locust groups by it).
+
+    Raise it inside `timed` to report a failure of your own, e.g. a wrong echo.
+    """
+
+
+def failure_of(exc: BaseException) -> WebSocketFailure:
+    """A short, groupable description of what went wrong."""
+    if isinstance(exc, WebSocketFailure):
+        return exc
+    if isinstance(exc, RequestError):
+        return WebSocketFailure(exc.code)
+    if isinstance(exc, TimeoutError):  # RequestTimeout, recv and open timeouts
+        return WebSocketFailure("timeout")
+    if isinstance(exc, ConnectionClosed):
+        return WebSocketFailure(f"closed {exc.code}")
+    if isinstance(exc, HandshakeError):
+        return WebSocketFailure(f"handshake {exc.status}")
+    if isinstance(exc, OSError):
+        return WebSocketFailure(type(exc).__name__)
+    return WebSocketFailure(str(exc))
+
+
+class WebSocketUser(User):
+    """A user with one WebSocket connection, `self.ws`, opened in `on_start`, closed in `on_stop`.
+
+    The URL is `--host` (a ws:// or wss:// URL; http(s):// is read as ws(s)://), with `path`
+    appended when the host has no path of its own. Override `on_connect` to do what each new
+    connection needs first (join a room: it runs again after a reconnect).
+    """
+
+    abstract = True
+
+    path: ClassVar[str] = "/"
+    subprotocols: ClassVar[tuple[str, ...]] = ()
+    headers: ClassVar[Mapping[str, str]] = {}
+    compression: ClassVar[bool | DeflateOptions] = False
+    open_timeout: ClassVar[float] = 10.0
+    request_timeout: ClassVar[float] = 10.0
+    close_timeout: ClassVar[float] = 5.0
+    # Unsolicited messages kept for `self.ws.recv()`; 0 keeps none (they are only counted).
+    max_queue: ClassVar[int] = 0
+    report_pushes: ClassVar[bool] = True
+    # After a failed connect, wait this long before the next try, doubling up to 10 s.
+    reconnect_delay: ClassVar[float] = 0.5
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.ws: ClientConnection | None = None
+        self.pushes: Counter[str] = Counter()
+        self._retry_at = 0.0
+        self._retry_delay = self.reconnect_delay
+
+    # -- the connection ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if not host:
+            raise ValueError(f"{type(self).__name__} needs a URL: set --host ws://HOST:PORT")
+        if host.startswith(("http://", "https://")):
+            host = "ws" + host[4:]
+        if urlsplit(host).path in ("", "/"):
+            return host.rstrip("/") + "/" + self.path.lstrip("/")
+        return host
+
+    def on_start(self) -> None:
+        self.connect()
+
+    def on_stop(self) -> None:
+        self.disconnect()
+
+    def on_connect(self) -> None:
+        """Called after each successful connect: override to set the connection up."""
+
+    def connect(self) -> bool:
+        """Open `self.ws`, reported as `WS connect` with the handshake time; True on success."""
+        start = time.perf_counter()
+        try:
+            self.ws = connect(
+                self.url,
+                subprotocols=self.subprotocols,
+                headers=self.headers,
+                compression=self.compression,
+                open_timeout=self.open_timeout,
+                close_timeout=self.close_timeout,
+                max_queue=self.max_queue,
+                on_push=self.on_push if self.report_pushes else None,
+            )
+        except (OSError, WebSocketError) as exc:
+            self._fire("WS", "connect", start, exception=failure_of(exc))
+            self.ws = None
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, 10.0)
+            return False
+        self._fire("WS", "connect", start)
+        self._retry_delay = self.reconnect_delay
+        self.on_connect()
+        return True
+
+    def ensure_connected(self) -> bool:
+        """Open the connection again when it was lost (after the backoff delay); True if open."""
+        if self.ws is not None and not self.ws.closed:
+            return True
+        delay = self._retry_at - time.monotonic()
+        if delay > 0:
+            gevent.sleep(delay)
+        return self.connect()
+
+    def disconnect(self) -> None:
+        """Close cleanly (1000), waiting at most `close_timeout` for the server."""
+        ws, self.ws = self.ws, None
+        if ws is None:
+            return
+        try:
+            ws.close(timeout=self.close_timeout)
+        except (OSError, WebSocketError):
+            ws.abort()
+
+    # -- measuring -----------------------------------------------------------------------
+
+    def _fire(
+        self,
+        request_type: str,
+        name: str,
+        start: float,
+        *,
+        length: int = 0,
+        exception: Exception | None = None,
+    ) -> None:
+        self.environment.events.request.fire(
+            request_type=request_type,
+            name=name,
+            response_time=(time.perf_counter() - start) * 1000.0,
+            response_length=length,
+            exception=exception,
+            context={},
+        )
+
+    @contextmanager
+    def timed(self, name: str, request_type: str = "WS") -> Iterator[None]:
+        """Report the block as one request named `name`, timed from entry to exit.
+
+        WebSocket errors, timeouts and `WebSocketFailure` inside it become a failure of that
+        request (and end the block); the user goes on with its next task.
+        """
+        start = time.perf_counter()
+        try:
+            yield
+        except (OSError, WebSocketError, WebSocketFailure) as exc:
+            self._fire(request_type, name, start, exception=failure_of(exc))
+        else:
+            self._fire(request_type, name, start)
+
+    def request(
+        self, message: Mapping[str, Any] | BaseModel, *, name: str | None = None, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        """`self.ws.request(message)`, reported under the message's `type` (or `name`) with its
+        round-trip time; None when it failed (the failure is reported)."""
+        if name is None:
+            kind = getattr(message, "type", None) if isinstance(message, BaseModel) else message.get("type")
+            name = str(kind)
+        reply: dict[str, Any] | None = None
+        if not self.ensure_connected():
+            return None
+        ws = self.ws
+        assert ws is not None
+        with self.timed(name):
+            reply = ws.request(message, timeout=self.request_timeout if timeout is None else timeout)
+        return reply
+
+    def on_push(self, message: str | bytes) -> None:
+        """Count (and report as `PUSH <type>`) a message the server sent unasked."""
+        kind = "binary"
+        if isinstance(message, str):
+            try:
+                kind = str(json.loads(message).get("type", "text"))
+            except (ValueError, AttributeError):
+                kind = "text"
+        self.pushes[kind] += 1
+        self.environment.events.request.fire(
+            request_type="PUSH",
+            name=kind,
+            response_time=0,
+            response_length=len(message),
+            exception=None,
+            context={},
+        )

@@ -446,3 +446,13 @@ def test_protocol_failure_frames_are_events_not_crashes(serve: Callable[..., Ser
         ws.send(TEXT)
         assert ws.recv(timeout=5) == TEXT
     assert not isinstance(event, ProtocolFailure)
+
+
+def test_incompressible_broadcast_goes_out_plain(members: tuple[ServerThread, list[DeflateClient]]) -> None:
+    server, clients = members
+    assert server.server is not None
+    noise = os.urandom(20_000)
+    assert server.call(server.server.broadcast, noise) == len(clients)
+    for client in clients:
+        assert client.recv() == BinaryMessage(noise)
+        assert not client.frames[-1].rsv1

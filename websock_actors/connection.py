@@ -695,13 +695,15 @@ class BroadcastFrame(bytes):
     _compressed: dict[MessageCompressor, bytes]
 
     def compressed(self, compressor: MessageCompressor) -> bytes:
-        """This frame compressed by `compressor` (itself when under its threshold)."""
+        """This frame compressed by `compressor` (itself when under its threshold or when
+        compression does not make it smaller)."""
         if len(self) - self._payload_at < compressor.threshold:
             return self
         frame = self._compressed.get(compressor)
         if frame is None:
             payload = compressor.compress(memoryview(self)[self._payload_at :])
-            frame = self._compressed[compressor] = encode_frame(self._opcode, payload, rsv1=True)
+            frame = self if payload is None else encode_frame(self._opcode, payload, rsv1=True)
+            self._compressed[compressor] = frame
         return frame
 
 

@@ -469,8 +469,31 @@ def test_round_trips_across_window_sizes(
     server, client = pair(params, options, options)
     messages = [SAMPLE, SAMPLE[:1000], os.urandom(3000), b"", SAMPLE[::-1], SAMPLE]
     for message in messages:
-        assert client.decompress(server.compress(message), final=True, limit=None) == message
-        assert server.decompress(client.compress(message), final=True, limit=None) == message
+        assert through(server, client, message) == message
+        assert through(client, server, message) == message
+
+
+def through(sender: PerMessageDeflate, receiver: PerMessageDeflate, message: bytes) -> bytes:
+    """What the receiver makes of `message`: inflated, or as it is when the sender sends it plain."""
+    data = sender.compress(message)
+    if data is None:
+        assert sender.shared is not None  # only without context takeover
+        return message
+    return receiver.decompress(data, final=True, limit=None)
+
+
+@pytest.mark.parametrize("takeover", [False, True])
+def test_incompressible_messages_go_plain_unless_context_is_kept(takeover: bool) -> None:
+    server, client = pair(P(), DeflateOptions(context_takeover=takeover))
+    noise = os.urandom(5000)
+    if takeover:
+        data = server.compress(noise)
+        assert data is not None and len(data) > len(noise)  # the peer's window needs it
+        assert client.decompress(data, final=True, limit=None) == noise
+    else:
+        assert server.compress(noise) is None
+        assert server.compress(b"") is None
+    assert through(server, client, SAMPLE) == SAMPLE  # and what follows is unaffected
 
 
 def test_decompressor_window_is_the_negotiated_one() -> None:
@@ -546,11 +569,17 @@ def test_decompression_stops_at_the_limit() -> None:
 
 @pytest.mark.parametrize("size", [0, 1, 999, 1000])
 def test_decompression_limit_is_inclusive(size: int) -> None:
-    server, client = pair(P())
-    assert len(server.decompress(client.compress(b"a" * size), final=True, limit=1000)) == size
-    server, client = pair(P())
+    server, _ = pair(P())
+    assert len(server.decompress(deflated(b"a" * size), final=True, limit=1000)) == size
+    server, _ = pair(P())
     with pytest.raises(ProtocolError):
-        server.decompress(client.compress(b"a" * 1001), final=True, limit=1000)
+        server.decompress(deflated(b"a" * 1001), final=True, limit=1000)
+
+
+def deflated(message: bytes, bits: int = 15) -> bytes:
+    """`message` as a peer compresses it (zlib, sync flush, 00 00 ff ff removed)."""
+    z = zlib.compressobj(6, zlib.DEFLATED, -bits)
+    return (z.compress(message) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
 
 def test_limit_applies_to_the_trailing_flush_too() -> None:
@@ -602,6 +631,9 @@ def test_property_any_message_in_any_fragments_round_trips(
     server, client = pair(params, options, options)
     for _ in range(2):
         data = client.compress(message)
+        if data is None:  # incompressible, sent as it is
+            assert not takeover
+            continue
         points = sorted({c for c in cuts if c <= len(data)})
         parts = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
         out = b"".join(

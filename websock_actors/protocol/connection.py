@@ -347,13 +347,17 @@ class WebSocketConnection:
         payload = text.encode("utf-8")
         deflate = self._deflate
         if deflate is not None and len(payload) >= deflate.threshold:
-            return encode_frame(Opcode.TEXT, deflate.compress(payload), rsv1=True, mask=self._mask)
+            compressed = deflate.compress(payload)
+            if compressed is not None:
+                return encode_frame(Opcode.TEXT, compressed, rsv1=True, mask=self._mask)
         return encode_frame(Opcode.TEXT, payload, mask=self._mask)
 
     def send_binary(self, data: bytes) -> bytes:
         deflate = self._deflate
         if deflate is not None and len(data) >= deflate.threshold:
-            return encode_frame(Opcode.BINARY, deflate.compress(data), rsv1=True, mask=self._mask)
+            compressed = deflate.compress(data)
+            if compressed is not None:
+                return encode_frame(Opcode.BINARY, compressed, rsv1=True, mask=self._mask)
         return encode_frame(Opcode.BINARY, data, mask=self._mask)
 
     def send_message(self, data: str | bytes) -> bytes:

@@ -288,14 +288,19 @@ class MessageCompressor:
         self.window_bits = window_bits
         self._zlib: zlib._Compress | None = None
 
-    def compress(self, payload: bytes | memoryview) -> bytes:
-        """The compressed payload, without the trailing 00 00 ff ff (RFC 7692 7.2.1)."""
+    def compress(self, payload: bytes | memoryview) -> bytes | None:
+        """The compressed payload, without the trailing 00 00 ff ff (RFC 7692 7.2.1).
+
+        None when that is not smaller than the payload (incompressible data): send the
+        message uncompressed then. Nothing later depends on it, as no context is kept.
+        """
         z = self._zlib
         if z is None:
             z = self._zlib = zlib.compressobj(
                 self.level, zlib.DEFLATED, _zlib_window(self.window_bits), self.mem_level
             )
-        return (z.compress(payload) + z.flush(zlib.Z_FULL_FLUSH))[:-4]
+        data = z.compress(payload) + z.flush(zlib.Z_FULL_FLUSH)
+        return data[:-4] if len(data) - 4 < len(payload) else None
 
 
 class CompressorPool:
@@ -369,8 +374,12 @@ class PerMessageDeflate:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def compress(self, payload: bytes) -> bytes:
-        """Compress one whole message payload (to be sent with RSV1 on its first frame)."""
+    def compress(self, payload: bytes) -> bytes | None:
+        """Compress one whole message payload (to be sent with RSV1 on its first frame).
+
+        None when, without context takeover, compression does not make it smaller: send
+        it uncompressed. (With context takeover the peer must see every compressed byte.)
+        """
         shared = self.shared
         if shared is not None:
             return shared.compress(payload)

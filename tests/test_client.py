@@ -8,12 +8,14 @@ import base64
 import hashlib
 import json
 import queue
+import shutil
 import socket
 import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -520,10 +522,12 @@ def test_fragmented_message_with_a_ping_in_between(scripted) -> None:
 
 def test_masked_server_frames_fail_the_connection_with_1002(scripted) -> None:
     got: list[tuple[int, bytes]] = []
+    done = threading.Event()
 
     def script(sock: socket.socket) -> None:
         sock.sendall(server_frame(0x1, b"masked", mask=b"abcd"))
         got.append(read_client_frame(sock))
+        done.set()
 
     url = scripted(script)
     ws = connect(url)
@@ -531,6 +535,7 @@ def test_masked_server_frames_fail_the_connection_with_1002(scripted) -> None:
         ws.recv(timeout=5)
     assert info.value.code == 1002
     ws.close()
+    assert done.wait(5)
     assert got[0][0] == 0x8 and got[0][1][:2] == struct.pack("!H", 1002)
 
 
@@ -556,3 +561,40 @@ def test_importing_the_client_patches_nothing() -> None:
         "assert not monkey.is_anything_patched(), 'patched on import'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_wss_with_a_trusted_certificate(tmp_path: Path) -> None:
+    """wss:// against another implementation's TLS server (ours serves plain TCP)."""
+    import ssl
+
+    from websockets.sync.server import ServerConnection, serve
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-nodes", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+
+    def echo(conn: ServerConnection) -> None:
+        for message in conn:
+            conn.send(message)
+
+    with serve(echo, "127.0.0.1", 0, ssl=server_context) as tls_server:
+        thread = threading.Thread(target=tls_server.serve_forever, daemon=True)
+        thread.start()
+        url = f"wss://127.0.0.1:{tls_server.socket.getsockname()[1]}/"
+        with connect(url, ssl_context=ssl.create_default_context(cafile=str(cert))) as ws:
+            ws.send("over TLS")
+            assert ws.recv(timeout=5) == "over TLS"
+            ws.send(b"\x00" * 100_000)
+            assert ws.recv(timeout=5) == b"\x00" * 100_000
+        assert ws.close_code == 1000
+        with pytest.raises(ssl.SSLCertVerificationError):
+            connect(url)  # the default context does not trust a self-signed certificate
+        tls_server.shutdown()
+        thread.join(5)

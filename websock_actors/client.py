@@ -26,6 +26,7 @@ import json
 import logging
 import random
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ class _Options:
     max_message_size: int | None
     max_header_bytes: int
     reconnect: Backoff | None
-    ssl_context: gevent.ssl.SSLContext | None
+    ssl_context: ssl.SSLContext | None
 
 
 class ClientConnection:
@@ -242,7 +243,7 @@ class ClientConnection:
         self.url = url
         self._target = _parse_url(url)
         if self._target.secure and opts.ssl_context is None:
-            opts = _replace_ssl(opts, gevent.ssl.create_default_context())
+            opts = _replace_ssl(opts, ssl.create_default_context())
         self._opts = opts
         self.on_push = on_push
         self.on_reconnect = on_reconnect
@@ -366,7 +367,10 @@ class ClientConnection:
             if target.secure:
                 assert self._opts.ssl_context is not None
                 try:
-                    return self._opts.ssl_context.wrap_socket(sock, server_hostname=target.host)
+                    # gevent's SSL socket (cooperative) with the caller's context, of any class.
+                    return gevent.ssl.SSLSocket(
+                        sock=sock, server_hostname=target.host, _context=self._opts.ssl_context
+                    )
                 except BaseException:
                     sock.close()
                     raise
@@ -689,7 +693,7 @@ class ClientConnection:
         return f"<ClientConnection {self.url} {state}>"
 
 
-def _replace_ssl(opts: _Options, context: gevent.ssl.SSLContext) -> _Options:
+def _replace_ssl(opts: _Options, context: ssl.SSLContext) -> _Options:
     fields = {name: getattr(opts, name) for name in _Options.__slots__}
     fields["ssl_context"] = context
     return _Options(**fields)
@@ -710,7 +714,7 @@ def connect(
     on_push: PushHandler | None = None,
     reconnect: Backoff | bool | None = None,
     on_reconnect: Callable[[ClientConnection], None] | None = None,
-    ssl_context: gevent.ssl.SSLContext | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ClientConnection:
     """Open a WebSocket connection to `url` (ws:// or wss://) and return it.
 
@@ -728,7 +732,8 @@ def connect(
       network errors and HTTP 5xx/429; a connection lost with a code in RECONNECT_CODES
       opens again at the next `send`, `recv`, `request` or `ping` (what was in flight fails
       with ConnectionClosed), then calls `on_reconnect(conn)`, e.g. to join rooms again.
-    - `ssl_context`: for wss://, a `gevent.ssl.SSLContext` (default: verify as a browser would).
+    - `ssl_context`: for wss:// (default: `ssl.create_default_context()`, which verifies the
+      server's certificate and name).
 
     Raises HandshakeError (its `status` is the server's HTTP status, or 502 for an invalid
     answer), TimeoutError, or OSError.
@@ -747,8 +752,6 @@ def connect(
         reconnect=reconnect or None,
         ssl_context=ssl_context,
     )
-    if ssl_context is not None and not isinstance(ssl_context, gevent.ssl.SSLContext):
-        raise TypeError("ssl_context must be a gevent.ssl.SSLContext (gevent.ssl.create_default_context())")
     conn = ClientConnection(url, opts, max_queue=max_queue, on_push=on_push, on_reconnect=on_reconnect)
     conn._open_with_retries()
     return conn

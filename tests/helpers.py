@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import gevent
 
-from websock_actors import Application, Server
+from websock_actors import Application, Connection, Server, WebSocketApp
 
 T = TypeVar("T")
 
@@ -122,3 +122,34 @@ def raw_exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
 
 def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
+
+
+class RecordingEchoApp(WebSocketApp):
+    """Echo; record connections and closes (code, reason).
+
+    `all_connected` / `all_closed` are set once `expected` connections opened / closed.
+    """
+
+    def __init__(self, expected: int = 1) -> None:
+        super().__init__()
+        self.expected = expected
+        self.conns: list[Connection] = []
+        self.closes: list[tuple[int, str]] = []
+        self.all_connected = threading.Event()
+        self.all_closed = threading.Event()
+
+        @self.on_connect
+        def connected(conn: Connection) -> None:
+            self.conns.append(conn)
+            if len(self.conns) >= self.expected:
+                self.all_connected.set()
+
+        @self.on_message
+        def echo(conn: Connection, message: str | bytes) -> None:
+            conn.send(message)
+
+        @self.on_close
+        def closed(conn: Connection, code: int, reason: str) -> None:
+            self.closes.append((code, reason))
+            if len(self.closes) >= self.expected:
+                self.all_closed.set()

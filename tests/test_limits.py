@@ -14,37 +14,14 @@ from websockets.sync.client import connect
 
 from websock_actors import Connection, WebSocketApp
 
+from .helpers import RecordingEchoApp
 from .rawws import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient, close_code
-
-
-class EchoApp(WebSocketApp):
-    """Echo; record every close code; `closed` is set on each close."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.closes: list[tuple[int, str]] = []
-        self.closed = threading.Event()
-        self.conns: list[Connection] = []
-
-        @self.on_connect
-        def connected(conn: Connection) -> None:
-            self.conns.append(conn)
-
-        @self.on_message
-        def echo(conn: Connection, message: str | bytes) -> None:
-            conn.send(message)
-
-        @self.on_close
-        def closed(conn: Connection, code: int, reason: str) -> None:
-            self.closes.append((code, reason))
-            self.closed.set()
-
 
 # -- message size and fragments ---------------------------------------------------------
 
 
 def test_message_over_max_message_size_closes_with_1009(serve):
-    app = EchoApp()
+    app = RecordingEchoApp()
     server = serve(app, max_message_size=1024)
     with connect(server.url, compression=None) as ws:
         ws.send("a" * 1024)  # exactly at the limit: fine
@@ -54,12 +31,12 @@ def test_message_over_max_message_size_closes_with_1009(serve):
             ws.recv(timeout=5)
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == 1009
-    assert app.closed.wait(5)
+    assert app.all_closed.wait(5)
     assert app.closes[0][0] == 1009
 
 
 def test_fragmented_message_over_max_message_size_closes_with_1009(serve):
-    app = EchoApp()
+    app = RecordingEchoApp()
     server = serve(app, max_message_size=1024)
     with connect(server.url, compression=None) as ws:
         ws.send(["x" * 256 for _ in range(4)])  # 1024 in four fragments: fine
@@ -73,7 +50,7 @@ def test_fragmented_message_over_max_message_size_closes_with_1009(serve):
 
 def test_oversized_frame_header_refused_before_payload(serve):
     """A frame announcing 10 MB is refused from its header: no need to send the payload."""
-    server = serve(EchoApp(), max_message_size=1 << 20)
+    server = serve(RecordingEchoApp(), max_message_size=1 << 20)
     with RawClient(server.port) as client:
         client.sock.sendall(struct.pack("!BBQ", 0x82, 0xFF, 10_000_000) + b"\x00\x00\x00\x00")
         op, payload = client.recv_frame()
@@ -83,7 +60,7 @@ def test_oversized_frame_header_refused_before_payload(serve):
 
 
 def test_max_fragments_closes_with_1009(serve):
-    app = EchoApp()
+    app = RecordingEchoApp()
     server = serve(app, max_fragments=3)
     with RawClient(server.port) as client:
         client.send_frame(TEXT, b"a", fin=False)
@@ -102,7 +79,7 @@ def test_max_fragments_closes_with_1009(serve):
         assert op == CLOSE
         assert close_code(payload) == 1009
         client.expect_eof()
-    assert app.closed.wait(5)
+    assert app.all_closed.wait(5)
     assert app.closes[0][0] == 1009
     # The websockets client ends a fragmented message with an empty final frame: two
     # chunks make three frames, three chunks make four.
@@ -120,7 +97,7 @@ def test_max_fragments_closes_with_1009(serve):
 
 
 def test_keepalive_closes_peer_that_never_answers_pings(serve):
-    app = EchoApp()
+    app = RecordingEchoApp()
     server = serve(app, ping_interval=0.2, ping_timeout=0.3)
     with RawClient(server.port, timeout=3.0) as client:
         # Each read must complete within the socket timeout: a bounded time overall.
@@ -130,12 +107,12 @@ def test_keepalive_closes_peer_that_never_answers_pings(serve):
         assert op == CLOSE
         assert close_code(payload) == 1011
         client.expect_eof()
-    assert app.closed.wait(5)
+    assert app.all_closed.wait(5)
     assert app.closes[0][0] == 1011
 
 
 def test_keepalive_spares_peer_that_answers_pings(serve):
-    app = EchoApp()
+    app = RecordingEchoApp()
     server = serve(app, ping_interval=0.2, ping_timeout=0.3)
     with RawClient(server.port, timeout=3.0) as client:
         for _ in range(4):
@@ -163,7 +140,7 @@ class _PingCounter(logging.Handler):
 
 
 def test_keepalive_keeps_a_responsive_websockets_client_open(serve):
-    app = EchoApp()
+    app = RecordingEchoApp()
     server = serve(app, ping_interval=0.2, ping_timeout=0.3)
     counter = _PingCounter(wanted=4)
     logger = logging.getLogger("tests.keepalive.client")
@@ -179,7 +156,7 @@ def test_keepalive_keeps_a_responsive_websockets_client_open(serve):
             assert server.call(lambda: app.conns[0].open)
     finally:
         logger.removeHandler(counter)
-    assert app.closed.wait(5)
+    assert app.all_closed.wait(5)
     assert app.closes[0][0] == 1000
 
 

@@ -16,42 +16,16 @@ import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.sync.client import connect
 
-from websock_actors import Connection, WebSocketApp
+from websock_actors import Connection
 
-from .helpers import upgrade_request
+from .helpers import RecordingEchoApp, upgrade_request
 from .rawws import BINARY, CLOSE, TEXT, RawClient, close_code, free_port, read_until_eof, split_response
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class App(WebSocketApp):
-    def __init__(self, expected: int) -> None:
-        super().__init__()
-        self.conns: list[Connection] = []
-        self.closes: list[tuple[int, str]] = []
-        self.all_connected = threading.Event()
-        self.all_closed = threading.Event()
-        self.expected = expected
-
-        @self.on_connect
-        def connected(conn: Connection) -> None:
-            self.conns.append(conn)
-            if len(self.conns) >= self.expected:
-                self.all_connected.set()
-
-        @self.on_message
-        def echo(conn: Connection, message: str | bytes) -> None:
-            conn.send(message)
-
-        @self.on_close
-        def closed(conn: Connection, code: int, reason: str) -> None:
-            self.closes.append((code, reason))
-            if len(self.closes) >= self.expected:
-                self.all_closed.set()
-
-
 def test_stop_closes_every_connection_with_1001_after_queued_messages(serve):
-    app = App(expected=2)
+    app = RecordingEchoApp(expected=2)
     server = serve(app)
     srv = server.server
     with ExitStack() as stack:
@@ -96,7 +70,7 @@ def test_stop_with_a_blocked_writer_delivers_its_queue_then_1001(serve):
     state: dict[str, int] = {}
     blocked = threading.Event()
 
-    app = App(expected=1)
+    app = RecordingEchoApp(expected=1)
 
     @app.on_message
     def fill(conn: Connection, message: str | bytes) -> None:
@@ -238,7 +212,7 @@ def test_echo_still_works_through_the_cli(tmp_path):
 
 
 def test_stop_timeout_drops_a_peer_that_never_answers_the_close(serve):
-    app = App(expected=1)
+    app = RecordingEchoApp(expected=1)
     server = serve(app, close_timeout=30)
     srv = server.server
     with RawClient(server.port, timeout=10) as silent:

@@ -89,3 +89,23 @@ def test_chat_and_echo_users_against_real_servers(serve, tmp_path: Path) -> None
     assert all_closed.wait(10)
     assert closes == [1000] * 20
     assert echo_server.call(lambda: len(echo_server.server.connections)) == 0
+
+
+def test_push_types_and_failure_names() -> None:
+    """The helpers of the Locust module, checked in a subprocess: importing locust patches."""
+    code = """
+from websock_actors.contrib.locust import failure_of, push_type
+from websock_actors.errors import ConnectionClosed, HandshakeError, RequestError, RequestTimeout
+assert push_type('{"type":"message","text":"x"}') == "message"
+assert push_type('{"room": "r", "type": "member_left"}') == "member_left"
+assert push_type('{"type":"a\\\\"b"}') == 'a"b'
+assert push_type("not json") == push_type("[1]") == "text"
+assert push_type(b"{}") == "binary"
+names = [str(failure_of(e)) for e in (
+    RequestError("not_in_room", "join first"), RequestTimeout(3, 1.0), TimeoutError("open"),
+    ConnectionClosed(1006), HandshakeError(503, "busy"), ConnectionRefusedError(111, "refused"),
+)]
+assert names == ["not_in_room", "timeout", "timeout", "closed 1006", "handshake 503",
+                 "ConnectionRefusedError"], names
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)

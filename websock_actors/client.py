@@ -549,7 +549,11 @@ class ClientConnection:
             if sock is None or self._write_broken:
                 raise self._closed_error()
             try:
-                sock.sendall(data)
+                # One plain send is enough for a small frame; sendall only for what is left
+                # (gevent's sendall asks the kernel for the buffer size on every call).
+                sent = sock.send(data)
+                if sent < len(data):
+                    sock.sendall(memoryview(data)[sent:])
             except OSError as exc:
                 self._write_broken = True
                 self._finish(CloseCode.ABNORMAL, f"write failed: {exc}")

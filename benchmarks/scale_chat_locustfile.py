@@ -1,0 +1,110 @@
+"""locustfiles/chat.py plus what the scale run measures in the steady window.
+
+The steady window runs from the moment every user Locust spawned has connected (Locust's
+"spawning complete" comes earlier: when the last users are started, not yet connected) to the
+moment it starts stopping them. In it this file records each request's response time per (type, name), the
+pushes per type, the failures, and the garbage collector's pauses of this Locust process; at
+exit it writes them to --steady-json. Used by benchmarks/scale_chat.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from locust import events
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "locustfiles"))
+from chat import ChatUser
+
+__all__ = ["ChatUser"]
+
+_window: dict[str, float] = {}
+_target: dict[str, int] = {}  # the user count, once spawning is complete
+_connected = [0]
+_times: dict[str, list[float]] = {}
+_counts: dict[str, int] = {}
+_failures: dict[str, int] = {}
+_gc: dict[int, list[float]] = {0: [], 1: [], 2: []}
+_gc_start = [0.0]
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    parser.add_argument("--steady-json", default="", help="where to write the steady window's figures")
+
+
+@events.spawning_complete.add_listener
+def _spawned(user_count: int, **_: Any) -> None:
+    _target["users"] = user_count
+    _maybe_start()
+
+
+def _maybe_start() -> None:
+    if "start" not in _window and _connected[0] >= _target.get("users", sys.maxsize):
+        _window["start"] = time.monotonic()
+
+
+@events.test_stopping.add_listener
+def _stop(**_: Any) -> None:
+    _window.setdefault("end", time.monotonic())
+
+
+@events.request.add_listener
+def _request(request_type: str, name: str, response_time: float, exception: Any = None, **_: Any) -> None:
+    if "start" not in _window:
+        if request_type == "WS" and name == "connect" and exception is None:
+            _connected[0] += 1
+            _maybe_start()
+        return
+    if "end" in _window:
+        return
+    key = f"{request_type} {name}"
+    _counts[key] = _counts.get(key, 0) + 1
+    if exception is not None:
+        _failures[key] = _failures.get(key, 0) + 1
+    elif request_type != "PUSH":
+        _times.setdefault(key, []).append(response_time)
+
+
+def _gc_callback(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_start[0] = time.perf_counter()
+    elif "start" in _window and "end" not in _window:
+        _gc[info["generation"]].append((time.perf_counter() - _gc_start[0]) * 1000)
+
+
+gc.callbacks.append(_gc_callback)
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+@events.quitting.add_listener
+def _write(environment: Any, **_: Any) -> None:
+    path = getattr(environment.parsed_options, "steady_json", "")
+    if not path or "start" not in _window:
+        return
+    seconds = _window.get("end", time.monotonic()) - _window["start"]
+    per_name = {}
+    for key, count in sorted(_counts.items()):
+        ordered = sorted(_times.get(key, []))
+        per_name[key] = {
+            "count": count,
+            "per_second": count / seconds if seconds > 0 else 0.0,
+            "failures": _failures.get(key, 0),
+            "p50_ms": _percentile(ordered, 0.50),
+            "p95_ms": _percentile(ordered, 0.95),
+            "p99_ms": _percentile(ordered, 0.99),
+            "max_ms": ordered[-1] if ordered else 0.0,
+        }
+    gc_pauses = {
+        f"gen{gen}": {"count": len(pauses), "max_ms": max(pauses, default=0.0), "total_ms": sum(pauses)}
+        for gen, pauses in _gc.items()
+    }
+    Path(path).write_text(json.dumps({"seconds": seconds, "per_name": per_name, "gc": gc_pauses}, indent=2))

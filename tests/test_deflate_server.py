@@ -301,6 +301,23 @@ def test_our_client_against_our_server(
         client.close()
 
 
+@pytest.mark.parametrize(
+    "compression",
+    [True, DeflateOptions(threshold=0, window_bits=15, mem_level=8, context_takeover=True)],
+    ids=["default", "takeover"],
+)
+def test_websock_actors_client_against_the_server(
+    serve: Callable[..., ServerThread], compression: bool | DeflateOptions
+) -> None:
+    from websock_actors.client import connect as client_connect
+
+    server = serve(echo_app(), compression=DeflateOptions(context_takeover=True), max_message_size=None)
+    with client_connect(server.url, compression=compression, max_message_size=None) as ws:
+        for message in MESSAGES:
+            ws.send(message)
+            assert ws.recv(timeout=5) == message
+
+
 def test_our_client_against_websockets_server() -> None:
     def echo(ws: ServerConnection) -> None:
         for message in ws:

@@ -605,7 +605,7 @@ def test_invalid_compressed_data_is_a_protocol_error(data: bytes) -> None:
 
 
 def test_a_final_deflate_block_ends_the_message() -> None:
-    """RFC 7692 7.2.3.? allows BFINAL: nothing may follow it, and the stream starts over."""
+    """RFC 7692 7.2.3.4 allows BFINAL: nothing may follow it, and the stream starts over."""
     server, _ = pair(P(), DeflateOptions(context_takeover=True))
     for message in (b"first message", b"second message"):
         z = zlib.compressobj(6, zlib.DEFLATED, -15)

@@ -2,8 +2,8 @@
 
 Negotiation, server side: `server_negotiate` reads the client's offers and returns the
 parameters of the first one it accepts (rendered into the answer with
-`DeflateParameters.header`), or None to decline. Client side: `client_offer` builds the
-offer and `client_accept` checks the server's answer to it.
+`DeflateParameters.header`; None declines) and why it declined the others. Client side:
+`client_offer` builds the offer and `client_accept` checks the server's answer to it.
 
 The codec, `PerMessageDeflate`, compresses a message payload (the result is sent with RSV1
 set on its first frame) and decompresses a received one fragment by fragment, the output

@@ -22,6 +22,7 @@ from .errors import (
     WebSocketError,
 )
 from .messages import Ack, ErrorReply, Message
+from .protocol.deflate import DeflateOptions
 from .server import Server
 from .supervisor import RestartPolicy, Supervisor
 from .typed_app import App
@@ -38,6 +39,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "Context",
+    "DeflateOptions",
     "ErrorReply",
     "FrameType",
     "HandshakeError",

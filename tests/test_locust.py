@@ -5,6 +5,7 @@ monkey-patches the process it runs in), the servers in this one. Asserts on Locu
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def locust(locustfile: str, url: str, csv_prefix: Path, *extra: str) -> subprocess.Popen[str]:
+    """Locust headless in a subprocess; `locustfile` is relative to locustfiles/ (or absolute)."""
     return subprocess.Popen(
         [
             sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / locustfile),
@@ -89,6 +91,51 @@ def test_chat_and_echo_users_against_real_servers(serve, tmp_path: Path) -> None
     assert all_closed.wait(10)
     assert closes == [1000] * 20
     assert echo_server.call(lambda: len(echo_server.server.connections)) == 0
+
+
+FAILING_LOCUSTFILE = """
+from locust import constant, task
+from websock_actors.contrib.locust import WebSocketUser
+
+class Unlucky(WebSocketUser):
+    wait_time = constant(0.01)
+    request_timeout = 0.2
+
+    @task
+    def unlucky(self):
+        self.request({"type": "refused"})   # an error reply
+        self.request({"type": "ignored"})   # no reply: a timeout
+        self.request({"type": "bye"})       # the server closes with 4000; the next request reconnects
+"""
+
+
+def test_failures_are_reported_by_code(serve, tmp_path: Path) -> None:
+    app = WebSocketApp()
+
+    @app.on_message
+    def unlucky(conn: Connection, message: str | bytes) -> None:
+        request = json.loads(message)
+        if request["type"] == "refused":
+            conn.send(json.dumps({"type": "error", "id": request["id"], "code": "nope", "detail": "no"}))
+        elif request["type"] == "bye":
+            conn.close(4000, "bye")
+
+    server = serve(app)
+    locustfile = tmp_path / "unlucky.py"
+    locustfile.write_text(FAILING_LOCUSTFILE)
+    run = locust(str(locustfile), server.url, tmp_path / "unlucky", "-u", "3", "-r", "3", "-t", "2s")
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 1, output  # Locust's exit code when requests failed
+    with open(tmp_path / "unlucky_failures.csv", newline="") as f:
+        failures = {(row["Name"], row["Error"]) for row in csv.DictReader(f)}
+    assert failures == {
+        ("refused", "WebSocketFailure('nope')"),
+        ("ignored", "WebSocketFailure('timeout')"),
+        ("bye", "WebSocketFailure('closed 4000')"),
+    }, output
+    unlucky_stats = stats(tmp_path / "unlucky")
+    assert int(unlucky_stats[("WS", "connect")]["Request Count"]) > 3  # reconnected after each bye
+    assert int(unlucky_stats[("WS", "connect")]["Failure Count"]) == 0
 
 
 def test_push_types_and_failure_names() -> None:

@@ -21,6 +21,7 @@ A connection belongs to the thread that opened it.
 from __future__ import annotations
 
 import _socket
+import functools
 import itertools
 import json
 import logging
@@ -243,7 +244,7 @@ class ClientConnection:
         self.url = url
         self._target = _parse_url(url)
         if self._target.secure and opts.ssl_context is None:
-            opts = _replace_ssl(opts, ssl.create_default_context())
+            opts = _replace_ssl(opts, _default_ssl_context())
         self._opts = opts
         self.on_push = on_push
         self.on_reconnect = on_reconnect
@@ -695,6 +696,13 @@ class ClientConnection:
     def __repr__(self) -> str:
         state = f"closed {self.close_code}" if self.closed else "open"
         return f"<ClientConnection {self.url} {state}>"
+
+
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    """One verifying context for every wss:// connection that brings none (loading the CA
+    certificates for each would cost milliseconds per connection)."""
+    return ssl.create_default_context()
 
 
 def _replace_ssl(opts: _Options, context: ssl.SSLContext) -> _Options:

@@ -344,21 +344,19 @@ class WebSocketConnection:
         return not self.close_sent
 
     def send_text(self, text: str) -> bytes:
-        payload = text.encode("utf-8")
+        return self._data_frame(Opcode.TEXT, text.encode("utf-8"))
+
+    def send_binary(self, data: bytes) -> bytes:
+        return self._data_frame(Opcode.BINARY, data)
+
+    def _data_frame(self, opcode: int, payload: bytes) -> bytes:
+        """One whole-message frame, compressed when negotiated and worth it."""
         deflate = self._deflate
         if deflate is not None and len(payload) >= deflate.threshold:
             compressed = deflate.compress(payload)
             if compressed is not None:
-                return encode_frame(Opcode.TEXT, compressed, rsv1=True, mask=self._mask)
-        return encode_frame(Opcode.TEXT, payload, mask=self._mask)
-
-    def send_binary(self, data: bytes) -> bytes:
-        deflate = self._deflate
-        if deflate is not None and len(data) >= deflate.threshold:
-            compressed = deflate.compress(data)
-            if compressed is not None:
-                return encode_frame(Opcode.BINARY, compressed, rsv1=True, mask=self._mask)
-        return encode_frame(Opcode.BINARY, data, mask=self._mask)
+                return encode_frame(opcode, compressed, rsv1=True, mask=self._mask)
+        return encode_frame(opcode, payload, mask=self._mask)
 
     def send_message(self, data: str | bytes) -> bytes:
         """A text frame for `str`, a binary frame for bytes-like data (compressed when negotiated)."""

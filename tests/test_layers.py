@@ -35,12 +35,29 @@ def test_protocol_core_is_sans_io() -> None:
                 assert name == "..errors", f"{path.name} reaches up to {name}"
 
 
+MESSAGES = ("messages.py", "router.py", "schema.py")
+ACTORS = ("actor.py", "app.py", "connection.py", "context.py", "offload.py", "supervisor.py", "typed_app.py")
+EDGES = {"server", "compat", "cli", "client", "contrib", "wsgi"}
+
+
+def _local(name: str) -> str:
+    return name.lstrip(".").split(".")[0]
+
+
+def test_message_layer_needs_no_gevent_and_no_actors() -> None:
+    actor_modules = {m.removesuffix(".py") for m in ACTORS}
+    for module in MESSAGES:
+        for name in imported_modules(PACKAGE / module):
+            assert name.split(".")[0] not in ("gevent", "greenlet"), f"{module} imports {name}"
+            if name.startswith("."):
+                assert _local(name) not in actor_modules | EDGES, f"{module} imports {name}"
+
+
 def test_lower_layers_never_import_the_edges() -> None:
-    edges = {"server", "compat", "cli", "client", "contrib"}
-    for module in ("app.py", "connection.py", "errors.py"):
+    for module in (*MESSAGES, *ACTORS, "errors.py"):
         for name in imported_modules(PACKAGE / module):
             if name.startswith("."):
-                assert name.lstrip(".").split(".")[0] not in edges, f"{module} imports {name}"
+                assert _local(name) not in EDGES, f"{module} imports {name}"
 
 
 def test_importing_the_library_patches_nothing() -> None:

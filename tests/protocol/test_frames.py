@@ -63,7 +63,7 @@ def test_parse_rfc_masked_example() -> None:
 def test_encode_masked_with_known_key(
     monkeypatch: pytest.MonkeyPatch, opcode: int, payload: bytes, fin: bool, wire: bytes
 ) -> None:
-    monkeypatch.setattr(frames_module.os, "urandom", lambda n: FIXED_KEY[:n])
+    monkeypatch.setattr(frames_module, "_mask_key", lambda: FIXED_KEY)
     data = encode_frame(opcode, payload, fin=fin, mask=True)
     # Same first byte, mask bit set on the length byte, then the key, then the XORed payload.
     assert data[0] == wire[0]
@@ -74,7 +74,7 @@ def test_encode_masked_with_known_key(
 
 
 def test_encode_masked_rfc_example(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(frames_module.os, "urandom", lambda n: FIXED_KEY[:n])
+    monkeypatch.setattr(frames_module, "_mask_key", lambda: FIXED_KEY)
     assert encode_frame(Opcode.TEXT, b"Hello", mask=True) == b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
 
 

@@ -265,8 +265,7 @@ class Connection:
             return
         self._abort_reason = (code, reason)
         self._closing = True
-        if gevent.getcurrent() is not self._greenlet:
-            self._wake(force=True)
+        self._wake()  # a no-op in the actor itself: it checks the abort flag
 
     def _enqueue(self, item: _MailItem, size: int | None = None) -> bool:
         size = len(item) if size is None else size  # type: ignore[arg-type]
@@ -290,7 +289,7 @@ class Connection:
         self.abort(CloseCode.TRY_AGAIN_LATER, "outgoing queue full")
         return False
 
-    def _wake(self, force: bool = False) -> None:
+    def _wake(self) -> None:
         if self._wake_scheduled or gevent.getcurrent() is self._greenlet:
             return
         self._wake_scheduled = True

@@ -179,7 +179,6 @@ class App(Application):
         return None
 
     def handle_connect(self, conn: Connection) -> None:
-        self.handle_start()
         if self._on_connect is not None and self._on_connect(self._context(conn)) is False:
             conn.close(CloseCode.POLICY_VIOLATION, "refused")
 

@@ -21,8 +21,7 @@ import sys
 
 import gevent
 
-from websock_actors import Connection, Server, WebSocketApp
-from websock_actors.connection import encode_broadcast
+from websock_actors import Connection, Server, WebSocketApp, encode_broadcast
 
 PREFIX = "broadcast:"
 app = WebSocketApp()

@@ -13,7 +13,7 @@ from flask import Flask
 from pydantic import Field
 
 from websock_actors import App, Context, Message
-from websock_actors.wsgi import WSGIMount
+from websock_actors.compat import WSGIMount
 
 site = Flask(__name__)
 greeter = App("greeter", "1.0.0")

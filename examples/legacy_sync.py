@@ -24,8 +24,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from websock_actors import App, Context, Message, MessageError
-from websock_actors.offload import offload
+from websock_actors import App, Context, Message, MessageError, offload
 
 app = App("legacy sync", "1.0.0")
 

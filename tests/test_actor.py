@@ -7,8 +7,7 @@ from typing import Any
 import gevent
 import pytest
 
-from websock_actors import Actor, ActorStopped, MailboxFull, RestartPolicy, Supervisor
-from websock_actors.actor import ActorRef
+from websock_actors import Actor, ActorRef, ActorStopped, MailboxFull, RestartPolicy, Supervisor
 
 
 class Counter(Actor):
@@ -94,10 +93,9 @@ def test_bounded_mailbox_refuses_instead_of_blocking() -> None:
 
 
 def test_supervisor_restarts_one_for_one_within_the_cap() -> None:
-    supervisor = Supervisor(RestartPolicy(max_restarts=2, within=60))
-    sref: ActorRef[Supervisor] = ActorRef(lambda: supervisor, name="supervisor")
-    supervisor.ref = sref
-    sref._run_new_instance()
+    sref: ActorRef[Supervisor] = Supervisor.start(RestartPolicy(max_restarts=2, within=60))
+    supervisor = sref.actor
+    assert supervisor is not None and supervisor.actor_ref is sref
     dead: list[Any] = []
     child = supervisor.supervise("counter", Counter, dead.append)
     other = supervisor.supervise("other", Counter, dead.append)

@@ -126,4 +126,4 @@ def test_broadcast_goes_on_past_a_member_that_never_reads(serve, overflow: str) 
             else:
                 assert others == []
                 assert server.call(lambda: (stalled_conn.open, stalled_conn.dropped > 0)) == (True, True)
-            assert server.call(lambda: server.app.supervisor.broadcast_failures) > 0
+            assert server.call(lambda: server.app.rooms.broadcast_failures) > 0

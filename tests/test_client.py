@@ -32,7 +32,7 @@ from websock_actors.client import (
     RequestTimeout,
     connect,
 )
-from websock_actors.protocol.handshake import Response
+from websock_actors.protocol import Response
 
 from .rawws import free_port
 
@@ -285,7 +285,7 @@ def test_request_timeout_and_the_late_reply_is_dropped(serve) -> None:
         server.call(conn.send, json.dumps({"type": "late", "id": request["id"]}))
         server.call(conn.send, json.dumps({"type": "push"}))
         assert json.loads(ws.recv(timeout=5)) == {"type": "push"}
-        assert not ws._late
+        assert not ws._requests._late
 
 
 def test_concurrent_requests_are_matched_by_id(serve) -> None:
@@ -351,7 +351,7 @@ def test_http_refusals_become_handshake_errors(serve) -> None:
 
     @app.on_request
     def refuse(request: Any) -> Response | None:
-        from websock_actors.protocol.handshake import error_response
+        from websock_actors.protocol import error_response
 
         return error_response(401, "who are you") if request.path == "/private" else None
 

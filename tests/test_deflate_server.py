@@ -18,9 +18,8 @@ from websockets.sync.client import connect
 from websockets.sync.server import ServerConnection
 from websockets.sync.server import serve as websockets_serve
 
-from websock_actors import Connection, WebSocketApp
-from websock_actors.connection import encode_broadcast
-from websock_actors.errors import HandshakeError
+from websock_actors import Connection, WebSocketApp, encode_broadcast
+from websock_actors.errors import HandshakeRejected
 from websock_actors.protocol import (
     BinaryMessage,
     CloseReceived,
@@ -343,9 +342,9 @@ def test_our_client_against_websockets_server() -> None:
 
 
 def test_our_client_fails_an_answer_it_did_not_ask_for() -> None:
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(HandshakeRejected) as info:
         client_accept("permessage-deflate; client_max_window_bits=15", DeflateOptions(window_bits=10))
-    assert info.value.status == 502
+    assert info.value.status == 101
 
 
 # -- limits on the wire ------------------------------------------------------------------------------

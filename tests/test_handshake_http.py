@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from websock_actors import Connection, WebSocketApp
-from websock_actors.protocol.handshake import Headers, Request, Response, error_response
+from websock_actors.protocol import Headers, Request, Response, error_response
 
 from .helpers import upgrade_request
 from .rawws import RawClient, read_until_eof, refuse, split_response

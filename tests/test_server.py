@@ -150,7 +150,7 @@ def test_send_after_close_raises_in_the_app(serve):
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == 4002
     assert app.closed.wait(5)
-    assert app.send_errors == ["ConnectionClosed"]
+    assert app.send_errors == ["ConnectionClosedError"]
     assert app.closes[0][0] == 4002
 
 

@@ -2,31 +2,94 @@
 
 Every connection is an actor that alone owns its socket and its sans-I/O codec. The
 package never monkey-patches on import; only the command line does, and only when asked.
+
+The layers, each a package whose modules import only the layers below it:
+
+    errors      the one exception tree
+    protocol/   sans-I/O RFC 6455 and 7692: frames, HTTP heads, handshake, state machine
+    actors/     Actor and ActorRef, Supervisor with restart policy, offload
+    server/     the connection actor, its transport, keepalive, broadcast, Server
+    typed/      pydantic messages, router, context, rooms, App, schema
+    client/     connect, ClientConnection, typed requests
+    compat/     WebSock's API, WSGIMount
+    contrib/    Locust's WebSocketUser; cli.py the command line
+
+The names below are imported on first use (PEP 562), so `import websock_actors.protocol`
+works where gevent and pydantic cannot be imported.
 """
 
-from .actor import Actor, ActorRef
-from .app import Application, WebSocketApp
-from .compat import FrameType, WebSocketInvalidDataFrame, WebSocketInvalidHandshake, WebSocketServer
-from .connection import Connection
-from .context import Context
-from .errors import (
-    ActorStopped,
-    CloseCode,
-    ConfigurationError,
-    ConnectionClosed,
-    HandshakeError,
-    InvalidMessage,
-    MailboxFull,
-    MessageError,
-    ProtocolError,
-    WebSocketError,
-)
-from .messages import Ack, ErrorReply, Message
-from .protocol.deflate import DeflateOptions
-from .server import Server
-from .supervisor import RestartPolicy, Supervisor
-from .typed_app import App
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .actors import Actor, ActorRef, RestartPolicy, Supervisor, offload
+    from .compat import (
+        FrameType,
+        WebSocketInvalidDataFrame,
+        WebSocketInvalidHandshake,
+        WebSocketServer,
+        WSGIMount,
+    )
+    from .errors import (
+        ActorStopped,
+        CloseCode,
+        ConfigurationError,
+        ConnectionClosed,
+        ConnectionClosedError,
+        ConnectionClosedOK,
+        HandshakeError,
+        HandshakeRefused,
+        HandshakeRejected,
+        InvalidMessage,
+        MailboxFull,
+        MessageError,
+        OffloadTimeout,
+        RequestError,
+        RequestTimeout,
+        WebSocketError,
+    )
+    from .protocol import DeflateOptions, Request, Response
+    from .server import Application, Connection, Server, WebSocketApp, encode_broadcast
+    from .typed import Ack, App, Context, ErrorReply, LocalRooms, Message, Rooms
+
+_HOMES = {
+    ".actors": ("Actor", "ActorRef", "RestartPolicy", "Supervisor", "offload"),
+    ".compat": (
+        "FrameType",
+        "WSGIMount",
+        "WebSocketInvalidDataFrame",
+        "WebSocketInvalidHandshake",
+        "WebSocketServer",
+    ),
+    ".errors": (
+        "ActorStopped",
+        "CloseCode",
+        "ConfigurationError",
+        "ConnectionClosed",
+        "ConnectionClosedError",
+        "ConnectionClosedOK",
+        "HandshakeError",
+        "HandshakeRefused",
+        "HandshakeRejected",
+        "InvalidMessage",
+        "MailboxFull",
+        "MessageError",
+        "OffloadTimeout",
+        "ProtocolError",
+        "RequestError",
+        "RequestTimeout",
+        "WebSocketError",
+    ),
+    ".protocol": ("DeflateOptions", "Request", "Response"),
+    ".server": ("Application", "Connection", "Server", "WebSocketApp", "encode_broadcast"),
+    ".typed": ("Ack", "App", "Context", "ErrorReply", "LocalRooms", "Message", "Rooms"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+# ProtocolError stays importable from here (it was exported), but no user code receives
+# one: the connection turns it into a close. It is the parent of WebSocketInvalidDataFrame.
 __all__ = [
     "Ack",
     "Actor",
@@ -38,23 +101,49 @@ __all__ = [
     "ConfigurationError",
     "Connection",
     "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "Context",
     "DeflateOptions",
     "ErrorReply",
     "FrameType",
     "HandshakeError",
+    "HandshakeRefused",
+    "HandshakeRejected",
     "InvalidMessage",
+    "LocalRooms",
     "MailboxFull",
     "Message",
     "MessageError",
-    "ProtocolError",
+    "OffloadTimeout",
+    "Request",
+    "RequestError",
+    "RequestTimeout",
+    "Response",
     "RestartPolicy",
+    "Rooms",
     "Server",
     "Supervisor",
+    "WSGIMount",
     "WebSocketApp",
     "WebSocketError",
     "WebSocketInvalidDataFrame",
     "WebSocketInvalidHandshake",
     "WebSocketServer",
+    "encode_broadcast",
+    "offload",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found once: later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME_OF})

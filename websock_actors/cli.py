@@ -106,8 +106,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import gevent
 
-    from .app import Application
-    from .server import Server
+    from .server import Application, Server
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = load_app(args.app)
@@ -141,7 +140,7 @@ def _describe(args: argparse.Namespace) -> int:
     """Print the app's JSON Schema or AsyncAPI document (no patching: nothing is served)."""
     import json
 
-    from .typed_app import App
+    from .typed.app import App
 
     app = load_app(args.app)
     if not isinstance(app, App):

@@ -1,37 +1,55 @@
 """The one exception tree of websock_actors.
 
     WebSocketError
-    ├── HandshakeError        the opening handshake failed; carries the HTTP status to answer
-    ├── ProtocolError         the peer broke RFC 6455; carries the close code to send
-    ├── ConnectionClosed      the connection is closed; carries the close code and reason
-    ├── MailboxFull           an actor's bounded mailbox refused a message
-    ├── ActorStopped          the actor is stopped (or down for good): pending asks fail with it
-    ├── MessageError          a handler refuses a message: becomes a typed error reply
-    │   └── InvalidMessage    a frame that does not decode to a registered message
-    ├── ConfigurationError    the application or server was set up wrongly (found at start-up)
-    ├── RequestError          the client's request got an `error` reply; carries code and detail
-    └── RequestTimeout        the client's request got no reply in time (also a TimeoutError)
+    ├── HandshakeError              the opening handshake failed; `status` is its HTTP status
+    │   ├── HandshakeRefused        we refused a client's handshake; `status` is the answer we sent
+    │   │   └── WebSocketInvalidHandshake   (WebSock's name, given to its `on_error`)
+    │   └── HandshakeRejected       the server did not accept ours: its real status (None when
+    │                               its answer was not HTTP) and its `response`
+    ├── ProtocolError               the peer broke RFC 6455; `code` is the close code to send
+    │   └── WebSocketInvalidDataFrame       (WebSock's name, given to its `on_error`)
+    ├── ConnectionClosed            the connection is closed; carries the close code and reason
+    │   ├── ConnectionClosedOK      ... after a clean close: 1000, 1001, or a close without a code
+    │   └── ConnectionClosedError   ... with any other code: an error, a refusal, a lost transport
+    ├── MailboxFull                 an actor's bounded mailbox refused a message
+    ├── ActorStopped                the actor is stopped (or down for good): pending asks fail with it
+    ├── MessageError                a handler refuses a message: becomes a typed error reply
+    │   └── InvalidMessage          a frame that does not decode to a registered message
+    ├── ConfigurationError          the application or server was set up wrongly (found at start-up)
+    ├── RequestError                the client's request got an `error` reply; carries code and detail
+    ├── RequestTimeout              the client's request got no reply in time (also a TimeoutError)
+    └── OffloadTimeout              an offloaded call did not finish in time (also a TimeoutError)
 
-Nothing else escapes the protocol core: any other exception there is a bug.
+The sans-I/O core raises only HandshakeRefused, HandshakeRejected and ProtocolError (which
+the connection state machine turns into a close): any other exception there is a bug.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 __all__ = [
     "ActorStopped",
     "CloseCode",
     "ConfigurationError",
     "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "HandshakeError",
+    "HandshakeRefused",
+    "HandshakeRejected",
     "InvalidMessage",
     "MailboxFull",
     "MessageError",
+    "OffloadTimeout",
     "ProtocolError",
     "RequestError",
     "RequestTimeout",
     "WebSocketError",
+    "WebSocketInvalidDataFrame",
+    "WebSocketInvalidHandshake",
+    "connection_closed",
 ]
 
 
@@ -58,16 +76,51 @@ class WebSocketError(Exception):
     """Base of every error this package raises on purpose."""
 
 
-class HandshakeError(WebSocketError):
-    """The opening handshake was refused; `status` is the HTTP answer to give."""
+# -- the opening handshake ---------------------------------------------------------------
 
-    def __init__(
-        self, status: int, reason: str, headers: list[tuple[str, str]] | None = None
-    ) -> None:
-        super().__init__(f"{status}: {reason}")
+
+class HandshakeError(WebSocketError):
+    """The opening handshake failed; `status` is the HTTP status involved, when there is one."""
+
+    def __init__(self, status: int | None, reason: str) -> None:
+        super().__init__(f"{status}: {reason}" if status is not None else reason)
         self.status = status
         self.reason = reason
+
+
+class HandshakeRefused(HandshakeError):
+    """We refuse a client's opening handshake: `status` and `headers` are the HTTP answer."""
+
+    status: int
+
+    def __init__(self, status: int, reason: str, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(status, reason)
         self.headers = headers or []
+
+
+class HandshakeRejected(HandshakeError):
+    """The server did not accept our opening handshake.
+
+    `status` is the status it really answered: a refusal (403, 503, ...), or 101 with headers
+    that break RFC 6455 (a wrong `Sec-WebSocket-Accept`, say); None when its answer was not
+    HTTP at all or the connection ended first. `response` is its answer, when one was parsed.
+    """
+
+    def __init__(self, status: int | None, reason: str, response: Any = None) -> None:
+        super().__init__(status, reason)
+        self.response = response
+
+
+class WebSocketInvalidHandshake(HandshakeRefused):
+    """WebSock's name for a refused client handshake (signature: message, client)."""
+
+    def __init__(self, message: str, client: Any, status: int = 400) -> None:
+        super().__init__(status, message)
+        self.args = (message,)
+        self.client = client
+
+
+# -- the connection ----------------------------------------------------------------------
 
 
 class ProtocolError(WebSocketError):
@@ -79,6 +132,14 @@ class ProtocolError(WebSocketError):
         self.code = code
 
 
+class WebSocketInvalidDataFrame(ProtocolError):
+    """WebSock's name for a client that broke the framing rules; it was closed with `code`."""
+
+    def __init__(self, message: str, client: Any, code: int = CloseCode.PROTOCOL_ERROR) -> None:
+        super().__init__(message, code)
+        self.client = client
+
+
 class ConnectionClosed(WebSocketError):
     """An operation needed an open connection; it is closed with `code` and `reason`."""
 
@@ -86,6 +147,29 @@ class ConnectionClosed(WebSocketError):
         super().__init__(f"connection closed: {code} {reason}".rstrip())
         self.code = code
         self.reason = reason
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection ended with a clean close: 1000, 1001, or a close frame without a code."""
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection ended with an error code, a refusal, or without a close handshake (1006)."""
+
+
+_CLEAN_CODES = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY, CloseCode.NO_STATUS})
+
+
+def connection_closed(code: int | None, reason: str = "") -> ConnectionClosed:
+    """The right ConnectionClosed for a close `code` (None: the transport was lost)."""
+    if code is None:
+        return ConnectionClosedError(CloseCode.ABNORMAL, reason)
+    if code in _CLEAN_CODES:
+        return ConnectionClosedOK(code, reason)
+    return ConnectionClosedError(code, reason)
+
+
+# -- actors and typed messages ---------------------------------------------------------------
 
 
 class MailboxFull(WebSocketError):
@@ -129,6 +213,13 @@ class InvalidMessage(MessageError):
 
 class ConfigurationError(WebSocketError):
     """Bad options or registrations, reported when the server or app is built."""
+
+
+class OffloadTimeout(WebSocketError, TimeoutError):
+    """An offloaded call did not finish in time (its thread still runs to its end)."""
+
+
+# -- the client ------------------------------------------------------------------------------
 
 
 class RequestError(WebSocketError):

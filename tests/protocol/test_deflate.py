@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from websock_actors.errors import HandshakeError, ProtocolError
+from websock_actors.errors import HandshakeError, HandshakeRejected, ProtocolError
 from websock_actors.protocol import (
     BinaryMessage,
     CompressorPool,
@@ -20,6 +20,7 @@ from websock_actors.protocol import (
     DeflateParameters,
     Frame,
     FrameParser,
+    Headers,
     MessageCompressor,
     Opcode,
     PerMessageDeflate,
@@ -29,6 +30,7 @@ from websock_actors.protocol import (
     Role,
     TextMessage,
     WebSocketConnection,
+    accept_key,
     client_accept,
     client_offer,
     encode_frame,
@@ -37,7 +39,6 @@ from websock_actors.protocol import (
     validate_response,
 )
 from websock_actors.protocol.deflate import parse_parameters
-from websock_actors.protocol.handshake import Headers, accept_key
 
 from ._support import FIXED_KEY, close_body, frames_of, raw_frame, sent_frames
 from .test_properties import FAST, check_event_sequence
@@ -394,10 +395,10 @@ def test_client_accepts_valid_answers(answer: str, options: DeflateOptions) -> N
         ("permessage-deflate;", WIDE, "expected a parameter name"),
     ],
 )
-def test_client_fails_invalid_answers_with_502(answer: str, options: DeflateOptions, says: str) -> None:
-    with pytest.raises(HandshakeError) as info:
+def test_client_rejects_invalid_answers_as_101(answer: str, options: DeflateOptions, says: str) -> None:
+    with pytest.raises(HandshakeRejected) as info:
         client_accept(answer, options)
-    assert info.value.status == 502
+    assert info.value.status == 101
     assert says in info.value.reason
 
 
@@ -773,7 +774,9 @@ def test_messages_at_or_over_the_threshold_go_out_compressed(role: Role) -> None
 
 def test_control_frames_are_never_compressed() -> None:
     conn = deflating(Role.SERVER, threshold=0)
-    for data in (conn.send_ping(b"x" * 125), conn.send_pong(b"y" * 125), conn.send_close(1000, "z" * 100)):
+    conn.receive_data(encode_frame(Opcode.PING, b"y" * 125, mask=True))
+    [pong] = conn.data_to_send()
+    for data in (conn.send_ping(b"x" * 125), pong, conn.send_close(1000, "z" * 100)):
         [frame] = frames_of(data, from_client=False)
         assert not frame.rsv1
 

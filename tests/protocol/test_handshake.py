@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from websock_actors.errors import HandshakeError
+from websock_actors.errors import HandshakeError, HandshakeRefused, HandshakeRejected
 from websock_actors.protocol import (
     DEFAULT_MAX_HEADER_BYTES,
     Headers,
@@ -59,8 +59,8 @@ def parsed(data: bytes, **options: int) -> Request:
     return request
 
 
-def refusal(data: bytes) -> HandshakeError:
-    with pytest.raises(HandshakeError) as info:
+def refusal(data: bytes) -> HandshakeRefused:
+    with pytest.raises(HandshakeRefused) as info:
         result = parse_request(data)
         assert result is not None
         validate_request(result[0])
@@ -381,17 +381,17 @@ def test_parse_response_without_reason() -> None:
 @pytest.mark.parametrize(
     "status_line", ["HTTP/1.1", "HTTP/1.1 abc OK", "HTTP/2 101 OK", "ICY 200 OK", "HTTP/1.1 \xb2 OK", ""]
 )
-def test_parse_response_malformed_status_line_502(status_line: str) -> None:
-    with pytest.raises(HandshakeError) as info:
+def test_parse_response_malformed_status_line_has_no_status(status_line: str) -> None:
+    with pytest.raises(HandshakeRejected) as info:
         parse_response(response_bytes(status_line))
-    assert info.value.status == 502
+    assert info.value.status is None  # not HTTP: no status is made up
 
 
 def test_parse_response_header_limit() -> None:
     data = response_bytes(headers=[*GOOD_RESPONSE_HEADERS, "X-Pad: " + "a" * 500])
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(HandshakeRejected, match="response headers too large") as info:
         parse_response(data, max_header_bytes=400)
-    assert info.value.status == 431
+    assert info.value.status is None
 
 
 def validated(
@@ -414,30 +414,32 @@ def test_validate_response_returns_offered_subprotocol() -> None:
 
 CLIENT_REFUSALS = [
     pytest.param(
-        ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Accept: AAAA"], 502, id="wrong-accept"
+        ["Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Accept: AAAA"], 101, id="wrong-accept"
     ),
     pytest.param(
         ["Upgrade: websocket", "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept_key(generate_key())}"],
-        502,
+        101,
         id="accept-for-another-key",
     ),
-    pytest.param(["Upgrade: websocket", "Connection: Upgrade"], 502, id="no-accept"),
-    pytest.param(["Connection: Upgrade", f"Sec-WebSocket-Accept: {RFC_ACCEPT}"], 502, id="no-upgrade"),
-    pytest.param(["Upgrade: websocket", f"Sec-WebSocket-Accept: {RFC_ACCEPT}"], 502, id="no-connection"),
-    pytest.param([*GOOD_RESPONSE_HEADERS, "Sec-WebSocket-Protocol: chat"], 502, id="unoffered-subprotocol"),
-    pytest.param([*GOOD_RESPONSE_HEADERS, "Sec-WebSocket-Extensions: x"], 502, id="unoffered-extension"),
+    pytest.param(["Upgrade: websocket", "Connection: Upgrade"], 101, id="no-accept"),
+    pytest.param(["Connection: Upgrade", f"Sec-WebSocket-Accept: {RFC_ACCEPT}"], 101, id="no-upgrade"),
+    pytest.param(["Upgrade: websocket", f"Sec-WebSocket-Accept: {RFC_ACCEPT}"], 101, id="no-connection"),
+    pytest.param([*GOOD_RESPONSE_HEADERS, "Sec-WebSocket-Protocol: chat"], 101, id="unoffered-subprotocol"),
+    pytest.param([*GOOD_RESPONSE_HEADERS, "Sec-WebSocket-Extensions: x"], 101, id="unoffered-extension"),
 ]
 
 
 @pytest.mark.parametrize(("headers", "status"), CLIENT_REFUSALS)
 def test_validate_response_refusals(headers: list[str], status: int) -> None:
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(HandshakeRejected) as info:
         validated(headers)
-    assert info.value.status == status
+    assert info.value.status == status  # the real status: a 101 that breaks RFC 6455
+    assert info.value.response is not None and info.value.response.status == status
 
 
 @pytest.mark.parametrize("status", [200, 400, 403, 426, 503])
 def test_validate_response_non_101_carries_the_status(status: int) -> None:
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(HandshakeRejected) as info:
         validated(GOOD_RESPONSE_HEADERS, status_line=f"HTTP/1.1 {status} Nope")
     assert info.value.status == status
+    assert info.value.response is not None and info.value.response.reason == "Nope"

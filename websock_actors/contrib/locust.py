@@ -70,7 +70,7 @@ def failure_of(exc: BaseException) -> WebSocketFailure:
     if isinstance(exc, ConnectionClosed):
         return WebSocketFailure(f"closed {exc.code}")
     if isinstance(exc, HandshakeError):
-        return WebSocketFailure(f"handshake {exc.status}")
+        return WebSocketFailure(f"handshake {exc.status if exc.status is not None else 'invalid'}")
     if isinstance(exc, OSError):
         return WebSocketFailure(type(exc).__name__)
     return WebSocketFailure(str(exc))

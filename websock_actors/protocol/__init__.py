@@ -1,7 +1,14 @@
-"""The sans-I/O RFC 6455 core: frames, the opening handshake, the connection state machine.
+"""The sans-I/O RFC 6455 core: frames, HTTP heads, the opening handshake, the connection
+state machine, permessage-deflate.
 
 No gevent, no sockets, no pydantic here: bytes in, events out, bytes to send. The server
-and the client are both built on it.
+and the client both drive it; this package imports nothing above `websock_actors.errors`.
+
+    frames.py      a frame encoded, frames parsed from a byte stream (masking included)
+    http.py        request and response heads parsed, answers rendered, header grammar
+    handshake.py   ServerHandshake / ClientHandshake: the CONNECTING state of a connection
+    connection.py  WebSocketConnection: the OPEN -> CLOSING -> CLOSED state machine
+    deflate.py     permessage-deflate negotiation and codec (RFC 7692)
 """
 
 from .connection import (
@@ -32,28 +39,35 @@ from .deflate import (
 )
 from .frames import Frame, FrameParser, Opcode, apply_mask, encode_frame
 from .handshake import (
+    ClientHandshake,
+    HandshakePolicy,
+    ServerHandshake,
+    accept_key,
+    build_request,
+    build_response,
+    generate_key,
+    validate_request,
+    validate_response,
+)
+from .http import (
     DEFAULT_MAX_HEADER_BYTES,
     Extension,
     Headers,
     Request,
     Response,
-    accept_key,
-    build_request,
-    build_response,
     error_response,
-    generate_key,
+    header_tokens,
     parse_extensions,
     parse_request,
     parse_response,
     render_response,
-    validate_request,
-    validate_response,
 )
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "BinaryMessage",
+    "ClientHandshake",
     "CloseReceived",
     "CompressorPool",
     "ConnectionLost",
@@ -64,6 +78,7 @@ __all__ = [
     "Extension",
     "Frame",
     "FrameParser",
+    "HandshakePolicy",
     "Headers",
     "MessageCompressor",
     "Opcode",
@@ -74,6 +89,7 @@ __all__ = [
     "Request",
     "Response",
     "Role",
+    "ServerHandshake",
     "TextMessage",
     "WebSocketConnection",
     "accept_key",
@@ -86,6 +102,7 @@ __all__ = [
     "encode_frame",
     "error_response",
     "generate_key",
+    "header_tokens",
     "is_valid_close_code",
     "parse_extensions",
     "parse_request",

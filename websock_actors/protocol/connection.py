@@ -47,6 +47,7 @@ class Role(Enum):
 
 
 class ConnectionState(Enum):
+    CONNECTING = "connecting"  # the opening handshake (a ServerHandshake or ClientHandshake)
     OPEN = "open"
     CLOSING = "closing"  # we sent a close frame and wait for the peer's
     CLOSED = "closed"  # the close handshake is done, failed, or the transport ended
@@ -147,6 +148,8 @@ class WebSocketConnection:
         "_outgoing",
         "_parser",
         "_text_parts",
+        "close_code",
+        "close_reason",
         "close_received",
         "close_sent",
         "max_fragments",
@@ -169,6 +172,9 @@ class WebSocketConnection:
         self.state = ConnectionState.OPEN
         self.close_sent = False
         self.close_received = False
+        # How the connection ended, once CLOSED: the peer's code, ours on a failure, or 1006.
+        self.close_code: int | None = None
+        self.close_reason = ""
         self._mask = role is Role.CLIENT
         self._deflate = deflate
         self._parser = FrameParser(
@@ -195,8 +201,7 @@ class WebSocketConnection:
         if self.state is ConnectionState.CLOSED:
             return []
         if not data:
-            self.state = ConnectionState.CLOSED
-            return [ConnectionLost()]
+            return [self.connection_lost()]
         events: list[Event] = []
         try:
             for frame in self._parser.feed(data):
@@ -305,6 +310,7 @@ class WebSocketConnection:
         else:
             code, reason = CloseCode.NO_STATUS, ""
         self.close_received = True
+        self.close_code, self.close_reason = code, reason
         if not self.close_sent:
             # Echo the peer's code, as RFC 6455 5.5.1 suggests.
             self._outgoing.append(
@@ -321,9 +327,17 @@ class WebSocketConnection:
             )
             self.close_sent = True
         self.state = ConnectionState.CLOSED
+        self.close_code, self.close_reason = code, reason
         self._fragments = []
         self._text_parts = []
         return ProtocolFailure(code, reason)
+
+    def connection_lost(self, reason: str = "") -> ConnectionLost:
+        """The transport ended, or the driver gave up on it, without a close handshake (1006)."""
+        if self.state is not ConnectionState.CLOSED:
+            self.state = ConnectionState.CLOSED
+            self.close_code, self.close_reason = CloseCode.ABNORMAL, reason
+        return ConnectionLost(CloseCode.ABNORMAL, reason)
 
     @property
     def bytes_wanted(self) -> int:
@@ -338,10 +352,6 @@ class WebSocketConnection:
         return out
 
     # -- sending ---------------------------------------------------------------------
-
-    @property
-    def can_send_data(self) -> bool:
-        return not self.close_sent
 
     def send_text(self, text: str) -> bytes:
         return self._data_frame(Opcode.TEXT, text.encode("utf-8"))
@@ -368,11 +378,6 @@ class WebSocketConnection:
         if len(payload) > 125:
             raise ValueError("ping payload over 125 bytes")
         return encode_frame(Opcode.PING, payload, mask=self._mask)
-
-    def send_pong(self, payload: bytes = b"") -> bytes:
-        if len(payload) > 125:
-            raise ValueError("pong payload over 125 bytes")
-        return encode_frame(Opcode.PONG, payload, mask=self._mask)
 
     def send_close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> bytes:
         """Start (or finish) the closing handshake; b"" when a close was already sent."""

@@ -1,8 +1,11 @@
-"""The opening handshake (RFC 6455 section 4), sans I/O, for both roles.
+"""The opening handshake (RFC 6455 section 4), sans I/O: one object per connection and role.
 
-The server side parses an HTTP/1.1 Upgrade request from bytes, validates it, and builds
-the 101 answer or an HTTP error answer. The client side builds the request and checks
-the server's answer, `Sec-WebSocket-Accept` included.
+A handshake object is a connection in its CONNECTING state. `ServerHandshake` reads a
+client's upgrade request from bytes, checks it against the server's `HandshakePolicy`
+(Origin, subprotocols, permessage-deflate) and answers: the 101 with an open
+`WebSocketConnection` and its codec, or an HTTP refusal. `ClientHandshake` writes the
+request, reads the server's answer, checks it (`Sec-WebSocket-Accept` included) and opens
+the client's connection. The drivers (server, client) only move bytes.
 """
 
 from __future__ import annotations
@@ -11,151 +14,47 @@ import base64
 import binascii
 import hashlib
 import os
-import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import TypeAlias
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from ..errors import HandshakeError
+from ..errors import HandshakeRefused, HandshakeRejected
+from .connection import DEFAULT_MAX_MESSAGE_SIZE, ConnectionState, Role, WebSocketConnection
+from .deflate import (
+    EXTENSION_NAME,
+    CompressorPool,
+    DeflateOptions,
+    DeflateParameters,
+    PerMessageDeflate,
+    client_accept,
+    client_offer,
+    server_negotiate,
+)
+from .http import (
+    DEFAULT_MAX_HEADER_BYTES,
+    Request,
+    Response,
+    error_response,
+    header_tokens,
+    parse_extensions,
+    parse_request,
+    parse_response,
+    render,
+    render_response,
+)
 
 __all__ = [
-    "DEFAULT_MAX_HEADER_BYTES",
-    "Extension",
-    "Headers",
-    "Request",
-    "Response",
+    "ClientHandshake",
+    "HandshakePolicy",
+    "ServerHandshake",
     "accept_key",
     "build_request",
     "build_response",
-    "error_response",
     "generate_key",
-    "header_tokens",
-    "parse_extensions",
-    "parse_request",
-    "parse_response",
-    "render_response",
     "validate_request",
     "validate_response",
 ]
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-DEFAULT_MAX_HEADER_BYTES = 16 * 1024
-_MAX_HEADERS = 128
-# A header name is an RFC 9110 token.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_OWS = re.compile(r"[ \t]*")
-_QUOTED = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"')
-_ESCAPE = re.compile(r"\\(.)")
-
-# One entry of a Sec-WebSocket-Extensions header: the name and its (parameter, value) pairs.
-Extension: TypeAlias = tuple[str, list[tuple[str, str | None]]]
-
-
-class Headers:
-    """HTTP headers in arrival order, looked up case-insensitively."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = list(items)
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """The values of `name` joined with ", " (RFC 9110 5.3), or `default`."""
-        values = self.get_all(name)
-        return ", ".join(values) if values else default
-
-    def get_all(self, name: str) -> list[str]:
-        lowered = name.lower()
-        return [v for k, v in self._items if k.lower() == lowered]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and bool(self.get_all(name))
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
-
-
-@dataclass(slots=True)
-class Request:
-    method: str
-    path: str
-    version: str
-    headers: Headers
-
-
-@dataclass(slots=True)
-class Response:
-    status: int
-    reason: str
-    headers: Headers
-    body: bytes = field(default=b"")
-
-
-def header_tokens(value: str | None) -> list[str]:
-    """The comma-separated tokens of a header value, stripped and lower-cased."""
-    if not value:
-        return []
-    return [token.strip().lower() for token in value.split(",") if token.strip()]
-
-
-def parse_extensions(value: str) -> list[Extension]:
-    """Parse a Sec-WebSocket-Extensions value (RFC 6455 section 9.1) into (name, params).
-
-    `extension *( ";" param [ "=" ( token / quoted-string ) ] )`, comma-separated, with
-    optional whitespace; a parameter without a value has None. Empty list elements are
-    skipped (RFC 9110 5.6.1). Raises HandshakeError(400) saying what is wrong and where.
-    """
-    extensions: list[Extension] = []
-    end = len(value)
-
-    def fail(pos: int, expected: str) -> HandshakeError:
-        found = repr(value[pos]) if pos < end else "the end"
-        return HandshakeError(400, f"expected {expected} at offset {pos} of {value!r}, found {found}")
-
-    def skip(pos: int) -> int:
-        return _OWS.match(value, pos).end()  # type: ignore[union-attr]
-
-    def token(pos: int, what: str) -> tuple[str, int]:
-        match = _TOKEN.match(value, pos)
-        if match is None:
-            raise fail(pos, what)
-        return match.group(), match.end()
-
-    pos = skip(0)
-    while pos < end:
-        if value[pos] == ",":
-            pos = skip(pos + 1)
-            continue
-        name, pos = token(pos, "an extension name")
-        params: list[tuple[str, str | None]] = []
-        pos = skip(pos)
-        while pos < end and value[pos] == ";":
-            param, pos = token(skip(pos + 1), "a parameter name")
-            argument: str | None = None
-            pos = skip(pos)
-            if pos < end and value[pos] == "=":
-                pos = skip(pos + 1)
-                quoted = _QUOTED.match(value, pos)
-                if quoted is not None:
-                    argument, pos = _ESCAPE.sub(r"\1", quoted.group(1)), quoted.end()
-                    # RFC 6455 9.1: a quoted value must be a token once unquoted.
-                    if not _TOKEN.fullmatch(argument):
-                        raise HandshakeError(400, f"quoted value of {param} is not a token: {argument!r}")
-                else:
-                    argument, pos = token(pos, "a parameter value")
-                pos = skip(pos)
-            params.append((param, argument))
-        if pos < end and value[pos] != ",":
-            raise fail(pos, "',' or ';'")
-        extensions.append((name, params))
-    return extensions
 
 
 def accept_key(key: str) -> str:
@@ -166,91 +65,37 @@ def generate_key() -> str:
     return base64.b64encode(os.urandom(16)).decode("ascii")
 
 
-def _split_head(data: bytes, max_bytes: int) -> tuple[bytes, bytes] | None:
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        if len(data) > max_bytes:
-            raise HandshakeError(431, "request headers too large")
-        return None
-    if end + 4 > max_bytes:
-        raise HandshakeError(431, "request headers too large")
-    return data[:end], data[end + 4 :]
-
-
-def _parse_header_lines(lines: list[bytes]) -> Headers:
-    if len(lines) > _MAX_HEADERS:
-        raise HandshakeError(431, "too many request headers")
-    items: list[tuple[str, str]] = []
-    for raw in lines:
-        try:
-            line = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise HandshakeError(400, "non-ASCII bytes in a header line") from None
-        name, sep, value = line.partition(":")
-        if not sep or not _TOKEN.fullmatch(name):
-            raise HandshakeError(400, f"malformed header line {line[:64]!r}")
-        items.append((name, value.strip(" \t")))
-    return Headers(items)
-
-
-def parse_request(
-    data: bytes, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-) -> tuple[Request, bytes] | None:
-    """Parse a request head from `data`: (request, bytes after it), or None when incomplete."""
-    split = _split_head(data, max_header_bytes)
-    if split is None:
-        return None
-    head, rest = split
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3:
-        raise HandshakeError(400, "malformed request line")
-    try:
-        method, path, version = (p.decode("ascii") for p in parts)
-    except UnicodeDecodeError:
-        raise HandshakeError(400, "non-ASCII bytes in the request line") from None
-    if not version.startswith("HTTP/1."):
-        raise HandshakeError(505, "HTTP/1.1 required")
-    return Request(method, path, version, _parse_header_lines(lines[1:])), rest
-
-
 def validate_request(request: Request) -> str:
     """Check a WebSocket upgrade request (RFC 6455 4.2.1); return its `Sec-WebSocket-Key`."""
     headers = request.headers
     if request.method != "GET":
-        raise HandshakeError(405, "WebSocket upgrade needs GET", [("Allow", "GET")])
+        raise HandshakeRefused(405, "WebSocket upgrade needs GET", [("Allow", "GET")])
     if request.version != "HTTP/1.1":
-        raise HandshakeError(400, "WebSocket upgrade needs HTTP/1.1")
+        raise HandshakeRefused(400, "WebSocket upgrade needs HTTP/1.1")
     if len(headers.get_all("Host")) != 1:
-        raise HandshakeError(400, "missing or repeated Host header")
+        raise HandshakeRefused(400, "missing or repeated Host header")
     if "websocket" not in header_tokens(headers.get("Upgrade")):
-        raise HandshakeError(
+        raise HandshakeRefused(
             426, "missing Upgrade: websocket header", [("Upgrade", "websocket"), ("Connection", "Upgrade")]
         )
     if "upgrade" not in header_tokens(headers.get("Connection")):
-        raise HandshakeError(400, "missing Connection: upgrade header")
+        raise HandshakeRefused(400, "missing Connection: upgrade header")
     version = headers.get("Sec-WebSocket-Version")
     if version is None:
-        raise HandshakeError(426, "missing Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")])
+        raise HandshakeRefused(426, "missing Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")])
     if version.strip() != "13":
-        raise HandshakeError(426, "unsupported Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")])
+        raise HandshakeRefused(426, "unsupported Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")])
     keys = headers.get_all("Sec-WebSocket-Key")
     if len(keys) != 1:
-        raise HandshakeError(400, "missing or repeated Sec-WebSocket-Key")
+        raise HandshakeRefused(400, "missing or repeated Sec-WebSocket-Key")
     key = keys[0].strip()
     try:
         raw = base64.b64decode(key.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
-        raise HandshakeError(400, "Sec-WebSocket-Key is not base64") from None
+        raise HandshakeRefused(400, "Sec-WebSocket-Key is not base64") from None
     if len(raw) != 16:
-        raise HandshakeError(400, "Sec-WebSocket-Key must be 16 bytes, base64-encoded")
+        raise HandshakeRefused(400, "Sec-WebSocket-Key must be 16 bytes, base64-encoded")
     return key
-
-
-def _render(status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes = b"") -> bytes:
-    lines = [f"HTTP/1.1 {status} {reason}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def build_response(
@@ -267,28 +112,7 @@ def build_response(
     if extensions:
         headers.append(("Sec-WebSocket-Extensions", extensions))
     headers.extend(extra_headers)
-    return _render(101, "Switching Protocols", headers)
-
-
-def error_response(status: int, detail: str = "", headers: Iterable[tuple[str, str]] = ()) -> Response:
-    """An HTTP error answer whose plain-text body says why."""
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    body = (detail or phrase).encode("utf-8") + b"\n"
-    return Response(status, phrase, Headers([("Content-Type", "text/plain; charset=utf-8"), *headers]), body)
-
-
-def render_response(response: Response) -> bytes:
-    """Serialize a plain HTTP answer; the connection is closed after it."""
-    headers = [(k, v) for k, v in response.headers if k.lower() not in ("content-length", "connection")]
-    headers.append(("Content-Length", str(len(response.body))))
-    headers.append(("Connection", "close"))
-    return _render(response.status, response.reason, headers, response.body)
-
-
-# -- client side --------------------------------------------------------------------
+    return render(101, "Switching Protocols", headers)
 
 
 def build_request(
@@ -320,21 +144,115 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def parse_response(
-    data: bytes, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-) -> tuple[Response, bytes] | None:
-    """Parse a response head: (response, bytes after it), or None when incomplete."""
-    split = _split_head(data, max_header_bytes)
-    if split is None:
+# -- the server side ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakePolicy:
+    """What a server accepts in an opening handshake, and the limits of the connection it opens."""
+
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    origins: Sequence[str | None] | None = None  # None: any Origin
+    subprotocols: Sequence[str] = ()  # in the server's order of preference
+    compression: DeflateOptions | None = None  # permessage-deflate, when not None
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    max_fragments: int | None = None
+
+
+class ServerHandshake:
+    """One client's opening handshake, as the server sees it.
+
+    `receive_data` until it returns the request; then `accept` (which validates it and
+    negotiates) gives the 101 answer and the open connection, or raises HandshakeRefused,
+    whose answer `refuse` renders. `state` is CONNECTING until then, OPEN or CLOSED after.
+    """
+
+    __slots__ = ("_buffer", "_compressors", "declined", "policy", "request", "rest", "state", "subprotocol")
+
+    def __init__(self, policy: HandshakePolicy, compressors: CompressorPool | None = None) -> None:
+        self.policy = policy
+        self.state = ConnectionState.CONNECTING
+        self.request: Request | None = None
+        self.rest = b""  # bytes the client sent after its request head (its first frames)
+        self.subprotocol: str | None = None
+        self.declined: list[str] = []  # why permessage-deflate offers were declined, for the log
+        self._buffer = b""
+        self._compressors = compressors
+
+    def receive_data(self, data: bytes) -> Request | None:
+        """Feed bytes of the request head: the request once it is complete, else None.
+
+        Raises HandshakeRefused (400, 431, 505) for a head that cannot be a request.
+        """
+        if self.request is not None:
+            self.rest += data
+            return self.request
+        self._buffer += data
+        parsed = parse_request(self._buffer, self.policy.max_header_bytes)
+        if parsed is None:
+            return None
+        self.request, self.rest = parsed
+        self._buffer = b""
+        return self.request
+
+    def accept(self) -> tuple[bytes, WebSocketConnection]:
+        """Check the request and negotiate: the 101 answer and the open connection.
+
+        Raises HandshakeRefused (405, 400, 426, 403) when the request may not be upgraded.
+        """
+        request = self.request
+        if request is None:
+            raise RuntimeError("accept() before the request head was received")
+        policy = self.policy
+        key = validate_request(request)
+        if policy.origins is not None and request.headers.get("Origin") not in policy.origins:
+            raise HandshakeRefused(403, "origin not allowed")
+        self.subprotocol = self._choose_subprotocol(request)
+        params = self._negotiate_compression(request)
+        deflate = None
+        if params is not None:
+            assert policy.compression is not None
+            if self._compressors is None:
+                self._compressors = CompressorPool(policy.compression)
+            deflate = PerMessageDeflate(params, policy.compression, server=True, pool=self._compressors)
+        connection = WebSocketConnection(
+            Role.SERVER,
+            max_message_size=policy.max_message_size,
+            max_fragments=policy.max_fragments,
+            deflate=deflate,
+        )
+        answer = build_response(
+            key, subprotocol=self.subprotocol, extensions=None if params is None else params.header()
+        )
+        self.state = ConnectionState.OPEN
+        return answer, connection
+
+    def refuse(self, error: HandshakeRefused) -> bytes:
+        """The HTTP answer for a refusal; the connection closes after it."""
+        self.state = ConnectionState.CLOSED
+        return render_response(error_response(error.status, error.reason, error.headers))
+
+    def respond(self, response: Response) -> bytes:
+        """A plain HTTP answer instead of the upgrade (a page, or a refusal of the application's)."""
+        self.state = ConnectionState.CLOSED
+        return render_response(response)
+
+    def _choose_subprotocol(self, request: Request) -> str | None:
+        offered = header_tokens(request.headers.get("Sec-WebSocket-Protocol"))
+        for candidate in self.policy.subprotocols:
+            if candidate.lower() in offered:
+                return candidate
         return None
-    head, rest = split
-    lines = head.split(b"\r\n")
-    parts = lines[0].decode("latin-1").split(" ", 2)
-    # isascii: str.isdigit() also accepts "²" and other digits that int() refuses.
-    status_ok = len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit()
-    if not status_ok or not parts[0].startswith("HTTP/1."):
-        raise HandshakeError(502, "malformed status line")
-    return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", _parse_header_lines(lines[1:])), rest
+
+    def _negotiate_compression(self, request: Request) -> DeflateParameters | None:
+        options = self.policy.compression
+        if options is None:
+            return None
+        accepted, self.declined = server_negotiate(request.headers.get("Sec-WebSocket-Extensions"), options)
+        return accepted
+
+
+# -- the client side ------------------------------------------------------------------------
 
 
 def validate_response(
@@ -346,23 +264,115 @@ def validate_response(
     parameters with the extension's own code, e.g. `deflate.client_accept`).
     """
     if response.status != 101:
-        raise HandshakeError(response.status, f"server answered {response.status} {response.reason}")
+        raise HandshakeRejected(
+            response.status, f"server answered {response.status} {response.reason}", response
+        )
     headers = response.headers
     if "websocket" not in header_tokens(headers.get("Upgrade")):
-        raise HandshakeError(502, "response lacks Upgrade: websocket")
+        raise HandshakeRejected(101, "response lacks Upgrade: websocket", response)
     if "upgrade" not in header_tokens(headers.get("Connection")):
-        raise HandshakeError(502, "response lacks Connection: upgrade")
+        raise HandshakeRejected(101, "response lacks Connection: upgrade", response)
     if headers.get("Sec-WebSocket-Accept") != accept_key(key):
-        raise HandshakeError(502, "wrong Sec-WebSocket-Accept")
+        raise HandshakeRejected(101, "wrong Sec-WebSocket-Accept", response)
     chosen = headers.get("Sec-WebSocket-Protocol")
     if chosen is not None and chosen not in set(subprotocols):
-        raise HandshakeError(502, f"server chose a subprotocol we did not offer: {chosen!r}")
+        raise HandshakeRejected(101, f"server chose a subprotocol we did not offer: {chosen!r}", response)
     accepted = headers.get("Sec-WebSocket-Extensions")
     if accepted:
         try:
             names = {name for name, _ in parse_extensions(accepted)}
-        except HandshakeError as exc:
-            raise HandshakeError(502, f"malformed Sec-WebSocket-Extensions: {exc.reason}") from None
+        except HandshakeRefused as exc:
+            reason = f"malformed Sec-WebSocket-Extensions: {exc.reason}"
+            raise HandshakeRejected(101, reason, response) from None
         if not names <= set(extensions):
-            raise HandshakeError(502, "server accepted an extension we did not offer")
+            raise HandshakeRejected(101, "server accepted an extension we did not offer", response)
     return chosen
+
+
+class ClientHandshake:
+    """Our opening handshake with a server: `data_to_send` gives the request; `receive_data`
+    reads the answer until it returns the open connection (then `response`, `subprotocol`
+    and `rest`, the frames that came right behind the answer, are set).
+
+    Raises HandshakeRejected for an answer other than a valid 101.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_compression",
+        "_key",
+        "_max_header_bytes",
+        "_max_message_size",
+        "_offer",
+        "_request",
+        "_subprotocols",
+        "response",
+        "rest",
+        "state",
+        "subprotocol",
+    )
+
+    def __init__(
+        self,
+        host: str,
+        resource: str,
+        *,
+        subprotocols: Sequence[str] = (),
+        origin: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        compression: DeflateOptions | None = None,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.state = ConnectionState.CONNECTING
+        self._key = generate_key()
+        self._subprotocols = tuple(subprotocols)
+        self._compression = compression
+        self._offer = client_offer(compression) if compression is not None else None
+        self._max_header_bytes = max_header_bytes
+        self._max_message_size = max_message_size
+        self._request = build_request(
+            host,
+            resource,
+            self._key,
+            subprotocols=self._subprotocols,
+            extensions=self._offer,
+            origin=origin,
+            extra_headers=headers,
+        )
+        self._buffer = b""
+        self.response: Response | None = None
+        self.subprotocol: str | None = None
+        self.rest = b""
+
+    def data_to_send(self) -> bytes:
+        """The upgrade request."""
+        return self._request
+
+    def receive_data(self, data: bytes) -> WebSocketConnection | None:
+        """Feed bytes of the answer (b"" when the server closed): the open connection once
+        the answer is complete and valid, else None."""
+        if not data:
+            self.state = ConnectionState.CLOSED
+            raise HandshakeRejected(None, "the server closed the connection during the handshake")
+        self._buffer += data
+        try:
+            parsed = parse_response(self._buffer, self._max_header_bytes)
+            if parsed is None:
+                return None
+            response, self.rest = parsed
+            self.response = response
+            offered = (EXTENSION_NAME,) if self._offer is not None else ()
+            self.subprotocol = validate_response(response, self._key, self._subprotocols, extensions=offered)
+            deflate = None
+            if self._compression is not None:
+                header = response.headers.get("Sec-WebSocket-Extensions")
+                params = client_accept(header, self._compression)
+                if params is not None:
+                    deflate = PerMessageDeflate(params, self._compression, server=False)
+        except HandshakeRejected:
+            self.state = ConnectionState.CLOSED
+            raise
+        self.state = ConnectionState.OPEN
+        self._buffer = b""
+        return WebSocketConnection(Role.CLIENT, max_message_size=self._max_message_size, deflate=deflate)

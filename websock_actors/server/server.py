@@ -1,9 +1,9 @@
 """The WebSocket server: gevent's StreamServer accepting connections, one actor each.
 
-The server admits or refuses connections (capacity, the application's request hook),
-keeps the registry of open connections, sweeps them for keepalive, and shuts them all
-down in order on `stop`: stop accepting, close every connection with 1001 after what its
-mailbox holds, wait up to a timeout, then drop the rest.
+The server admits or refuses connections (capacity, the `on_request` hook), keeps the
+registry of open connections, runs keepalive over them, and shuts them all down in order
+on `stop`: stop accepting, close every connection with 1001 after what its mailbox holds,
+wait up to a timeout, then drop the rest.
 """
 
 from __future__ import annotations
@@ -20,12 +20,16 @@ import gevent.socket
 from gevent.server import StreamServer
 from greenlet import greenlet
 
+from ..errors import CloseCode, ConfigurationError
+from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from ..protocol.deflate import CompressorPool, DeflateOptions
+from ..protocol.handshake import HandshakePolicy
+from ..protocol.http import DEFAULT_MAX_HEADER_BYTES, Request, Response, error_response
 from .app import Application
-from .connection import Connection, ConnectionOptions, OverflowPolicy, encode_broadcast
-from .errors import CloseCode, ConfigurationError
-from .protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
-from .protocol.deflate import CompressorPool, DeflateOptions
-from .protocol.handshake import DEFAULT_MAX_HEADER_BYTES, Request, Response, error_response
+from .broadcast import encode_broadcast
+from .connection import Connection
+from .keepalive import Keepalive
+from .options import ConnectionOptions, OverflowPolicy
 
 __all__ = ["Server"]
 
@@ -72,10 +76,16 @@ class Server:
         overflow: OverflowPolicy = "close",
         origins: Sequence[str | None] | None = None,
         subprotocols: Sequence[str] = (),
-        process_request: Callable[[Request], Response | None] | None = None,
+        on_request: Callable[[Request], Response | None] | None = None,
         backlog: int = 1024,
         compression: bool | DeflateOptions = False,
+        process_request: Callable[[Request], Response | None] | None = None,
     ) -> None:
+        """`on_request(request)` runs before the upgrade, after the application's own hook:
+        return a `Response` to refuse (authentication) or to answer plain HTTP.
+        `process_request` is its older name."""
+        if on_request is not None and process_request is not None:
+            raise ConfigurationError("give on_request or process_request (its older name), not both")
         if overflow not in ("close", "drop"):
             raise ConfigurationError(f"overflow must be 'close' or 'drop', not {overflow!r}")
         if max_connections is not None and max_connections < 1:
@@ -84,33 +94,35 @@ class Server:
         self.host = host
         self.port = port
         self.max_connections = max_connections
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.process_request = process_request
+        self.on_request = on_request or process_request
         self.options = ConnectionOptions(
-            max_message_size=max_message_size,
-            max_fragments=max_fragments,
-            max_header_bytes=max_header_bytes,
+            handshake=HandshakePolicy(
+                max_header_bytes=max_header_bytes,
+                origins=None if origins is None else tuple(origins),
+                subprotocols=tuple(subprotocols),
+                compression=_compression_options(compression),
+                max_message_size=max_message_size,
+                max_fragments=max_fragments,
+            ),
             handshake_timeout=handshake_timeout,
             close_timeout=close_timeout,
             max_queue_bytes=max_queue_bytes,
             overflow=overflow,
-            origins=None if origins is None else tuple(origins),
-            subprotocols=tuple(subprotocols),
-            compression=_compression_options(compression),
         )
         self.connections: dict[int, Connection] = {}  # admitted connections, by id
         self._actors: set[Connection] = set()  # every connection, handshaking ones too
         self._backlog = backlog
         self._stream: StreamServer | None = None
-        self._sweeper: gevent.Greenlet[Any, Any] | None = None
+        self._keepalive = (
+            Keepalive(self.connections.values, ping_interval, ping_timeout) if ping_interval else None
+        )
         self._stopping = False
         self._stopped = gevent.event.Event()
         self._all_gone = gevent.event.Event()  # set whenever no connection is left
         # One read buffer for all this server's connections (they share one hub).
         self._recv_buffer = memoryview(bytearray(self.options.read_size))
         # The permessage-deflate compressors shared by this server's connections.
-        deflate = self.options.compression
+        deflate = self.options.handshake.compression
         self._compressors = None if deflate is None else CompressorPool(deflate)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -135,8 +147,8 @@ class Server:
         self._stream.loop_hub = gevent.get_hub()
         self.app.handle_start()
         self._stream.start()
-        if self.ping_interval:
-            self._sweeper = gevent.spawn(self._keepalive_loop)
+        if self._keepalive is not None:
+            self._keepalive.start()
         log.info("serving on %s:%d", *self.address)
 
     def serve_forever(self) -> None:
@@ -156,8 +168,8 @@ class Server:
         self._stopping = True
         if self._stream is not None:
             self._stream.close()
-        if self._sweeper is not None:
-            self._sweeper.kill(block=False)
+        if self._keepalive is not None:
+            self._keepalive.stop()
         for conn in list(self._actors):
             if conn.open:
                 conn.close(CloseCode.GOING_AWAY, "server shutting down")
@@ -201,9 +213,9 @@ class Server:
             return error_response(503, "server shutting down")
         if self.max_connections is not None and len(self.connections) >= self.max_connections:
             return error_response(503, "too many connections", [("Retry-After", "1")])
-        if self.process_request is not None:
+        if self.on_request is not None:
             assert conn.request is not None
-            answer = self.process_request(conn.request)
+            answer = self.on_request(conn.request)
             if answer is not None:
                 return answer
         self.connections[conn.id] = conn
@@ -223,37 +235,6 @@ class Server:
         frame = encode_broadcast(message)
         targets = self.connections.values() if connections is None else connections
         return sum(1 for conn in list(targets) if conn.send_frame(frame))
-
-    # -- keepalive -----------------------------------------------------------------
-
-    def _keepalive_loop(self) -> None:
-        interval = self.ping_interval
-        assert interval is not None
-        timeout = self.ping_timeout if self.ping_timeout is not None else interval
-        tick = max(0.02, min(interval, timeout) / 4)
-        loop = gevent.get_hub().loop
-        while True:
-            gevent.sleep(tick)
-            now = loop.now()
-            for conn in list(self.connections.values()):
-                self._keepalive_check(conn, now, interval, timeout)
-
-    @staticmethod
-    def _keepalive_check(conn: Connection, now: float, interval: float, timeout: float) -> None:
-        if not conn.open:
-            return
-        if conn.recv_count != conn.keepalive_seen or not conn.keepalive_idle_since:
-            conn.keepalive_seen = conn.recv_count
-            conn.keepalive_idle_since = now
-            conn.ping_sent_at = None
-            return
-        if conn.ping_sent_at is None:
-            if now - conn.keepalive_idle_since >= interval:
-                conn.ping_sent_at = now
-                conn.ping(b"keepalive")
-        elif now - conn.ping_sent_at >= timeout:
-            log.info("%r: no pong within %.1fs, closing", conn, timeout)
-            conn.abort(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
 
 def _compression_options(compression: bool | DeflateOptions) -> DeflateOptions | None:

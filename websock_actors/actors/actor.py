@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 import gevent
 import gevent.event
 
-from .errors import ActorStopped, MailboxFull
+from ..errors import ActorStopped, MailboxFull
 
 __all__ = ["Actor", "ActorRef"]
 
@@ -28,9 +28,13 @@ A = TypeVar("A", bound="Actor")
 
 
 class Actor:
-    """Subclass and override the hooks. State on `self` needs no locks."""
+    """Subclass and override the hooks. State on `self` needs no locks.
+
+    `actor_ref` is the actor's own reference (set before `on_start`), to hand to others.
+    """
 
     mailbox_size = 1000
+    actor_ref: ActorRef[Any]
 
     def on_start(self) -> None:
         """Runs in the actor's greenlet before the first message (and after each restart)."""
@@ -49,7 +53,7 @@ class Actor:
     def start(cls: type[A], *args: Any, **kwargs: Any) -> ActorRef[A]:
         """Create the actor and run it in a new greenlet; returns its reference."""
         ref: ActorRef[A] = ActorRef(lambda: cls(*args, **kwargs))
-        ref._run_new_instance()
+        ref.spawn()
         return ref
 
 
@@ -131,10 +135,11 @@ class ActorRef(Generic[A]):
 
     # -- the actor's greenlet -----------------------------------------------------------
 
-    def _run_new_instance(self) -> None:
-        """Start a fresh instance on the same mailbox (first start or a restart)."""
-        self.actor = self.factory()
-        self._greenlet = gevent.spawn(self._loop, self.actor)
+    def spawn(self) -> None:
+        """Run a fresh instance on this mailbox: the first start, or a supervisor's restart."""
+        actor = self.actor = self.factory()
+        actor.actor_ref = self
+        self._greenlet = gevent.spawn(self._loop, actor)
 
     def _loop(self, actor: A) -> None:
         try:
@@ -177,10 +182,12 @@ class ActorRef(Generic[A]):
             if actor is not None:
                 actor.on_stop()
         finally:
-            self.fail_pending(ActorStopped(f"{self!r} stopped"))
+            self.give_up(ActorStopped(f"{self!r} stopped"))
 
-    def fail_pending(self, error: Exception) -> list[Any]:
-        """Empty the mailbox: asks get `error`; the told messages are returned (dead letters)."""
+    def give_up(self, error: Exception) -> list[Any]:
+        """Down for good: no instance runs again. Pending asks fail with `error`; the told
+        messages still queued are returned (dead letters)."""
+        self._down = True
         letters = []
         while self._mailbox:
             envelope = self._mailbox.popleft()

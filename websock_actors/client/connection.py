@@ -20,71 +20,43 @@ A connection belongs to the thread that opened it.
 
 from __future__ import annotations
 
-import _socket
-import functools
-import itertools
-import json
 import logging
-import random
-import socket
-import ssl
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from time import monotonic
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
-import gevent.socket
-import gevent.ssl
 from gevent.event import Event
 from gevent.lock import Semaphore
 from gevent.timeout import Timeout
 from greenlet import getcurrent
 from pydantic import BaseModel
 
-from .errors import (
+from ..errors import (
     CloseCode,
     ConnectionClosed,
-    HandshakeError,
-    RequestError,
+    ConnectionClosedOK,
+    HandshakeRejected,
     RequestTimeout,
     WebSocketError,
+    connection_closed,
 )
-from .messages import MessageId
-from .protocol.connection import (
-    DEFAULT_MAX_MESSAGE_SIZE,
+from ..protocol.connection import (
     BinaryMessage,
-    CloseReceived,
-    ConnectionLost,
+    ConnectionState,
     PongReceived,
-    ProtocolFailure,
     Role,
     TextMessage,
     WebSocketConnection,
 )
-from .protocol.deflate import EXTENSION_NAME, DeflateOptions, PerMessageDeflate, client_accept, client_offer
-from .protocol.handshake import (
-    DEFAULT_MAX_HEADER_BYTES,
-    Response,
-    build_request,
-    generate_key,
-    parse_response,
-    validate_response,
-)
+from ..protocol.handshake import ClientHandshake
+from ..protocol.http import Response
+from .endpoint import ClientOptions, open_socket, parse_url
+from .requests import PendingRequests, reply_or_raise
 
-__all__ = [
-    "RECONNECT_CODES",
-    "Backoff",
-    "ClientConnection",
-    "ConnectionClosed",
-    "HandshakeError",
-    "RequestError",
-    "RequestTimeout",
-    "connect",
-]
+__all__ = ["RECONNECT_CODES", "ClientConnection", "PushHandler"]
 
 log = logging.getLogger("websock_actors.client")
 
@@ -103,93 +75,8 @@ RECONNECT_CODES = frozenset(
 )
 
 _READ_SIZE = 65536
-_MAX_LATE_IDS = 4096  # ids of timed-out requests whose late replies are dropped
 
 PushHandler = Callable[[str | bytes], None]
-HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff between attempts to open a connection.
-
-    The n-th delay is `initial * factor**n`, capped at `max_delay`, then scaled by a random
-    factor in [1 - jitter, 1] so that many clients cut off at once do not return at once.
-    `max_attempts` bounds the tries after the first failure (None: no bound).
-    """
-
-    initial: float = 0.5
-    factor: float = 2.0
-    max_delay: float = 10.0
-    max_attempts: int | None = 8
-    jitter: float = 0.5
-
-    def delays(self) -> Iterator[float]:
-        delay = self.initial
-        attempts: Iterable[int] = itertools.count() if self.max_attempts is None else range(self.max_attempts)
-        for _ in attempts:
-            yield delay * (1.0 - self.jitter * random.random())
-            delay = min(delay * self.factor, self.max_delay)
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """Where a ws:// or wss:// URL points."""
-
-    host: str
-    port: int
-    resource: str  # path and query
-    host_header: str
-    secure: bool
-
-
-def _parse_url(url: str) -> _Target:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("ws", "wss"):
-        raise ValueError(f"not a WebSocket URL (ws:// or wss://): {url!r}")
-    if parts.fragment or url.endswith("#"):
-        raise ValueError(f"a WebSocket URL has no fragment (RFC 6455 3): {url!r}")
-    host = parts.hostname
-    if not host:
-        raise ValueError(f"no host in {url!r}")
-    secure = scheme == "wss"
-    default_port = 443 if secure else 80
-    port = parts.port or default_port
-    shown = f"[{host}]" if ":" in host else host
-    host_header = shown if port == default_port else f"{shown}:{port}"
-    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(host, port, resource, host_header, secure)
-
-
-def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
-    """Addresses for `host`: an IP literal without a resolver round trip, else gevent's resolver."""
-    try:
-        return _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _socket.AI_NUMERICHOST)
-    except _socket.gaierror:
-        return gevent.socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-
-
-def _header_items(headers: HeadersLike | None) -> list[tuple[str, str]]:
-    if headers is None:
-        return []
-    if isinstance(headers, Mapping):
-        return list(headers.items())
-    return list(headers)
-
-
-@dataclass(frozen=True, slots=True)
-class _Options:
-    subprotocols: tuple[str, ...]
-    headers: tuple[tuple[str, str], ...]
-    origin: str | None
-    compression: DeflateOptions | None
-    open_timeout: float | None
-    close_timeout: float
-    max_message_size: int | None
-    max_header_bytes: int
-    reconnect: Backoff | None
-    ssl_context: ssl.SSLContext | None
 
 
 class ClientConnection:
@@ -205,14 +92,12 @@ class ClientConnection:
     __slots__ = (
         "_generation",
         "_inbox",
-        "_late",
         "_opts",
         "_parked",
         "_pings",
         "_protocol",
         "_reader",
-        "_replies",
-        "_request_ids",
+        "_requests",
         "_sock",
         "_target",
         "_user_closed",
@@ -233,7 +118,7 @@ class ClientConnection:
     def __init__(
         self,
         url: str,
-        opts: _Options,
+        opts: ClientOptions,
         *,
         max_queue: int,
         on_push: PushHandler | None,
@@ -242,9 +127,7 @@ class ClientConnection:
         if max_queue < 0:
             raise ValueError("max_queue must be >= 0")
         self.url = url
-        self._target = _parse_url(url)
-        if self._target.secure and opts.ssl_context is None:
-            opts = _replace_ssl(opts, _default_ssl_context())
+        self._target = parse_url(url)
         self._opts = opts
         self.on_push = on_push
         self.on_reconnect = on_reconnect
@@ -258,10 +141,8 @@ class ClientConnection:
         self._sock: Any = None
         self._protocol = WebSocketConnection(Role.CLIENT)
         self._inbox: deque[str | bytes] = deque(maxlen=max_queue)
-        self._replies: dict[MessageId, dict[str, Any] | None] = {}  # None: no reply yet
-        self._late: set[MessageId] = set()
+        self._requests = PendingRequests()
         self._pings: dict[bytes, bool] = {}
-        self._request_ids = itertools.count(1)
         self._reader: Any = None  # the greenlet reading the socket, if any
         self._parked: Event | None = None  # set when the reader is done with a read
         self._write_lock = Semaphore()
@@ -278,9 +159,10 @@ class ClientConnection:
             try:
                 self._open()
                 return
-            except (OSError, HandshakeError) as exc:
-                if isinstance(exc, HandshakeError) and exc.status < 500 and exc.status != 429:
-                    raise
+            except (OSError, HandshakeRejected) as exc:
+                status = exc.status if isinstance(exc, HandshakeRejected) else None
+                if status is not None and status < 500 and status != 429:
+                    raise  # a refusal (or a broken answer) that another try would repeat
                 delay = next(delays, None)
                 if delay is None:
                     raise
@@ -295,36 +177,21 @@ class ClientConnection:
         if timer is not None:
             timer.start()
         try:
-            sock = self._connect_tcp()
-            key = generate_key()
-            offer = client_offer(opts.compression) if opts.compression is not None else None
-            sock.sendall(
-                build_request(
-                    target.host_header,
-                    target.resource,
-                    key,
-                    subprotocols=opts.subprotocols,
-                    extensions=offer,
-                    origin=opts.origin,
-                    extra_headers=opts.headers,
-                )
+            sock = open_socket(target, opts.ssl_context)
+            handshake = ClientHandshake(
+                target.host_header,
+                target.resource,
+                subprotocols=opts.subprotocols,
+                origin=opts.origin,
+                headers=opts.headers,
+                compression=opts.compression,
+                max_header_bytes=opts.max_header_bytes,
+                max_message_size=opts.max_message_size,
             )
-            buffer = b""
-            parsed = None
-            while parsed is None:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    raise HandshakeError(502, "the server closed the connection during the handshake")
-                buffer += chunk
-                parsed = parse_response(buffer, opts.max_header_bytes)
-            response, rest = parsed
-            offered = (EXTENSION_NAME,) if offer is not None else ()
-            subprotocol = validate_response(response, key, opts.subprotocols, extensions=offered)
-            deflate = None
-            if opts.compression is not None:
-                params = client_accept(response.headers.get("Sec-WebSocket-Extensions"), opts.compression)
-                if params is not None:
-                    deflate = PerMessageDeflate(params, opts.compression, server=False)
+            sock.sendall(handshake.data_to_send())
+            protocol = None
+            while protocol is None:
+                protocol = handshake.receive_data(sock.recv(4096))
         except Timeout as exc:
             if sock is not None:
                 sock.close()
@@ -339,44 +206,17 @@ class ClientConnection:
             if timer is not None:
                 timer.close()
         self._sock = sock
-        self._protocol = WebSocketConnection(
-            Role.CLIENT, max_message_size=opts.max_message_size, deflate=deflate
-        )
-        self.response = response
-        self.subprotocol = subprotocol
+        self._protocol = protocol
+        self.response = handshake.response
+        self.subprotocol = handshake.subprotocol
         self.closed = False
         self.close_code = None
         self.close_reason = ""
         self._write_broken = False
-        self._late.clear()
+        self._requests.reset()
         self._generation += 1
-        if rest:  # frames the server sent right behind its answer
-            self._receive(rest)
-
-    def _connect_tcp(self) -> Any:
-        target = self._target
-        error: OSError | None = None
-        for family, kind, proto, _, address in _resolve(target.host, target.port):
-            sock = gevent.socket.socket(family, kind, proto)
-            try:
-                sock.connect(address)
-            except OSError as exc:
-                sock.close()
-                error = exc
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if target.secure:
-                assert self._opts.ssl_context is not None
-                try:
-                    # gevent's SSL socket (cooperative) with the caller's context, of any class.
-                    return gevent.ssl.SSLSocket(
-                        sock=sock, server_hostname=target.host, _context=self._opts.ssl_context
-                    )
-                except BaseException:
-                    sock.close()
-                    raise
-            return sock
-        raise error or OSError(f"no address for {target.host!r}")
+        if handshake.rest:  # frames the server sent right behind its answer
+            self._receive(handshake.rest)
 
     # -- state -------------------------------------------------------------------------
 
@@ -387,7 +227,7 @@ class ClientConnection:
                 raise ConnectionClosed(CloseCode.NORMAL, "closing")
             return
         if self._opts.reconnect is None or self._user_closed or self.close_code not in RECONNECT_CODES:
-            raise ConnectionClosed(self.close_code or CloseCode.ABNORMAL, self.close_reason)
+            raise self._closed_error()
         self._open_with_retries()
         self.reconnects += 1
         self._wake()
@@ -395,7 +235,7 @@ class ClientConnection:
             self.on_reconnect(self)
 
     def _closed_error(self) -> ConnectionClosed:
-        return ConnectionClosed(self.close_code or CloseCode.ABNORMAL, self.close_reason)
+        return connection_closed(self.close_code, self.close_reason)
 
     def _finish(self, code: int, reason: str, *, drain: bool = False) -> None:
         """The connection is over: after a close handshake (then `drain` waits, within
@@ -480,45 +320,25 @@ class ClientConnection:
         if self.closed:
             return
         protocol = self._protocol
-        end: tuple[int, str] | None = None
-        drain = False
+        claim = self._requests.claim
         for event in protocol.receive_data(data):
-            if isinstance(event, TextMessage):
-                self._on_text(event.data)
-            elif isinstance(event, BinaryMessage):
-                self._deliver(event.data)
-            elif isinstance(event, PongReceived):
-                self._on_pong(event.payload)
-            elif isinstance(event, (CloseReceived, ProtocolFailure, ConnectionLost)):
-                end = (event.code, event.reason)
-                drain = isinstance(event, CloseReceived)
+            kind = type(event)
+            if kind is TextMessage:
+                if not claim(event.data):  # type: ignore[union-attr,arg-type]
+                    self._deliver(event.data)  # type: ignore[union-attr]
+            elif kind is BinaryMessage:
+                self._deliver(event.data)  # type: ignore[union-attr]
+            elif kind is PongReceived:
+                self._on_pong(event.payload)  # type: ignore[union-attr]
         owed = protocol.data_to_send()  # pongs, the close reply, the close of a failure
         if owed:
             try:
                 self._write(b"".join(owed))
             except ConnectionClosed:
                 return
-        if end is not None:
-            self._finish(*end, drain=drain)
-
-    def _on_text(self, text: str) -> None:
-        # Only a text that may carry an "id" is parsed here: pushes pass through untouched.
-        if (self._replies or self._late) and ('"id"' in text or "\\u" in text):
-            try:
-                message = json.loads(text)
-            except ValueError:
-                message = None
-            if type(message) is dict:
-                message_id = message.get("id")
-                if type(message_id) is int or type(message_id) is str:
-                    replies = self._replies
-                    if message_id in replies and replies[message_id] is None:
-                        replies[message_id] = message
-                        return
-                    if message_id in self._late:
-                        self._late.discard(message_id)
-                        return
-        self._deliver(text)
+        if protocol.state is ConnectionState.CLOSED:
+            code = protocol.close_code or CloseCode.ABNORMAL
+            self._finish(code, protocol.close_reason, drain=protocol.close_received)
 
     def _deliver(self, message: str | bytes) -> None:
         """An unsolicited message: to `on_push`, then into the queue (the oldest out when full)."""
@@ -594,13 +414,15 @@ class ClientConnection:
                 raise TimeoutError(f"no message within {timeout:g} s")
 
     def __iter__(self) -> Iterator[str | bytes]:
-        """The messages, until the connection closes normally (1000, 1001, or closed by us);
-        another close raises ConnectionClosed."""
+        """The messages, until the connection closes cleanly (ConnectionClosedOK: 1000, 1001,
+        a close without a code) or we closed it; another end raises ConnectionClosedError."""
         while True:
             try:
                 yield self.recv()
-            except ConnectionClosed as exc:
-                if exc.code in (CloseCode.NORMAL, CloseCode.GOING_AWAY) or self._user_closed:
+            except ConnectionClosedOK:
+                return
+            except ConnectionClosed:
+                if self._user_closed:
                     return
                 raise
 
@@ -614,40 +436,21 @@ class ClientConnection:
         `timeout` seconds (a late one is dropped), ConnectionClosed when the connection ended
         first. Unsolicited messages that arrive meanwhile stay readable with `recv`.
         """
-        payload = message.model_dump(mode="json") if isinstance(message, BaseModel) else dict(message)
-        if "type" not in payload:
-            raise ValueError("a request needs a 'type'")
-        message_id = next(self._request_ids)
-        payload["id"] = message_id
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        self._ensure_open()
-        replies = self._replies
-        replies[message_id] = None
+        requests = self._requests
+        message_id, text = requests.encode(message)
         try:
+            self._ensure_open()
             self._write(self._protocol.send_text(text))
-            if not self._wait_until(lambda: replies[message_id] is not None, timeout):
+            if not self._wait_until(lambda: requests.answered(message_id), timeout):
                 raise RequestTimeout(message_id, timeout or 0.0)
         finally:
-            reply = replies.pop(message_id)
-            if reply is None:  # timed out, or the waiting greenlet was killed: drop a late reply
-                if len(self._late) >= _MAX_LATE_IDS:
-                    self._late.clear()
-                self._late.add(message_id)
+            reply = requests.take(message_id)
         assert reply is not None
-        if reply.get("type") == "error":
-            errors = reply.get("errors")
-            raise RequestError(
-                str(reply.get("code", "error")),
-                str(reply.get("detail", "")),
-                message_id,
-                errors if isinstance(errors, list) else None,
-                reply,
-            )
-        return reply
+        return reply_or_raise(message_id, reply)
 
     def ping(self, data: bytes | None = None, *, timeout: float | None = 10.0) -> float:
         """Send a ping and wait for its pong; return the round trip in seconds."""
-        payload = data if data is not None else b"p%d" % next(self._request_ids)
+        payload = data if data is not None else b"p%d" % self._requests.next_id()
         self._ensure_open()
         pings = self._pings
         pings[payload] = False
@@ -696,74 +499,3 @@ class ClientConnection:
     def __repr__(self) -> str:
         state = f"closed {self.close_code}" if self.closed else "open"
         return f"<ClientConnection {self.url} {state}>"
-
-
-@functools.cache
-def _default_ssl_context() -> ssl.SSLContext:
-    """One verifying context for every wss:// connection that brings none (loading the CA
-    certificates for each would cost milliseconds per connection)."""
-    return ssl.create_default_context()
-
-
-def _replace_ssl(opts: _Options, context: ssl.SSLContext) -> _Options:
-    fields = {name: getattr(opts, name) for name in _Options.__slots__}
-    fields["ssl_context"] = context
-    return _Options(**fields)
-
-
-def connect(
-    url: str,
-    *,
-    subprotocols: Sequence[str] | None = None,
-    headers: HeadersLike | None = None,
-    origin: str | None = None,
-    compression: bool | DeflateOptions = False,
-    open_timeout: float | None = 10.0,
-    close_timeout: float = 10.0,
-    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-    max_queue: int = 1024,
-    on_push: PushHandler | None = None,
-    reconnect: Backoff | bool | None = None,
-    on_reconnect: Callable[[ClientConnection], None] | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-) -> ClientConnection:
-    """Open a WebSocket connection to `url` (ws:// or wss://) and return it.
-
-    - `subprotocols`: offered in order; the server's choice is `conn.subprotocol`.
-    - `headers`: extra request headers; `origin`: the Origin header.
-    - `compression`: offer permessage-deflate (True for the defaults, or DeflateOptions).
-    - `open_timeout` bounds the TCP connection and the opening handshake (TimeoutError);
-      `close_timeout` the closing handshake.
-    - `max_message_size`: a larger message fails the connection with 1009.
-    - `max_queue`: unsolicited messages kept for `recv` (the oldest are dropped past it and
-      counted in `conn.dropped`); 0 keeps none: `on_push` alone sees them.
-    - `on_push(message)`: called with each unsolicited message as it is read, in the reading
-      greenlet: it must not block.
-    - `reconnect`: a Backoff (True: the default one). Opening retries with backoff on
-      network errors and HTTP 5xx/429; a connection lost with a code in RECONNECT_CODES
-      opens again at the next `send`, `recv`, `request` or `ping` (what was in flight fails
-      with ConnectionClosed), then calls `on_reconnect(conn)`, e.g. to join rooms again.
-    - `ssl_context`: for wss:// (default: `ssl.create_default_context()`, which verifies the
-      server's certificate and name).
-
-    Raises HandshakeError (its `status` is the server's HTTP status, or 502 for an invalid
-    answer), TimeoutError, or OSError.
-    """
-    if reconnect is True:
-        reconnect = Backoff()
-    opts = _Options(
-        subprotocols=tuple(subprotocols or ()),
-        headers=tuple(_header_items(headers)),
-        origin=origin,
-        compression=DeflateOptions() if compression is True else (compression or None),
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        max_message_size=max_message_size,
-        max_header_bytes=max_header_bytes,
-        reconnect=reconnect or None,
-        ssl_context=ssl_context,
-    )
-    conn = ClientConnection(url, opts, max_queue=max_queue, on_push=on_push, on_reconnect=on_reconnect)
-    conn._open_with_retries()
-    return conn

@@ -23,19 +23,20 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from .actor import Actor, ActorRef
-from .app import Application
-from .connection import encode_broadcast
+from ..actors.actor import Actor, ActorRef
+from ..actors.supervisor import RestartPolicy, Supervisor
+from ..errors import ActorStopped, CloseCode, ConfigurationError, InvalidMessage, MailboxFull, MessageError
+from ..protocol.http import Headers, Request, Response, header_tokens
+from ..server.app import Application
+from ..server.broadcast import encode_broadcast
 from .context import Context
-from .errors import ActorStopped, CloseCode, ConfigurationError, InvalidMessage, MailboxFull, MessageError
 from .messages import Ack
-from .protocol.handshake import Headers, Request, Response, header_tokens
+from .rooms import LocalRooms, Rooms
 from .router import Handler, Route, Router
 from .schema import asyncapi_document, json_schema_document
-from .supervisor import RestartPolicy, Supervisor
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from ..server.connection import Connection
 
 __all__ = ["App"]
 
@@ -75,13 +76,16 @@ class App(Application):
         *,
         restart: RestartPolicy | None = None,
         actor_mailbox_size: int = 1000,
+        rooms: Rooms | None = None,
     ) -> None:
+        """`rooms`: where room membership and broadcasts live (default: this process's memory)."""
         self.title = title
         self.version = version
         self.router = Router()
         self.pushes: list[type[BaseModel]] = []  # server-initiated messages, for the schema
         self.restart_policy = restart or RestartPolicy()
         self.actor_mailbox_size = actor_mailbox_size
+        self.rooms: Rooms = rooms if rooms is not None else LocalRooms()
         self.supervisor: Supervisor | None = None
         self._supervisor_ref: ActorRef[Supervisor] | None = None
         self._pages: dict[str, Response] = {}
@@ -141,7 +145,7 @@ class App(Application):
         """Send a model to every member of `room` (from an actor of the app, say)."""
         if self.supervisor is None:
             return 0
-        return self.supervisor.broadcast(room, encode_broadcast(message.model_dump_json()))
+        return self.rooms.broadcast(room, encode_broadcast(message.model_dump_json()))
 
     def page(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> None:
         """Serve `body` to plain HTTP GETs of `path` on the WebSocket's port."""
@@ -155,10 +159,9 @@ class App(Application):
         if self.supervisor is not None:
             return
         self.router.build()
-        supervisor = Supervisor(self.restart_policy)
-        ref = ActorRef(lambda: supervisor, name="supervisor")
-        supervisor.ref = ref
-        ref._run_new_instance()
+        ref = Supervisor.start(self.restart_policy)
+        supervisor = ref.actor
+        assert supervisor is not None
         for name in sorted({r.actor for r in self.router.routes.values() if r.actor}):
             supervisor.supervise(
                 name, lambda: _HandlerActor(self, self.actor_mailbox_size), self._dead_letter
@@ -183,20 +186,18 @@ class App(Application):
             conn.close(CloseCode.POLICY_VIOLATION, "refused")
 
     def handle_close(self, conn: Connection, code: int, reason: str) -> None:
-        supervisor = self.supervisor
-        if supervisor is None:
+        if self.supervisor is None:
             return
         try:
             if self._on_disconnect is not None:
                 self._on_disconnect(self._context(conn))
         finally:
-            supervisor.forget(conn)
+            self.rooms.forget(conn)
 
     # -- messages --------------------------------------------------------------------
 
     def _context(self, conn: Connection, request_id: Any = None) -> Context:
-        assert self.supervisor is not None
-        return Context(conn, self.supervisor, request_id)
+        return Context(conn, self.rooms, request_id)
 
     def handle_message(self, conn: Connection, message: str | bytes) -> None:
         if isinstance(message, bytes):

@@ -2,6 +2,9 @@
 
     from websock_actors import WebSocketServer   # was: from websock import WebSocketServer
 
+Its two errors, WebSocketInvalidHandshake and WebSocketInvalidDataFrame, live in the one
+exception tree (`websock_actors.errors`) and are given to `on_error` as WebSock did.
+
 Same constructor, callbacks, methods and attributes as WebSock. What changes is what was
 broken there: close codes go out big-endian and a client's close is answered, binary
 messages arrive as `bytes`, messages of any size and fragmentation work, a refused
@@ -27,11 +30,11 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from .app import Application
-from .connection import Connection
-from .errors import CloseCode, HandshakeError, ProtocolError
-from .protocol.frames import Opcode, encode_frame
-from .server import Server
+from ..errors import CloseCode, HandshakeRefused, WebSocketInvalidDataFrame, WebSocketInvalidHandshake
+from ..protocol.frames import Opcode, encode_frame
+from ..server.app import Application
+from ..server.connection import Connection
+from ..server.server import Server
 
 __all__ = [
     "Client",
@@ -55,23 +58,6 @@ class FrameType(IntEnum):
     CLOSE = 8
     PING = 9
     PONG = 10
-
-
-class WebSocketInvalidHandshake(HandshakeError):
-    """A client's opening handshake was refused (WebSock's signature: message, client)."""
-
-    def __init__(self, message: str, client: Any, status: int = 400) -> None:
-        super().__init__(status, message)
-        self.args = (message,)
-        self.client = client
-
-
-class WebSocketInvalidDataFrame(ProtocolError):
-    """A client broke the framing rules; it was closed with `code`."""
-
-    def __init__(self, message: str, client: Any, code: int = CloseCode.PROTOCOL_ERROR) -> None:
-        super().__init__(message, code)
-        self.client = client
 
 
 _CLOSED = object()  # end of a client's inbox
@@ -104,7 +90,7 @@ class _CallbackApp(Application):
     def __init__(self, owner: WebSocketServer) -> None:
         self.owner = owner
 
-    def handle_refused(self, address: Any, error: HandshakeError) -> None:
+    def handle_refused(self, address: Any, error: HandshakeRefused) -> None:
         self.owner._report(WebSocketInvalidHandshake(error.reason, address, error.status))
 
     def handle_connect(self, conn: Connection) -> None:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import gevent
 from gevent.threadpool import ThreadPool
 
-from .errors import WebSocketError
+from ..errors import OffloadTimeout
 
 __all__ = ["OffloadTimeout", "configure_pool", "offload"]
 
@@ -30,10 +30,6 @@ DEFAULT_POOL_SIZE = 8
 
 _pools: dict[int, ThreadPool] = {}  # one pool per hub (hub id -> pool)
 _pool_size = DEFAULT_POOL_SIZE
-
-
-class OffloadTimeout(WebSocketError, TimeoutError):
-    """An offloaded call did not finish in time (its thread still runs to its end)."""
 
 
 def configure_pool(size: int) -> None:

@@ -4,6 +4,9 @@ An application sees a connection open, its messages (``str`` for text, ``bytes``
 binary) and its close. `Application` is the base the server drives; `WebSocketApp`
 fills it from plain functions registered by decorator. The typed layer builds on the
 same interface.
+
+Names: the server calls an application's `handle_*` methods; what a user registers or
+passes is an `on_*` hook (`@app.on_message`, `Server(on_request=...)`, `Actor.on_receive`).
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import HandshakeError
-from .protocol.handshake import Request, Response
+from ..errors import HandshakeRefused
+from ..protocol.http import Request, Response
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -35,7 +38,7 @@ class Application:
         """Called before the upgrade: return a `Response` to answer (refuse, or serve a page)."""
         return None
 
-    def handle_refused(self, address: Any, error: HandshakeError) -> None:
+    def handle_refused(self, address: Any, error: HandshakeRefused) -> None:
         """A client's opening handshake was refused with `error.status`; it never connected."""
 
     def handle_connect(self, conn: Connection) -> None:
@@ -60,12 +63,17 @@ class WebSocketApp(Application):
 
     def __init__(self) -> None:
         self._on_request: Callable[[Request], Response | None] | None = None
+        self._on_refused: Callable[[Any, HandshakeRefused], None] | None = None
         self._on_connect: Callable[[Connection], None] | None = None
         self._on_message: Callable[[Connection, str | bytes], None] | None = None
         self._on_close: Callable[[Connection, int, str], None] | None = None
 
     def on_request(self, func: F) -> F:
         self._on_request = func  # type: ignore[assignment]
+        return func
+
+    def on_refused(self, func: F) -> F:
+        self._on_refused = func  # type: ignore[assignment]
         return func
 
     def on_connect(self, func: F) -> F:
@@ -82,6 +90,10 @@ class WebSocketApp(Application):
 
     def handle_request(self, request: Request) -> Response | None:
         return self._on_request(request) if self._on_request else None
+
+    def handle_refused(self, address: Any, error: HandshakeRefused) -> None:
+        if self._on_refused:
+            self._on_refused(address, error)
 
     def handle_connect(self, conn: Connection) -> None:
         if self._on_connect:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from .errors import ConfigurationError, InvalidMessage
+from ..errors import ConfigurationError, InvalidMessage
 
 __all__ = ["Handler", "Route", "Router", "model_tag"]
 

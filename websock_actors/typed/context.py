@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from .connection import Connection, encode_broadcast
-from .errors import CloseCode, ConnectionClosed
+from ..errors import CloseCode, ConnectionClosed
+from ..protocol.http import Headers
+from ..server.broadcast import encode_broadcast
 from .messages import ErrorReply, MessageId
-from .protocol.handshake import Headers
 
 if TYPE_CHECKING:
-    from .supervisor import Supervisor
+    from ..server.connection import Connection
+    from .rooms import Rooms
 
 __all__ = ["Context"]
 
@@ -24,14 +25,14 @@ __all__ = ["Context"]
 class Context:
     """The handler's view of its connection and of the rooms."""
 
-    __slots__ = ("_supervisor", "actor_state", "conn", "replied", "request_id")
+    __slots__ = ("_rooms", "actor_state", "conn", "replied", "request_id")
 
-    def __init__(self, conn: Connection, supervisor: Supervisor, request_id: MessageId | None = None) -> None:
+    def __init__(self, conn: Connection, rooms: Rooms, request_id: MessageId | None = None) -> None:
         self.conn = conn
         self.request_id = request_id
         self.replied = False
         self.actor_state: dict[str, Any] = {}
-        self._supervisor = supervisor
+        self._rooms = rooms
 
     # -- about the connection ----------------------------------------------------------
 
@@ -82,21 +83,21 @@ class Context:
 
     def join(self, room: str) -> bool:
         """Join `room`; False when already a member."""
-        return self._supervisor.join(self.conn, room)
+        return self._rooms.join(self.conn, room)
 
     def leave(self, room: str) -> bool:
         """Leave `room`; False when not a member."""
-        return self._supervisor.leave(self.conn, room)
+        return self._rooms.leave(self.conn, room)
 
     @property
     def rooms(self) -> set[str]:
-        return self._supervisor.rooms_of(self.conn)
+        return self._rooms.rooms_of(self.conn)
 
     def in_room(self, room: str) -> bool:
-        return room in self._supervisor.memberships.get(self.conn, ())
+        return self._rooms.is_member(self.conn, room)
 
     def members(self, room: str) -> list[Connection]:
-        return self._supervisor.members(room)
+        return self._rooms.members(room)
 
     def broadcast(self, room: str, message: BaseModel, exclude_self: bool = False) -> int:
         """Send to every member of `room`: serialized and framed once, the same bytes for all.
@@ -105,4 +106,4 @@ class Context:
         overflow policy; the broadcast never waits for it. Returns the deliveries queued.
         """
         frame = encode_broadcast(message.model_dump_json())
-        return self._supervisor.broadcast(room, frame, exclude=self.conn if exclude_self else None)
+        return self._rooms.broadcast(room, frame, exclude=self.conn if exclude_self else None)

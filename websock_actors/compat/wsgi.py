@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .app import Application
-from .errors import HandshakeError
-from .protocol.handshake import Headers, Request, Response, error_response, header_tokens
+from ..errors import HandshakeRefused
+from ..protocol.http import Headers, Request, Response, error_response, header_tokens
+from ..server.app import Application
 
 if TYPE_CHECKING:
-    from .connection import Connection
+    from ..server.connection import Connection
 
 __all__ = ["WSGIMount"]
 
@@ -46,7 +46,7 @@ class WSGIMount(Application):
     def handle_stop(self) -> None:
         self.websocket_app.handle_stop()
 
-    def handle_refused(self, address: Any, error: HandshakeError) -> None:
+    def handle_refused(self, address: Any, error: HandshakeRefused) -> None:
         self.websocket_app.handle_refused(address, error)
 
     def handle_connect(self, conn: Connection) -> None:

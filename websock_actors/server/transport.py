@@ -1,0 +1,185 @@
+"""The connection actor's socket I/O: a plain non-blocking socket driven by the actor itself.
+
+No gevent socket object (and its two idle watchers) per connection: the actor reads with
+`recv_into` a buffer shared by the server's connections, tries every write as a plain
+non-blocking `send` and waits for writability only when the kernel buffer is full, and
+parks on one read watcher it keeps for its whole life. Waiting happens outside any `except`
+block: a greenlet parked inside one keeps the exception and its traceback alive, which costs
+memory per idle connection.
+
+A mixin rather than an object of its own, so that the hot path reaches the socket with one
+attribute lookup.
+"""
+
+from __future__ import annotations
+
+import _socket
+import socket
+from typing import Any
+
+import gevent
+from gevent.hub import Hub, Waiter, get_hub
+
+from .options import ConnectionOptions
+
+__all__ = ["READABLE", "TIMEOUT", "WAIT_READ", "WAIT_WRITE", "Abort", "Transport", "TransportGone"]
+
+# Why a parked actor was woken.
+READABLE = 1
+WRITABLE = 2
+MAIL = 3
+TIMEOUT = 4
+
+# What the actor is parked on: nothing, "readable or mail", "writable" (only an abort wakes it).
+NOT_WAITING = 0
+WAIT_READ = 1
+WAIT_WRITE = 2
+
+
+class Abort(Exception):
+    """Raised inside the actor to drop the connection at once."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class TransportGone(Exception):
+    """The socket failed while writing (reset, broken pipe)."""
+
+
+class Transport:
+    """Reading, writing and parking for the one greenlet that owns `_raw`."""
+
+    _abort_reason: tuple[int, str] | None
+    options: ConnectionOptions
+
+    def _init_transport(self, sock: _socket.socket, recv_buffer: memoryview | None) -> None:
+        self._raw = sock
+        self._raw.setblocking(False)
+        self._fd = sock.fileno()
+        self._recv_buffer = recv_buffer
+        self._hub: Hub = get_hub()
+        self._greenlet: Any = None  # the actor's greenlet, once it runs
+        self._wait_state = NOT_WAITING
+        self._wake_scheduled = False
+        self._waiter: Waiter[int] = Waiter(self._hub)
+        self._read_watcher: Any = None
+        self._write_pending = False  # a write is blocked part-way through a frame
+
+    def _recv_nowait(self, size: int) -> bytes | None:
+        """Bytes received (b"" at end of stream or on error), or None when none are ready.
+
+        With a `recv_buffer` (one per server, shared by its connections: only one greenlet
+        of a hub runs at a time), bytes are read into it and copied out at their size, so
+        no 64 KiB block is allocated and shrunk per read.
+        """
+        buffer = self._recv_buffer
+        try:
+            if buffer is None or size > len(buffer):
+                data: bytes = self._raw.recv(size)
+                return data
+            count = self._raw.recv_into(buffer, size)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+        return buffer[:count].tobytes()
+
+    def _write(self, data: bytes) -> None:
+        """Write all of `data`, parking on writability only when the kernel buffer is full."""
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise TransportGone() from exc
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        watcher = self._hub.loop.io(self._fd, 2)
+        self._write_pending = True
+        try:
+            while view:
+                try:
+                    view = view[self._raw.send(view) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise TransportGone() from exc
+                self._park(WAIT_WRITE, None, watcher)
+                if self._abort_reason is not None:
+                    raise Abort(*self._abort_reason)
+            self._write_pending = False
+        finally:
+            watcher.close()
+
+    def _send_if_possible(self, data: bytes) -> None:
+        """One non-blocking send, never waiting, never raising: for a last word before dropping."""
+        if self._write_pending:
+            return  # a frame is half sent: anything written now would land inside it
+        try:
+            self._raw.send(data)
+        except OSError:
+            pass
+
+    def _park(self, state: int, deadline: float | None, watcher: Any = None) -> int:
+        """Wait for the socket (readable or writable), mail, or the deadline."""
+        waiter = self._waiter
+        waiter.clear()
+        if watcher is None:
+            watcher = self._read_watcher
+        watcher.start(waiter.switch, READABLE if state == WAIT_READ else WRITABLE)
+        timer = None
+        if deadline is not None:
+            timer = self._hub.loop.timer(max(0.0, deadline - self._hub.loop.now()))
+            timer.start(waiter.switch, TIMEOUT)
+        self._wait_state = state
+        try:
+            return waiter.get()
+        finally:
+            self._wait_state = NOT_WAITING
+            watcher.stop()
+            if timer is not None:
+                timer.close()
+
+    def _wake(self) -> None:
+        """Wake the actor if it is parked on reading (mail came), or on writing (to abort)."""
+        if self._wake_scheduled or gevent.getcurrent() is self._greenlet:
+            return
+        self._wake_scheduled = True
+        self._hub.loop.run_callback(self._do_wake)
+
+    def _do_wake(self) -> None:
+        self._wake_scheduled = False
+        state = self._wait_state
+        if state == WAIT_READ or (state == WAIT_WRITE and self._abort_reason is not None):
+            self._waiter.switch(MAIL)
+
+    def _close_transport(self, *, drain: bool) -> None:
+        """Half-close, then read until the peer closes too (bounded), so no RST eats our last frame."""
+        try:
+            self._raw.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        if not drain:
+            return
+        deadline = self._hub.loop.now() + min(self.options.close_timeout, 2.0)
+        while True:
+            received = self._recv_nowait(65536)
+            if received is None:
+                if self._park(WAIT_READ, deadline) == TIMEOUT or self._abort_reason is not None:
+                    return
+            elif not received:
+                return
+
+    def _release_transport(self) -> None:
+        """Close the watcher and the socket: the actor is done."""
+        if self._read_watcher is not None:
+            self._read_watcher.close()
+        try:
+            self._raw.close()
+        except OSError:
+            pass

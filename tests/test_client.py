@@ -27,7 +27,10 @@ from websock_actors import Connection, WebSocketApp, WebSocketError
 from websock_actors.client import (
     Backoff,
     ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
     HandshakeError,
+    HandshakeRejected,
     RequestError,
     RequestTimeout,
     connect,
@@ -97,6 +100,8 @@ def test_iteration_ends_on_a_normal_close(serve) -> None:
             ws.send(text)
         assert list(ws) == ["a", "b"]
         assert (ws.close_code, ws.close_reason) == (1000, "done")
+        with pytest.raises(ConnectionClosedOK):
+            ws.recv(timeout=5)
 
 
 def test_recv_timeout_leaves_the_connection_usable(serve) -> None:
@@ -174,11 +179,11 @@ def test_server_close_is_answered_and_raised(serve) -> None:
     server = serve(app)
     ws = connect(server.url)
     ws.send("close 4001 go away")
-    with pytest.raises(ConnectionClosed) as info:
+    with pytest.raises(ConnectionClosedError) as info:
         ws.recv(timeout=5)
     assert (info.value.code, info.value.reason) == (4001, "go away")
     assert app.closes.get(timeout=5)[0] == 4001
-    with pytest.raises(ConnectionClosed):
+    with pytest.raises(ConnectionClosedError):
         list(ws)  # iteration raises on a close other than 1000/1001
     with pytest.raises(ConnectionClosed):
         ws.request({"type": "x"})
@@ -341,7 +346,7 @@ def test_handshake_options_reach_the_server(serve) -> None:
         assert headers["host"] == f"127.0.0.1:{server.port}"
         assert headers["sec-websocket-protocol"] == "chat.v1, other"
         assert app.conns[0].request is not None and app.conns[0].request.path == "/room?x=1"
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(HandshakeRejected) as info:
         connect(server.url, origin="http://evil.test")
     assert info.value.status == 403
 
@@ -356,7 +361,7 @@ def test_http_refusals_become_handshake_errors(serve) -> None:
         return error_response(401, "who are you") if request.path == "/private" else None
 
     server = serve(app)
-    with pytest.raises(HandshakeError) as info:
+    with pytest.raises(HandshakeRejected) as info:
         connect(server.url + "private")
     assert info.value.status == 401
 

@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from websock_actors import Connection, WebSocketApp
+from websock_actors import ConfigurationError, Connection, Server, WebSocketApp
 from websock_actors.protocol import Headers, Request, Response, error_response
 
 from .helpers import upgrade_request
@@ -209,6 +209,28 @@ def test_process_request_auth_hook(serve):
         ws.send("in")
         assert ws.recv(timeout=5) == "in"
     assert app.connects == 1
+
+
+def test_on_request_is_the_hook_and_process_request_its_older_name(serve):
+    def deny(req: Request) -> Response | None:
+        return error_response(403, "go away") if req.path == "/private" else None
+
+    refused: list[int] = []
+    app = CountingApp()
+    app.on_refused(lambda address, error: refused.append(error.status))
+    for name in ("on_request", "process_request"):
+        server = serve(app, **{name: deny})
+        assert refuse(server.port, upgrade_request(path="/private"))[0] == 403
+        with connect(server.url, compression=None) as ws:
+            ws.send("in")
+            assert ws.recv(timeout=5) == "in"
+    with pytest.raises(ConfigurationError):
+        Server(app, on_request=deny, process_request=deny)
+    # on_refused sees the server's own refusals (here a bad version), not the hook's answers.
+    server = serve(app)
+    assert refused == []
+    assert refuse(server.port, upgrade_request(extra="Sec-WebSocket-Version: 8\r\n"))[0] == 426
+    assert refused == [426]
 
 
 def test_on_request_serves_a_plain_page(serve):

@@ -252,3 +252,39 @@ def test_shutdown_closes_connections_first_then_stops_the_actors(typed) -> None:
         assert ws.close_code == 1001
     assert counter.is_down
     assert typed.app.supervisor is None
+
+
+def test_on_bytes_receives_binary_frames_and_its_errors_are_typed(serve) -> None:
+    app = App("bytes")
+    received: list[bytes] = []
+
+    @app.handler
+    def echo(msg: Echo, ctx: Context) -> Echoed:
+        return Echoed(text=msg.text)
+
+    @app.on_bytes
+    def upload(data: bytes, ctx: Context) -> None:
+        if data == b"refuse":
+            raise MessageError("too_binary", "no thanks")
+        if data == b"crash":
+            raise RuntimeError("secret internals")
+        received.append(data)
+        ctx.send(Echoed(text=f"{len(data)} bytes"))
+
+    server = serve(app)
+    with connect(server.url) as ws:
+        ws.send(b"\x00\x01\x02")
+        assert json.loads(ws.recv(timeout=5)) == {"type": "echoed", "id": None, "text": "3 bytes"}
+        assert ask(ws, b"refuse") == {
+            "type": "error", "id": None, "code": "too_binary", "detail": "no thanks", "errors": []
+        }
+        reply = ask(ws, b"crash")
+        assert reply["code"] == "handler_error" and "secret" not in json.dumps(reply)
+        # Text frames still go to the typed handlers on the same connection.
+        assert ask(ws, {"type": "echo", "id": 1, "text": "x"}) == {"type": "echoed", "id": 1, "text": "x"}
+    assert received == [b"\x00\x01\x02"]
+
+
+def test_without_on_bytes_binary_frames_get_unsupported_data(typed) -> None:
+    with connect(typed.url) as ws:
+        assert ask(ws, b"\x00")["code"] == "unsupported_data"

@@ -1,0 +1,67 @@
+"""The exception tree: one root, drawn in errors.py's docstring, with the splits users catch."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from websock_actors import errors
+from websock_actors.errors import (
+    CloseCode,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    HandshakeRefused,
+    HandshakeRejected,
+    OffloadTimeout,
+    ProtocolError,
+    WebSocketError,
+    WebSocketInvalidDataFrame,
+    WebSocketInvalidHandshake,
+    connection_closed,
+)
+
+CLASSES = [getattr(errors, name) for name in errors.__all__ if isinstance(getattr(errors, name), type)]
+
+
+@pytest.mark.parametrize("cls", [c for c in CLASSES if c is not CloseCode], ids=lambda c: c.__name__)
+def test_every_error_is_in_the_tree_and_drawn(cls: type) -> None:
+    assert issubclass(cls, WebSocketError)
+    drawn = re.search(rf"^[ │├└─]*{cls.__name__}\b", errors.__doc__ or "", re.MULTILINE)
+    assert drawn, f"{cls.__name__} is not drawn in the tree of errors.py"
+
+
+def test_the_splits() -> None:
+    assert issubclass(HandshakeRefused, HandshakeError) and issubclass(HandshakeRejected, HandshakeError)
+    assert not issubclass(HandshakeRefused, HandshakeRejected)
+    assert issubclass(WebSocketInvalidHandshake, HandshakeRefused)
+    assert issubclass(WebSocketInvalidDataFrame, ProtocolError)
+    assert issubclass(ConnectionClosedOK, ConnectionClosed) and issubclass(ConnectionClosedError, ConnectionClosed)
+    assert issubclass(OffloadTimeout, TimeoutError)
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (1000, ConnectionClosedOK),
+        (1001, ConnectionClosedOK),
+        (1005, ConnectionClosedOK),  # a close frame without a code is a clean close
+        (1006, ConnectionClosedError),
+        (1008, ConnectionClosedError),
+        (1011, ConnectionClosedError),
+        (4000, ConnectionClosedError),
+        (None, ConnectionClosedError),  # the transport was lost
+    ],
+)
+def test_connection_closed_picks_the_kind_by_code(code: int | None, kind: type) -> None:
+    error = connection_closed(code, "why")
+    assert type(error) is kind
+    assert error.code == (code if code is not None else CloseCode.ABNORMAL) and error.reason == "why"
+
+
+def test_the_rejection_keeps_the_real_status_or_none() -> None:
+    assert HandshakeRejected(403, "forbidden").status == 403
+    assert str(HandshakeRejected(None, "not HTTP")) == "not HTTP"
+    assert HandshakeRefused(431, "too large").headers == []

@@ -1,0 +1,172 @@
+"""The connection actor's mailbox: what other greenlets queue for it, and the flush that
+writes it all with one send.
+
+A plain list bounded in bytes, no queue object: `send`, `send_frame`, `ping`, `close` and
+`abort` append an item and wake the actor if it is parked on reading. Plain bytes in the
+mailbox are frames already encoded (a broadcast, or the actor's own message encoded at
+once); a `str` or `_Binary` queued by another greenlet is encoded by the actor, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gevent
+
+from ..errors import CloseCode, connection_closed
+from ..protocol.connection import WebSocketConnection, close_payload
+from ..protocol.deflate import MessageCompressor
+from .broadcast import BroadcastFrame
+from .transport import WAIT_READ, Transport
+
+__all__ = ["Mailbox"]
+
+log = logging.getLogger("websock_actors")
+
+
+class _Binary:
+    """A binary message queued by another greenlet (plain bytes in the mailbox are frames)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _Close:
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int | None, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class _Ping:
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
+_MailItem = bytes | str | _Binary | _Close | _Ping
+
+
+class Mailbox(Transport):
+    """The outgoing side of a connection actor; safe to call from any greenlet of its hub."""
+
+    close_code: int | None
+    close_reason: str
+    _protocol: WebSocketConnection | None
+    _broadcast_compressor: MessageCompressor | None
+    _encode_now: bool
+
+    def _init_mailbox(self) -> None:
+        self.dropped = 0  # messages dropped by the "drop" overflow policy
+        self._outbox: list[_MailItem] = []
+        self._queued = 0
+        self._closing = False  # a close was requested: no more data is accepted
+        self._open = False
+        self._finished = False
+        self._abort_reason: tuple[int, str] | None = None
+
+    @property
+    def open(self) -> bool:
+        """True from the end of the handshake until a close is requested or happens."""
+        return self._open and not self._closing
+
+    def send(self, message: str | bytes) -> None:
+        """Queue a text (`str`) or binary (bytes-like) message; never blocks."""
+        if not self.open:
+            raise connection_closed(self.close_code, self.close_reason)
+        if gevent.getcurrent() is self._greenlet and self._encode_now:
+            assert self._protocol is not None
+            self._enqueue(self._protocol.send_message(message))
+        elif isinstance(message, str):
+            self._enqueue(message, len(message))
+        else:
+            self._enqueue(_Binary(bytes(message)), len(message))
+
+    def send_frame(self, frame: bytes) -> bool:
+        """Queue an already encoded frame (a broadcast encodes once for every member).
+
+        Returns False instead of raising when the connection no longer takes data, so
+        a fan-out loop never stops on one member. A `BroadcastFrame` goes out compressed
+        to a connection that negotiated permessage-deflate without context takeover
+        (compressed once for all such members).
+        """
+        if not self.open:
+            return False
+        if type(frame) is BroadcastFrame and self._broadcast_compressor is not None:
+            frame = frame.compressed(self._broadcast_compressor)
+        return self._enqueue(frame)
+
+    def ping(self, payload: bytes = b"") -> None:
+        if len(payload) > 125:
+            raise ValueError("ping payload over 125 bytes")
+        if self.open:
+            self._enqueue(_Ping(payload), 0)
+
+    def close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close after everything already queued is sent; waits for the peer's close frame."""
+        close_payload(code, reason)  # validate now, in the caller
+        if self._finished or self._closing:
+            return
+        self._closing = True
+        self._outbox.append(_Close(code, reason))
+        self._wake()
+
+    def abort(self, code: int = CloseCode.ABNORMAL, reason: str = "") -> None:
+        """Drop the connection now: a best-effort close frame, then the TCP connection."""
+        if self._finished or self._abort_reason is not None:
+            return
+        self._abort_reason = (code, reason)
+        self._closing = True
+        self._wake()  # a no-op in the actor itself: it checks the abort flag
+
+    def _enqueue(self, item: _MailItem, size: int | None = None) -> bool:
+        size = len(item) if size is None else size  # type: ignore[arg-type]
+        if self._queued and self._queued + size > self.options.max_queue_bytes:
+            if gevent.getcurrent() is not self._greenlet:
+                return self._overflow()
+            # The actor's own output (a handler's burst) is written now, waiting for the
+            # socket if need be: bounded memory, and backpressure on this connection only.
+            self._flush()
+        self._outbox.append(item)
+        self._queued += size
+        if self._wait_state == WAIT_READ and not self._wake_scheduled:
+            self._wake()
+        return True
+
+    def _overflow(self) -> bool:
+        if self.options.overflow == "drop":
+            self.dropped += 1
+            return False
+        log.info("%r: outgoing queue full, closing", self)
+        self.abort(CloseCode.TRY_AGAIN_LATER, "outgoing queue full")
+        return False
+
+    def _flush(self) -> None:
+        """Encode what the mailbox holds, in order, and write it with one send call."""
+        items = self._outbox
+        self._outbox = []
+        self._queued = 0
+        protocol = self._protocol
+        assert protocol is not None
+        chunks: list[bytes] = []
+        for item in items:
+            kind = type(item)
+            if kind is bytes or kind is BroadcastFrame:
+                chunks.append(item)  # type: ignore[arg-type]
+            elif kind is str:
+                chunks.append(protocol.send_text(item))  # type: ignore[arg-type]
+            elif kind is _Binary:
+                chunks.append(protocol.send_binary(item.data))  # type: ignore[union-attr]
+            elif kind is _Ping:
+                if not protocol.close_sent:
+                    chunks.append(protocol.send_ping(item.payload))  # type: ignore[union-attr]
+            elif kind is _Close:
+                frame = protocol.send_close(item.code, item.reason)  # type: ignore[union-attr]
+                if frame:
+                    chunks.append(frame)
+        if chunks:
+            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))

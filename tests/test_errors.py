@@ -38,7 +38,8 @@ def test_the_splits() -> None:
     assert not issubclass(HandshakeRefused, HandshakeRejected)
     assert issubclass(WebSocketInvalidHandshake, HandshakeRefused)
     assert issubclass(WebSocketInvalidDataFrame, ProtocolError)
-    assert issubclass(ConnectionClosedOK, ConnectionClosed) and issubclass(ConnectionClosedError, ConnectionClosed)
+    assert issubclass(ConnectionClosedOK, ConnectionClosed)
+    assert issubclass(ConnectionClosedError, ConnectionClosed)
     assert issubclass(OffloadTimeout, TimeoutError)
 
 

@@ -115,7 +115,7 @@ def test_the_client_rejects_a_refusal_with_its_real_status() -> None:
 
 
 def test_the_client_rejects_a_wrong_accept_as_a_101() -> None:
-    server, client, request = pair()
+    server, _, request = pair()
     server.receive_data(request)
     answer, _ = server.accept()
     other = ClientHandshake("example.com:8000", "/chat")  # another key

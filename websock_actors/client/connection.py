@@ -27,7 +27,6 @@ from time import monotonic
 from types import TracebackType
 from typing import Any
 
-import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 from gevent.timeout import Timeout
@@ -38,7 +37,6 @@ from ..errors import (
     CloseCode,
     ConnectionClosed,
     ConnectionClosedOK,
-    HandshakeRejected,
     RequestTimeout,
     WebSocketError,
     connection_closed,
@@ -51,9 +49,8 @@ from ..protocol.connection import (
     TextMessage,
     WebSocketConnection,
 )
-from ..protocol.handshake import ClientHandshake
 from ..protocol.http import Response
-from .endpoint import ClientOptions, open_socket, parse_url
+from .endpoint import ClientOptions, open_with_retries, parse_url
 from .requests import PendingRequests, reply_or_raise
 
 __all__ = ["RECONNECT_CODES", "ClientConnection", "PushHandler"]
@@ -153,58 +150,8 @@ class ClientConnection:
     # -- opening -----------------------------------------------------------------------
 
     def _open_with_retries(self) -> None:
-        backoff = self._opts.reconnect
-        delays = backoff.delays() if backoff is not None else iter(())
-        while True:
-            try:
-                self._open()
-                return
-            except (OSError, HandshakeRejected) as exc:
-                status = exc.status if isinstance(exc, HandshakeRejected) else None
-                if status is not None and status < 500 and status != 429:
-                    raise  # a refusal (or a broken answer) that another try would repeat
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                log.info("connecting to %s failed (%s); next try in %.2f s", self.url, exc, delay)
-                gevent.sleep(delay)
-
-    def _open(self) -> None:
-        """Open the TCP connection and do the opening handshake, within `open_timeout`."""
-        opts, target = self._opts, self._target
-        timer = Timeout(opts.open_timeout) if opts.open_timeout is not None else None
-        sock: Any = None
-        if timer is not None:
-            timer.start()
-        try:
-            sock = open_socket(target, opts.ssl_context)
-            handshake = ClientHandshake(
-                target.host_header,
-                target.resource,
-                subprotocols=opts.subprotocols,
-                origin=opts.origin,
-                headers=opts.headers,
-                compression=opts.compression,
-                max_header_bytes=opts.max_header_bytes,
-                max_message_size=opts.max_message_size,
-            )
-            sock.sendall(handshake.data_to_send())
-            protocol = None
-            while protocol is None:
-                protocol = handshake.receive_data(sock.recv(4096))
-        except Timeout as exc:
-            if sock is not None:
-                sock.close()
-            if exc is not timer:
-                raise
-            raise TimeoutError(f"opening {self.url} took over {opts.open_timeout:g} s") from None
-        except BaseException:
-            if sock is not None:
-                sock.close()
-            raise
-        finally:
-            if timer is not None:
-                timer.close()
+        """Open (retrying with `reconnect=`'s backoff) and take over the new transport."""
+        sock, handshake, protocol = open_with_retries(self.url, self._target, self._opts)
         self._sock = sock
         self._protocol = protocol
         self.response = handshake.response

@@ -1,7 +1,10 @@
-"""Where a client connects and how: the URL, name resolution, TCP and TLS, backoff.
+"""Where a client connects and how: the URL, name resolution, TCP and TLS, backoff, and
+the opening handshake over what was opened.
 
 `open_socket` opens the TCP connection (TLS for wss://, through gevent's SSL socket, with
-any `ssl.SSLContext`) to a parsed `Target`; `Backoff` spaces out the attempts to open.
+any `ssl.SSLContext`) to a parsed `Target`; `open_connection` adds the opening handshake,
+within the open timeout; `open_with_retries` tries again, spaced by `Backoff`, where
+another try may help (network errors, HTTP 5xx and 429).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import _socket
 import functools
 import itertools
+import logging
 import random
 import socket
 import ssl
@@ -17,10 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import gevent
 import gevent.socket
 import gevent.ssl
+from gevent.timeout import Timeout
 
+from ..errors import HandshakeRejected
+from ..protocol.connection import WebSocketConnection
 from ..protocol.deflate import DeflateOptions
+from ..protocol.handshake import ClientHandshake
 
 __all__ = [
     "Backoff",
@@ -29,11 +38,18 @@ __all__ = [
     "Target",
     "default_ssl_context",
     "header_items",
+    "open_connection",
     "open_socket",
+    "open_with_retries",
     "parse_url",
 ]
 
 HeadersLike = Mapping[str, str] | Iterable[tuple[str, str]]
+
+log = logging.getLogger("websock_actors.client")
+
+# What opening gives: the socket, the finished handshake, the open protocol connection.
+Opened = tuple[Any, ClientHandshake, WebSocketConnection]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +168,63 @@ def open_socket(target: Target, ssl_context: ssl.SSLContext | None) -> Any:
                 raise
         return sock
     raise error or OSError(f"no address for {target.host!r}")
+
+
+def open_connection(url: str, target: Target, opts: ClientOptions) -> Opened:
+    """Open the socket and do the opening handshake, within `open_timeout` (TimeoutError).
+
+    Returns the socket, the finished handshake (its response, subprotocol, and the bytes that
+    came right behind the answer) and the open protocol connection.
+    """
+    timer = Timeout(opts.open_timeout) if opts.open_timeout is not None else None
+    sock: Any = None
+    if timer is not None:
+        timer.start()
+    try:
+        sock = open_socket(target, opts.ssl_context)
+        handshake = ClientHandshake(
+            target.host_header,
+            target.resource,
+            subprotocols=opts.subprotocols,
+            origin=opts.origin,
+            headers=opts.headers,
+            compression=opts.compression,
+            max_header_bytes=opts.max_header_bytes,
+            max_message_size=opts.max_message_size,
+        )
+        sock.sendall(handshake.data_to_send())
+        protocol = None
+        while protocol is None:
+            protocol = handshake.receive_data(sock.recv(4096))
+    except Timeout as exc:
+        if sock is not None:
+            sock.close()
+        if exc is not timer:
+            raise
+        raise TimeoutError(f"opening {url} took over {opts.open_timeout:g} s") from None
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    finally:
+        if timer is not None:
+            timer.close()
+    return sock, handshake, protocol
+
+
+def open_with_retries(url: str, target: Target, opts: ClientOptions) -> Opened:
+    """`open_connection`, tried again with `opts.reconnect`'s backoff where that may help."""
+    backoff = opts.reconnect
+    delays = backoff.delays() if backoff is not None else iter(())
+    while True:
+        try:
+            return open_connection(url, target, opts)
+        except (OSError, HandshakeRejected) as exc:
+            status = exc.status if isinstance(exc, HandshakeRejected) else None
+            if status is not None and status < 500 and status != 429:
+                raise  # a refusal (or a broken answer) that another try would repeat
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            log.info("connecting to %s failed (%s); next try in %.2f s", url, exc, delay)
+            gevent.sleep(delay)

@@ -200,6 +200,7 @@ def test_public_names_stay_importable() -> None:
         "import websock_actors\n"
         "for name in [*websock_actors.__all__, 'ProtocolError']:\n"
         "    getattr(websock_actors, name)\n"
+        "assert set(websock_actors._HOME_OF) == {*websock_actors.__all__, 'ProtocolError'}\n"
         "from websock_actors import App, Server, WebSocketApp, WebSocketServer, encode_broadcast\n"
         "from websock_actors.client import connect, ClientConnection, Backoff\n"
         "from websock_actors.compat import WebSocketServer as Compat, WSGIMount\n"

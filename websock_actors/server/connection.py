@@ -223,8 +223,7 @@ class Connection(Mailbox):
         protocol = self._protocol
         if protocol is None or protocol.close_sent or code in (CloseCode.ABNORMAL, CloseCode.NO_STATUS):
             return
-        if not self._write_pending:
-            self._send_if_possible(protocol.send_close(code, reason))
+        self._send_if_possible(protocol.send_close(code, reason))
 
     # -- the opening handshake ---------------------------------------------------------
 

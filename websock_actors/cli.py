@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any
 
+from .protocol.connection import DEFAULT_MAX_FRAGMENTS
 from .protocol.deflate import DeflateOptions
 
 __all__ = ["load_app", "main"]
@@ -33,7 +34,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--no-patch", action="store_true", help="do not monkey-patch the standard library")
     run.add_argument("--max-connections", type=int, default=10_000)
-    run.add_argument("--max-message-size", type=int, default=16 * 1024 * 1024)
+    run.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=None,
+        help="sockets still in the opening handshake (default: as many as --max-connections)",
+    )
+    run.add_argument(
+        "--max-message-size",
+        type=int,
+        default=None,
+        help="bytes (default: the application's: 1 MiB for a typed App, 16 MiB for a raw app)",
+    )
+    run.add_argument("--max-fragments", type=int, default=DEFAULT_MAX_FRAGMENTS, help="frames per message")
+    run.add_argument(
+        "--origin",
+        action="append",
+        dest="origins",
+        metavar="ORIGIN",
+        help="an allowed Origin, e.g. https://chat.example.com (repeatable); others get 403."
+        " Without it any Origin is accepted: see the README on cross-site WebSocket hijacking",
+    )
     run.add_argument("--ping-interval", type=float, default=20.0, help="seconds; 0 turns keepalive off")
     run.add_argument("--ping-timeout", type=float, default=20.0)
     run.add_argument("--shutdown-timeout", type=float, default=10.0)
@@ -106,22 +127,29 @@ def _run(args: argparse.Namespace) -> int:
 
     import gevent
 
+    from .errors import ConfigurationError
     from .server import Application, Server
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = load_app(args.app)
     if not isinstance(app, Application):
         raise SystemExit(f"error: {args.app} is not a websock_actors Application")
-    server = Server(
-        app,
-        args.host,
-        args.port,
-        max_connections=args.max_connections,
-        max_message_size=args.max_message_size,
-        ping_interval=args.ping_interval or None,
-        ping_timeout=args.ping_timeout or None,
-        compression=_compression(args),
-    )
+    try:
+        server = Server(
+            app,
+            args.host,
+            args.port,
+            max_connections=args.max_connections,
+            max_handshakes=args.max_handshakes,
+            max_message_size="app" if args.max_message_size is None else args.max_message_size,
+            max_fragments=args.max_fragments,
+            origins=args.origins,
+            ping_interval=args.ping_interval or None,
+            ping_timeout=args.ping_timeout or None,
+            compression=_compression(args),
+        )
+    except ConfigurationError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
     def shutdown() -> None:
         gevent.spawn(server.stop, args.shutdown_timeout)

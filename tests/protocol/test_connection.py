@@ -6,6 +6,7 @@ import pytest
 
 from websock_actors.errors import CloseCode
 from websock_actors.protocol import (
+    DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_MESSAGE_SIZE,
     BinaryMessage,
     CloseReceived,
@@ -16,6 +17,7 @@ from websock_actors.protocol import (
     PingReceived,
     PongReceived,
     ProtocolFailure,
+    Role,
     TextMessage,
     WebSocketConnection,
     close_payload,
@@ -512,7 +514,49 @@ def test_failure_drops_partial_message() -> None:
     conn.receive_data(masked(Opcode.BINARY, b"partial", fin=False))
     events = conn.receive_data(masked(Opcode.TEXT, b"x"))
     assert failure_code(events) == 1002
-    assert conn._fragments == [] and conn._text_parts == []
+    assert conn._message is None
+
+
+def test_empty_and_one_byte_fragments_cost_no_memory_per_fragment() -> None:
+    import tracemalloc
+
+    conn = server()
+    conn.receive_data(masked(Opcode.BINARY, b"a", fin=False))
+    empty = masked(Opcode.CONTINUATION, b"", fin=False)
+    one = masked(Opcode.CONTINUATION, b"b", fin=False)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            assert conn.receive_data(empty * 1000) == []
+            assert conn.receive_data(one * 1000) == []
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 200_000  # 100,000 fragments: about the 50,001 bytes of payload, not a list entry each
+    [event] = conn.receive_data(masked(Opcode.CONTINUATION, b"c"))
+    assert event == BinaryMessage(b"a" + b"b" * 50_000 + b"c")
+
+
+def test_text_split_inside_a_character_is_reassembled_and_checked() -> None:
+    conn = server()
+    data = "héllo €".encode()
+    frames = [masked(Opcode.TEXT, data[:2], fin=False)]
+    frames += [masked(Opcode.CONTINUATION, data[i : i + 1], fin=False) for i in range(2, len(data))]
+    frames.append(masked(Opcode.CONTINUATION, b""))
+    assert conn.receive_data(b"".join(frames)) == [TextMessage("héllo €")]
+    bad = server()
+    start = masked(Opcode.TEXT, b"ok", fin=False)
+    events = bad.receive_data(start + masked(Opcode.CONTINUATION, b"\xff", fin=False))
+    assert failure_code(events) == 1007  # found at the bad fragment, before the message ends
+
+
+def test_fragment_count_is_bounded_by_default() -> None:
+    conn = server()
+    assert conn.max_fragments == DEFAULT_MAX_FRAGMENTS
+    small = WebSocketConnection(Role.SERVER, max_fragments=3)
+    parts = [masked(Opcode.BINARY, b"1", fin=False)] + [masked(Opcode.CONTINUATION, b"x", fin=False)] * 3
+    assert failure_code(small.receive_data(b"".join(parts))) == 1009
 
 
 # -- sending -------------------------------------------------------------------------------------

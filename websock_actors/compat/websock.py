@@ -106,7 +106,14 @@ class _CallbackApp(Application):
             if not waiter.ready():
                 waiter.set(message)
                 return
-        client._inbox.put(message)  # blocks this actor only: backpressure on a slow callback
+        # Blocks this actor only (backpressure on a slow callback), and gives up once the
+        # connection is closing or aborted: an abort must not wait for the callback.
+        while conn.open:
+            try:
+                client._inbox.put(message, timeout=0.25)
+                return
+            except gevent.queue.Full:
+                continue
 
     def handle_close(self, conn: Connection, code: int, reason: str) -> None:
         client: Client | None = conn.state.get("client")
@@ -116,7 +123,10 @@ class _CallbackApp(Application):
             self.owner._report(WebSocketInvalidDataFrame(reason or "invalid data frame", client, code))
         while client._recv_waiters:
             client._recv_waiters.popleft().set(None)
-        client._inbox.put(_CLOSED)
+        try:
+            client._inbox.put_nowait(_CLOSED)
+        except gevent.queue.Full:  # the callback is behind: the end goes in after what it has
+            gevent.spawn(client._inbox.put, _CLOSED)
 
 
 class WebSocketServer:

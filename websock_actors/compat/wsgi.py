@@ -38,6 +38,7 @@ class WSGIMount(Application):
         self.wsgi_app = wsgi_app
         self.websocket_app = websocket_app
         self.websocket_path = websocket_path
+        self.max_message_size = websocket_app.max_message_size  # the WebSocket side's limit
 
     # The WebSocket side is the wrapped application's.
     def handle_start(self) -> None:
@@ -89,14 +90,13 @@ class WSGIMount(Application):
             if close is not None:
                 close()
         code, _, phrase = (status_line[0] if status_line else "500 Internal Server Error").partition(" ")
-        data = b"" if request.method == "HEAD" else b"".join(body)
-        return Response(int(code), phrase, Headers(response_headers), data)
+        # For HEAD the body is dropped when the answer is written, its length kept.
+        return Response(int(code), phrase, Headers(response_headers), b"".join(body))
 
 
 def _environ(request: Request) -> dict[str, Any]:
     path, _, query = request.path.partition("?")
-    host = request.headers.get("Host") or "localhost"
-    name, _, port = host.partition(":")
+    name, port = _host_and_port(request.headers.get("Host") or "localhost")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
         "SCRIPT_NAME": "",
@@ -104,6 +104,8 @@ def _environ(request: Request) -> dict[str, Any]:
         "QUERY_STRING": query,
         "SERVER_NAME": name,
         "SERVER_PORT": port or "80",
+        "REMOTE_ADDR": str(request.peer[0]) if request.peer else "",
+        "REMOTE_PORT": str(request.peer[1]) if request.peer and len(request.peer) > 1 else "",
         "SERVER_PROTOCOL": request.version,
         "CONTENT_LENGTH": "",
         "CONTENT_TYPE": request.headers.get("Content-Type") or "",
@@ -116,8 +118,21 @@ def _environ(request: Request) -> dict[str, Any]:
         "wsgi.run_once": False,
     }
     for key, value in request.headers:
+        if "_" in key:
+            # X_User and X-User would both become HTTP_X_USER: one could forge the other
+            # (a proxy checks one spelling, the app reads the other). Dropped, like Gunicorn.
+            continue
         name_key = "HTTP_" + key.upper().replace("-", "_")
         if name_key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
             continue
         environ[name_key] = f"{environ[name_key]},{value}" if name_key in environ else value
     return environ
+
+
+def _host_and_port(host: str) -> tuple[str, str]:
+    """SERVER_NAME and SERVER_PORT from a Host header: `name:port`, or `[v6 address]:port`."""
+    if host.startswith("["):
+        address, _, rest = host[1:].partition("]")
+        return address, rest[1:] if rest.startswith(":") else ""
+    name, _, port = host.partition(":")
+    return name, port

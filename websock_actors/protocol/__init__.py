@@ -12,6 +12,7 @@ and the client both drive it; this package imports nothing above `websock_actors
 """
 
 from .connection import (
+    DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_MESSAGE_SIZE,
     BinaryMessage,
     CloseReceived,
@@ -64,6 +65,7 @@ from .http import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_FRAGMENTS",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "BinaryMessage",

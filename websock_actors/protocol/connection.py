@@ -22,6 +22,7 @@ from .deflate import PerMessageDeflate
 from .frames import Frame, FrameParser, Opcode, encode_frame
 
 __all__ = [
+    "DEFAULT_MAX_FRAGMENTS",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "BinaryMessage",
     "CloseReceived",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+# Frames per message. Each costs parsing time, not memory (one buffer per message), so this
+# bounds the CPU a message of 1-byte fragments can take; Autobahn's 9.* cases send 65,536.
+DEFAULT_MAX_FRAGMENTS = 131_072
 
 
 class Role(Enum):
@@ -140,14 +144,14 @@ class WebSocketConnection:
     __slots__ = (
         "_decoder",
         "_deflate",
+        "_fragment_count",
         "_fragment_opcode",
-        "_fragment_size",
-        "_fragments",
         "_inflating",
         "_mask",
+        "_message",
+        "_message_size",
         "_outgoing",
         "_parser",
-        "_text_parts",
         "close_code",
         "close_reason",
         "close_received",
@@ -163,7 +167,7 @@ class WebSocketConnection:
         role: Role,
         *,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-        max_fragments: int | None = None,
+        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         deflate: PerMessageDeflate | None = None,
     ) -> None:
         self.role = role
@@ -183,10 +187,10 @@ class WebSocketConnection:
         self._outgoing: list[bytes] = []
         # The message being reassembled from fragments.
         self._fragment_opcode = 0
-        self._fragments: list[bytes] = []
-        self._fragment_size = 0
+        self._message: bytearray | None = None  # from the second fragment on
+        self._message_size = 0
+        self._fragment_count = 0
         self._decoder: codecs.IncrementalDecoder | None = None
-        self._text_parts: list[str] = []
         self._inflating = False  # the message being reassembled is compressed
 
     @property
@@ -248,53 +252,63 @@ class WebSocketConnection:
     def _start_message(self, opcode: int, payload: bytes, fin: bool, *, compressed: bool) -> Event | None:
         """The first frame of a fragmented or a compressed message."""
         self._fragment_opcode = opcode
-        self._fragments = []
-        self._text_parts = []
-        self._fragment_size = 0
+        self._message = None
+        self._message_size = 0
+        self._fragment_count = 0
         self._inflating = compressed
-        if opcode == Opcode.TEXT:
-            self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._decoder = None
         return self._continue_fragmented(payload, fin)
 
     def _continue_fragmented(self, payload: bytes, fin: bool) -> Event | None:
-        self._add_fragment(payload, final=fin)
+        payload = self._add_fragment(payload, final=fin)
         if not fin:
             return None
         opcode = self._fragment_opcode
+        message = self._message
         self._fragment_opcode = 0
+        self._message = None
         self._decoder = None
         if opcode == Opcode.TEXT:
-            text = "".join(self._text_parts)
-            self._text_parts = []
-            return TextMessage(text)
-        data = b"".join(self._fragments)
-        self._fragments = []
-        return BinaryMessage(data)
+            try:
+                # A one-fragment message is decoded once; a longer one was checked piece by piece.
+                return TextMessage((payload if message is None else message).decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_DATA) from None
+        return BinaryMessage(payload if message is None else bytes(message))
 
-    def _add_fragment(self, payload: bytes, *, final: bool) -> None:
+    def _add_fragment(self, payload: bytes, *, final: bool) -> bytes:
+        """Inflate and check one fragment, and add it to the message: one buffer, whatever
+        the fragment count, so empty or 1-byte fragments cost no memory per fragment."""
         if self._inflating:
             assert self._deflate is not None
             limit = self.max_message_size
             if limit is not None:
-                limit -= self._fragment_size
+                limit -= self._message_size
             payload = self._deflate.decompress(payload, final=final, limit=limit)
-        self._fragment_size += len(payload)
-        if self.max_message_size is not None and self._fragment_size > self.max_message_size:
+        self._message_size += len(payload)
+        if self.max_message_size is not None and self._message_size > self.max_message_size:
             raise ProtocolError(
                 f"message over the limit of {self.max_message_size} bytes", CloseCode.MESSAGE_TOO_BIG
             )
-        if self.max_fragments is not None:
-            count = len(self._fragments) + len(self._text_parts) + 1
-            if count > self.max_fragments:
-                raise ProtocolError("message in too many fragments", CloseCode.MESSAGE_TOO_BIG)
-        if self._decoder is not None:
-            # Decoding each fragment as it comes fails fast on invalid UTF-8.
+        self._fragment_count += 1
+        if self.max_fragments is not None and self._fragment_count > self.max_fragments:
+            raise ProtocolError("message in too many fragments", CloseCode.MESSAGE_TOO_BIG)
+        if self._fragment_count == 1 and final:
+            return payload  # a whole message in one frame: no buffer
+        if self._fragment_opcode == Opcode.TEXT:
+            # Checking each fragment as it comes fails fast on invalid UTF-8.
+            decoder = self._decoder
+            if decoder is None:
+                decoder = self._decoder = codecs.getincrementaldecoder("utf-8")()
             try:
-                self._text_parts.append(self._decoder.decode(payload, final))
+                decoder.decode(payload, final)
             except UnicodeDecodeError:
                 raise ProtocolError("invalid UTF-8 in a text message", CloseCode.INVALID_DATA) from None
-        else:
-            self._fragments.append(payload)
+        if self._message is None:
+            self._message = bytearray(payload)
+        elif payload:
+            self._message += payload
+        return payload
 
     def _receive_close(self, payload: bytes) -> Event:
         if len(payload) == 1:
@@ -328,8 +342,7 @@ class WebSocketConnection:
             self.close_sent = True
         self.state = ConnectionState.CLOSED
         self.close_code, self.close_reason = code, reason
-        self._fragments = []
-        self._text_parts = []
+        self._message = None
         return ProtocolFailure(code, reason)
 
     def connection_lost(self, reason: str = "") -> ConnectionLost:

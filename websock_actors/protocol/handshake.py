@@ -18,7 +18,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import HandshakeRefused, HandshakeRejected
-from .connection import DEFAULT_MAX_MESSAGE_SIZE, ConnectionState, Role, WebSocketConnection
+from .connection import (
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    ConnectionState,
+    Role,
+    WebSocketConnection,
+)
 from .deflate import (
     EXTENSION_NAME,
     CompressorPool,
@@ -156,7 +162,7 @@ class HandshakePolicy:
     subprotocols: Sequence[str] = ()  # in the server's order of preference
     compression: DeflateOptions | None = None  # permessage-deflate, when not None
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
-    max_fragments: int | None = None
+    max_fragments: int | None = DEFAULT_MAX_FRAGMENTS
 
 
 class ServerHandshake:
@@ -194,6 +200,12 @@ class ServerHandshake:
         self.request, self.rest = parsed
         self._buffer = b""
         return self.request
+
+    @property
+    def is_upgrade(self) -> bool:
+        """The request asks for a WebSocket (`Upgrade: websocket`); False for plain HTTP."""
+        request = self.request
+        return request is not None and "websocket" in header_tokens(request.headers.get("Upgrade"))
 
     def accept(self) -> tuple[bytes, WebSocketConnection]:
         """Check the request and negotiate: the 101 answer and the open connection.
@@ -235,7 +247,7 @@ class ServerHandshake:
     def respond(self, response: Response) -> bytes:
         """A plain HTTP answer instead of the upgrade (a page, or a refusal of the application's)."""
         self.state = ConnectionState.CLOSED
-        return render_response(response)
+        return render_response(response, head=self.request is not None and self.request.method == "HEAD")
 
     def _choose_subprotocol(self, request: Request) -> str | None:
         offered = header_tokens(request.headers.get("Sec-WebSocket-Protocol"))

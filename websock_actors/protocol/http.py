@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from ..errors import HandshakeRefused, HandshakeRejected
 
@@ -37,6 +37,8 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _OWS = re.compile(r"[ \t]*")
 _QUOTED = re.compile(r'"((?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*)"')
 _ESCAPE = re.compile(r"\\(.)")
+# Characters a header value or a request target may not hold (tab is allowed in values).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # One entry of a Sec-WebSocket-Extensions header: the name and its (parameter, value) pairs.
 Extension: TypeAlias = tuple[str, list[tuple[str, str | None]]]
@@ -77,6 +79,7 @@ class Request:
     path: str
     version: str
     headers: Headers
+    peer: Any = None  # the client's address, set by the server that received it
 
 
 @dataclass(slots=True)
@@ -106,7 +109,8 @@ def parse_extensions(value: str) -> list[Extension]:
 
     def fail(pos: int, expected: str) -> HandshakeRefused:
         found = repr(value[pos]) if pos < end else "the end"
-        return HandshakeRefused(400, f"expected {expected} at offset {pos} of {value!r}, found {found}")
+        shown = value if len(value) <= 64 else value[:64] + "..."  # an error never quotes a whole header
+        return HandshakeRefused(400, f"expected {expected} at offset {pos} of {shown!r}, found {found}")
 
     def skip(pos: int) -> int:
         return _OWS.match(value, pos).end()  # type: ignore[union-attr]
@@ -136,7 +140,8 @@ def parse_extensions(value: str) -> list[Extension]:
                     argument, pos = _ESCAPE.sub(r"\1", quoted.group(1)), quoted.end()
                     # RFC 6455 9.1: a quoted value must be a token once unquoted.
                     if not _TOKEN.fullmatch(argument):
-                        raise HandshakeRefused(400, f"quoted value of {param} is not a token: {argument!r}")
+                        shown = argument[:64]
+                        raise HandshakeRefused(400, f"quoted value of {param} is not a token: {shown!r}")
                 else:
                     argument, pos = token(pos, "a parameter value")
                 pos = skip(pos)
@@ -170,6 +175,8 @@ def _parse_header_lines(lines: list[bytes]) -> Headers:
         name, sep, value = line.partition(":")
         if not sep or not _TOKEN.fullmatch(name):
             raise HandshakeRefused(400, f"malformed header line {line[:64]!r}")
+        if _CONTROL.search(value):  # a bare CR or LF, NUL, ... (RFC 9110 5.5)
+            raise HandshakeRefused(400, f"control character in the value of {name[:64]}")
         items.append((name, value.strip(" \t")))
     return Headers(items)
 
@@ -190,6 +197,8 @@ def parse_request(
         method, path, version = (p.decode("ascii") for p in parts)
     except UnicodeDecodeError:
         raise HandshakeRefused(400, "non-ASCII bytes in the request line") from None
+    if _CONTROL.search(method) or _CONTROL.search(path) or "\t" in path:
+        raise HandshakeRefused(400, "control character in the request line")
     if not version.startswith("HTTP/1."):
         raise HandshakeRefused(505, "HTTP/1.1 required")
     return Request(method, path, version, _parse_header_lines(lines[1:])), rest
@@ -211,12 +220,17 @@ def error_response(status: int, detail: str = "", headers: Iterable[tuple[str, s
     return Response(status, phrase, Headers([("Content-Type", "text/plain; charset=utf-8"), *headers]), body)
 
 
-def render_response(response: Response) -> bytes:
-    """Serialize a plain HTTP answer; the connection is closed after it."""
+def render_response(response: Response, *, head: bool = False) -> bytes:
+    """Serialize a plain HTTP answer; the connection is closed after it. For a HEAD request
+    (`head`), the body is left out and Content-Length still gives its size."""
+    length = str(len(response.body))
+    given = response.headers.get("Content-Length")
+    if head and not response.body and given is not None and given.isdigit():
+        length = given  # an application that already left the body out of its HEAD answer
     headers = [(k, v) for k, v in response.headers if k.lower() not in ("content-length", "connection")]
-    headers.append(("Content-Length", str(len(response.body))))
+    headers.append(("Content-Length", length))
     headers.append(("Connection", "close"))
-    return render(response.status, response.reason, headers, response.body)
+    return render(response.status, response.reason, headers, b"" if head else response.body)
 
 
 def parse_response(

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import HandshakeRefused
+from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.http import Request, Response
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ F = TypeVar("F", bound=Callable[..., object])
 
 class Application:
     """Base class: override the hooks you need. Each runs in the connection's own actor."""
+
+    # The largest message it takes, unless the server is given another (None: no limit).
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
 
     def handle_start(self) -> None:
         """The server started (in its hub): start what the application needs."""

@@ -61,6 +61,8 @@ class Connection(Mailbox):
         options: ConnectionOptions,
         *,
         on_open: Callable[[Connection], Response | None] | None = None,
+        on_request: Callable[[Request], Response | None] | None = None,
+        on_handshake_end: Callable[[Connection], None] | None = None,
         on_finish: Callable[[Connection], None] | None = None,
         recv_buffer: memoryview | None = None,
         compressors: CompressorPool | None = None,
@@ -75,7 +77,9 @@ class Connection(Mailbox):
         self.close_code: int | None = None
         self.close_reason = ""
         self.recv_count = 0
-        self._on_open = on_open
+        self._on_open = on_open  # admission of an upgrade: capacity, the server's hook
+        self._on_request = on_request  # the server's hook, for a request without Upgrade
+        self._on_handshake_end = on_handshake_end  # accepted, refused or answered
         self._on_finish = on_finish
         self._init_transport(sock, recv_buffer)
         # permessage-deflate: the server's shared compressors; the one this connection
@@ -85,6 +89,7 @@ class Connection(Mailbox):
         self._broadcast_compressor: MessageCompressor | None = None
         self._encode_now = True
         self._protocol: WebSocketConnection | None = None  # once the handshake accepted
+        self._answered = False  # the handshake ended with a plain HTTP answer
         self._init_mailbox()
 
     def __repr__(self) -> str:
@@ -114,8 +119,14 @@ class Connection(Mailbox):
         code: int = CloseCode.ABNORMAL
         reason = ""
         try:
-            rest = self._handshake()
+            try:
+                rest = self._handshake()
+            finally:
+                if self._on_handshake_end is not None:
+                    self._on_handshake_end(self)
             if rest is None:
+                if self._answered:  # an HTTP answer went out: let the client read it to the end
+                    self._close_transport(drain=True)
                 return
             self._open = True
             try:
@@ -157,35 +168,46 @@ class Connection(Mailbox):
                 self._on_finish(self)
 
     def _serve(self, first_data: bytes) -> tuple[int, str]:
-        """The message loop: returns the close code and reason once the protocol is CLOSED."""
+        """The message loop: returns the close code and reason once the protocol is CLOSED.
+
+        Once a close is requested or an abort decided, data frames still arriving are
+        discarded (RFC 6455 7.1.4 allows it): a refused client reaches no handler. Liveness
+        for keepalive counts reads that completed a frame, not bytes: a frame trickled a
+        byte at a time looks idle, gets a ping it cannot answer, and is closed.
+        """
         protocol = self._protocol
         assert protocol is not None
         recv = self._recv_nowait
         read_size = self.options.read_size
         receive_data = protocol.receive_data
-        close_deadline: float | None = None
         data = first_data
         parked = True
         while True:
             if data:
-                self.recv_count += 1
-                for event in receive_data(data):
-                    kind = type(event)
-                    if kind is TextMessage or kind is BinaryMessage:
-                        try:
-                            self.app.handle_message(self, event.data)  # type: ignore[union-attr]
-                        except Exception:
-                            log.exception("%r: message handler failed", self)
-                            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
-                    elif kind is PingReceived:
-                        # The pong goes out in order with replies to messages around it.
-                        self._outbox.extend(protocol.data_to_send())
-                    elif kind is ProtocolFailure:
-                        log.info("%r: protocol error: %s", self, event.reason)  # type: ignore[union-attr]
+                events = receive_data(data)
+                if events:
+                    self.recv_count += 1
+                    for event in events:
+                        kind = type(event)
+                        if kind is TextMessage or kind is BinaryMessage:
+                            if self._closing:
+                                continue
+                            try:
+                                self.app.handle_message(self, event.data)  # type: ignore[union-attr]
+                            except Exception:
+                                log.exception("%r: message handler failed", self)
+                                self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+                        elif kind is PingReceived:
+                            # The pong goes out in order with replies to messages around it.
+                            self._outbox.extend(protocol.data_to_send())
+                        elif kind is ProtocolFailure:
+                            log.debug("%r: protocol error: %s", self, event.reason)  # type: ignore[union-attr]
                 control = protocol.data_to_send()  # a close reply, the close of a failure
                 if control:
                     self._outbox.extend(control)
                 if protocol.state is ConnectionState.CLOSED:
+                    if self._close_deadline is None:
+                        self._close_deadline = self._hub.loop.now() + self.options.close_timeout
                     self._flush()
                     self._close_transport(drain=True)
                     return protocol.close_code or CloseCode.NO_STATUS, protocol.close_reason
@@ -193,8 +215,11 @@ class Connection(Mailbox):
                 raise Abort(*self._abort_reason)
             if self._outbox:
                 self._flush()
-                if close_deadline is None and protocol.state is ConnectionState.CLOSING:
-                    close_deadline = self._hub.loop.now() + self.options.close_timeout
+            deadline = self._close_deadline
+            if deadline is not None and self._hub.loop.now() >= deadline:
+                # Checked on every turn, not only when parked: a peer that keeps the socket
+                # readable does not postpone it.
+                return self._give_up(protocol)
             wanted = protocol.bytes_wanted  # read a large frame in few, big reads
             received = recv(wanted if wanted > read_size else read_size)
             if received is None:
@@ -203,10 +228,8 @@ class Connection(Mailbox):
                     # Mail queued while a write was blocked woke no one (only a parked
                     # reader is woken): send it before parking.
                     continue
-                if self._park(WAIT_READ, close_deadline) == TIMEOUT:
-                    lost = protocol.connection_lost("close handshake timed out")
-                    self._close_transport(drain=False)
-                    return lost.code, lost.reason
+                if self._park(WAIT_READ, deadline) == TIMEOUT:
+                    return self._give_up(protocol)
                 parked = True
                 continue
             data = received
@@ -217,6 +240,12 @@ class Connection(Mailbox):
             if not data:
                 lost = protocol.connection_lost()  # the end of the stream
                 return lost.code, lost.reason
+
+    def _give_up(self, protocol: WebSocketConnection) -> tuple[int, str]:
+        """The closing handshake took longer than close_timeout: drop the transport."""
+        lost = protocol.connection_lost("close handshake timed out")
+        self._close_transport(drain=False)
+        return lost.code, lost.reason
 
     def _send_last_close(self, code: int, reason: str) -> None:
         """Best effort, never blocking: tell the peer why before dropping the connection."""
@@ -247,49 +276,54 @@ class Connection(Mailbox):
                     return None
                 request = handshake.receive_data(chunk)
         except HandshakeRefused as exc:
-            self._refuse(handshake, exc)
+            self._refuse(handshake, exc, deadline)
             return None
+        request.peer = self.address
         self.request = request
         try:
             answer = self.app.handle_request(request)
+            if answer is None and self._on_request is not None and not handshake.is_upgrade:
+                answer = self._on_request(request)  # the server's hook may answer plain HTTP too
             if answer is None:
                 response, protocol = handshake.accept()
                 for why in handshake.declined:
-                    log.info("%r: permessage-deflate offer declined: %s", self, why)
+                    log.debug("%r: permessage-deflate offer declined: %s", self, why)
                 self.subprotocol = handshake.subprotocol
                 # Admission comes last: the server counts an admitted connection against
                 # its capacity, so nothing may refuse it after this.
                 answer = self._on_open(self) if self._on_open is not None else None
         except HandshakeRefused as exc:
-            self._refuse(handshake, exc)
+            self._refuse(handshake, exc, deadline)
             return None
         except Exception:
             # A bug in a request hook: answer 500 rather than drop the connection unanswered.
             log.exception("%r: request hook failed", self)
             answer = error_response(500, "internal server error")
         if answer is not None:
-            self._respond(handshake.respond(answer))
+            self._respond(handshake.respond(answer), deadline)
             return None
         deflate = protocol.deflate
         if deflate is not None:
             self._broadcast_compressor = deflate.shared
             self._encode_now = not deflate.local_context_takeover
         self._protocol = protocol
-        self._write(response)
+        self._write(response, deadline)
         return handshake.rest
 
-    def _refuse(self, handshake: ServerHandshake, error: HandshakeRefused) -> None:
-        log.info("%r: handshake refused: %s", self, error)
+    def _refuse(self, handshake: ServerHandshake, error: HandshakeRefused, deadline: float) -> None:
+        log.debug("%r: handshake refused: %s", self, error)  # a client's mistake: not the server's news
         try:
             self.app.handle_refused(self.address, error)
         except Exception:
             log.exception("%r: on_refused failed", self)
-        self._respond(handshake.refuse(error))
+        self._respond(handshake.refuse(error), deadline)
 
-    def _respond(self, data: bytes) -> None:
-        """Answer a plain HTTP request (an error or a page) and close the connection."""
+    def _respond(self, data: bytes, deadline: float) -> None:
+        """Answer a plain HTTP request (an error or a page); the connection closes after it. A
+        client that does not read the answer before the handshake deadline loses it."""
         try:
-            self._write(data)
+            # At least a second to write the answer, also when the deadline itself ran out (408).
+            self._write(data, max(deadline, self._hub.loop.now() + 1.0))
         except TransportGone:
             return
-        self._close_transport(drain=True)
+        self._answered = True

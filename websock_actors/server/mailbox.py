@@ -68,6 +68,8 @@ class Mailbox(Transport):
         self._open = False
         self._finished = False
         self._abort_reason: tuple[int, str] | None = None
+        # Once a close is requested: when the closing handshake (writes included) must be over.
+        self._close_deadline: float | None = None
 
     @property
     def open(self) -> bool:
@@ -82,7 +84,8 @@ class Mailbox(Transport):
             assert self._protocol is not None
             self._enqueue(self._protocol.send_message(message))
         elif isinstance(message, str):
-            self._enqueue(message, len(message))
+            # Counted in UTF-8 bytes, as it will go out (isascii is O(1) in CPython).
+            self._enqueue(message, len(message) if message.isascii() else len(message.encode("utf-8")))
         else:
             self._enqueue(_Binary(bytes(message)), len(message))
 
@@ -112,6 +115,7 @@ class Mailbox(Transport):
         if self._finished or self._closing:
             return
         self._closing = True
+        self._close_deadline = self._hub.loop.now() + self.options.close_timeout
         self._outbox.append(_Close(code, reason))
         self._wake()
 
@@ -169,4 +173,4 @@ class Mailbox(Transport):
                 if frame:
                     chunks.append(frame)
         if chunks:
-            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks), self._close_deadline)

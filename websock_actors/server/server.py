@@ -12,7 +12,7 @@ import _socket
 import logging
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import gevent
 import gevent.event
@@ -21,7 +21,7 @@ from gevent.server import StreamServer
 from greenlet import greenlet
 
 from ..errors import CloseCode, ConfigurationError
-from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
+from ..protocol.connection import DEFAULT_MAX_FRAGMENTS
 from ..protocol.deflate import CompressorPool, DeflateOptions
 from ..protocol.handshake import HandshakePolicy
 from ..protocol.http import DEFAULT_MAX_HEADER_BYTES, Request, Response, error_response
@@ -69,8 +69,8 @@ class Server:
         ping_timeout: float | None = 20.0,
         handshake_timeout: float = 10.0,
         close_timeout: float = 10.0,
-        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-        max_fragments: int | None = None,
+        max_message_size: int | Literal["app"] | None = "app",
+        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
         max_queue_bytes: int = 4 * 1024 * 1024,
         overflow: OverflowPolicy = "close",
@@ -80,20 +80,34 @@ class Server:
         backlog: int = 1024,
         compression: bool | DeflateOptions = False,
         process_request: Callable[[Request], Response | None] | None = None,
+        max_handshakes: int | None = None,
     ) -> None:
         """`on_request(request)` runs before the upgrade, after the application's own hook:
         return a `Response` to refuse (authentication) or to answer plain HTTP.
-        `process_request` is its older name."""
+        `process_request` is its older name.
+
+        `max_message_size`: "app" (the default) takes the application's own limit (16 MiB
+        for a raw app, 1 MiB for a typed App); None is no limit. `max_handshakes`: sockets
+        still in the opening handshake (default: as many as `max_connections`); beyond it a
+        new socket is closed at once, so silent sockets cannot exhaust file descriptors.
+        """
         if on_request is not None and process_request is not None:
             raise ConfigurationError("give on_request or process_request (its older name), not both")
         if overflow not in ("close", "drop"):
             raise ConfigurationError(f"overflow must be 'close' or 'drop', not {overflow!r}")
         if max_connections is not None and max_connections < 1:
             raise ConfigurationError("max_connections must be at least 1")
+        if max_handshakes is None:
+            max_handshakes = max_connections
+        elif max_handshakes < 1 or (max_connections is not None and max_handshakes > max_connections):
+            raise ConfigurationError("max_handshakes must be from 1 to max_connections")
+        if max_message_size == "app":
+            max_message_size = app.max_message_size
         self.app = app
         self.host = host
         self.port = port
         self.max_connections = max_connections
+        self.max_handshakes = max_handshakes
         self.on_request = on_request or process_request
         self.options = ConnectionOptions(
             handshake=HandshakePolicy(
@@ -111,6 +125,8 @@ class Server:
         )
         self.connections: dict[int, Connection] = {}  # admitted connections, by id
         self._actors: set[Connection] = set()  # every connection, handshaking ones too
+        self.refused_sockets = 0  # closed at once: too many handshakes in progress
+        self._handshaking = 0  # connections still in their opening handshake
         self._backlog = backlog
         self._stream: StreamServer | None = None
         self._keepalive = (
@@ -190,6 +206,11 @@ class Server:
     # -- connections ---------------------------------------------------------------
 
     def _handle(self, sock: _socket.socket, address: Any) -> None:
+        if self.max_handshakes is not None and self._handshaking >= self.max_handshakes:
+            self.refused_sockets += 1
+            log.debug("%s: %d handshakes in progress: closed at once", address, self.max_handshakes)
+            sock.close()
+            return
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -200,12 +221,18 @@ class Server:
             self.app,
             self.options,
             on_open=self._admit,
+            on_request=self.on_request,
+            on_handshake_end=self._handshake_ended,
             on_finish=self._forget,
             recv_buffer=self._recv_buffer,
             compressors=self._compressors,
         )
         self._actors.add(conn)
+        self._handshaking += 1
         conn.run()
+
+    def _handshake_ended(self, conn: Connection) -> None:
+        self._handshaking -= 1
 
     def _admit(self, conn: Connection) -> Response | None:
         """Called with the parsed request, before the upgrade: refuse with an HTTP answer, or admit."""

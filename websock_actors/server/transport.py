@@ -87,8 +87,9 @@ class Transport:
             return b""
         return buffer[:count].tobytes()
 
-    def _write(self, data: bytes) -> None:
-        """Write all of `data`, parking on writability only when the kernel buffer is full."""
+    def _write(self, data: bytes, deadline: float | None = None) -> None:
+        """Write all of `data`, parking on writability only when the kernel buffer is full;
+        a peer that takes nothing until `deadline` loses its connection (TransportGone)."""
         try:
             sent = self._raw.send(data)
         except BlockingIOError:
@@ -109,7 +110,8 @@ class Transport:
                     pass
                 except OSError as exc:
                     raise TransportGone() from exc
-                self._park(WAIT_WRITE, None, watcher)
+                if self._park(WAIT_WRITE, deadline, watcher) == TIMEOUT:
+                    raise TransportGone("write timed out")
                 if self._abort_reason is not None:
                     raise Abort(*self._abort_reason)
             self._write_pending = False

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from ..actors.actor import Actor, ActorRef
 from ..actors.supervisor import RestartPolicy, Supervisor
 from ..errors import ActorStopped, CloseCode, ConfigurationError, InvalidMessage, MailboxFull, MessageError
-from ..protocol.http import Headers, Request, Response, header_tokens
+from ..protocol.http import Headers, Request, Response, error_response, header_tokens
 from ..server.app import Application
 from ..server.broadcast import encode_broadcast
 from .context import Context
@@ -43,6 +43,8 @@ __all__ = ["App"]
 log = logging.getLogger("websock_actors")
 
 H = TypeVar("H", bound=Handler)
+
+DEFAULT_MAX_TYPED_MESSAGE = 1024 * 1024
 M = TypeVar("M", bound=type[BaseModel])
 
 _Job = tuple[Route, BaseModel, Context]
@@ -77,9 +79,13 @@ class App(Application):
         restart: RestartPolicy | None = None,
         actor_mailbox_size: int = 1000,
         rooms: Rooms | None = None,
+        max_message_size: int | None = DEFAULT_MAX_TYPED_MESSAGE,
     ) -> None:
-        """`rooms`: where room membership and broadcasts live (default: this process's memory)."""
+        """`rooms`: where room membership and broadcasts live (default: this process's memory).
+        `max_message_size`: the largest frame accepted (1 MiB; a larger one closes with 1009):
+        validating JSON costs CPU in proportion to its size, and the whole hub waits for it."""
         self.title = title
+        self.max_message_size = max_message_size
         self.version = version
         self.router = Router()
         self.pushes: list[type[BaseModel]] = []  # server-initiated messages, for the schema
@@ -177,8 +183,13 @@ class App(Application):
         self.supervisor = self._supervisor_ref = None
 
     def handle_request(self, request: Request) -> Response | None:
-        if request.method == "GET" and "websocket" not in header_tokens(request.headers.get("Upgrade")):
-            return self._pages.get(request.path.split("?", 1)[0])
+        """Plain GETs get the app's pages; with pages, an unknown path gets 404 (not 426)."""
+        plain = "websocket" not in header_tokens(request.headers.get("Upgrade"))
+        if plain and request.method in ("GET", "HEAD"):
+            page = self._pages.get(request.path.split("?", 1)[0])
+            if page is None and self._pages:
+                return error_response(404, "not found")
+            return page
         return None
 
     def handle_connect(self, conn: Connection) -> None:

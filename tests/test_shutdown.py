@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gevent
 import pytest
-from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
 from websock_actors import Connection
@@ -106,9 +106,9 @@ def test_stop_with_a_blocked_writer_delivers_its_queue_then_1001(serve):
     assert srv.stopped
 
 
-def _start_cli(port: int, stderr) -> subprocess.Popen[str]:
+def _start_cli(port: int, stderr, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "websock_actors", "run", "examples.echo:app", "--port", str(port)],
+        [sys.executable, "-m", "websock_actors", "run", "examples.echo:app", "--port", str(port), *options],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=stderr,
@@ -206,6 +206,24 @@ def test_echo_still_works_through_the_cli(tmp_path):
             with RawClient(port) as raw:
                 raw.send_text("raw")
                 assert raw.recv_frame() == (TEXT, b"raw")
+        finally:
+            proc.terminate()
+            assert proc.wait(15) == 0
+
+
+def test_cli_origin_allow_list(tmp_path):
+    port = free_port()
+    with open(tmp_path / "stderr.log", "w+") as err:
+        proc = _start_cli(port, err, "--origin", "https://chat.example", "--origin", "https://two.example")
+        try:
+            assert "serving" in _lines(proc.stdout).get(timeout=20)
+            for origin in ("https://chat.example", "https://two.example"):
+                with connect(f"ws://127.0.0.1:{port}/", origin=origin, compression=None) as ws:
+                    ws.send("ok")
+                    assert ws.recv(timeout=5) == "ok"
+            with pytest.raises(InvalidStatus) as refused:
+                connect(f"ws://127.0.0.1:{port}/", origin="https://evil.example", compression=None)
+            assert refused.value.response.status_code == 403
         finally:
             proc.terminate()
             assert proc.wait(15) == 0

@@ -275,6 +275,23 @@ def test_a_frame_trickled_byte_by_byte_is_closed_by_keepalive(serve) -> None:
             sender.join(5)
 
 
+def test_a_large_message_at_a_steady_rate_gets_through_keepalive(serve) -> None:
+    echo = WebSocketApp()
+    echo.on_message(lambda conn, message: conn.send(str(len(message))))
+    server = serve(echo, ping_interval=0.3, ping_timeout=0.3)
+    with RawClient(server.port) as client:
+        frame = masked_frame(BINARY, b"x" * (1 << 20))
+        for start in range(0, len(frame), 1 << 16):  # 16 pieces over about 0.3 s
+            client.sock.sendall(frame[start : start + (1 << 16)])
+            time.sleep(0.02)  # pacing the sender, not waiting for the server
+        while True:
+            op, payload = client.recv_frame()
+            if op == TEXT:
+                break
+            assert op == PING
+        assert payload == str(1 << 20).encode()
+
+
 def test_pongs_keep_a_quiet_connection_alive(serve) -> None:
     server = serve(WebSocketApp(), ping_interval=0.2, ping_timeout=0.3)
     with RawClient(server.port) as client:

@@ -247,8 +247,9 @@ def parse_response(
         head, rest = split
         lines = head.split(b"\r\n")
         parts = lines[0].decode("latin-1").split(" ", 2)
-        # isascii: str.isdigit() also accepts "²" and other digits that int() refuses.
-        status_ok = len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit()
+        # Three ASCII digits (RFC 9110 15): isdigit() alone also accepts "²", and int() refuses
+        # a number of over 4,300 digits with a ValueError.
+        status_ok = len(parts) >= 2 and len(parts[1]) == 3 and parts[1].isascii() and parts[1].isdigit()
         if not status_ok or not parts[0].startswith("HTTP/1."):
             raise HandshakeRejected(None, "malformed status line")
         headers = _parse_header_lines(lines[1:])

@@ -129,9 +129,12 @@ class Router:
             # build the whole value first (85 ms for 1 MiB of `[{},{},...]`).
             raise _not_an_object(data)
         try:
-            return adapter.validate_json(data)  # type: ignore[no-any-return]
+            message: BaseModel = adapter.validate_json(data)
         except ValidationError as exc:
             raise self._explain(exc, data) from None
+        if type(message) is _NoMessage:  # the placeholder's tag, sent by a client
+            raise InvalidMessage("unknown_type", "no handler for type '\\x00'", message_id=None)
+        return message
 
     def _explain(self, exc: ValidationError, data: str | bytes) -> InvalidMessage:
         """The error reply for a frame that did not validate: bounded whatever the frame.
@@ -147,7 +150,7 @@ class Router:
             return InvalidMessage("invalid_json", "the message is not valid JSON")
         message_id, tag = _peek(data)
         if "union_tag_invalid" in kinds:
-            detail = f"no handler for type {_cut(tag)!r}"
+            detail = f"no handler for type {_cut(tag if isinstance(tag, str) else repr(tag))!r}"
             return InvalidMessage("unknown_type", detail, message_id=message_id)
         if "union_tag_not_found" in kinds:
             return InvalidMessage("unknown_type", "the message has no `type` field", message_id=message_id)

@@ -18,6 +18,8 @@ from typing import Any
 
 from locust import events
 
+from websock_actors.contrib.locust import push_received
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "locustfiles"))
 from chat import ChatUser
 
@@ -69,6 +71,12 @@ def _request(request_type: str, name: str, response_time: float, exception: Any 
         _failures[key] = _failures.get(key, 0) + 1
     elif request_type != "PUSH":
         _times.setdefault(key, []).append(response_time)
+
+
+@push_received.add_listener
+def _push(name: str, **_: Any) -> None:
+    """Pushes are events, not requests: counted in the window as `PUSH <type>`."""
+    _request("PUSH", name, 0.0)
 
 
 def _gc_callback(phase: str, info: dict[str, int]) -> None:

@@ -1,7 +1,7 @@
 """Chat load on `examples.chat`: users spread over rooms of about 20 members join their room,
 say things (each `say` with an `id`, waiting for its `said`), and now and then leave and join
 again. Every member receives every `message` said in its room: those pushes are counted and
-reported as `PUSH message`.
+reported at the end of the run (and in `<csv prefix>_pushes.csv`).
 
     websock-actors run examples.chat:app --port 8000 --max-connections 20000
     locust -f locustfiles/chat.py --headless -u 1000 -r 100 -t 1m --host ws://127.0.0.1:8000

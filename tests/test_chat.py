@@ -36,7 +36,7 @@ def test_three_clients_in_two_rooms(serve) -> None:
         send(ann, type="join", id="j1", room="lobby", name="ann")
         assert recv(ann) == {"type": "joined", "id": "j1", "room": "lobby", "members": ["ann"]}
         send(bob, type="join", room="lobby", name="bob")
-        assert recv(bob) == {"type": "joined", "id": None, "room": "lobby", "members": ["ann", "bob"]}
+        assert recv(bob) == {"type": "joined", "room": "lobby", "members": ["ann", "bob"]}  # no id: none
         assert recv(ann) == {"type": "member_joined", "room": "lobby", "name": "bob"}
         send(cat, type="join", id=1, room="garden", name="cat")
         assert recv(cat) == {"type": "joined", "id": 1, "room": "garden", "members": ["cat"]}

@@ -79,8 +79,15 @@ def test_chat_and_echo_users_against_real_servers(serve, tmp_path: Path) -> None
         assert int(row["Failure Count"]) == 0, name
     assert int(chat[("WS", "connect")]["Request Count"]) == 40
     # Everyone in a room hears everything said in it: at least as many pushes as says.
-    assert int(chat[("PUSH", "message")]["Request Count"]) >= int(chat[("WS", "say")]["Request Count"])
-    assert ("PUSH", "said") not in chat  # a reply never counts as a push, even at the stop
+    with open(tmp_path / "chat_pushes.csv", newline="") as f:
+        pushes = {row["Type"]: int(row["Count"]) for row in csv.DictReader(f)}
+    assert pushes["message"] >= int(chat[("WS", "say")]["Request Count"])
+    assert "said" not in pushes  # a reply never counts as a push, even at the stop
+    assert "pushes received: message" in chat_output
+    # Pushes are not requests: the Aggregated row is the requests' own figure.
+    assert not [key for key in chat if key[0] == "PUSH"]
+    requests = sum(int(row["Request Count"]) for key, row in chat.items() if key[0] == "WS")
+    assert int(chat[("", "Aggregated")]["Request Count"]) == requests
     assert int(chat[("", "Aggregated")]["Failure Count"]) == 0
 
     echoes = stats(tmp_path / "echo")

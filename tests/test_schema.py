@@ -54,3 +54,42 @@ def test_cli_prints_the_same_documents() -> None:
             cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
         ).stdout
         assert json.loads(out) == expected
+
+
+def asyncapi_schema(tmp_path_factory) -> dict[str, object]:
+    """The AsyncAPI 3.0.0 JSON Schema, from the spec's own npm package (@asyncapi/specs)."""
+    folder = tmp_path_factory.mktemp("asyncapi-specs")
+    npm = ["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder)]
+    subprocess.run([*npm, "@asyncapi/specs@6"], check=True, timeout=300)
+    path = folder / "node_modules" / "@asyncapi" / "specs" / "schemas" / "3.0.0-without-$id.json"
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def test_asyncapi_output_is_valid_asyncapi_3(tmp_path_factory) -> None:
+    import jsonschema
+
+    schema = asyncapi_schema(tmp_path_factory)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    for document in (app.asyncapi(), app.asyncapi(address="/ws", host="chat.example:443")):
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+        assert errors == []
+
+
+def test_asyncapi_marks_what_every_server_message_carries() -> None:
+    document = app.asyncapi(address="/ws")
+    assert document["channels"]["websocket"]["address"] == "/ws"
+    assert document["servers"]["default"]["protocol"] == "ws"
+    schemas = document["components"]["schemas"]
+    for name in ("Joined", "MemberJoined", "ErrorReply", "Ack"):
+        assert "type" in schemas[name]["required"], name
+        assert "id" not in schemas[name]["required"], name  # left out when None
+    summary = document["operations"]["receive_join"]["summary"]
+    assert "Handle a" not in summary
+
+
+def test_cli_describes_a_typed_app_behind_a_wsgi_mount() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "websock_actors", "asyncapi", "examples.flask_app:app"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert json.loads(out)["channels"]["websocket"]["address"] == "/ws"

@@ -154,9 +154,12 @@ def _run(args: argparse.Namespace) -> int:
     def shutdown() -> None:
         gevent.spawn(server.stop, args.shutdown_timeout)
 
-    gevent.signal_handler(signal.SIGTERM, shutdown)
-    gevent.signal_handler(signal.SIGINT, shutdown)
-    server.start()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        gevent.signal_handler(signum, shutdown)  # SIGHUP too: a closed terminal stops gracefully
+    try:
+        server.start()
+    except OSError as exc:  # the port is taken, the address is not ours, ...
+        raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     host, port = server.address
     print(f"websock-actors: serving {args.app} on ws://{host}:{port}/", flush=True)
     server.serve_forever()
@@ -168,12 +171,17 @@ def _describe(args: argparse.Namespace) -> int:
     """Print the app's JSON Schema or AsyncAPI document (no patching: nothing is served)."""
     import json
 
+    from .compat.wsgi import WSGIMount
     from .typed.app import App
 
     app = load_app(args.app)
+    address = "/"
+    if isinstance(app, WSGIMount):  # a typed app behind a WSGI app: described at its path
+        address = app.websocket_path
+        app = app.websocket_app
     if not isinstance(app, App):
-        raise SystemExit(f"error: {args.app} is not a typed websock_actors.App")
-    document = app.json_schema() if args.command == "schema" else app.asyncapi()
+        raise SystemExit(f"error: {args.app} is not a typed websock_actors.App (or a WSGIMount of one)")
+    document = app.json_schema() if args.command == "schema" else app.asyncapi(address=address)
     print(json.dumps(document, indent=2))
     return 0
 

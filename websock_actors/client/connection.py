@@ -20,6 +20,7 @@ A connection belongs to the thread that opened it.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -359,6 +360,21 @@ class ClientConnection:
             remaining = None if deadline is None else deadline - monotonic()
             if not self._wait_until(lambda: bool(inbox), remaining):
                 raise TimeoutError(f"no message within {timeout:g} s")
+
+    def recv_json(self, timeout: float | None = None) -> Any:
+        """The next unsolicited message, parsed as JSON (from a typed server: a dict).
+
+        `recv` gives the frame as it came (`str` or `bytes`); `request` gives the reply to a
+        request, parsed. Raises WebSocketError for a binary message or text that is not JSON
+        (the message is consumed), and what `recv` raises.
+        """
+        message = self.recv(timeout)
+        if not isinstance(message, str):
+            raise WebSocketError(f"recv_json() got a binary message of {len(message)} bytes")
+        try:
+            return json.loads(message)
+        except ValueError:
+            raise WebSocketError(f"recv_json() got text that is not JSON: {message[:64]!r}") from None
 
     def __iter__(self) -> Iterator[str | bytes]:
         """The messages, until the connection closes cleanly (ConnectionClosedOK: 1000, 1001,

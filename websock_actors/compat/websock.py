@@ -212,10 +212,16 @@ class WebSocketServer:
             return client
         return self.clients[tuple(client)]
 
-    def send(self, client: Client, data: str | bytes | None, data_type: FrameType = FrameType.TEXT) -> None:
-        """Send one message (or a ping/pong/close) to one client."""
+    def send(self, client: Client, data: str | bytes | None, data_type: FrameType | None = None) -> None:
+        """Send one message (or a ping/pong/close) to one client.
+
+        Without `data_type`, `str` goes as a text frame and `bytes` as a binary one (WebSock
+        sent bytes as text, so non-UTF-8 bytes failed); `data_type=FrameType.TEXT` keeps that.
+        """
         conn = self._client(client).connection
         payload = data if data is not None else b""
+        if data_type is None:
+            data_type = FrameType.TEXT if isinstance(payload, str) else FrameType.BINARY
         if data_type == FrameType.TEXT:
             conn.send(payload.decode("utf-8") if isinstance(payload, bytes | bytearray) else payload)
         elif data_type == FrameType.BINARY:

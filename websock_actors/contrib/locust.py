@@ -21,8 +21,13 @@ What is reported (request type, name):
 - `WS <type>`: each `request`, with its real round-trip time; error replies, timeouts and
   closed connections are failures named by the error code (`not_in_room`, `timeout`,
   `closed 1006`, ...);
-- `PUSH <type>`: each message the server pushed unasked (response time 0), counted also in
-  `self.pushes`; set `report_pushes = False` to neither count nor report them.
+Locust keeps response times in whole milliseconds (a 0.3 ms round trip shows as 0 in its
+percentiles; the averages keep the fractions).
+
+Pushes (messages the server sent unasked) are not requests: they are counted by type in
+`self.pushes`, fired as the `push_received` event, and reported when the run ends, on
+stdout and in `<csv prefix>_pushes.csv`, so the Aggregated row stays the requests' own
+figure. `report_pushes = False` neither counts nor reports them.
 
 Costs per user: the user's own greenlet and one socket; the connection has no greenlet. While
 a user waits between tasks its pushes wait in the kernel's socket buffer and are read in one
@@ -31,6 +36,7 @@ go at its next request.
 
 from __future__ import annotations
 
+import csv
 import gc
 import json
 import time
@@ -43,13 +49,14 @@ from urllib.parse import urlsplit
 import gevent
 from locust import User, events
 from locust.env import Environment
+from locust.event import EventHook
 from pydantic import BaseModel
 
 from ..client import ClientConnection, connect
 from ..errors import ConnectionClosed, HandshakeError, RequestError, WebSocketError
 from ..protocol.deflate import DeflateOptions
 
-__all__ = ["WebSocketFailure", "WebSocketUser", "failure_of", "push_type"]
+__all__ = ["WebSocketFailure", "WebSocketUser", "failure_of", "push_received", "push_type"]
 
 
 class WebSocketFailure(Exception):
@@ -248,17 +255,58 @@ class WebSocketUser(User):
         return reply
 
     def on_push(self, message: str | bytes) -> None:
-        """Count (and report as `PUSH <type>`) a message the server sent unasked."""
+        """Count a message the server sent unasked, by its `type`, and fire `push_received`.
+
+        Pushes are events, not requests: they have no response time, and as requests they
+        would drag the Aggregated row's median to 0 ms. Their counts go to the end-of-run
+        summary and to `<csv prefix>_pushes.csv`.
+        """
         kind = push_type(message)
         self.pushes[kind] += 1
-        self.environment.events.request.fire(
-            request_type="PUSH",
-            name=kind,
-            response_time=0,
-            response_length=len(message),
-            exception=None,
-            context={},
-        )
+        push_received.fire(name=kind, length=len(message), user=self)
+
+
+# Fired for each push a WebSocketUser receives: `name` (its type), `length`, `user`.
+push_received: Any = EventHook()  # type: ignore[no-untyped-call]  # locust's hooks are untyped
+
+
+class _PushCounts:
+    """This process's pushes per type over a test, reported when it stops."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self.counts: Counter[str] = Counter()
+        self.started = time.monotonic()
+        hooks: Any = environment.events  # locust's event hooks are untyped
+        push_received.add_listener(self.count)
+        hooks.test_start.add_listener(self.reset)
+        hooks.quitting.add_listener(self.report)
+
+    def count(self, name: str, length: int, **_: Any) -> None:
+        self.counts[name] += 1
+
+    def reset(self, **_: Any) -> None:
+        self.counts.clear()
+        self.started = time.monotonic()
+
+    def report(self, **_: Any) -> None:
+        if not self.counts:
+            return
+        seconds = max(time.monotonic() - self.started, 1e-9)
+        lines = [f"{name} {count} ({count / seconds:,.1f}/s)" for name, count in self.counts.most_common()]
+        print("pushes received: " + ", ".join(lines), flush=True)
+        prefix = getattr(self.environment.parsed_options, "csv_prefix", None)
+        if prefix:
+            with open(f"{prefix}_pushes.csv", "w", newline="") as out:
+                writer = csv.writer(out)
+                writer.writerow(["Type", "Count", "Per Second"])
+                for name, count in self.counts.most_common():
+                    writer.writerow([name, count, f"{count / seconds:.2f}"])
+
+
+def _count_pushes(environment: Environment, **_: Any) -> None:
+    if any(issubclass(cls, WebSocketUser) for cls in environment.user_classes):
+        _PushCounts(environment)
 
 
 def _freeze_gc_when_spawned(environment: Environment, **_: Any) -> None:
@@ -280,3 +328,4 @@ def _freeze_gc_when_spawned(environment: Environment, **_: Any) -> None:
 
 _events: Any = events
 _events.init.add_listener(_freeze_gc_when_spawned)
+_events.init.add_listener(_count_pushes)

@@ -77,6 +77,6 @@ class Keepalive:
                     watch.ping_sent_at = now
                     conn.ping(b"keepalive")
             elif now - watch.ping_sent_at >= self.timeout:
-                log.info("%r: no pong within %.1fs, closing", conn, self.timeout)
+                log.debug("%r: no pong within %.1fs, closing", conn, self.timeout)
                 conn.abort(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
         self._watches = current

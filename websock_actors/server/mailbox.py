@@ -145,7 +145,7 @@ class Mailbox(Transport):
         if self.options.overflow == "drop":
             self.dropped += 1
             return False
-        log.info("%r: outgoing queue full, closing", self)
+        log.debug("%r: outgoing queue full, closing", self)
         self.abort(CloseCode.TRY_AGAIN_LATER, "outgoing queue full")
         return False
 

@@ -30,7 +30,7 @@ from ..protocol.http import Headers, Request, Response, error_response, header_t
 from ..server.app import Application
 from ..server.broadcast import encode_broadcast
 from .context import Context
-from .messages import Ack
+from .messages import Ack, to_json
 from .rooms import LocalRooms, Rooms
 from .router import Handler, Route, Router
 from .schema import asyncapi_document, json_schema_document
@@ -151,7 +151,7 @@ class App(Application):
         """Send a model to every member of `room` (from an actor of the app, say)."""
         if self.supervisor is None:
             return 0
-        return self.rooms.broadcast(room, encode_broadcast(message.model_dump_json()))
+        return self.rooms.broadcast(room, encode_broadcast(to_json(message)))
 
     def page(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> None:
         """Serve `body` to plain HTTP GETs of `path` on the WebSocket's port."""
@@ -275,6 +275,8 @@ class App(Application):
         """JSON Schema of every message the app accepts and sends."""
         return json_schema_document(self.title, self.router, self.pushes)
 
-    def asyncapi(self) -> dict[str, Any]:
+    def asyncapi(self, *, address: str = "/", host: str = "localhost:8000") -> dict[str, Any]:
         """An AsyncAPI 3.0 document of the app."""
-        return asyncapi_document(self.title, self.version, self.router, self.pushes)
+        return asyncapi_document(
+            self.title, self.version, self.router, self.pushes, address=address, host=host
+        )

@@ -7,13 +7,14 @@ reply carries it), and, inside a named actor, that actor's `actor_state`.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from pydantic import BaseModel
 
 from ..errors import CloseCode, ConnectionClosed
 from ..protocol.http import Headers
 from ..server.broadcast import encode_broadcast
-from .messages import ErrorReply, MessageId
+from .messages import ErrorReply, MessageId, to_json
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -51,6 +52,19 @@ class Context:
         return self.conn.request.headers if self.conn.request is not None else Headers()
 
     @property
+    def path(self) -> str:
+        """The path of the connection's upgrade request, without its query string."""
+        request = self.conn.request
+        return request.path.partition("?")[0] if request is not None else "/"
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """The query string of the upgrade request, parsed (`?token=a&room=b` ->
+        `{"token": ["a"], "room": ["b"]}`, as `urllib.parse.parse_qs` gives it)."""
+        request = self.conn.request
+        return parse_qs(request.path.partition("?")[2]) if request is not None else {}
+
+    @property
     def state(self) -> dict[str, Any]:
         """A dict for the application, one per connection."""
         return self.conn.state
@@ -67,7 +81,7 @@ class Context:
     def send(self, message: BaseModel) -> None:
         """Push a message to this connection (dropped quietly once it is closed)."""
         try:
-            self.conn.send(message.model_dump_json())
+            self.conn.send(to_json(message))
         except ConnectionClosed:
             pass
 
@@ -105,5 +119,5 @@ class Context:
         A member whose mailbox is full is closed (1013) or skipped, by the server's
         overflow policy; the broadcast never waits for it. Returns the deliveries queued.
         """
-        frame = encode_broadcast(message.model_dump_json())
+        frame = encode_broadcast(to_json(message))
         return self._rooms.broadcast(room, frame, exclude=self.conn if exclude_self else None)

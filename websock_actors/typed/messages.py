@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-__all__ = ["Ack", "ErrorReply", "Message", "MessageId"]
+__all__ = ["Ack", "ErrorReply", "Message", "MessageId", "to_json"]
 
 MessageId = str | int
 
@@ -41,3 +41,14 @@ class ErrorReply(Message):
     code: str
     detail: str = ""
     errors: list[dict[str, Any]] = []
+
+
+_WITHOUT_ID = {"id"}
+
+
+def to_json(message: BaseModel) -> str:
+    """The message as it goes on the wire: its JSON text, without `id` when that is None (a
+    push, or the reply to a request that carried none)."""
+    if getattr(message, "id", 0) is None:
+        return message.model_dump_json(exclude=_WITHOUT_ID)
+    return message.model_dump_json()

@@ -41,7 +41,15 @@ def _definitions(
     refs, top = models_json_schema(keys, ref_template=ref_template)  # type: ignore[arg-type]
     received_refs = {model_tag(m): refs[(m, "validation")]["$ref"] for m in received}
     sent_refs = {model_tag(m): refs[(m, "serialization")]["$ref"] for m in sent}
-    return received_refs, sent_refs, top.get("$defs", {})
+    defs = top.get("$defs", {})
+    for ref in sent_refs.values():
+        # What the server sends always carries its `type` (a default is still sent); `id` is
+        # left out when None, so it stays optional.
+        schema = defs[ref.rsplit("/", 1)[-1]]
+        required = schema.setdefault("required", [])
+        if "type" not in required:
+            required.insert(0, "type")
+    return received_refs, sent_refs, defs
 
 
 def json_schema_document(title: str, router: Router, pushes: Sequence[type[BaseModel]]) -> dict[str, Any]:
@@ -66,9 +74,15 @@ def json_schema_document(title: str, router: Router, pushes: Sequence[type[BaseM
 
 
 def asyncapi_document(
-    title: str, version: str, router: Router, pushes: Sequence[type[BaseModel]]
+    title: str,
+    version: str,
+    router: Router,
+    pushes: Sequence[type[BaseModel]],
+    *,
+    address: str = "/",
+    host: str = "localhost:8000",
 ) -> dict[str, Any]:
-    """An AsyncAPI 3.0 document: one WebSocket channel, an operation per message type."""
+    """An AsyncAPI 3.0 document: one WebSocket channel at `address`, an operation per message type."""
     received, sent, schemas = _definitions(router, pushes, "#/components/schemas/{model}")
     messages: dict[str, Any] = {}
     for tag, ref in {**received, **sent}.items():
@@ -79,7 +93,7 @@ def asyncapi_document(
         operation: dict[str, Any] = {
             "action": "receive",
             "channel": channel_ref,
-            "summary": (route.handler.__doc__ or f"Handle a {tag!r} message.").strip().splitlines()[0],
+            "summary": _summary(route),
             "messages": [{"$ref": f"#/channels/websocket/messages/{tag}"}],
         }
         answers = [model_tag(route.reply)] if route.reply is not None else ["ack"]
@@ -105,9 +119,10 @@ def asyncapi_document(
             ),
         },
         "defaultContentType": "application/json",
+        "servers": {"default": {"host": host, "protocol": "ws", "description": "the WebSocket endpoint"}},
         "channels": {
             "websocket": {
-                "address": "/",
+                "address": address,
                 "title": "The WebSocket connection",
                 "messages": {tag: {"$ref": f"#/components/messages/{tag}"} for tag in messages},
             }
@@ -115,3 +130,11 @@ def asyncapi_document(
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},
     }
+
+
+def _summary(route: Any) -> str:
+    """The handler's docstring's first line, else what the operation answers."""
+    if route.handler.__doc__:
+        return str(route.handler.__doc__).strip().splitlines()[0]
+    answer = model_tag(route.reply) if route.reply is not None else "ack"
+    return f"A `{route.tag}` request, answered with `{answer}` (or `error`)."

@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import shutil
 import signal
 import socket
 import sys
@@ -48,6 +46,7 @@ import gevent.lock
 import gevent.socket
 import gevent.subprocess
 from greenlet import GreenletExit
+from server_process import free_port, proc_fds, proc_status, raise_fd_limit, server_command, wait_for_port
 
 from websock_actors.client import ConnectionClosed, HandshakeRejected, connect
 
@@ -57,55 +56,6 @@ WINDOW = 5.0  # seconds per line of the round-trip series
 
 
 # -- the server process (as in soak.py) --------------------------------------------------
-
-
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_command(port: int, extra: list[str]) -> list[str]:
-    script = ROOT / ".venv" / "bin" / "websock-actors"
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "websock_actors"]
-    command = [*base, "run", "examples.chat:app", "--port", str(port), "--no-patch", "--log-level", "INFO"]
-    command += extra
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]  # taskset execs: the PID stays the server's
-    return command
-
-
-def wait_for_port(port: int, server: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            return False
-        try:
-            gevent.socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            gevent.sleep(0.1)
-    return False
-
-
-def proc_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def proc_status(pid: int, key: str) -> int:
-    """A kB figure of /proc/PID/status (VmRSS, VmHWM)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def proc_cpu(pid: int) -> tuple[float, float]:

@@ -1,0 +1,68 @@
+"""What the hostile-client benchmarks (soak.py, under_attack.py) need to run the chat server as
+a process of their own and watch it: a free port, the command (pinned to CPU 0), waiting for it
+to listen, its fds and memory from /proc."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.socket
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def server_command(port: int, extra: list[str]) -> list[str]:
+    script = ROOT / ".venv" / "bin" / "websock-actors"
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "websock_actors"]
+    command = [*base, "run", "examples.chat:app", "--port", str(port), "--no-patch", "--log-level", "INFO"]
+    command += extra
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", "0", *command]  # taskset execs: the PID stays the server's
+    return command
+
+
+def wait_for_port(port: int, server: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            return False
+        try:
+            gevent.socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            gevent.sleep(0.1)
+    return False
+
+
+def proc_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_status(pid: int, key: str) -> int:
+    """A kB figure of /proc/PID/status (VmRSS, VmHWM)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0

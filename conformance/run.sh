@@ -25,6 +25,8 @@
 #   AUTOBAHN_TIMEOUT      wall-clock limit for wstest, seconds (default 1800)
 #   AUTOBAHN_APP          application to serve (default examples.echo:app)
 #   AUTOBAHN_SERVER_ARGS  extra server options, split on whitespace (added before SERVER_OPTIONs)
+#   AUTOBAHN_TLS          1: serve wss:// with a test certificate (made with trustme, which
+#                         PYTHON must import), and run the fuzzing client over TLS
 #
 # The server is started on a free 127.0.0.1 port and stopped by its PID afterwards.
 # The last line on stdout is always "autobahn: N cases, M failed" (", K missing" is added
@@ -147,7 +149,18 @@ print(s.getsockname()[1])
 s.close()'
 }
 PORT="$(free_port)"
-URL="ws://127.0.0.1:$PORT"
+SCHEME=ws
+if [[ "${AUTOBAHN_TLS:-}" == 1 ]]; then
+    SCHEME=wss
+    "$PYTHON" -c 'import sys, trustme
+leaf = trustme.CA().issue_cert("127.0.0.1", "localhost")
+leaf.private_key_pem.write_to_path(sys.argv[2])
+with open(sys.argv[1], "wb") as out:
+    out.write(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))' \
+        "$REPORT_DIR/tls-chain.pem" "$REPORT_DIR/tls-key.pem"
+    SERVER_OPTS+=(--certfile "$REPORT_DIR/tls-chain.pem" --keyfile "$REPORT_DIR/tls-key.pem")
+fi
+URL="$SCHEME://127.0.0.1:$PORT"
 
 # cases.py writes the spec and prints the selected ids (with the suite's own matcher);
 # wstest never stops on an empty selection, so that is rejected here.
@@ -187,7 +200,7 @@ for attempt in 1 2 3; do
     echo "the server exited at startup (attempt $attempt of 3)" >&2
     ((attempt < 3)) || break
     PORT="$(free_port)"   # perhaps it lost the port to another process
-    URL="ws://127.0.0.1:$PORT"
+    URL="$SCHEME://127.0.0.1:$PORT"
     "$PYTHON" -c 'import json, sys
 p = sys.argv[1]
 with open(p) as f:

@@ -12,20 +12,53 @@ Protocol (JSON text frames):
                                              others: {"type": "member_left", "room", "name"}
 Saying to or leaving a room one has not joined gets an error with code "not_in_room";
 closing the connection leaves every room like "leave".
+
+Rate limits: 50 messages a second per connection (100 at once), and `say` 5 a second (20 at
+once); beyond them the answer is an error with code "rate_limited" and `retry_after_ms`,
+and after 200 refused `say` in a row the connection is closed with 1008.
+
+Token mode: with `CHAT_TOKENS=ann:s3cret,bob:hunter2` in the environment (read at import), a
+connection must carry `?token=<token>` (HTTP 401 otherwise), and its name in every room is
+the token's name, whatever `join` says.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from websock_actors import App, Context, Message, MessageError
+from websock_actors import App, AuthRequest, Context, Message, MessageError, RateLimit, Refuse
 
-app = App("websock_actors chat", "1.0.0")
+app = App("websock_actors chat", "1.0.0", rate_limit=RateLimit(rate=50, burst=100))
 app.page("/", (Path(__file__).parent / "chat.html").read_bytes())
+
+
+def _tokens(spec: str) -> dict[str, str]:
+    """`name1:token1,name2:token2` -> {token: name}."""
+    tokens: dict[str, str] = {}
+    for entry in spec.split(","):
+        name, sep, token = entry.strip().partition(":")
+        if sep and name and token:
+            tokens[token] = name
+    return tokens
+
+
+TOKENS = _tokens(os.environ.get("CHAT_TOKENS", ""))
+
+if TOKENS:
+
+    @app.authenticate
+    def check_token(request: AuthRequest) -> str:
+        given = request.query.get("token", [""])[0].encode()
+        for token, name in TOKENS.items():
+            if hmac.compare_digest(given, token.encode()):
+                return name  # the connection's chat name: ctx.identity
+        raise Refuse(401, "a valid ?token= is needed")
 
 Room = Field(min_length=1, max_length=64)
 
@@ -99,15 +132,16 @@ def _require_member(ctx: Context, room: str) -> str:
 
 @app.handler
 def join(msg: Join, ctx: Context) -> Joined:
+    name: str = ctx.identity if ctx.identity is not None else msg.name  # token mode: the token's name
     first_time = ctx.join(msg.room)
-    _names(ctx)[msg.room] = msg.name
+    _names(ctx)[msg.room] = name
     if first_time:
-        ctx.broadcast(msg.room, MemberJoined(room=msg.room, name=msg.name), exclude_self=True)
+        ctx.broadcast(msg.room, MemberJoined(room=msg.room, name=name), exclude_self=True)
     members = [member.state["names"][msg.room] for member in ctx.members(msg.room)]
     return Joined(room=msg.room, members=members)
 
 
-@app.handler
+@app.handler(rate_limit=RateLimit(rate=5, burst=20, close_after=200))
 def say(msg: Say, ctx: Context) -> Said | None:
     name = _require_member(ctx, msg.room)
     ctx.broadcast(msg.room, ChatMessage(room=msg.room, name=name, text=msg.text, ts=time.time()))

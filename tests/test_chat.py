@@ -83,7 +83,10 @@ def test_chat_page_is_served_on_the_same_port(serve) -> None:
 
 
 @pytest.mark.parametrize("overflow", ["close", "drop"])
-def test_broadcast_goes_on_past_a_member_that_never_reads(serve, overflow: str) -> None:
+def test_broadcast_goes_on_past_a_member_that_never_reads(serve, monkeypatch, overflow: str) -> None:
+    # 2,600 `say` in one burst: far past the chat's rate limits, which this test is not about.
+    monkeypatch.setattr(chat_app, "rate_limit", None)
+    monkeypatch.setattr(chat_app, "type_rate_limits", {})
     server = serve(chat_app, max_queue_bytes=256 * 1024, overflow=overflow)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as stalled:
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

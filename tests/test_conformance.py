@@ -44,9 +44,11 @@ def _tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def run_autobahn(*args: str) -> tuple[str, int, str]:
+def run_autobahn(*args: str, tls: bool = False) -> tuple[str, int, str]:
     """Run conformance/run.sh ARGS; (its last line, exit status, the end of its output)."""
     env = dict(os.environ, PYTHON=sys.executable, AUTOBAHN_TIMEOUT=str(WSTEST_TIMEOUT))
+    if tls:
+        env["AUTOBAHN_TLS"] = "1"
     proc = subprocess.Popen(
         ["bash", str(RUN_SH), *args],
         cwd=ROOT,
@@ -85,4 +87,12 @@ def test_autobahn_permessage_deflate_sample() -> None:
     last, status, report = run_autobahn(DEFLATE_CASES, "", "--", "--compression")
     expected = len(DEFLATE_CASES.split(","))
     assert last == f"autobahn: {expected} cases, 0 failed", report
+    assert status == 0, report
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_autobahn_cases_1_to_11_over_tls() -> None:
+    last, status, report = run_autobahn(CASES, "", "--", "--no-compression", tls=True)
+    assert "on wss://127.0.0.1:" in report, report  # the fuzzing client really spoke TLS
+    assert last == f"autobahn: {EXPECTED_CASES} cases, 0 failed", report
     assert status == 0, report

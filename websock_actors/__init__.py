@@ -46,13 +46,14 @@ if TYPE_CHECKING:
         MailboxFull,
         MessageError,
         OffloadTimeout,
+        Refuse,
         RequestError,
         RequestTimeout,
         WebSocketError,
     )
     from .protocol import DeflateOptions, Request, Response
-    from .server import Application, Connection, Server, WebSocketApp, encode_broadcast
-    from .typed import Ack, App, Context, ErrorReply, LocalRooms, Message, Rooms
+    from .server import Application, Connection, Server, WebSocketApp, encode_broadcast, tls_context
+    from .typed import Ack, App, AuthRequest, Context, ErrorReply, LocalRooms, Message, RateLimit, Rooms
 
 _HOMES = {
     ".actors": ("Actor", "ActorRef", "RestartPolicy", "Supervisor", "offload"),
@@ -78,13 +79,24 @@ _HOMES = {
         "MessageError",
         "OffloadTimeout",
         "ProtocolError",
+        "Refuse",
         "RequestError",
         "RequestTimeout",
         "WebSocketError",
     ),
     ".protocol": ("DeflateOptions", "Request", "Response"),
-    ".server": ("Application", "Connection", "Server", "WebSocketApp", "encode_broadcast"),
-    ".typed": ("Ack", "App", "Context", "ErrorReply", "LocalRooms", "Message", "Rooms"),
+    ".server": ("Application", "Connection", "Server", "WebSocketApp", "encode_broadcast", "tls_context"),
+    ".typed": (
+        "Ack",
+        "App",
+        "AuthRequest",
+        "Context",
+        "ErrorReply",
+        "LocalRooms",
+        "Message",
+        "RateLimit",
+        "Rooms",
+    ),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -97,6 +109,7 @@ __all__ = [
     "ActorStopped",
     "App",
     "Application",
+    "AuthRequest",
     "CloseCode",
     "ConfigurationError",
     "Connection",
@@ -116,6 +129,8 @@ __all__ = [
     "Message",
     "MessageError",
     "OffloadTimeout",
+    "RateLimit",
+    "Refuse",
     "Request",
     "RequestError",
     "RequestTimeout",
@@ -132,6 +147,7 @@ __all__ = [
     "WebSocketServer",
     "encode_broadcast",
     "offload",
+    "tls_context",
 ]
 __version__ = "0.1.0"
 

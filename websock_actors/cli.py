@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import os
+import ssl
 import sys
 from typing import Any
 
@@ -48,6 +49,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-fragments", type=int, default=DEFAULT_MAX_FRAGMENTS, help="frames per message")
     run.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=None,
+        help="open connections of one client IP (429 beyond)",
+    )
+    run.add_argument(
+        "--max-handshakes-per-ip",
+        type=float,
+        default=None,
+        help="handshakes per second of one client IP, as many at once (429 beyond)",
+    )
+    run.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        metavar="IPS",
+        help="comma-separated proxy IPs or networks ('*': any) whose X-Forwarded-For and"
+        " X-Forwarded-Proto give the client's address and scheme",
+    )
+    run.add_argument(
         "--origin",
         action="append",
         dest="origins",
@@ -59,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ping-timeout", type=float, default=20.0)
     run.add_argument("--shutdown-timeout", type=float, default=10.0)
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    tls = run.add_argument_group("TLS (wss:// and https://)")
+    tls.add_argument("--certfile", help="the server's certificate chain (PEM); turns TLS on")
+    tls.add_argument("--keyfile", help="its private key (PEM), when not in --certfile")
+    tls.add_argument("--ca-certs", help="CA certificates (PEM) for client certificates")
+    tls.add_argument("--verify-client", action="store_true", help="require a client certificate (mutual TLS)")
     deflate = run.add_argument_group("permessage-deflate (RFC 7692)")
     deflate.add_argument(
         "--compression",
@@ -128,28 +153,41 @@ def _run(args: argparse.Namespace) -> int:
     import gevent
 
     from .errors import ConfigurationError
-    from .server import Application, Server
+    from .server import Application, Server, tls_context
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = load_app(args.app)
     if not isinstance(app, Application):
         raise SystemExit(f"error: {args.app} is not a websock_actors Application")
     try:
+        context = None
+        if args.certfile:
+            context = tls_context(
+                args.certfile, args.keyfile, ca_certs=args.ca_certs, verify_client=args.verify_client
+            )
+        elif args.keyfile or args.ca_certs or args.verify_client:
+            raise SystemExit("error: --keyfile, --ca-certs and --verify-client need --certfile")
         server = Server(
             app,
             args.host,
             args.port,
             max_connections=args.max_connections,
             max_handshakes=args.max_handshakes,
+            max_connections_per_ip=args.max_connections_per_ip,
+            max_handshakes_per_second_per_ip=args.max_handshakes_per_ip,
+            forwarded_allow_ips=args.forwarded_allow_ips.split(",") if args.forwarded_allow_ips else None,
             max_message_size="app" if args.max_message_size is None else args.max_message_size,
             max_fragments=args.max_fragments,
             origins=args.origins,
             ping_interval=args.ping_interval or None,
             ping_timeout=args.ping_timeout or None,
             compression=_compression(args),
+            ssl_context=context,
         )
     except ConfigurationError as exc:
         raise SystemExit(f"error: {exc}") from None
+    except (OSError, ssl.SSLError) as exc:  # a missing or unreadable certificate or key
+        raise SystemExit(f"error: cannot load the TLS certificate: {exc}") from None
 
     def shutdown() -> None:
         gevent.spawn(server.stop, args.shutdown_timeout)
@@ -161,7 +199,8 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:  # the port is taken, the address is not ours, ...
         raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     host, port = server.address
-    print(f"websock-actors: serving {args.app} on ws://{host}:{port}/", flush=True)
+    scheme = "wss" if context is not None else "ws"
+    print(f"websock-actors: serving {args.app} on {scheme}://{host}:{port}/", flush=True)
     server.serve_forever()
     print("websock-actors: stopped", flush=True)
     return 0

@@ -16,6 +16,7 @@
     ├── MessageError                a handler refuses a message: becomes a typed error reply
     │   └── InvalidMessage          a frame that does not decode to a registered message
     ├── ConfigurationError          the application or server was set up wrongly (found at start-up)
+    ├── Refuse                      an authentication hook refuses a handshake: HTTP 401 or 403
     ├── RequestError                the client's request got an `error` reply; carries code and detail
     ├── RequestTimeout              the client's request got no reply in time (also a TimeoutError)
     └── OffloadTimeout              an offloaded call did not finish in time (also a TimeoutError)
@@ -44,6 +45,7 @@ __all__ = [
     "MessageError",
     "OffloadTimeout",
     "ProtocolError",
+    "Refuse",
     "RequestError",
     "RequestTimeout",
     "WebSocketError",
@@ -213,6 +215,24 @@ class InvalidMessage(MessageError):
 
 class ConfigurationError(WebSocketError):
     """Bad options or registrations, reported when the server or app is built."""
+
+
+class Refuse(WebSocketError):
+    """Raised by an `@app.authenticate` hook to refuse the handshake before the upgrade.
+
+    `status` is the HTTP answer, 401 (who are you?) or 403 (not you); `reason` is its body.
+    `headers` are added to the answer (a `WWW-Authenticate`, say).
+    """
+
+    def __init__(
+        self, status: int = 401, reason: str = "", headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        if status not in (401, 403):
+            raise ValueError(f"Refuse takes the status 401 or 403, not {status!r}")
+        super().__init__(f"{status}: {reason}" if reason else str(status))
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
 
 
 class OffloadTimeout(WebSocketError, TimeoutError):

@@ -80,6 +80,8 @@ class Request:
     version: str
     headers: Headers
     peer: Any = None  # the client's address, set by the server that received it
+    scheme: str = "ws"  # "wss" when a trusted proxy's X-Forwarded-Proto says the client used TLS
+    identity: Any = None  # what a typed app's authentication hook returned for it
 
 
 @dataclass(slots=True)

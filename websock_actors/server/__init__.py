@@ -7,13 +7,14 @@
     broadcast.py  a frame encoded once for many mailboxes
     keepalive.py  pings for quiet connections, 1011 for silent ones
     options.py    per-connection limits and policies
+    tls.py        TLSConnection: TLS through the ssl module's SSLObject, in the actor
 """
 
 from .app import Application, WebSocketApp
 from .broadcast import BroadcastFrame, encode_broadcast
 from .connection import Connection
 from .options import ConnectionOptions, OverflowPolicy
-from .server import Server
+from .server import Server, tls_context
 
 __all__ = [
     "Application",
@@ -24,4 +25,5 @@ __all__ = [
     "Server",
     "WebSocketApp",
     "encode_broadcast",
+    "tls_context",
 ]

@@ -261,7 +261,7 @@ class Connection(Mailbox):
         open, or None when the request was refused or answered with a plain HTTP response."""
         options = self.options
         handshake = ServerHandshake(options.handshake, self._compressors)
-        deadline = self._hub.loop.now() + options.handshake_timeout
+        deadline = self._handshake_deadline()
         try:
             request = None
             while request is None:
@@ -309,6 +309,10 @@ class Connection(Mailbox):
         self._protocol = protocol
         self._write(response, deadline)
         return handshake.rest
+
+    def _handshake_deadline(self) -> float:
+        """When the opening handshake must be over (a TLS connection counts its own from the start)."""
+        return self._hub.loop.now() + self.options.handshake_timeout
 
     def _refuse(self, handshake: ServerHandshake, error: HandshakeRefused, deadline: float) -> None:
         log.debug("%r: handshake refused: %s", self, error)  # a client's mistake: not the server's news

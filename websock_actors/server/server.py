@@ -11,6 +11,7 @@ from __future__ import annotations
 import _socket
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
@@ -28,10 +29,12 @@ from ..protocol.http import DEFAULT_MAX_HEADER_BYTES, Request, Response, error_r
 from .app import Application
 from .broadcast import encode_broadcast
 from .connection import Connection
+from .edge import PerIPLimits, TrustedProxies, peer_ip
 from .keepalive import Keepalive
 from .options import ConnectionOptions, OverflowPolicy
+from .tls import TLSConnection
 
-__all__ = ["Server"]
+__all__ = ["Server", "tls_context"]
 
 log = logging.getLogger("websock_actors")
 
@@ -81,6 +84,10 @@ class Server:
         compression: bool | DeflateOptions = False,
         process_request: Callable[[Request], Response | None] | None = None,
         max_handshakes: int | None = None,
+        max_connections_per_ip: int | None = None,
+        max_handshakes_per_second_per_ip: float | None = None,
+        forwarded_allow_ips: Sequence[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """`on_request(request)` runs before the upgrade, after the application's own hook:
         return a `Response` to refuse (authentication) or to answer plain HTTP.
@@ -90,6 +97,13 @@ class Server:
         for a raw app, 1 MiB for a typed App); None is no limit. `max_handshakes`: sockets
         still in the opening handshake (default: as many as `max_connections`); beyond it a
         new socket is closed at once, so silent sockets cannot exhaust file descriptors.
+        `max_connections_per_ip` and `max_handshakes_per_second_per_ip` cap one client IP
+        (None: no cap); beyond them the handshake gets HTTP 429 with `Retry-After`.
+        `forwarded_allow_ips`: the proxies (IPs, networks, or "*") whose `X-Forwarded-For`
+        and `X-Forwarded-Proto` give the client's address (`conn.address`, `request.peer`)
+        and scheme (`request.scheme`); from any other peer those headers are ignored.
+        `ssl_context` (built once, e.g. by `tls_context`) serves wss:// and https://; the TLS
+        handshake runs in each connection's actor, within `handshake_timeout`.
         """
         if on_request is not None and process_request is not None:
             raise ConfigurationError("give on_request or process_request (its older name), not both")
@@ -108,7 +122,14 @@ class Server:
         self.port = port
         self.max_connections = max_connections
         self.max_handshakes = max_handshakes
+        self.ssl_context = ssl_context
         self.on_request = on_request or process_request
+        self.trusted_proxies = TrustedProxies(forwarded_allow_ips) if forwarded_allow_ips else None
+        self._per_ip = (
+            PerIPLimits(max_connections_per_ip, max_handshakes_per_second_per_ip)
+            if max_connections_per_ip is not None or max_handshakes_per_second_per_ip is not None
+            else None
+        )
         self.options = ConnectionOptions(
             handshake=HandshakePolicy(
                 max_header_bytes=max_header_bytes,
@@ -215,7 +236,8 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        conn = Connection(
+        tls: dict[str, Any] = {} if self.ssl_context is None else {"ssl_context": self.ssl_context}
+        conn = (Connection if self.ssl_context is None else TLSConnection)(
             sock,
             address,
             self.app,
@@ -226,6 +248,7 @@ class Server:
             on_finish=self._forget,
             recv_buffer=self._recv_buffer,
             compressors=self._compressors,
+            **tls,
         )
         self._actors.add(conn)
         self._handshaking += 1
@@ -240,17 +263,34 @@ class Server:
             return error_response(503, "server shutting down")
         if self.max_connections is not None and len(self.connections) >= self.max_connections:
             return error_response(503, "too many connections", [("Retry-After", "1")])
+        request = conn.request
+        assert request is not None
+        if getattr(self, "ssl_context", None) is not None:
+            request.scheme = "wss"
+        if self.trusted_proxies is not None:
+            resolved = self.trusted_proxies.resolve(request, conn.address)
+            if resolved is not None:
+                conn.address, request.scheme = resolved
+                request.peer = conn.address
+        per_ip = self._per_ip
+        if per_ip is not None:
+            answer = per_ip.admit(peer_ip(conn.address))
+            if answer is not None:
+                log.debug("%r: refused: %s", conn, answer.body[:64])
+                return answer
         if self.on_request is not None:
-            assert conn.request is not None
-            answer = self.on_request(conn.request)
+            answer = self.on_request(request)
             if answer is not None:
                 return answer
         self.connections[conn.id] = conn
+        if per_ip is not None:
+            per_ip.opened(peer_ip(conn.address))
         return None
 
     def _forget(self, conn: Connection) -> None:
         self._actors.discard(conn)
-        self.connections.pop(conn.id, None)
+        if self.connections.pop(conn.id, None) is not None and self._per_ip is not None:
+            self._per_ip.closed(peer_ip(conn.address))
         if not self._actors:
             self._all_gone.set()
 
@@ -270,3 +310,18 @@ def _compression_options(compression: bool | DeflateOptions) -> DeflateOptions |
     if compression is True or compression is False:
         return DeflateOptions() if compression else None
     raise ConfigurationError(f"compression must be a bool or DeflateOptions, not {compression!r}")
+
+
+def tls_context(
+    certfile: str, keyfile: str | None = None, *, ca_certs: str | None = None, verify_client: bool = False
+) -> ssl.SSLContext:
+    """A server-side TLS context: our certificate chain, and with `ca_certs` the CAs whose
+    client certificates are accepted (`verify_client` requires one: mutual TLS)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    if ca_certs is not None:
+        context.load_verify_locations(ca_certs)
+        context.verify_mode = ssl.CERT_REQUIRED if verify_client else ssl.CERT_OPTIONAL
+    elif verify_client:
+        raise ConfigurationError("verify_client needs ca_certs: the CAs that sign client certificates")
+    return context

@@ -5,23 +5,29 @@
     context.py   Context: what a handler may do (reply, push, rooms, close)
     rooms.py     room membership and fan-out, behind the Rooms interface
     app.py       App: the typed Application, where a handler is called
+    auth.py      AuthRequest: what an `@app.authenticate` hook sees, before the upgrade
+    ratelimit.py RateLimit: token buckets per connection, in total and per message type
     schema.py    JSON Schema and AsyncAPI documents of an app's messages
 """
 
 from .app import App
+from .auth import AuthRequest
 from .context import Context
 from .messages import Ack, ErrorReply, Message, MessageId
+from .ratelimit import RateLimit
 from .rooms import LocalRooms, Rooms
 from .router import Route, Router
 
 __all__ = [
     "Ack",
     "App",
+    "AuthRequest",
     "Context",
     "ErrorReply",
     "LocalRooms",
     "Message",
     "MessageId",
+    "RateLimit",
     "Rooms",
     "Route",
     "Router",

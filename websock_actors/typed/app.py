@@ -25,14 +25,24 @@ from pydantic import BaseModel
 
 from ..actors.actor import Actor, ActorRef
 from ..actors.supervisor import RestartPolicy, Supervisor
-from ..errors import ActorStopped, CloseCode, ConfigurationError, InvalidMessage, MailboxFull, MessageError
+from ..errors import (
+    ActorStopped,
+    CloseCode,
+    ConfigurationError,
+    InvalidMessage,
+    MailboxFull,
+    MessageError,
+    Refuse,
+)
 from ..protocol.http import Headers, Request, Response, error_response, header_tokens
 from ..server.app import Application
 from ..server.broadcast import encode_broadcast
+from .auth import Authenticator, AuthRequest
 from .context import Context
 from .messages import Ack, to_json
+from .ratelimit import ConnectionLimits, RateLimit, retry_after_ms
 from .rooms import LocalRooms, Rooms
-from .router import Handler, Route, Router
+from .router import Handler, Route, Router, _peek
 from .schema import asyncapi_document, json_schema_document
 
 if TYPE_CHECKING:
@@ -80,10 +90,13 @@ class App(Application):
         actor_mailbox_size: int = 1000,
         rooms: Rooms | None = None,
         max_message_size: int | None = DEFAULT_MAX_TYPED_MESSAGE,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         """`rooms`: where room membership and broadcasts live (default: this process's memory).
         `max_message_size`: the largest frame accepted (1 MiB; a larger one closes with 1009):
-        validating JSON costs CPU in proportion to its size, and the whole hub waits for it."""
+        validating JSON costs CPU in proportion to its size, and the whole hub waits for it.
+        `rate_limit`: every connection's limit over all its messages (None: none); handlers
+        add limits per message type (`@app.handler(rate_limit=...)`)."""
         self.title = title
         self.max_message_size = max_message_size
         self.version = version
@@ -99,26 +112,47 @@ class App(Application):
         self._on_connect: Callable[[Context], bool | None] | None = None
         self._on_disconnect: Callable[[Context], None] | None = None
         self._on_bytes: Callable[[bytes, Context], None] | None = None
+        self._authenticate: Authenticator | None = None
+        self.rate_limit = rate_limit
+        self.type_rate_limits: dict[str, RateLimit] = {}  # per message type, by tag
+        self._limits: dict[int, ConnectionLimits] = {}  # by connection id, while open
+        self._rate_limited = rate_limit is not None  # the one check on the hot path
 
     # -- registration ----------------------------------------------------------------
 
     @overload
     def handler(self, func: H) -> H: ...
     @overload
-    def handler(self, *, actor: str | None = None) -> Callable[[H], H]: ...
+    def handler(
+        self, *, actor: str | None = None, rate_limit: RateLimit | None = None
+    ) -> Callable[[H], H]: ...
 
-    def handler(self, func: H | None = None, *, actor: str | None = None) -> H | Callable[[H], H]:
+    def handler(
+        self, func: H | None = None, *, actor: str | None = None, rate_limit: RateLimit | None = None
+    ) -> H | Callable[[H], H]:
         """Register a handler; a thin layer over `add`."""
 
         def register(f: H) -> H:
-            self.add(f, actor=actor)
+            self.add(f, actor=actor, rate_limit=rate_limit)
             return f
 
         return register(func) if func is not None else register
 
-    def add(self, func: Handler, *, actor: str | None = None) -> Route:
-        """Register `def func(msg: Model, ctx: Context) -> Reply | None`, optionally in a named actor."""
-        return self.router.add(func, actor=actor)
+    def add(self, func: Handler, *, actor: str | None = None, rate_limit: RateLimit | None = None) -> Route:
+        """Register `def func(msg: Model, ctx: Context) -> Reply | None`, optionally in a named
+        actor; `rate_limit` limits each connection's messages of this type."""
+        route = self.router.add(func, actor=actor)
+        if rate_limit is not None:
+            self.type_rate_limits[route.tag] = rate_limit
+            self._rate_limited = True
+        return route
+
+    def authenticate(self, func: Authenticator) -> Authenticator:
+        """`func(request: AuthRequest) -> identity` runs before the upgrade of every WebSocket
+        request: an identity (not None) admits it and is kept as `ctx.identity`;
+        `raise Refuse(401 | 403, reason)` refuses it with that HTTP status, and None with 401."""
+        self._authenticate = func
+        return func
 
     def push(self, model: M) -> M:
         """Declare a message the server pushes unasked (it appears in the schema)."""
@@ -165,6 +199,7 @@ class App(Application):
         if self.supervisor is not None:
             return
         self.router.build()
+        self._rate_limited = self.rate_limit is not None or bool(self.type_rate_limits)
         ref = Supervisor.start(self.restart_policy)
         supervisor = ref.actor
         assert supervisor is not None
@@ -190,6 +225,21 @@ class App(Application):
             if page is None and self._pages:
                 return error_response(404, "not found")
             return page
+        if not plain and self._authenticate is not None:
+            return self._authenticated(request, self._authenticate)
+        return None
+
+    def _authenticated(self, request: Request, authenticate: Authenticator) -> Response | None:
+        """Run the hook: None to go on (the identity kept on the request), or the refusal.
+        Any exception but Refuse propagates: the server answers 500 and logs it."""
+        try:
+            identity = authenticate(AuthRequest.of(request))
+        except Refuse as exc:
+            log.debug("%s: authentication refused (%d): %s", request.peer, exc.status, exc.reason[:64])
+            return error_response(exc.status, exc.reason, exc.headers)
+        if identity is None:
+            return error_response(401, "authentication required")
+        request.identity = identity
         return None
 
     def handle_connect(self, conn: Connection) -> None:
@@ -197,6 +247,7 @@ class App(Application):
             conn.close(CloseCode.POLICY_VIOLATION, "refused")
 
     def handle_close(self, conn: Connection, code: int, reason: str) -> None:
+        self._limits.pop(conn.id, None)
         if self.supervisor is None:
             return
         try:
@@ -211,6 +262,8 @@ class App(Application):
         return Context(conn, self.rooms, request_id)
 
     def handle_message(self, conn: Connection, message: str | bytes) -> None:
+        if self._rate_limited and self._over_limit(conn, message):
+            return
         if isinstance(message, bytes):
             ctx = self._context(conn)
             if self._on_bytes is None:
@@ -235,6 +288,31 @@ class App(Application):
             ctx.error("overloaded", f"actor {route.actor!r} is busy; try again later")
         except ActorStopped:
             ctx.error("handler_unavailable", f"actor {route.actor!r} is down")
+
+    def _over_limit(self, conn: Connection, message: str | bytes) -> bool:
+        """Take the message's tokens, before validation; or answer `rate_limited` (and close
+        with 1008 after `close_after` refusals in a row) and return True."""
+        limits = self._limits.get(conn.id)
+        if limits is None:
+            limits = self._limits[conn.id] = ConnectionLimits(self.rate_limit, self.type_rate_limits)
+        message_id: Any = None
+        tag: object = None
+        text = not isinstance(message, bytes)
+        if text and self.type_rate_limits:  # the type is needed first: one light scan
+            message_id, tag = _peek(message)
+        bucket = limits.take(tag)
+        if bucket is None:
+            return False
+        if text and not self.type_rate_limits:
+            message_id, _ = _peek(message)  # the error path only
+        what = "messages" if bucket is limits.total else f"{tag!r} messages"
+        ctx = self._context(conn, message_id)
+        ctx.error("rate_limited", f"too many {what}; slow down", retry_after_ms=retry_after_ms(bucket))
+        close_after = bucket.limit.close_after
+        if close_after is not None and limits.rejected >= close_after:
+            log.debug("%r: %d rate-limited messages in a row: closed", conn, limits.rejected)
+            conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+        return True
 
     def _run(self, route: Route, msg: BaseModel, ctx: Context, *, crash: bool) -> None:
         """Call the handler and answer; with `crash`, re-raise so the actor is restarted."""

@@ -65,6 +65,18 @@ class Context:
         return parse_qs(request.path.partition("?")[2]) if request is not None else {}
 
     @property
+    def identity(self) -> Any:
+        """What the app's `@app.authenticate` hook returned for this connection (None without one)."""
+        request = self.conn.request
+        return request.identity if request is not None else None
+
+    @property
+    def scheme(self) -> str:
+        """"ws", or "wss" when a trusted proxy says the client connected with TLS."""
+        request = self.conn.request
+        return request.scheme if request is not None else "ws"
+
+    @property
     def state(self) -> dict[str, Any]:
         """A dict for the application, one per connection."""
         return self.conn.state
@@ -85,10 +97,19 @@ class Context:
         except ConnectionClosed:
             pass
 
-    def error(self, code: str, detail: str = "", errors: list[dict[str, Any]] | None = None) -> None:
+    def error(
+        self,
+        code: str,
+        detail: str = "",
+        errors: list[dict[str, Any]] | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
         """Answer with a typed error (the request's `id` included)."""
         self.replied = True
-        self.send(ErrorReply(id=self.request_id, code=code, detail=detail, errors=errors or []))
+        reply = ErrorReply(
+            id=self.request_id, code=code, detail=detail, errors=errors or [], retry_after_ms=retry_after_ms
+        )
+        self.send(reply)
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         self.conn.close(code, reason)

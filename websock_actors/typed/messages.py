@@ -8,8 +8,9 @@ The error codes the framework itself sends: `invalid_json` (the text frame is no
 does not fit its model; `errors` lists why), `unsupported_data` (a binary frame to an app
 without a bytes handler), `handler_error` (the handler raised; details stay in the server
 log), `handler_unavailable` (the handler's actor is down after too many crashes) and
-`overloaded` (the handler's actor has no room in its mailbox). Handlers add their own by
-raising MessageError.
+`overloaded` (the handler's actor has no room in its mailbox) and `rate_limited` (the
+connection sent faster than its rate limit; `retry_after_ms` says when to try again).
+Handlers add their own by raising MessageError.
 """
 
 from __future__ import annotations
@@ -41,14 +42,21 @@ class ErrorReply(Message):
     code: str
     detail: str = ""
     errors: list[dict[str, Any]] = []
+    retry_after_ms: int | None = None  # with `rate_limited`: when to try again
 
 
 _WITHOUT_ID = {"id"}
+_WITHOUT_RETRY = {"retry_after_ms"}
+_WITHOUT_BOTH = {"id", "retry_after_ms"}
 
 
 def to_json(message: BaseModel) -> str:
     """The message as it goes on the wire: its JSON text, without `id` when that is None (a
-    push, or the reply to a request that carried none)."""
-    if getattr(message, "id", 0) is None:
+    push, or the reply to a request that carried none), and without an error's
+    `retry_after_ms` when that is None."""
+    no_id = getattr(message, "id", 0) is None
+    if type(message) is ErrorReply and message.retry_after_ms is None:
+        return message.model_dump_json(exclude=_WITHOUT_BOTH if no_id else _WITHOUT_RETRY)
+    if no_id:
         return message.model_dump_json(exclude=_WITHOUT_ID)
     return message.model_dump_json()

@@ -1,0 +1,150 @@
+"""TLS on the server: wss:// with websockets and with our client, mutual TLS, and what plain TCP,
+garbage or silence on the TLS port get (real sockets, certificates made by trustme)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trustme
+from websockets.exceptions import ConnectionClosed, InvalidMessage
+from websockets.sync.client import connect as ws_connect
+
+from websock_actors import tls_context
+from websock_actors.client import connect
+from websock_actors.errors import ConfigurationError
+
+from .helpers import RecordingEchoApp
+from .rawws import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def cert_files(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+    folder = tmp_path_factory.mktemp("tls")
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    chain, key, ca_file = folder / "chain.pem", folder / "key.pem", folder / "ca.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    with open(chain, "wb") as out:
+        for blob in leaf.cert_chain_pems:
+            out.write(blob.bytes())
+    ca.cert_pem.write_to_path(str(ca_file))
+    return str(chain), str(key), str(ca_file)
+
+
+def client_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+def tls_url(server) -> str:  # type: ignore[no-untyped-def]
+    return f"wss://127.0.0.1:{server.port}/"
+
+
+def test_wss_with_websockets_and_with_our_client(serve, ca, cert_files) -> None:
+    chain, key, _ = cert_files
+    server = serve(RecordingEchoApp(), ssl_context=tls_context(chain, key))
+    with ws_connect(tls_url(server), ssl=client_context(ca), max_size=None) as ws:
+        ws.send("over tls")
+        assert ws.recv(timeout=5) == "over tls"
+        big = b"\x01" * (3 << 20)  # many TLS records each way
+        ws.send(big)
+        assert ws.recv(timeout=10) == big
+    with connect(tls_url(server), ssl_context=client_context(ca)) as ours:
+        ours.send("ours")
+        assert ours.recv(timeout=5) == "ours"
+        assert ours.ping(timeout=5) >= 0
+    conns = server.app.conns
+    assert conns and conns[0].tls_version in ("TLSv1.2", "TLSv1.3")
+
+
+def test_a_typed_app_over_tls(serve, ca, cert_files) -> None:
+    from examples.chat import app as chat
+
+    chain, key, _ = cert_files
+    server = serve(chat, ssl_context=tls_context(chain, key))
+    with connect(tls_url(server), ssl_context=client_context(ca)) as ws:
+        joined = ws.request({"type": "join", "room": "tls", "name": "ann"})
+        assert joined["members"] == ["ann"]
+        ws.request({"type": "say", "room": "tls", "text": "hi"})
+        assert ws.recv_json(timeout=5)["text"] == "hi"
+    page = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    with client_context(ca).wrap_socket(page, server_hostname="127.0.0.1") as https:
+        https.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while chunk := https.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK") and b"<html" in answer.lower()
+
+
+@pytest.mark.parametrize("junk", [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\x05hello", b""])
+def test_plain_tcp_garbage_or_silence_on_the_tls_port_is_dropped(serve, cert_files, junk: bytes) -> None:
+    chain, key, _ = cert_files
+    server = serve(RecordingEchoApp(), ssl_context=tls_context(chain, key), handshake_timeout=0.5)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        if junk:
+            sock.sendall(junk)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    assert not data.startswith(b"HTTP/")  # never an unencrypted answer
+    assert server.call(lambda: server.server._all_gone.wait(5), timeout=10)
+    assert server.app.conns == []
+
+
+def test_mutual_tls_requires_a_client_certificate(serve, ca, cert_files) -> None:
+    chain, key, ca_file = cert_files
+    mutual = tls_context(chain, key, ca_certs=ca_file, verify_client=True)
+    server = serve(RecordingEchoApp(), ssl_context=mutual)
+    refused = (ssl.SSLError, OSError, InvalidMessage, ConnectionClosed)
+    with pytest.raises(refused), ws_connect(tls_url(server), ssl=client_context(ca), open_timeout=5) as ws:
+        ws.send("no certificate")
+        ws.recv(timeout=5)
+    assert server.app.conns == []  # refused in the TLS handshake: no WebSocket connection
+    client_cert = ca.issue_cert("client@example")
+    context = client_context(ca)
+    client_cert.configure_cert(context)
+    with ws_connect(tls_url(server), ssl=context) as ws:
+        ws.send("with certificate")
+        assert ws.recv(timeout=5) == "with certificate"
+    assert server.app.conns[-1].peer_certificate is not None
+    with pytest.raises(ConfigurationError):
+        tls_context(chain, key, verify_client=True)
+
+
+@pytest.mark.timeout(60)
+def test_cli_serves_wss(ca, cert_files) -> None:
+    chain, key, _ = cert_files
+    port = free_port()
+    command = [sys.executable, "-m", "websock_actors", "run", "examples.echo:app", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--no-patch", "--certfile", chain, "--keyfile", key],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert f"wss://127.0.0.1:{port}/" in proc.stdout.readline()
+        with ws_connect(f"wss://127.0.0.1:{port}/", ssl=client_context(ca)) as ws:
+            ws.send(json.dumps({"a": 1}))
+            assert json.loads(ws.recv(timeout=5)) == {"a": 1}
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+    missing = [*command, "--no-patch", "--certfile", "/nonexistent.pem"]
+    bad = subprocess.run(missing, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and bad.stderr.startswith("error: cannot load the TLS certificate")

@@ -6,15 +6,21 @@ Skipped when Chromium or its driver is missing, unless WEBSOCK_ACTORS_REQUIRE_BR
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from examples.chat import app as chat_app
 from examples.ticker import app as ticker_app
+from websock_actors import tls_context
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -32,12 +38,13 @@ pytestmark = [pytest.mark.skipif(MISSING, reason="chromium and chromedriver are 
 
 
 @pytest.fixture
-def browser() -> Iterator[Callable[[], webdriver.Chrome]]:
-    """`browser()` opens one more headless Chromium session (its own profile)."""
+def browser() -> Iterator[Callable[..., webdriver.Chrome]]:
+    """`browser(*flags)` opens one more headless Chromium session (its own profile), with
+    these command-line flags added."""
     drivers: list[webdriver.Chrome] = []
     profiles: list[str] = []
 
-    def open_browser() -> webdriver.Chrome:
+    def open_browser(*flags: str) -> webdriver.Chrome:
         profile = tempfile.mkdtemp(prefix="chromium-test-")
         profiles.append(profile)
         options = webdriver.ChromeOptions()
@@ -45,7 +52,7 @@ def browser() -> Iterator[Callable[[], webdriver.Chrome]]:
         for flag in (
             "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--no-first-run", "--disable-quic", f"--user-data-dir={profile}",
+            "--no-first-run", "--disable-quic", f"--user-data-dir={profile}", *flags,
         ):
             options.add_argument(flag)
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -70,10 +77,24 @@ def log_text(driver: webdriver.Chrome) -> str:
     return str(driver.find_element(By.ID, "log").text)
 
 
-def test_two_browser_sessions_chat_in_one_room(serve, browser) -> None:
-    server = serve(chat_app)
-    url = f"http://127.0.0.1:{server.port}/"
-    ann, bob = browser(), browser()
+@pytest.fixture(scope="module")
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+    """A trustme certificate for 127.0.0.1: (chain file, key file, the base64 SHA-256 of its
+    public key, which `--ignore-certificate-errors-spki-list` makes Chromium accept)."""
+    folder = tmp_path_factory.mktemp("browser-tls")
+    leaf = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    chain, key = folder / "chain.pem", folder / "key.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    with open(chain, "wb") as out:
+        for blob in leaf.cert_chain_pems:
+            out.write(blob.bytes())
+    public_key = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_key()
+    spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return str(chain), str(key), base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def chat_in_one_room(ann: webdriver.Chrome, bob: webdriver.Chrome, url: str) -> None:
+    """Two sessions open the chat page at `url`, join room "browsers", talk and one leaves."""
     for driver, name in ((ann, "ann"), (bob, "bob")):
         driver.get(url)
         wait_for(driver, lambda d: "connected" in log_text(d))
@@ -96,6 +117,24 @@ def test_two_browser_sessions_chat_in_one_room(serve, browser) -> None:
 
     bob.find_element(By.ID, "leave").click()
     wait_for(ann, lambda d: "bob left" in log_text(d))
+
+
+def test_two_browser_sessions_chat_in_one_room(serve, browser) -> None:
+    server = serve(chat_app)
+    chat_in_one_room(browser(), browser(), f"http://127.0.0.1:{server.port}/")
+
+
+def test_two_browser_sessions_chat_over_https_and_wss(serve, browser, tls_certificate) -> None:
+    chain, key, spki = tls_certificate
+    server = serve(chat_app, ssl_context=tls_context(chain, key))
+    # Chromium accepts this one certificate (its key), not any: no --ignore-certificate-errors.
+    trust = f"--ignore-certificate-errors-spki-list={spki}"
+    ann, bob = browser(trust), browser(trust)
+    url = f"https://127.0.0.1:{server.port}/"
+    chat_in_one_room(ann, bob, url)
+    for driver in (ann, bob):
+        assert driver.current_url == url
+        assert driver.execute_script("return location.protocol") == "https:"
 
 
 def test_ticker_prices_arrive_and_the_chart_updates(serve, browser) -> None:

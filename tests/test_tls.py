@@ -4,6 +4,7 @@ garbage or silence on the TLS port get (real sockets, certificates made by trust
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 import subprocess
@@ -19,8 +20,8 @@ from websock_actors import tls_context
 from websock_actors.client import connect
 from websock_actors.errors import ConfigurationError
 
-from .helpers import RecordingEchoApp
-from .rawws import free_port
+from .helpers import RecordingEchoApp, upgrade_request
+from .rawws import TEXT, free_port, masked_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,3 +149,23 @@ def test_cli_serves_wss(ca, cert_files) -> None:
     missing = [*command, "--no-patch", "--certfile", "/nonexistent.pem"]
     bad = subprocess.run(missing, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and bad.stderr.startswith("error: cannot load the TLS certificate")
+
+
+def test_a_client_that_vanishes_right_after_sending_ends_quietly(serve, ca, cert_files, caplog) -> None:
+    chain, key, _ = cert_files
+    app = RecordingEchoApp()
+    server = serve(app, ssl_context=tls_context(chain, key))
+    caplog.set_level(logging.ERROR, logger="websock_actors")
+    for _ in range(5):
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        tls = client_context(ca).wrap_socket(raw, server_hostname="127.0.0.1")
+        tls.sendall(upgrade_request())
+        assert tls.recv(65536).startswith(b"HTTP/1.1 101")
+        # A message and the end of the TCP stream at once, no close frame, no close_notify:
+        # the echo is written after TLS saw the end.
+        tls.sendall(masked_frame(TEXT, b"x" * 100_000))
+        tls.shutdown(socket.SHUT_WR)  # a FIN, without TLS's close_notify
+        tls.close()
+    assert server.call(lambda: server.server._all_gone.wait(5), timeout=10)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert {code for code, _ in app.closes} == {1006}

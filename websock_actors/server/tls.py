@@ -15,7 +15,7 @@ import ssl
 from typing import Any
 
 from .connection import Connection
-from .transport import TIMEOUT, WAIT_READ, Transport
+from .transport import TIMEOUT, WAIT_READ, Transport, TransportGone
 
 __all__ = ["TLSConnection"]
 
@@ -123,7 +123,10 @@ class TLSConnection(Connection):
         return b"" if self._tls_eof else None
 
     def _write(self, data: bytes, deadline: float | None = None) -> None:
-        self._tls.write(data)
+        try:
+            self._tls.write(data)
+        except ssl.SSLError as exc:  # e.g. the peer's end of stream already came in: nothing goes out
+            raise TransportGone() from exc
         Transport._write(self, self._outgoing.read(), deadline)
 
     def _send_if_possible(self, data: bytes) -> None:

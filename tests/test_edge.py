@@ -378,3 +378,22 @@ def test_a_closed_connection_no_longer_counts_against_its_ip(serve) -> None:
             client.expect_eof()
         assert server.call(gone[-1].wait, 5)
         assert server.call(lambda: dict(server.server._per_ip.open)) == {}
+
+
+def test_refused_authentications_count_against_the_handshake_rate(serve) -> None:
+    handled: list[str] = []
+    seen: list[AuthRequest] = []
+    server = serve(auth_app(handled, seen), max_handshakes_per_second_per_ip=2)
+    # Two guesses are refused by the app (401); the third is refused before the app sees it.
+    assert refuse(server.port, upgrade_request(path="/?token=guess1"))[0] == 401
+    assert refuse(server.port, upgrade_request(path="/?token=guess2"))[0] == 401
+    assert refuse(server.port, upgrade_request(path="/?token=guess3"))[0] == 429
+    assert len(seen) == 2 and handled == []
+
+
+def test_authentication_sees_the_client_behind_a_trusted_proxy(serve) -> None:
+    seen: list[AuthRequest] = []
+    server = serve(auth_app([], seen), forwarded_allow_ips=["127.0.0.1"])
+    forwarded = "X-Forwarded-For: 203.0.113.7\r\n"
+    assert refuse(server.port, upgrade_request(path="/?token=nope", extra=forwarded))[0] == 401
+    assert seen[-1].peer == ("203.0.113.7", 0)

@@ -61,6 +61,7 @@ class Connection(Mailbox):
         options: ConnectionOptions,
         *,
         on_open: Callable[[Connection], Response | None] | None = None,
+        on_received: Callable[[Connection, bool], Response | None] | None = None,
         on_request: Callable[[Request], Response | None] | None = None,
         on_handshake_end: Callable[[Connection], None] | None = None,
         on_finish: Callable[[Connection], None] | None = None,
@@ -78,6 +79,7 @@ class Connection(Mailbox):
         self.close_reason = ""
         self.recv_count = 0
         self._on_open = on_open  # admission of an upgrade: capacity, the server's hook
+        self._on_received = on_received  # the server's look at a request before the app's hooks
         self._on_request = on_request  # the server's hook, for a request without Upgrade
         self._on_handshake_end = on_handshake_end  # accepted, refused or answered
         self._on_finish = on_finish
@@ -281,7 +283,11 @@ class Connection(Mailbox):
         request.peer = self.address
         self.request = request
         try:
-            answer = self.app.handle_request(request)
+            answer = None
+            if self._on_received is not None:
+                answer = self._on_received(self, handshake.is_upgrade)
+            if answer is None:
+                answer = self.app.handle_request(request)
             if answer is None and self._on_request is not None and not handshake.is_upgrade:
                 answer = self._on_request(request)  # the server's hook may answer plain HTTP too
             if answer is None:

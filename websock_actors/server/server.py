@@ -243,6 +243,7 @@ class Server:
             self.app,
             self.options,
             on_open=self._admit,
+            on_received=self._received,
             on_request=self.on_request,
             on_handshake_end=self._handshake_ended,
             on_finish=self._forget,
@@ -257,15 +258,13 @@ class Server:
     def _handshake_ended(self, conn: Connection) -> None:
         self._handshaking -= 1
 
-    def _admit(self, conn: Connection) -> Response | None:
-        """Called with the parsed request, before the upgrade: refuse with an HTTP answer, or admit."""
-        if self._stopping:
-            return error_response(503, "server shutting down")
-        if self.max_connections is not None and len(self.connections) >= self.max_connections:
-            return error_response(503, "too many connections", [("Retry-After", "1")])
+    def _received(self, conn: Connection, upgrade: bool) -> Response | None:
+        """Called as soon as a request is parsed, before any hook of the application's: who
+        the client is (behind a trusted proxy), and for an upgrade the per-IP caps, so that a
+        refusal by the application (authentication) still counts against them."""
         request = conn.request
         assert request is not None
-        if getattr(self, "ssl_context", None) is not None:
+        if self.ssl_context is not None:
             request.scheme = "wss"
         if self.trusted_proxies is not None:
             resolved = self.trusted_proxies.resolve(request, conn.address)
@@ -273,18 +272,29 @@ class Server:
                 conn.address, request.scheme = resolved
                 request.peer = conn.address
         per_ip = self._per_ip
-        if per_ip is not None:
+        if upgrade and per_ip is not None:
             answer = per_ip.admit(peer_ip(conn.address))
             if answer is not None:
                 log.debug("%r: refused: %s", conn, answer.body[:64])
                 return answer
+        return None
+
+    def _admit(self, conn: Connection) -> Response | None:
+        """Called with the validated upgrade request, before the 101: refuse with an HTTP
+        answer, or admit (the connection then counts against the capacity)."""
+        if self._stopping:
+            return error_response(503, "server shutting down")
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            return error_response(503, "too many connections", [("Retry-After", "1")])
+        request = conn.request
+        assert request is not None
         if self.on_request is not None:
             answer = self.on_request(request)
             if answer is not None:
                 return answer
         self.connections[conn.id] = conn
-        if per_ip is not None:
-            per_ip.opened(peer_ip(conn.address))
+        if self._per_ip is not None:
+            self._per_ip.opened(peer_ip(conn.address))
         return None
 
     def _forget(self, conn: Connection) -> None:

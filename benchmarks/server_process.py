@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 import gevent
 import gevent.socket
+import gevent.subprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,3 +68,33 @@ def proc_status(pid: int, key: str) -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def start_server(port: int, extra: list[str], log: Path, hard_limit: float) -> Any:
+    """Start the chat server (its output to `log`) with a hard wall-clock limit for the whole
+    run (then the server is killed and this process exits 3), move this process off the
+    server's CPU, and wait for the port: the server process, or None when it did not start."""
+    command = server_command(port, extra)
+    with open(log, "wb") as log_file:  # the server writes to its own copy of the descriptor
+        server = gevent.subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=gevent.subprocess.STDOUT)
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        print(f"hard wall-clock limit of {hard_limit:.0f} s reached: killing the server", flush=True)
+        try:
+            os.kill(server.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        os._exit(3)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(int(hard_limit + 0.999))
+    cpus = os.cpu_count() or 1
+    if cpus > 1:  # this process off the server's CPU
+        os.sched_setaffinity(0, set(range(1, cpus)))
+    print(f"server: {' '.join(command)} (PID {server.pid}, log {log})", flush=True)
+    if not wait_for_port(port, server, 20):
+        print("the server did not start; its log:\n" + log.read_text(errors="replace")[-3000:])
+        if server.poll() is None:
+            server.kill()
+        return None
+    return server

@@ -76,7 +76,7 @@ import gevent.event
 import gevent.socket
 import gevent.subprocess
 from greenlet import GreenletExit
-from server_process import free_port, proc_fds, proc_status, raise_fd_limit, server_command, wait_for_port
+from server_process import free_port, proc_fds, proc_status, raise_fd_limit, start_server
 
 from websock_actors.client import ConnectionClosed, HandshakeRejected, RequestError, RequestTimeout, connect
 
@@ -844,29 +844,8 @@ def main() -> int:
         sys.exit(f"only {fd_limit} file descriptors allowed; {args.conns} connections need more")
     port = args.port or free_port()
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    command = server_command(port, args.server_arg)
-    log_file = open(args.log, "wb")  # noqa: SIM115 (kept open for the server's whole life)
-    server = gevent.subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=gevent.subprocess.STDOUT)
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        print(f"hard wall-clock limit of {hard_limit:.0f} s reached: killing the server", flush=True)
-        try:
-            os.kill(server.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        os._exit(3)
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(int(hard_limit + 0.999))
-    cpus = os.cpu_count() or 1
-    if cpus > 1:  # this process off the server's CPU
-        os.sched_setaffinity(0, set(range(1, cpus)))
-
-    print(f"server: {' '.join(command)} (PID {server.pid}, log {args.log})", flush=True)
-    if not wait_for_port(port, server, 20):
-        print("the server did not start; its log:\n" + args.log.read_text(errors="replace")[-3000:])
-        if server.poll() is None:
-            server.kill()
+    server = start_server(port, args.server_arg, args.log, hard_limit)
+    if server is None:
         return 1
     run = Run(args, port)
     print(
@@ -950,7 +929,6 @@ def main() -> int:
             server.kill()
             server.wait(timeout=5)
             server_status = None
-    log_file.close()
     tracebacks, levels, errors = traceback_lines(args.log)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     driver_cpu = (usage.ru_utime + usage.ru_stime) / (time.monotonic() - started)

@@ -172,7 +172,7 @@ class ClientConnection:
         """Return when data may be sent: open, reopened (`reconnect=`), or raise ConnectionClosed."""
         if not self.closed:
             if self._protocol.close_sent:
-                raise ConnectionClosed(CloseCode.NORMAL, "closing")
+                raise connection_closed(CloseCode.NORMAL, "closing")
             return
         if self._opts.reconnect is None or self._user_closed or self.close_code not in RECONNECT_CODES:
             raise self._closed_error()

@@ -60,7 +60,7 @@ class WSGIMount(Application):
         self.websocket_app.handle_close(conn, code, reason)
 
     def handle_request(self, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
+        path = request.bare_path
         if "websocket" in header_tokens(request.headers.get("Upgrade")):
             if path != self.websocket_path:
                 return error_response(404, f"no WebSocket endpoint at {path}; use {self.websocket_path}")

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeAlias
+from urllib.parse import parse_qs
 
 from ..errors import HandshakeRefused, HandshakeRejected
 
@@ -82,6 +83,16 @@ class Request:
     peer: Any = None  # the client's address, set by the server that received it
     scheme: str = "ws"  # "wss" when a trusted proxy's X-Forwarded-Proto says the client used TLS
     identity: Any = None  # what a typed app's authentication hook returned for it
+
+    @property
+    def bare_path(self) -> str:
+        """The path of the request target, without its query string."""
+        return self.path.partition("?")[0]
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """The query string, parsed (`?a=1&a=2&b=` -> `{"a": ["1", "2"]}`, as parse_qs gives)."""
+        return parse_qs(self.path.partition("?")[2])
 
 
 @dataclass(slots=True)

@@ -42,7 +42,7 @@ from .context import Context
 from .messages import Ack, to_json
 from .ratelimit import ConnectionLimits, RateLimit, retry_after_ms
 from .rooms import LocalRooms, Rooms
-from .router import Handler, Route, Router, _peek
+from .router import Handler, Route, Router, peek
 from .schema import asyncapi_document, json_schema_document
 
 if TYPE_CHECKING:
@@ -221,7 +221,7 @@ class App(Application):
         """Plain GETs get the app's pages; with pages, an unknown path gets 404 (not 426)."""
         plain = "websocket" not in header_tokens(request.headers.get("Upgrade"))
         if plain and request.method in ("GET", "HEAD"):
-            page = self._pages.get(request.path.split("?", 1)[0])
+            page = self._pages.get(request.bare_path)
             if page is None and self._pages:
                 return error_response(404, "not found")
             return page
@@ -299,12 +299,12 @@ class App(Application):
         tag: object = None
         text = not isinstance(message, bytes)
         if text and self.type_rate_limits:  # the type is needed first: one light scan
-            message_id, tag = _peek(message)
+            message_id, tag = peek(message)
         bucket = limits.take(tag)
         if bucket is None:
             return False
         if text and not self.type_rate_limits:
-            message_id, _ = _peek(message)  # the error path only
+            message_id, _ = peek(message)  # the error path only
         what = "messages" if bucket is limits.total else f"{tag!r} messages"
         ctx = self._context(conn, message_id)
         ctx.error("rate_limited", f"too many {what}; slow down", retry_after_ms=retry_after_ms(bucket))

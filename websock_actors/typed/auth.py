@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
-from urllib.parse import parse_qs
 
 from ..protocol.http import Headers, Request
 
@@ -44,8 +43,8 @@ class AuthRequest:
 
     @classmethod
     def of(cls, request: Request) -> AuthRequest:
-        path, _, query = request.path.partition("?")
-        return cls(path, parse_qs(query), request.headers, _cookies(request.headers), request.peer, request)
+        headers = request.headers
+        return cls(request.bare_path, request.query, headers, _cookies(headers), request.peer, request)
 
 
 Authenticator = Callable[[AuthRequest], Any]

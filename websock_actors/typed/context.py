@@ -7,7 +7,6 @@ reply carries it), and, inside a named actor, that actor's `actor_state`.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from pydantic import BaseModel
 
@@ -55,14 +54,14 @@ class Context:
     def path(self) -> str:
         """The path of the connection's upgrade request, without its query string."""
         request = self.conn.request
-        return request.path.partition("?")[0] if request is not None else "/"
+        return request.bare_path if request is not None else "/"
 
     @property
     def query(self) -> dict[str, list[str]]:
         """The query string of the upgrade request, parsed (`?token=a&room=b` ->
         `{"token": ["a"], "room": ["b"]}`, as `urllib.parse.parse_qs` gives it)."""
         request = self.conn.request
-        return parse_qs(request.path.partition("?")[2]) if request is not None else {}
+        return request.query if request is not None else {}
 
     @property
     def identity(self) -> Any:

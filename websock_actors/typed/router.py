@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..errors import ConfigurationError, InvalidMessage
 
-__all__ = ["Handler", "Route", "Router", "model_tag"]
+__all__ = ["Handler", "Route", "Router", "model_tag", "peek"]
 
 Handler = Callable[..., Any]
 
@@ -148,7 +148,7 @@ class Router:
         kinds = {error["type"] for error in errors}
         if "json_invalid" in kinds:
             return InvalidMessage("invalid_json", "the message is not valid JSON")
-        message_id, tag = _peek(data)
+        message_id, tag = peek(data)
         if "union_tag_invalid" in kinds:
             detail = f"no handler for type {_cut(tag if isinstance(tag, str) else repr(tag))!r}"
             return InvalidMessage("unknown_type", detail, message_id=message_id)
@@ -223,8 +223,9 @@ def _cut(value: object) -> object:
     return value
 
 
-def _peek(data: str | bytes) -> tuple[str | int | None, object]:
-    """The frame's `id` (when a str or an int) and `type`, only on the error path."""
+def peek(data: str | bytes) -> tuple[str | int | None, object]:
+    """The frame's `id` (when a str or an int) and `type`, without validating it: for error
+    replies and per-type rate limits (a two-field model that skips the rest of the frame)."""
     try:
         envelope = _ENVELOPE.validate_json(data)
     except ValidationError:

@@ -11,7 +11,9 @@ Protocol (JSON text frames):
   {"type": "leave", "id"?, "room"}         -> {"type": "left", "id", "room"}
                                              others: {"type": "member_left", "room", "name"}
 Saying to or leaving a room one has not joined gets an error with code "not_in_room";
-closing the connection leaves every room like "leave".
+closing the connection leaves every room like "leave". With `--redis` (several processes or
+hosts), `members` lists the room's members on every node, and the members of a node that
+died are reported as left (member_left) by a surviving node.
 
 Rate limits: 50 messages a second per connection (100 at once), and `say` 5 a second (20 at
 once); beyond them the answer is an error with code "rate_limited" and `retry_after_ms`,
@@ -133,12 +135,11 @@ def _require_member(ctx: Context, room: str) -> str:
 @app.handler
 def join(msg: Join, ctx: Context) -> Joined:
     name: str = ctx.identity if ctx.identity is not None else msg.name  # token mode: the token's name
-    first_time = ctx.join(msg.room)
+    first_time = ctx.join(msg.room, presence=name)  # the name every member (on any node) sees
     _names(ctx)[msg.room] = name
     if first_time:
         ctx.broadcast(msg.room, MemberJoined(room=msg.room, name=name), exclude_self=True)
-    members = [member.state["names"][msg.room] for member in ctx.members(msg.room)]
-    return Joined(room=msg.room, members=members)
+    return Joined(room=msg.room, members=ctx.presence(msg.room))
 
 
 @app.handler(rate_limit=RateLimit(rate=5, burst=20, close_after=200))
@@ -161,3 +162,9 @@ def gone(ctx: Context) -> None:
     names = _names(ctx)
     for room in ctx.rooms:
         ctx.broadcast(room, MemberLeft(room=room, name=names[room]), exclude_self=True)
+
+
+@app.on_member_lost
+def lost(room: str, name: str) -> MemberLeft:
+    """A member of a server process that died (with --redis): the others hear it left."""
+    return MemberLeft(room=room, name=name)

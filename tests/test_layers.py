@@ -15,7 +15,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "websock_actors"
 
-LAYERS = ("errors", "protocol", "actors", "server", "typed", "scale", "client", "compat", "contrib", "cli", "__main__")
+LAYERS = (
+    "errors", "protocol", "actors", "server", "typed", "scale",
+    "client", "compat", "contrib", "cli", "__main__",
+)  # fmt: skip
 
 # What the sans-I/O core may not import, even from the standard library.
 FORBIDDEN_IN_PROTOCOL = ("gevent", "greenlet", "pydantic", "socket", "_socket", "selectors", "asyncio")

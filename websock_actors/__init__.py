@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from .errors import (
         ActorStopped,
+        BackplaneUnavailable,
         CloseCode,
         ConfigurationError,
         ConnectionClosed,
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
         WebSocketError,
     )
     from .protocol import DeflateOptions, Request, Response
+    from .scale.redis_backplane import RedisBackplane
     from .server import Application, Connection, Server, WebSocketApp, encode_broadcast, tls_context
     from .typed import Ack, App, AuthRequest, Context, ErrorReply, LocalRooms, Message, RateLimit, Rooms
 
@@ -66,6 +68,7 @@ _HOMES = {
     ),
     ".errors": (
         "ActorStopped",
+        "BackplaneUnavailable",
         "CloseCode",
         "ConfigurationError",
         "ConnectionClosed",
@@ -85,6 +88,7 @@ _HOMES = {
         "WebSocketError",
     ),
     ".protocol": ("DeflateOptions", "Request", "Response"),
+    ".scale.redis_backplane": ("RedisBackplane",),
     ".server": ("Application", "Connection", "Server", "WebSocketApp", "encode_broadcast", "tls_context"),
     ".typed": (
         "Ack",
@@ -110,6 +114,7 @@ __all__ = [
     "App",
     "Application",
     "AuthRequest",
+    "BackplaneUnavailable",
     "CloseCode",
     "ConfigurationError",
     "Connection",
@@ -130,6 +135,7 @@ __all__ = [
     "MessageError",
     "OffloadTimeout",
     "RateLimit",
+    "RedisBackplane",
     "Refuse",
     "Request",
     "RequestError",

@@ -4,6 +4,10 @@
 `run` applies `gevent.monkey.patch_all()` before it imports the application, so that
 blocking standard-library calls in handlers become cooperative (`--no-patch` turns that
 off). The library itself never patches; only this entry point does.
+
+`run --workers N` (or `auto`: one per CPU) serves the port from N processes (scale/workers.py):
+the app is imported and checked once, then the workers are forked, each serving as a single
+process would. `--redis URL` puts the typed app's rooms on Redis, shared by every process.
 """
 
 from __future__ import annotations
@@ -14,10 +18,16 @@ import logging
 import os
 import ssl
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .protocol.connection import DEFAULT_MAX_FRAGMENTS
 from .protocol.deflate import DeflateOptions
+
+if TYPE_CHECKING:
+    from .scale.workers import Worker
+    from .server import Application
+    from .typed.app import App
 
 __all__ = ["load_app", "main"]
 
@@ -34,6 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--no-patch", action="store_true", help="do not monkey-patch the standard library")
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="processes serving the port (SO_REUSEPORT), or 'auto': one per CPU (default: 1, no fork)",
+    )
+    run.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="share the typed app's rooms between processes and hosts, e.g. redis://127.0.0.1:6379/0",
+    )
     run.add_argument("--max-connections", type=int, default=10_000)
     run.add_argument(
         "--max-handshakes",
@@ -111,6 +134,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _workers(value: str) -> int:
+    from .scale.workers import parse_workers
+
+    try:
+        return parse_workers(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def load_app(spec: str) -> Any:
     """Import `MODULE:ATTR` with the current directory first on the path."""
     module_name, sep, attr = spec.partition(":")
@@ -144,29 +176,116 @@ def _compression(args: argparse.Namespace) -> DeflateOptions | bool:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.workers > 1 and args.port == 0:
+        raise SystemExit("error: --workers needs a fixed --port: the workers all listen on it (SO_REUSEPORT)")
     if not args.no_patch:
         from gevent import monkey
 
         monkey.patch_all()
+
+    from .server import Application
+
+    where = " [%(process)d]" if args.workers > 1 else ""
+    logging.basicConfig(
+        level=args.log_level, format=f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s"
+    )
+    app = load_app(args.app)
+    if not isinstance(app, Application):
+        raise SystemExit(f"error: {args.app} is not a websock_actors Application")
+    typed = _typed(app)
+    if args.redis is not None:
+        if typed is None:
+            raise SystemExit("error: --redis needs a typed App")
+        _backplane_class()  # imported once, before any fork: a missing redis-py fails here
+    if args.workers > 1 and args.redis is None and typed is not None:
+        from .typed.room_use import uses_rooms
+
+        if uses_rooms(typed) and not typed.has_backplane:
+            raise SystemExit(
+                f"error: {args.app} uses rooms: with --workers {args.workers} every process would keep"
+                " its own rooms (a message reaches only the members in its process);"
+                " add --redis redis://HOST:PORT/DB to share them"
+            )
+    context = _tls_context(args)
+    if args.workers == 1:
+        return _serve(args, app, context)
+    return _prefork(args, app, context)
+
+
+def _typed(app: Any) -> App | None:
+    """The typed App served (behind a WSGIMount too), or None for a raw application."""
+    from .compat.wsgi import WSGIMount
+    from .typed.app import App
+
+    if isinstance(app, WSGIMount):
+        app = app.websocket_app
+    return app if isinstance(app, App) else None
+
+
+def _backplane_class() -> Any:
+    try:
+        from .scale.redis_backplane import RedisBackplane
+    except ImportError as exc:
+        raise SystemExit(
+            f"error: --redis needs redis-py: pip install 'websock-actors[redis]' ({exc})"
+        ) from None
+    return RedisBackplane
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """Built once (before any fork): a missing or unreadable certificate fails at once."""
+    from .errors import ConfigurationError
+    from .server import tls_context
+
+    if not args.certfile:
+        if args.keyfile or args.ca_certs or args.verify_client:
+            raise SystemExit("error: --keyfile, --ca-certs and --verify-client need --certfile")
+        return None
+    try:
+        return tls_context(
+            args.certfile, args.keyfile, ca_certs=args.ca_certs, verify_client=args.verify_client
+        )
+    except ConfigurationError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    except (OSError, ssl.SSLError) as exc:  # a missing or unreadable certificate or key
+        raise SystemExit(f"error: cannot load the TLS certificate: {exc}") from None
+
+
+def _prefork(args: argparse.Namespace, app: Application, context: ssl.SSLContext | None) -> int:
+    """The master of `--workers N`: bind-check the port, fork, supervise (scale/workers.py)."""
+    from .scale.workers import prepare_listener, run_workers
+
+    try:
+        listener = prepare_listener(args.host, args.port)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+
+    def serve(worker: Worker) -> int:
+        return _serve(args, app, context, worker)
+
+    return run_workers(args.workers, serve, listener=listener, shutdown_timeout=args.shutdown_timeout)
+
+
+def _serve(
+    args: argparse.Namespace, app: Application, context: ssl.SSLContext | None, worker: Worker | None = None
+) -> int:
+    """Serve in this process until a shutdown signal: the single process, or one worker."""
     import signal
 
     import gevent
 
     from .errors import ConfigurationError
-    from .server import Application, Server, tls_context
+    from .scale.workers import say
+    from .server import Server
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = load_app(args.app)
-    if not isinstance(app, Application):
-        raise SystemExit(f"error: {args.app} is not a websock_actors Application")
+    if args.redis is not None:
+        typed = _typed(app)
+        assert typed is not None
+        try:
+            typed.use_backplane(_backplane_class()(args.redis))
+        except (ValueError, ConfigurationError) as exc:
+            raise SystemExit(f"error: --redis {args.redis}: {exc}") from None
     try:
-        context = None
-        if args.certfile:
-            context = tls_context(
-                args.certfile, args.keyfile, ca_certs=args.ca_certs, verify_client=args.verify_client
-            )
-        elif args.keyfile or args.ca_certs or args.verify_client:
-            raise SystemExit("error: --keyfile, --ca-certs and --verify-client need --certfile")
         server = Server(
             app,
             args.host,
@@ -183,11 +302,11 @@ def _run(args: argparse.Namespace) -> int:
             ping_timeout=args.ping_timeout or None,
             compression=_compression(args),
             ssl_context=context,
+            reuse_port=worker is not None and worker.listener is None,
+            listener=None if worker is None else worker.listener,
         )
     except ConfigurationError as exc:
         raise SystemExit(f"error: {exc}") from None
-    except (OSError, ssl.SSLError) as exc:  # a missing or unreadable certificate or key
-        raise SystemExit(f"error: cannot load the TLS certificate: {exc}") from None
 
     def shutdown() -> None:
         gevent.spawn(server.stop, args.shutdown_timeout)
@@ -199,11 +318,29 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:  # the port is taken, the address is not ours, ...
         raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     host, port = server.address
-    scheme = "wss" if context is not None else "ws"
-    print(f"websock-actors: serving {args.app} on {scheme}://{host}:{port}/", flush=True)
+    url = f"{'wss' if context is not None else 'ws'}://{host}:{port}/"
+    if worker is None:
+        say(f"websock-actors: serving {args.app} on {url}")
+    else:
+        me = f"worker {worker.index} (pid {os.getpid()})"
+        worker.ready()  # first: whoever reads the line below may kill it, and it has started
+        say(f"websock-actors: {me} serving {args.app} on {url}")
+        if worker.stop_requested:  # signalled before the handlers above were in place
+            shutdown()
+        gevent.spawn(_watch_master, worker, shutdown)
     server.serve_forever()
-    print("websock-actors: stopped", flush=True)
+    say("websock-actors: stopped" if worker is None else f"websock-actors: {me} stopped")
     return 0
+
+
+def _watch_master(worker: Worker, shutdown: Callable[[], None]) -> None:
+    """A worker whose master died stops (gracefully) instead of serving on, unsupervised."""
+    import gevent
+
+    while not worker.orphaned:
+        gevent.sleep(1.0)
+    logging.getLogger("websock_actors").warning("the master (pid %d) is gone: stopping", worker.master)
+    shutdown()
 
 
 def _describe(args: argparse.Namespace) -> int:

@@ -14,7 +14,9 @@
     ├── MailboxFull                 an actor's bounded mailbox refused a message
     ├── ActorStopped                the actor is stopped (or down for good): pending asks fail with it
     ├── MessageError                a handler refuses a message: becomes a typed error reply
-    │   └── InvalidMessage          a frame that does not decode to a registered message
+    │   ├── InvalidMessage          a frame that does not decode to a registered message
+    │   └── BackplaneUnavailable    the rooms' backplane (Redis) cannot be reached: the sender gets
+    │                               `backplane_unavailable`; local members still got the message
     ├── ConfigurationError          the application or server was set up wrongly (found at start-up)
     ├── Refuse                      an authentication hook refuses a handshake: HTTP 401 or 403
     ├── RequestError                the client's request got an `error` reply; carries code and detail
@@ -32,6 +34,7 @@ from typing import Any
 
 __all__ = [
     "ActorStopped",
+    "BackplaneUnavailable",
     "CloseCode",
     "ConfigurationError",
     "ConnectionClosed",
@@ -192,6 +195,17 @@ class MessageError(WebSocketError):
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
         self.detail = detail
+
+
+class BackplaneUnavailable(MessageError):
+    """A room operation needs the backplane and it is down: never a silent drop.
+
+    Raised after what could be done locally was done (a broadcast reached this process's
+    members), so a handler that lets it propagate answers `backplane_unavailable`.
+    """
+
+    def __init__(self, detail: str = "the rooms' backplane is unavailable") -> None:
+        super().__init__("backplane_unavailable", detail)
 
 
 class InvalidMessage(MessageError):

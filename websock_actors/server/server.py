@@ -9,6 +9,7 @@ wait up to a timeout, then drop the rest.
 from __future__ import annotations
 
 import _socket
+import errno
 import logging
 import socket
 import ssl
@@ -88,6 +89,9 @@ class Server:
         max_handshakes_per_second_per_ip: float | None = None,
         forwarded_allow_ips: Sequence[str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+        listener: socket.socket | None = None,
+        backplane: Any = None,
     ) -> None:
         """`on_request(request)` runs before the upgrade, after the application's own hook:
         return a `Response` to refuse (authentication) or to answer plain HTTP.
@@ -104,6 +108,14 @@ class Server:
         and scheme (`request.scheme`); from any other peer those headers are ignored.
         `ssl_context` (built once, e.g. by `tls_context`) serves wss:// and https://; the TLS
         handshake runs in each connection's actor, within `handshake_timeout`.
+
+        `reuse_port` sets SO_REUSEPORT before the bind, so that several processes (`--workers`)
+        each listen on the same port and the kernel spreads new connections over them.
+        `listener` is a socket already bound and listening, served instead of binding one (host,
+        port and backlog then come from it; `stop` closes it): where SO_REUSEPORT is missing,
+        the workers share the one socket their master bound before forking.
+        `backplane` (a `RedisBackplane`, say) puts a typed App's rooms on it, as
+        `App(backplane=...)` does; other applications have no rooms to share.
         """
         if on_request is not None and process_request is not None:
             raise ConfigurationError("give on_request or process_request (its older name), not both")
@@ -115,6 +127,11 @@ class Server:
             max_handshakes = max_connections
         elif max_handshakes < 1 or (max_connections is not None and max_handshakes > max_connections):
             raise ConfigurationError("max_handshakes must be from 1 to max_connections")
+        if backplane is not None:
+            use_backplane = getattr(app, "use_backplane", None)
+            if use_backplane is None:
+                raise ConfigurationError("a backplane shares the rooms of a typed App; this app has none")
+            use_backplane(backplane)
         if max_message_size == "app":
             max_message_size = app.max_message_size
         self.app = app
@@ -149,6 +166,8 @@ class Server:
         self.refused_sockets = 0  # closed at once: too many handshakes in progress
         self._handshaking = 0  # connections still in their opening handshake
         self._backlog = backlog
+        self.reuse_port = reuse_port
+        self._listener = listener
         self._stream: StreamServer | None = None
         self._keepalive = (
             Keepalive(self.connections.values, ping_interval, ping_timeout) if ping_interval else None
@@ -175,11 +194,8 @@ class Server:
         """Bind, listen and start accepting in the background of the current hub."""
         if self._stream is not None:
             return
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = gevent.socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
-        listener.listen(self._backlog)
+        listener = self._listener if self._listener is not None else self._bind()
+        listener.setblocking(False)  # an inherited socket may be blocking: the acceptor never waits
         self._stream = _Acceptor(listener, self._handle)
         self._stream.loop_hub = gevent.get_hub()
         self.app.handle_start()
@@ -187,6 +203,23 @@ class Server:
         if self._keepalive is not None:
             self._keepalive.start()
         log.info("serving on %s:%d", *self.address)
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = gevent.socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                reuse_port = getattr(socket, "SO_REUSEPORT", None)  # not on every platform
+                if reuse_port is None:
+                    raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
+                listener.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
+            listener.bind((self.host, self.port))
+            listener.listen(self._backlog)
+        except BaseException:
+            listener.close()
+            raise
+        return listener
 
     def serve_forever(self) -> None:
         """Start, then block the calling greenlet until `stop` has finished."""

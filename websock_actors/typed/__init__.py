@@ -3,7 +3,7 @@
     messages.py  the wire protocol's base models: Message, Ack, ErrorReply
     router.py    registration (type hints read once) and the one validator over all models
     context.py   Context: what a handler may do (reply, push, rooms, close)
-    rooms.py     room membership and fan-out, behind the Rooms interface
+    rooms.py     room membership, presence and fan-out, behind the Rooms interface
     app.py       App: the typed Application, where a handler is called
     auth.py      AuthRequest: what an `@app.authenticate` hook sees, before the upgrade
     ratelimit.py RateLimit: token buckets per connection, in total and per message type
@@ -15,7 +15,7 @@ from .auth import AuthRequest
 from .context import Context
 from .messages import Ack, ErrorReply, Message, MessageId
 from .ratelimit import RateLimit
-from .rooms import LocalRooms, Rooms
+from .rooms import LocalRooms, LostMember, Rooms
 from .router import Route, Router
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Context",
     "ErrorReply",
     "LocalRooms",
+    "LostMember",
     "Message",
     "MessageId",
     "RateLimit",

@@ -27,6 +27,7 @@ from ..actors.actor import Actor, ActorRef
 from ..actors.supervisor import RestartPolicy, Supervisor
 from ..errors import (
     ActorStopped,
+    BackplaneUnavailable,
     CloseCode,
     ConfigurationError,
     InvalidMessage,
@@ -88,11 +89,12 @@ class App(Application):
         *,
         restart: RestartPolicy | None = None,
         actor_mailbox_size: int = 1000,
-        rooms: Rooms | None = None,
+        backplane: Rooms | None = None,
         max_message_size: int | None = DEFAULT_MAX_TYPED_MESSAGE,
         rate_limit: RateLimit | None = None,
     ) -> None:
-        """`rooms`: where room membership and broadcasts live (default: this process's memory).
+        """`backplane`: where rooms, presence and broadcasts live (default: this process's
+        memory; `RedisBackplane(url)` shares them between processes and hosts).
         `max_message_size`: the largest frame accepted (1 MiB; a larger one closes with 1009):
         validating JSON costs CPU in proportion to its size, and the whole hub waits for it.
         `rate_limit`: every connection's limit over all its messages (None: none); handlers
@@ -104,7 +106,8 @@ class App(Application):
         self.pushes: list[type[BaseModel]] = []  # server-initiated messages, for the schema
         self.restart_policy = restart or RestartPolicy()
         self.actor_mailbox_size = actor_mailbox_size
-        self.rooms: Rooms = rooms if rooms is not None else LocalRooms()
+        self.rooms: Rooms = backplane if backplane is not None else LocalRooms()
+        self.has_backplane = backplane is not None
         self.supervisor: Supervisor | None = None
         self._supervisor_ref: ActorRef[Supervisor] | None = None
         self._pages: dict[str, Response] = {}
@@ -112,6 +115,7 @@ class App(Application):
         self._on_connect: Callable[[Context], bool | None] | None = None
         self._on_disconnect: Callable[[Context], None] | None = None
         self._on_bytes: Callable[[bytes, Context], None] | None = None
+        self._on_member_lost: Callable[[str, Any], BaseModel | None] | None = None
         self._authenticate: Authenticator | None = None
         self.rate_limit = rate_limit
         self.type_rate_limits: dict[str, RateLimit] = {}  # per message type, by tag
@@ -170,6 +174,23 @@ class App(Application):
         self._on_disconnect = func
         return func
 
+    def on_member_lost(
+        self, func: Callable[[str, Any], BaseModel | None]
+    ) -> Callable[[str, Any], BaseModel | None]:
+        """`func(room, presence) -> message | None` runs, on one surviving process, for each
+        member of a process that vanished without closing its connections (kill -9, a lost
+        host): the message it returns goes to the room, as `on_disconnect` would have sent.
+        Only a backplane can notice such a loss."""
+        self._on_member_lost = func
+        return func
+
+    def use_backplane(self, backplane: Rooms) -> None:
+        """Put rooms on `backplane` (the CLI's --redis does this); before the server starts."""
+        if self.supervisor is not None:
+            raise ConfigurationError("the backplane must be chosen before the app starts")
+        self.rooms = backplane
+        self.has_backplane = True
+
     def on_bytes(self, func: Callable[[bytes, Context], None]) -> Callable[[bytes, Context], None]:
         """`func(data, ctx)` receives binary frames (without it they get `unsupported_data`)."""
         self._on_bytes = func
@@ -210,12 +231,19 @@ class App(Application):
         for name, factory in self._actors.items():
             supervisor.supervise(name, factory, _drop_letter)
         self.supervisor, self._supervisor_ref = supervisor, ref
+        self.rooms.start(self._lost_member_frame if self._on_member_lost is not None else None)
 
     def handle_stop(self) -> None:
-        """After the connections closed: stop the handler actors, then the supervisor."""
+        """After the connections closed: stop the handler actors, the supervisor, the rooms."""
         if self._supervisor_ref is not None:
             self._supervisor_ref.stop(timeout=10.0)
+            self.rooms.stop()
         self.supervisor = self._supervisor_ref = None
+
+    def _lost_member_frame(self, room: str, presence: Any) -> bytes | None:
+        assert self._on_member_lost is not None
+        message = self._on_member_lost(room, presence)
+        return None if message is None else encode_broadcast(to_json(message))
 
     def handle_request(self, request: Request) -> Response | None:
         """Plain GETs get the app's pages; with pages, an unknown path gets 404 (not 426)."""
@@ -253,6 +281,8 @@ class App(Application):
         try:
             if self._on_disconnect is not None:
                 self._on_disconnect(self._context(conn))
+        except BackplaneUnavailable as exc:  # logged and counted by the backplane
+            log.debug("%r: on_disconnect: %s", conn, exc)
         finally:
             self.rooms.forget(conn)
 

@@ -115,9 +115,11 @@ class Context:
 
     # -- rooms -----------------------------------------------------------------------------
 
-    def join(self, room: str) -> bool:
-        """Join `room`; False when already a member."""
-        return self._rooms.join(self.conn, room)
+    def join(self, room: str, presence: Any = None) -> bool:
+        """Join `room`, shown to `presence(room)` as `presence` (JSON-able, e.g. a name);
+        False when already a member. With a backplane: `BackplaneUnavailable` (not joined)
+        when it is down."""
+        return self._rooms.join(self.conn, room, presence)
 
     def leave(self, room: str) -> bool:
         """Leave `room`; False when not a member."""
@@ -131,13 +133,20 @@ class Context:
         return self._rooms.is_member(self.conn, room)
 
     def members(self, room: str) -> list[Connection]:
+        """The members of `room` in this process (with a backplane, others live elsewhere)."""
         return self._rooms.members(room)
+
+    def presence(self, room: str) -> list[Any]:
+        """What every member of `room` showed when joining, in every process, in join order."""
+        return self._rooms.presence(room)
 
     def broadcast(self, room: str, message: BaseModel, exclude_self: bool = False) -> int:
         """Send to every member of `room`: serialized and framed once, the same bytes for all.
 
         A member whose mailbox is full is closed (1013) or skipped, by the server's
-        overflow policy; the broadcast never waits for it. Returns the deliveries queued.
+        overflow policy; the broadcast never waits for it. Returns the deliveries queued
+        in this process. With a backplane, the same frame goes to the other processes with
+        members; when it is down, `BackplaneUnavailable` is raised after the local delivery.
         """
         frame = encode_broadcast(to_json(message))
         return self._rooms.broadcast(room, frame, exclude=self.conn if exclude_self else None)

@@ -1,31 +1,50 @@
-"""Rooms: named groups of connections, and the fan-out of one encoded frame to a room.
+"""Rooms: named groups of connections, presence, and the fan-out of one encoded frame to a room.
 
 `Rooms` is the interface the typed layer talks to; `LocalRooms` keeps the rooms of one
-process in memory (the default). A backplane that spans processes or hosts implements the
-same interface: membership stays local (a connection lives in one process), a broadcast
-goes to every process with members.
+process in memory (the default). A backplane that spans processes or hosts (the Redis one
+in scale/redis_backplane.py) implements the same interface: membership of a connection stays
+in its process, while presence (what each member chose to show, e.g. its name) and
+broadcasts reach every process with members.
 
-Called directly from connection greenlets of one hub: no method yields, so each runs as
-one step and needs no lock, and a `joined` reply can never race the membership it reports.
+`LocalRooms` is called directly from connection greenlets of one hub and no method of it
+yields, so each runs as one step: a `joined` reply can never race the membership it
+reports. A backplane's methods may wait on the network (they park the calling greenlet
+only) and raise `BackplaneUnavailable` when it is down.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
 
-__all__ = ["LocalRooms", "Rooms"]
+__all__ = ["LocalRooms", "LostMember", "Rooms"]
+
+# Called by a backplane for each member of a process that vanished (kill -9, a lost host):
+# (room, the member's presence) -> the frame to send to the room, or None for nothing.
+LostMember = Callable[[str, Any], "bytes | None"]
 
 
 class Rooms(Protocol):
-    """Room membership and fan-out, as the typed layer uses them."""
+    """Room membership, presence and fan-out, as the typed layer uses them."""
 
-    broadcast_failures: int  # deliveries refused by a member's full or closed mailbox
+    @property
+    def broadcast_failures(self) -> int:
+        """Deliveries refused by a member's full or closed mailbox."""
+        ...
 
-    def join(self, conn: Connection, room: str) -> bool:
-        """Add `conn` to `room`; False when it was a member already."""
+    def start(self, lost: LostMember | None = None) -> None:
+        """In the server's hub, before the first connection (`lost`: see LostMember)."""
+        ...
+
+    def stop(self) -> None:
+        """After the last connection closed."""
+        ...
+
+    def join(self, conn: Connection, room: str, presence: Any = None) -> bool:
+        """Add `conn` to `room`, shown as `presence` (JSON-able); False when it was a member already."""
         ...
 
     def leave(self, conn: Connection, room: str) -> bool:
@@ -33,21 +52,23 @@ class Rooms(Protocol):
         ...
 
     def members(self, room: str) -> list[Connection]:
-        """The members of `room` (in this process), in the order they joined."""
+        """The members of `room` in this process, in the order they joined."""
         ...
 
-    def rooms_of(self, conn: Connection) -> set[str]:
+    def presence(self, room: str) -> list[Any]:
+        """The presence of every member of `room`, in every process, in the order they joined."""
         ...
 
-    def is_member(self, conn: Connection, room: str) -> bool:
-        ...
+    def rooms_of(self, conn: Connection) -> set[str]: ...
+
+    def is_member(self, conn: Connection, room: str) -> bool: ...
 
     def forget(self, conn: Connection) -> set[str]:
         """A connection closed: take it out of every room; returns the rooms it was in."""
         ...
 
     def broadcast(self, room: str, frame: bytes, exclude: Connection | None = None) -> int:
-        """Put one encoded frame into every member's mailbox; returns the deliveries queued."""
+        """Put one encoded frame into every member's mailbox; returns the deliveries queued here."""
         ...
 
 
@@ -57,15 +78,22 @@ class LocalRooms:
     __slots__ = ("broadcast_failures", "memberships", "rooms")
 
     def __init__(self) -> None:
-        self.rooms: dict[str, dict[Connection, None]] = {}  # insertion-ordered member sets
+        # room -> {member: its presence}, insertion-ordered
+        self.rooms: dict[str, dict[Connection, Any]] = {}
         self.memberships: dict[Connection, set[str]] = {}
         self.broadcast_failures = 0
 
-    def join(self, conn: Connection, room: str) -> bool:
+    def start(self, lost: LostMember | None = None) -> None:
+        """Nothing to start: a process cannot lose its own members without ending."""
+
+    def stop(self) -> None:
+        pass
+
+    def join(self, conn: Connection, room: str, presence: Any = None) -> bool:
         members = self.rooms.setdefault(room, {})
         if conn in members:
             return False
-        members[conn] = None
+        members[conn] = presence
         self.memberships.setdefault(conn, set()).add(room)
         return True
 
@@ -85,6 +113,9 @@ class LocalRooms:
 
     def members(self, room: str) -> list[Connection]:
         return list(self.rooms.get(room, ()))
+
+    def presence(self, room: str) -> list[Any]:
+        return list(self.rooms.get(room, {}).values())
 
     def rooms_of(self, conn: Connection) -> set[str]:
         return set(self.memberships.get(conn, ()))

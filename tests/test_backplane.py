@@ -1,0 +1,250 @@
+"""The Redis backplane against a real redis-server (started by the `redis_server` fixture):
+two servers sharing one Redis act as two hosts of one chat.
+
+Each "host" is a ServerThread serving its own copy of the chat demo (the module loaded
+twice, so each has its own App and RedisBackplane); the dead-node case runs a node in a
+subprocess so that it can be killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from websock_actors import App, BackplaneUnavailable, RedisBackplane, WebSocketError
+from websock_actors.client import connect
+from websock_actors.errors import RequestError
+
+from .helpers import ServerThread
+from .rawws import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAT = ROOT / "examples" / "chat.py"
+
+pytestmark = pytest.mark.timeout(90)
+
+_copies = 0
+
+
+def chat_app() -> App:
+    """A fresh copy of examples/chat.py's app (each node of a test needs its own)."""
+    global _copies
+    _copies += 1
+    name = f"chat_node_{_copies}"
+    spec = importlib.util.spec_from_file_location(name, CHAT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its type hints are resolved through sys.modules
+    spec.loader.exec_module(module)
+    app: App = module.app
+    app.rate_limit = None  # the tests send faster than a person types
+    app.type_rate_limits = {}
+    return app
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `condition` until it is true (returned) or `timeout` passes (failure)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def nodes(redis_server: Any) -> Iterator[Callable[..., tuple[ServerThread, RedisBackplane]]]:
+    """`node(**backplane_options)`: a chat server on its own RedisBackplane."""
+    started: list[ServerThread] = []
+
+    def start(**options: Any) -> tuple[ServerThread, RedisBackplane]:
+        app = chat_app()
+        backplane = RedisBackplane(redis_server.url, **options)
+        app.use_backplane(backplane)
+        server = ServerThread(app).start()
+        started.append(server)
+        return server, backplane
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def drain_until(ws: Any, wanted: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:
+    """Read pushes until one matches (those before it are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message: dict[str, Any] = ws.recv_json(timeout=max(0.01, deadline - time.monotonic()))
+        if wanted(message):
+            return message
+
+
+def test_two_hosts_one_chat(nodes) -> None:
+    (a, bp_a), (b, bp_b) = nodes(), nodes()
+    with connect(a.url) as ann, connect(b.url) as bob, connect(b.url) as cy:
+        assert ann.request({"type": "join", "room": "r", "name": "ann"})["members"] == ["ann"]
+        assert bob.request({"type": "join", "room": "r", "name": "bob"})["members"] == ["ann", "bob"]
+        assert ann.recv_json(timeout=5) == {"type": "member_joined", "room": "r", "name": "bob"}
+        assert cy.request({"type": "join", "room": "r", "name": "cy"})["members"] == ["ann", "bob", "cy"]
+        assert ann.recv_json(timeout=5)["name"] == "cy"
+        assert bob.recv_json(timeout=5)["name"] == "cy"  # same node: delivered locally, once
+
+        bob.request({"type": "say", "room": "r", "text": "from b"})
+        for ws in (ann, bob, cy):
+            got = drain_until(ws, lambda m: m["type"] == "message")
+            assert (got["name"], got["text"]) == ("bob", "from b")
+        ann.request({"type": "say", "room": "r", "text": "from a"})
+        for ws in (ann, bob, cy):
+            assert drain_until(ws, lambda m: m["type"] == "message")["text"] == "from a"
+
+        # exactly once: a marker said after everything arrives right after it, nothing doubled
+        ann.request({"type": "leave", "room": "r"})
+        for ws in (bob, cy):
+            assert ws.recv_json(timeout=5) == {"type": "member_left", "room": "r", "name": "ann"}
+        bob.request({"type": "say", "room": "r", "text": "marker"})
+        assert drain_until(cy, lambda m: True)["text"] == "marker"
+        assert cy.request({"type": "join", "room": "r", "name": "cy"})["members"] == ["bob", "cy"]
+    assert bp_a.stats.own >= 1 and bp_b.stats.received >= 1  # a's publishes echo back to a, unread
+    assert bp_a.stats.publish_failures == bp_b.stats.publish_failures == 0
+
+
+def test_a_node_never_receives_rooms_it_has_no_members_in(nodes, redis_server) -> None:
+    (a, bp_a), (b, bp_b) = nodes(), nodes()
+    with connect(a.url) as ann, connect(b.url) as bob:
+        ann.request({"type": "join", "room": "only-on-a", "name": "ann"})
+        bob.request({"type": "join", "room": "elsewhere", "name": "bob"})
+        before = bp_b.stats.received
+        for i in range(50):
+            ann.request({"type": "say", "room": "only-on-a", "text": f"m{i}"})
+        for i in range(50):
+            assert drain_until(ann, lambda m: m["type"] == "message")["text"] == f"m{i}"
+        # b holds no member of the room: Redis has one subscriber for it (a), none for b
+        numsub = redis_server.command("PUBSUB", "NUMSUB", "wsa:room:only-on-a")
+        assert numsub[1] == 1
+        assert bp_b.stats.received == before and bp_b.stats.foreign == 0
+        assert bp_a.stats.published >= 50
+
+
+def test_last_member_leaving_unsubscribes_after_the_linger(nodes, redis_server) -> None:
+    (a, bp_a), _ = nodes(linger=0.2), nodes()
+    with connect(a.url) as ann:
+        ann.request({"type": "join", "room": "brief", "name": "ann"})
+        assert redis_server.command("PUBSUB", "NUMSUB", "wsa:room:brief")[1] == 1
+        ann.request({"type": "leave", "room": "brief"})
+        wait_until(
+            lambda: redis_server.command("PUBSUB", "NUMSUB", "wsa:room:brief")[1] == 0, 5, "unsubscribe"
+        )
+        assert bp_a.stats.unsubscribes == 1
+        assert redis_server.command("ZCARD", "wsa:presence:brief") == 0
+
+
+def test_pubsub_connections_killed_the_nodes_resubscribe(nodes, redis_server) -> None:
+    (a, bp_a), (b, bp_b) = nodes(), nodes()
+    with connect(a.url) as ann, connect(b.url) as bob:
+        ann.request({"type": "join", "room": "r", "name": "ann"})
+        bob.request({"type": "join", "room": "r", "name": "bob"})
+        redis_server.client_kill_pubsub()
+        wait_until(lambda: bp_a.stats.reconnects and bp_b.stats.reconnects, 10, "both nodes reconnecting")
+        wait_until(
+            lambda: redis_server.command("PUBSUB", "NUMSUB", "wsa:room:r")[1] == 2, 10, "resubscription"
+        )
+        bob.request({"type": "say", "room": "r", "text": "after the kill"})
+        assert drain_until(ann, lambda m: m["type"] == "message")["text"] == "after the kill"
+
+
+def test_redis_restart_publishes_fail_visibly_then_everything_comes_back(nodes, redis_server) -> None:
+    (a, bp_a), (b, bp_b) = nodes(), nodes()
+    with connect(a.url) as ann, connect(a.url) as al, connect(b.url) as bob:
+        ann.request({"type": "join", "room": "r", "name": "ann"})
+        al.request({"type": "join", "room": "r", "name": "al"})
+        bob.request({"type": "join", "room": "r", "name": "bob"})
+        for ws in (ann, ann, al):
+            drain_until(ws, lambda m: m["type"] == "member_joined")
+
+        redis_server.kill()
+        wait_until(lambda: not bp_a.connected, 5, "node a noticing")  # at once: its sockets end
+        with pytest.raises(RequestError) as refused:
+            ann.request({"type": "say", "room": "r", "text": "during the outage"})
+        assert refused.value.code == "backplane_unavailable"
+        # ... but the members on this node got it (the sender too): local delivery keeps working
+        for ws in (al, ann):
+            assert drain_until(ws, lambda m: m["type"] == "message")["text"] == "during the outage"
+        assert bp_a.stats.publish_failures == 1
+        with pytest.raises(RequestError) as no_join:
+            al.request({"type": "join", "room": "new", "name": "al"})
+        assert no_join.value.code == "backplane_unavailable"
+        al_conn = bp_a.local.members("r")[1]
+        assert not bp_a.is_member(al_conn, "new")  # the failed join was undone
+
+        redis_server.restart()  # empty: no persistence
+        wait_until(lambda: bp_a.connected and bp_b.connected, 15, "both nodes reconnecting")
+        # the heartbeat writes each node's presence again
+        wait_until(lambda: redis_server.command("ZCARD", "wsa:presence:r") == 3, 10, "presence rewritten")
+        bob.request({"type": "say", "room": "r", "text": "back"})
+        for ws in (ann, al):
+            assert drain_until(ws, lambda m: m["type"] == "message")["text"] == "back"
+        assert bob.request({"type": "join", "room": "r2", "name": "bob"})["members"] == ["bob"]
+
+
+def test_a_killed_nodes_members_are_reported_left_within_30_s(nodes, redis_server) -> None:
+    survivor, bp = nodes()
+    port = free_port()
+    command = [sys.executable, "-m", "websock_actors", "run", "examples.chat:app", "--port", str(port)]
+    doomed = subprocess.Popen(
+        [*command, "--no-patch", "--redis", redis_server.url], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert doomed.stdout is not None
+        assert "serving" in doomed.stdout.readline()
+        with connect(survivor.url) as ann, connect(f"ws://127.0.0.1:{port}/") as ghost:
+            ann.request({"type": "join", "room": "r", "name": "ann"})
+            assert ghost.request({"type": "join", "room": "r", "name": "ghost"})["members"] == [
+                "ann",
+                "ghost",
+            ]
+            assert ann.recv_json(timeout=5)["name"] == "ghost"
+            os.kill(doomed.pid, signal.SIGKILL)
+            doomed.wait(10)
+            started = time.monotonic()
+            assert ann.recv_json(timeout=30) == {"type": "member_left", "room": "r", "name": "ghost"}
+            assert time.monotonic() - started < 30
+            assert ann.request({"type": "join", "room": "r", "name": "ann"})["members"] == ["ann"]
+        assert bp.stats.lost_members == 1
+        assert redis_server.command("ZSCORE", "wsa:nodes", bp.node) is not None  # the survivor lives
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+            doomed.wait(10)
+
+
+def test_each_start_is_a_new_node_and_bad_urls_are_refused() -> None:
+    from websock_actors import ConfigurationError
+
+    assert RedisBackplane().node != RedisBackplane().node
+    for url in ("rediss://127.0.0.1:6379/0", "unix:///tmp/redis.sock", "http://x"):
+        with pytest.raises(ConfigurationError):
+            RedisBackplane(url)
+
+
+def test_a_broadcast_without_redis_raises_after_delivering_locally(serve) -> None:
+    """No Redis at all (a closed port): the app still serves its local members."""
+    app = chat_app()
+    backplane = RedisBackplane(f"redis://127.0.0.1:{free_port()}/0", join_timeout=1.0)
+    app.use_backplane(backplane)
+    server = serve(app)
+    with connect(server.url) as ann:
+        with pytest.raises(RequestError) as refused:
+            ann.request({"type": "join", "room": "r", "name": "ann"})
+        assert refused.value.code == "backplane_unavailable"
+    assert issubclass(BackplaneUnavailable, WebSocketError)

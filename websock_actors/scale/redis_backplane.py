@@ -1,0 +1,491 @@
+"""Rooms shared by every process and host that uses one Redis: `RedisBackplane(url)`.
+
+    app = App("chat", backplane=RedisBackplane("redis://127.0.0.1:6379/0"))
+    websock-actors run examples.chat:app --workers 4 --redis redis://127.0.0.1:6379/0
+
+Each process (a "node", with a fresh random id per start) keeps its own members in a
+`LocalRooms`, and Redis carries what the others need:
+
+- Broadcasts: one pub/sub channel per room, `<prefix>:room:<room>`. A node subscribes when
+  its first member joins a room and unsubscribes `linger` seconds after its last one left,
+  so a node never receives, let alone decodes, a frame of a room it has no members in. The
+  publisher frames the message once; the Redis message is a 17-byte header (kind, origin
+  node) and that frame, which every node puts as it is into its members' mailboxes. One
+  PUBLISH per broadcast. Redis sends a node its own publishes back (pub/sub has no
+  "not to me"); the header drops them unread.
+- Presence: a sorted set per room, `<prefix>:presence:<room>`, of `node:connection:presence`
+  scored by join time: `presence(room)` is the union over nodes, in join order.
+- Liveness: every node writes its heartbeat into `<prefix>:nodes` (a sorted set scored by
+  time) every `heartbeat` seconds and lists its rooms in `<prefix>:node:<id>:rooms`. A node
+  silent for `node_timeout` seconds is dead: the first survivor to remove it from the set
+  (ZREM answers 1 to one node only) removes its presence and sends, through the app's
+  `on_member_lost`, a "left" message for each of its members: exactly once.
+
+One greenlet owns the subscriber connection (redis-py connections are not greenlet-safe):
+it subscribes and unsubscribes for the others, reconnects with jittered backoff, and
+subscribes again. Publishes have a connection and a greenlet of their own, which write
+every publish queued since their last write at once (`Publisher`); joins and presence go
+through a small pool; heartbeats have their own connection, so that a rush of joins cannot
+delay them until the node looks dead. Each greenlet is stopped with a flag and by closing
+its connection, never by killing it inside redis-py.
+
+When Redis is down a broadcast still reaches this node's members, then raises
+`BackplaneUnavailable` (the sender gets `backplane_unavailable`), and is logged and counted
+(`stats.publish_failures`); a join fails the same way (and is undone). Broadcasts already
+handed to the publisher when its connection breaks are logged and counted as well (their
+senders were answered already). When Redis is back,
+the node writes its heartbeat and its members' presence again (a restarted Redis, with no
+persistence, has lost them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import gevent.event
+import redis
+
+from ..errors import BackplaneUnavailable
+from ..typed.rooms import LocalRooms, LostMember
+from .redis_io import REDIS_FAILURES, CommandPool, GeventRedisConnection, Publisher, connection_options
+
+if TYPE_CHECKING:
+    from ..server.connection import Connection
+
+__all__ = ["BackplaneStats", "RedisBackplane"]
+
+log = logging.getLogger("websock_actors")
+
+_FRAME = b"F"  # the kind of a Redis message that carries a client frame
+_HEADER = 17  # kind (1 byte) + origin node id (16 hex digits)
+
+
+@dataclass
+class BackplaneStats:
+    """Counters of one node, for logs, metrics and tests."""
+
+    published: int = 0  # broadcasts sent to Redis
+    publish_failures: int = 0  # broadcasts Redis did not take (the sender got an error)
+    received: int = 0  # messages of other nodes received (for rooms with members here)
+    own: int = 0  # our own publishes echoed back by Redis, dropped on the header
+    foreign: int = 0  # received for a room without members here (only while lingering)
+    delivered: int = 0  # frames put into local mailboxes from other nodes' messages
+    subscribes: int = 0  # rooms subscribed (SUBSCRIBE commands' channels)
+    unsubscribes: int = 0
+    reconnects: int = 0  # subscriber connections made after a loss
+    lost_members: int = 0  # members of dead nodes this node reported as left
+
+
+class RedisBackplane:
+    """`Rooms` over Redis pub/sub: see the module's docstring."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "wsa",
+        linger: float = 2.0,
+        heartbeat: float = 2.0,
+        node_timeout: float = 10.0,
+        join_timeout: float = 5.0,
+        pool_size: int = 8,
+        ping_interval: float = 5.0,
+    ) -> None:
+        """`linger`: seconds a room stays subscribed after its last member here left (a
+        member coming back costs no SUBSCRIBE); `heartbeat`/`node_timeout`: how often a node
+        says it lives, and after how long without it it counts as dead."""
+        options = connection_options(url, connect_timeout=2.0, timeout=5.0)
+        self.url = url
+        self.node = secrets.token_hex(8)
+        self.local = LocalRooms()
+        self.stats = BackplaneStats()
+        self.linger = linger
+        self.heartbeat = heartbeat
+        self.node_timeout = node_timeout
+        self.join_timeout = join_timeout
+        self.ping_interval = ping_interval
+        self._options = options
+        self._pool = CommandPool(options, pool_size)  # joins, leaves, presence
+        self._beats = CommandPool(options, 1)  # heartbeats and reaping: never behind a join rush
+        self._publisher = Publisher(options, self._publishes_lost)
+        self._prefix = prefix
+        self._channel_prefix = f"{prefix}:room:".encode()
+        self._nodes_key = f"{prefix}:nodes"
+        self._node_rooms_key = f"{prefix}:node:{self.node}:rooms"
+        self._header = _FRAME + self.node.encode()
+        self._lost: LostMember | None = None
+        # member bookkeeping: (connection id, room) -> (presence entry, join time)
+        self._entries: dict[tuple[int, str], tuple[str, float]] = {}
+        # the subscriber's state, changed by other greenlets only through _wanted/_linger
+        self._subscribed: set[str] = set()
+        self._subscribing: set[str] = set()
+        self._pending: dict[str, gevent.event.Event] = {}
+        self._lingering: dict[str, float] = {}  # room -> when to unsubscribe (monotonic)
+        self._wake = gevent.event.Event()
+        self._stopping = gevent.event.Event()
+        self._up = False
+        self._connected = gevent.event.Event()  # set while the subscriber is up
+        self._known_down = False  # a connection attempt failed since the last success
+        self._dirty = True  # presence must be written again (at start, after an outage)
+        self._greenlets: list[gevent.Greenlet[Any, Any]] = []
+        self._last_failure_log = 0.0
+
+    def __repr__(self) -> str:
+        return f"<RedisBackplane node={self.node} {self.url}>"
+
+    @property
+    def broadcast_failures(self) -> int:
+        return self.local.broadcast_failures
+
+    @property
+    def connected(self) -> bool:
+        """Both directions are up: other nodes' broadcasts arrive, ours are taken."""
+        return self._up and self._publisher.healthy
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, lost: LostMember | None = None) -> None:
+        """Start the subscriber and the heartbeat; Redis may be down (they keep trying)."""
+        if self._greenlets:
+            return
+        self._lost = lost
+        self._stopping.clear()
+        self._publisher.start()
+        self._greenlets = [gevent.spawn(self._subscriber), gevent.spawn(self._heartbeats)]
+
+    def stop(self) -> None:
+        """Say goodbye (other nodes need not wait for our heartbeat to expire), then stop."""
+        if not self._greenlets:
+            return
+        self._stopping.set()
+        self._wake.set()
+        self._publisher.stop()  # what the last connections' goodbyes published goes out first
+        try:
+            self._pool.run(
+                [
+                    *self._presence_removals(self._entries),
+                    ("ZREM", self._nodes_key, self.node),
+                    ("DEL", self._node_rooms_key),
+                ]
+            )
+        except BackplaneUnavailable as exc:
+            log.warning("%r: could not say goodbye to Redis: %s", self, exc)
+        gevent.joinall(self._greenlets, timeout=5.0)
+        self._greenlets = []
+        self._pool.close()
+        self._beats.close()
+
+    # -- membership ----------------------------------------------------------------------
+
+    def join(self, conn: Connection, room: str, presence: Any = None) -> bool:
+        if not self.local.join(conn, room, presence):
+            return False
+        joined_at = time.time()
+        entry = f"{self.node}:{conn.id}:{json.dumps(presence, separators=(',', ':'))}"
+        try:
+            self._subscribe(room)
+            self._pool.run(
+                [
+                    ("ZADD", self._presence_key(room), joined_at, entry),
+                    ("SADD", self._node_rooms_key, room),
+                ]
+            )
+        except BackplaneUnavailable:
+            self.local.leave(conn, room)
+            self._emptied(room)
+            raise
+        self._entries[(conn.id, room)] = (entry, joined_at)
+        return True
+
+    def leave(self, conn: Connection, room: str) -> bool:
+        if not self.local.leave(conn, room):
+            return False
+        self._write_removals(conn, [room])
+        return True
+
+    def forget(self, conn: Connection) -> set[str]:
+        rooms = self.local.forget(conn)
+        if rooms:
+            self._write_removals(conn, rooms)
+        return rooms
+
+    def members(self, room: str) -> list[Connection]:
+        return self.local.members(room)
+
+    def presence(self, room: str) -> list[Any]:
+        entries = self._pool.execute("ZRANGE", self._presence_key(room), 0, -1)
+        return [json.loads(entry.split(b":", 2)[2]) for entry in entries]
+
+    def rooms_of(self, conn: Connection) -> set[str]:
+        return self.local.rooms_of(conn)
+
+    def is_member(self, conn: Connection, room: str) -> bool:
+        return self.local.is_member(conn, room)
+
+    def broadcast(self, room: str, frame: bytes, exclude: Connection | None = None) -> int:
+        """Deliver here, then queue the same frame for the other nodes (written to Redis
+        with the other publishes of this moment, without waiting for the reply)."""
+        delivered = self.local.broadcast(room, frame, exclude)
+        try:
+            self._publisher.publish(self._channel_prefix + room.encode(), self._header + frame)
+        except BackplaneUnavailable:
+            self._publishes_failed(1, f"a broadcast to {room!r} reached only this node")
+            raise
+        self.stats.published += 1
+        return delivered
+
+    def _publishes_lost(self, count: int, error: BaseException) -> None:
+        """The publisher's connection broke with `count` publishes unconfirmed."""
+        log.warning("%r: Redis lost (%s) with %d broadcasts unconfirmed", self, error, count)
+        self._publishes_failed(count, "")
+
+    def _publishes_failed(self, count: int, what: str) -> None:
+        self.stats.publish_failures += count
+        now = time.monotonic()
+        if what and now - self._last_failure_log >= 1.0:  # one line a second at most
+            self._last_failure_log = now
+            log.warning("%r: %s (%d publishes failed so far)", self, what, self.stats.publish_failures)
+
+    # -- presence bookkeeping ------------------------------------------------------------
+
+    def _presence_key(self, room: str) -> str:
+        return f"{self._prefix}:presence:{room}"
+
+    def _presence_removals(self, entries: Iterable[tuple[int, str]]) -> list[tuple[Any, ...]]:
+        return [("ZREM", self._presence_key(room), self._entries[(cid, room)][0]) for cid, room in entries]
+
+    def _write_removals(self, conn: Connection, rooms: Iterable[str]) -> None:
+        """Take `conn` out of the presence of `rooms`; a failure is repaired by the resync."""
+        keys = [(conn.id, room) for room in rooms if (conn.id, room) in self._entries]
+        commands = self._presence_removals(keys)
+        for key in keys:
+            del self._entries[key]
+        emptied = [room for room in rooms if room not in self.local.rooms]
+        if emptied:
+            commands.append(("SREM", self._node_rooms_key, *emptied))
+        for room in emptied:
+            self._emptied(room)
+        if not commands:
+            return
+        try:
+            self._pool.run(commands)
+        except BackplaneUnavailable as exc:
+            self._dirty = True
+            log.debug("%r: presence removal postponed: %s", self, exc)
+
+    def _resync(self) -> None:
+        """Make Redis hold exactly our members' presence (after an outage or a Redis restart)."""
+        stale = self._beats.execute("SMEMBERS", self._node_rooms_key)
+        rooms = {room.decode() for room in stale} | set(self.local.rooms)
+        mine = f"{self.node}:".encode()
+        current = {entry.encode() for entry, _ in self._entries.values()}
+        commands: list[tuple[Any, ...]] = []
+        for room in rooms:
+            key = self._presence_key(room)
+            old = [e for e in self._beats.execute("ZRANGE", key, 0, -1) if e.startswith(mine)]
+            gone = [e for e in old if e not in current]
+            if gone:
+                commands.append(("ZREM", key, *gone))
+        for (_cid, room), (entry, joined_at) in self._entries.items():
+            commands.append(("ZADD", self._presence_key(room), joined_at, entry))
+        commands.append(("DEL", self._node_rooms_key))
+        if self.local.rooms:
+            commands.append(("SADD", self._node_rooms_key, *self.local.rooms))
+        self._beats.run(commands)
+        self._dirty = False
+
+    # -- the subscriber ------------------------------------------------------------------
+
+    def _subscribe(self, room: str) -> None:
+        """Return once this node receives `room`'s channel (at once when it already does)."""
+        self._lingering.pop(room, None)
+        if room in self._subscribed:
+            return
+        if not self._up:
+            if self._known_down or not self._connected.wait(self.join_timeout):
+                raise BackplaneUnavailable("Redis is unreachable")  # fail fast during an outage
+            if room in self._subscribed:  # the subscriber, once up, took the local rooms
+                return
+        event = self._pending.get(room)
+        if event is None:
+            event = self._pending[room] = gevent.event.Event()
+            self._wake.set()
+        if not event.wait(self.join_timeout) or room not in self._subscribed:
+            raise BackplaneUnavailable("Redis did not confirm the room's subscription")
+
+    def _emptied(self, room: str) -> None:
+        """No member of `room` is left here: unsubscribe after the linger."""
+        if room not in self.local.rooms and (room in self._subscribed or room in self._subscribing):
+            self._lingering[room] = time.monotonic() + self.linger
+            self._wake.set()
+
+    def _subscriber(self) -> None:
+        delay = 0.0
+        lost_at: float | None = None
+        while not self._stopping.is_set():
+            conn = GeventRedisConnection(**self._options)
+            try:
+                conn.connect()
+                if lost_at is not None:
+                    self.stats.reconnects += 1
+                    log.warning("%r: Redis is back after %.1f s", self, time.monotonic() - lost_at)
+                    lost_at = None
+                delay = 0.0
+                self._listen(conn)
+            except REDIS_FAILURES as exc:
+                if self._stopping.is_set():
+                    break
+                self._known_down = True
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    log.warning("%r: Redis lost (%s); reconnecting", self, exc)
+                else:
+                    log.debug("%r: Redis still down: %s", self, exc)
+            finally:
+                self._up = False
+                self._connected.clear()
+                self._subscribed.clear()
+                self._subscribing.clear()
+                for event in self._pending.values():
+                    event.set()  # the joins waiting on it fail rather than wait out their timeout
+                self._pending.clear()
+                conn.disconnect()
+            delay = min(5.0, max(0.05, delay * 2))
+            self._stopping.wait(delay * random.uniform(0.5, 1.5))
+
+    def _listen(self, conn: GeventRedisConnection) -> None:
+        """Keep the subscriptions as the members want them, and deliver what comes."""
+        sock: Any = conn._sock
+        watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
+        watcher.start(self._wake.set)  # readable: wake up (level-triggered; we drain)
+        self._up = True
+        self._known_down = False
+        self._connected.set()
+        self._dirty = True  # the heartbeat writes our presence again
+        ping_sent: float | None = None
+        last_heard = time.monotonic()
+        try:
+            self._wake.set()
+            while not self._stopping.is_set():
+                self._wake.wait(self._next_timeout(last_heard))
+                self._wake.clear()
+                self._sync_subscriptions(conn)
+                while conn.can_read(timeout=0):
+                    self._on_reply(conn.read_response())
+                    last_heard = time.monotonic()
+                    ping_sent = None
+                now = time.monotonic()
+                if ping_sent is not None and now - ping_sent > self.ping_interval:
+                    raise redis.TimeoutError("no answer to PING")
+                if ping_sent is None and now - last_heard >= self.ping_interval:
+                    conn.send_command("PING")
+                    ping_sent = now
+        finally:
+            watcher.stop()
+
+    def _next_timeout(self, last_heard: float) -> float:
+        now = time.monotonic()
+        timeout = max(0.05, last_heard + self.ping_interval - now)
+        if self._lingering:
+            timeout = min(timeout, max(0.0, min(self._lingering.values()) - now))
+        return timeout
+
+    def _sync_subscriptions(self, conn: GeventRedisConnection) -> None:
+        now = time.monotonic()
+        for room, deadline in list(self._lingering.items()):
+            if room in self.local.rooms or room in self._pending:
+                del self._lingering[room]  # a member is back
+            elif deadline <= now:
+                del self._lingering[room]
+        wanted = set(self.local.rooms) | set(self._lingering) | set(self._pending)
+        new = wanted - self._subscribed - self._subscribing
+        old = self._subscribed - wanted
+        if new:
+            log.debug("%r: SUBSCRIBE %s", self, sorted(new))
+            conn.send_command("SUBSCRIBE", *(self._channel_prefix + room.encode() for room in new))
+            self._subscribing |= new
+            self.stats.subscribes += len(new)
+        if old:
+            conn.send_command("UNSUBSCRIBE", *(self._channel_prefix + room.encode() for room in old))
+            self._subscribed -= old
+            self.stats.unsubscribes += len(old)
+
+    def _on_reply(self, reply: Any) -> None:
+        kind = reply[0]
+        if kind == b"message":
+            self._deliver(reply[1], reply[2])
+        elif kind == b"subscribe":
+            log.debug("%r: subscribed %r", self, reply[1])
+            room = reply[1][len(self._channel_prefix) :].decode()
+            self._subscribing.discard(room)
+            self._subscribed.add(room)
+            event = self._pending.pop(room, None)
+            if event is not None:
+                event.set()
+
+    def _deliver(self, channel: bytes, data: bytes) -> None:
+        if data[:_HEADER] == self._header:
+            self.stats.own += 1
+            return
+        self.stats.received += 1
+        room = channel[len(self._channel_prefix) :].decode()
+        if room not in self.local.rooms:
+            self.stats.foreign += 1
+            return
+        if data[:1] == _FRAME:
+            self.stats.delivered += self.local.broadcast(room, data[_HEADER:])
+
+    # -- liveness ------------------------------------------------------------------------
+
+    def _heartbeats(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._beat()
+            except BackplaneUnavailable as exc:
+                log.debug("%r: heartbeat failed: %s", self, exc)
+            self._stopping.wait(self.heartbeat)
+
+    def _beat(self) -> None:
+        now = time.time()
+        added, dead = self._beats.run(
+            [
+                ("ZADD", self._nodes_key, now, self.node),
+                ("ZRANGEBYSCORE", self._nodes_key, "-inf", now - self.node_timeout),
+            ]
+        )
+        if added or self._dirty:  # new to Redis (it restarted, or we were taken for dead)
+            self._resync()
+        for node in dead:
+            if node.decode() != self.node:
+                self._reap(node.decode())
+
+    def _reap(self, node: str) -> None:
+        """Report the members of a dead node as left; only the node whose ZREM counts does."""
+        if not self._beats.execute("ZREM", self._nodes_key, node):
+            return
+        rooms_key = f"{self._prefix}:node:{node}:rooms"
+        prefix = f"{node}:".encode()
+        lost = 0
+        for raw_room in self._beats.execute("SMEMBERS", rooms_key):
+            room = raw_room.decode()
+            key = self._presence_key(room)
+            entries = [e for e in self._beats.execute("ZRANGE", key, 0, -1) if e.startswith(prefix)]
+            if not entries:
+                continue
+            self._beats.execute("ZREM", key, *entries)
+            for entry in entries:
+                lost += 1
+                frame = self._lost(room, json.loads(entry.split(b":", 2)[2])) if self._lost else None
+                if frame is not None:
+                    self.broadcast(room, frame)
+        self._beats.execute("DEL", rooms_key)
+        self.stats.lost_members += lost
+        log.warning("%r: node %s stopped beating: %d of its members reported as left", self, node, lost)

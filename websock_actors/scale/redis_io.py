@@ -1,0 +1,219 @@
+"""redis-py over gevent's sockets, without monkey-patching, and a small pool for commands.
+
+redis-py makes its socket in `Connection._connect` with the standard `socket` module; in an
+unpatched process that would stop the whole hub on every round trip. `GeventRedisConnection`
+makes a gevent socket instead, so a command parks only the greenlet that sent it; redis-py
+still does the protocol (and its hiredis parser, when installed, reads from that socket).
+
+redis-py's own pools take threading locks and its retries sleep with `time.sleep`: neither
+is what a greenlet should wait on, so `CommandPool` is a gevent semaphore over idle
+connections, and every connection is made with retries off (the backplane decides what
+a failure means).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.socket
+import redis
+from redis.backoff import NoBackoff
+from redis.connection import parse_url
+from redis.retry import Retry
+
+from ..errors import BackplaneUnavailable, ConfigurationError
+
+__all__ = ["REDIS_FAILURES", "CommandPool", "GeventRedisConnection", "Publisher", "connection_options"]
+
+# What a lost, refused or broken Redis raises: the caller answers `backplane_unavailable`.
+REDIS_FAILURES = (redis.RedisError, OSError)
+
+# Publishes queued but not yet written, beyond which Redis counts as not keeping up.
+MAX_QUEUED_PUBLISHES = 100_000
+
+
+class GeventRedisConnection(redis.Connection):
+    """A redis-py TCP connection on a gevent socket."""
+
+    def _connect(self) -> Any:
+        sock = gevent.socket.create_connection((self.host, self.port), timeout=self.socket_connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.socket_timeout)
+        return sock
+
+
+def connection_options(url: str, *, connect_timeout: float, timeout: float | None) -> dict[str, Any]:
+    """`GeventRedisConnection` keyword arguments for `redis://[user:password@]host[:port][/db]`."""
+    try:
+        options: dict[str, Any] = parse_url(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+    if "connection_class" in options or "path" in options:  # rediss:// or unix://
+        raise ConfigurationError(f"only redis://HOST:PORT/DB URLs are supported, not {url!r}")
+    options.update(
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+        # RESP2: pub/sub messages are plain replies (redis-py 8 speaks RESP3 by default and
+        # then hands pushes to its own handler, out of reach of a raw connection's reader)
+        protocol=2,
+    )
+    return options
+
+
+class CommandPool:
+    """Up to `size` connections shared by the greenlets of one hub; a pipeline per call."""
+
+    def __init__(self, options: dict[str, Any], size: int = 8) -> None:
+        self._options = options
+        self._idle: list[GeventRedisConnection] = []
+        self._slots = gevent.lock.BoundedSemaphore(size)
+
+    def run(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send `commands` in one write and return their replies, in order; raises
+        BackplaneUnavailable when Redis cannot be reached or a command failed.
+
+        An idle connection that Redis closed meanwhile (a restart, CLIENT KILL, a timeout)
+        is found on first use; the commands are then sent once more on a new connection,
+        so they must be idempotent (the backplane's are: ZADD, SADD, ZREM, ZRANGE, ...)."""
+        with self._slots:
+            if self._idle:
+                try:
+                    return self._run_on(self._idle.pop(), commands)
+                except redis.ConnectionError:
+                    pass  # stale: once more, on a fresh connection
+            try:
+                return self._run_on(GeventRedisConnection(**self._options), commands)
+            except redis.ConnectionError as exc:
+                raise BackplaneUnavailable(f"Redis: {exc}") from exc
+
+    def _run_on(self, conn: GeventRedisConnection, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            replies: list[Any] = []
+            failure: redis.ResponseError | None = None
+            for _ in commands:  # every reply is read, or the next user would get them
+                try:
+                    replies.append(conn.read_response())
+                except redis.ResponseError as exc:
+                    failure = failure or exc
+                    replies.append(exc)
+        except BaseException as exc:  # a broken connection is never reused
+            conn.disconnect()
+            if isinstance(exc, redis.ConnectionError):
+                raise
+            if isinstance(exc, REDIS_FAILURES):
+                raise BackplaneUnavailable(f"Redis: {exc}") from exc
+            raise
+        self._idle.append(conn)
+        if failure is not None:
+            raise BackplaneUnavailable(f"Redis refused a command: {failure}") from failure
+        return replies
+
+    def execute(self, *command: Any) -> Any:
+        return self.run([command])[0]
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().disconnect()
+
+
+class Publisher:
+    """PUBLISH without a round trip per message: one greenlet owns one connection and sends,
+    in one write, every publish queued since its last one; replies are read as they come.
+
+    The sender's node goes on with its local fan-out at once (waiting for each reply would
+    stall it and break up the mailboxes' batched writes). Publishing while the connection is
+    known to be down raises BackplaneUnavailable at once; publishes in flight when it breaks
+    are reported to `on_lost(count, error)`, never dropped without a word.
+    """
+
+    def __init__(self, options: dict[str, Any], on_lost: Callable[[int, BaseException], None]) -> None:
+        self._options = options
+        self._on_lost = on_lost
+        self._queue: list[tuple[bytes, bytes]] = []
+        self._in_flight = 0
+        self._wake = gevent.event.Event()
+        self._stopping = gevent.event.Event()
+        self._greenlet: gevent.Greenlet[Any, Any] | None = None
+        self.healthy = False  # connected: a publish is taken
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send what is queued, then close."""
+        self._stopping.set()
+        self._wake.set()
+        if self._greenlet is not None:
+            self._greenlet.join(timeout)
+            self._greenlet = None
+
+    def publish(self, channel: bytes, data: bytes) -> None:
+        if not self.healthy:
+            raise BackplaneUnavailable("Redis is unreachable")
+        if len(self._queue) >= MAX_QUEUED_PUBLISHES:
+            raise BackplaneUnavailable("Redis is not keeping up with the publishes")
+        self._queue.append((channel, data))
+        if len(self._queue) == 1:
+            self._wake.set()
+
+    def _run(self) -> None:
+        delay = 0.0
+        while True:
+            conn = GeventRedisConnection(**self._options)
+            watcher: Any = None
+            try:
+                conn.connect()
+                sock: Any = conn._sock
+                watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
+                watcher.start(self._wake.set)  # replies, or the end of the connection
+                self.healthy = True
+                delay = 0.0
+                self._pump(conn)
+                return  # stopped
+            except REDIS_FAILURES as exc:
+                lost = self._in_flight + len(self._queue)
+                self._in_flight = 0
+                self._queue = []
+                self.healthy = False
+                if self._stopping.is_set():
+                    return
+                self._on_lost(lost, exc)
+            finally:
+                self.healthy = False
+                if watcher is not None:
+                    watcher.stop()
+                conn.disconnect()
+            delay = min(5.0, max(0.05, delay * 2))
+            if self._stopping.wait(delay * random.uniform(0.5, 1.5)):
+                return
+
+    def _pump(self, conn: GeventRedisConnection) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._queue:
+                batch, self._queue = self._queue, []
+                self._in_flight += len(batch)
+                conn.send_packed_command(
+                    conn.pack_commands([("PUBLISH", channel, data) for channel, data in batch]),
+                    check_health=False,
+                )
+            while conn.can_read(timeout=0):  # raises once the server closed the connection
+                conn.read_response()
+                self._in_flight -= 1
+            if self._stopping.is_set() and not self._queue:
+                if self._in_flight:  # the last replies, briefly
+                    conn.read_response()
+                    self._in_flight -= 1
+                    continue
+                return

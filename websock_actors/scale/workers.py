@@ -1,0 +1,383 @@
+"""A prefork master: `websock-actors run MODULE:ATTR --workers N`, one port on every core.
+
+One gevent hub runs on one core, so N processes serve one port: the master forks N workers,
+each builds its own `Server` and hub and binds the port with SO_REUSEPORT (the kernel spreads
+new connections over them), or, where SO_REUSEPORT is missing, accepts on the one socket
+the master bound before forking. The master serves nothing: it restarts a worker that died
+(backing off while they keep dying fast), forwards SIGTERM, SIGINT and SIGHUP to every
+worker for their graceful shutdown (1001 to each client), and waits for them.
+
+The master forks before any hub, greenlet or connection exists, and stays a plain process:
+a hub in it would be copied into every worker, half-alive. Since the command line may have
+monkey-patched the standard library already (the app is imported before the fork, to check
+it once), every blocking call here (fork, waitpid, select, signal) is the original one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import gevent
+from gevent import monkey
+
+__all__ = ["SHUTDOWN_SIGNALS", "Worker", "parse_workers", "prepare_listener", "run_workers", "say"]
+
+log = logging.getLogger("websock_actors")
+
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: a closed terminal
+
+RESTART_DELAY = 0.1  # seconds before restarting a worker that died; doubled while they die fast
+MAX_RESTART_DELAY = 10.0
+STABLE_AFTER = 5.0  # a worker that lived this long resets the backoff
+KILL_GRACE = 15.0  # beyond the shutdown timeout: the workers' actors, then SIGKILL
+
+# The originals, whatever the command line patched.
+_fork: Callable[[], int] = monkey.get_original("os", "fork")
+_waitpid: Callable[[int, int], tuple[int, int]] = monkey.get_original("os", "waitpid")
+_select: Any = monkey.get_original("select", "select")
+_signal: Any = monkey.get_original("signal", "signal")
+_set_wakeup_fd: Any = monkey.get_original("signal", "set_wakeup_fd")
+_socket_class: type[socket.socket] = monkey.get_original("socket", "socket")
+
+
+def say(line: str, stream: TextIO | None = None) -> None:
+    """Print one line in one write: the workers share the master's stdout, and with
+    PYTHONUNBUFFERED `print` writes the text and its newline apart, so lines would mix."""
+    stream = sys.stdout if stream is None else stream
+    stream.write(line + "\n")
+    stream.flush()
+
+
+def parse_workers(value: str) -> int:
+    """`--workers`: a count of at least 1, or "auto" (one per CPU)."""
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"expected a number of workers or 'auto', not {value!r}") from None
+    if count < 1:
+        raise ValueError(f"needs at least 1 worker, not {count}")
+    return count
+
+
+def prepare_listener(host: str, port: int, backlog: int = 1024) -> socket.socket | None:
+    """Before the fork: None when each worker can bind `host:port` itself with SO_REUSEPORT,
+    else the one listening socket they will share.
+
+    Raises OSError when the address is taken (by anyone: even a process that also set
+    SO_REUSEPORT would otherwise silently share the port with us) or not ours.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with _socket_class(family, socket.SOCK_STREAM) as probe:  # a plain socket: no hub
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    if _reuse_port_works(family):
+        return None
+    listener = _socket_class(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(backlog)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+def _reuse_port_works(family: int) -> bool:
+    option = getattr(socket, "SO_REUSEPORT", None)
+    if option is None:
+        return False
+    with _socket_class(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, option, 1)
+        except OSError:  # defined, but refused by this kernel (ENOPROTOOPT)
+            return False
+    return True
+
+
+@dataclass
+class Worker:
+    """What a worker process knows of itself, handed to its serving function after the fork."""
+
+    index: int  # from 1; a restarted worker keeps its slot's index
+    listener: socket.socket | None  # the master's socket, or None: bind with SO_REUSEPORT
+    master: int  # the master's pid
+    _ready_fd: int = field(repr=False)
+    early_signals: list[int] = field(default_factory=list)
+
+    @property
+    def orphaned(self) -> bool:
+        """The master is gone (killed with SIGKILL, say): nobody would stop or restart us."""
+        return os.getppid() != self.master
+
+    @property
+    def stop_requested(self) -> bool:
+        """A shutdown signal came before the serving function installed its own handlers."""
+        return bool(self.early_signals)
+
+    def ready(self) -> None:
+        """Tell the master this worker is serving (a worker that dies before it, in the first
+        round, stops the whole server: its configuration cannot work)."""
+        try:
+            os.write(self._ready_fd, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass
+
+
+@dataclass
+class _Child:
+    index: int
+    pid: int
+    started: float
+    first: bool  # of the first round: dying before ready stops everything
+    ready: bool = False
+
+
+def run_workers(
+    count: int,
+    serve: Callable[[Worker], int],
+    *,
+    listener: socket.socket | None = None,
+    shutdown_timeout: float = 10.0,
+) -> int:
+    """Fork `count` workers running `serve(worker)` (its return value is the worker's exit
+    code), keep them running until a shutdown signal, then stop them; the exit code."""
+    if not hasattr(os, "fork"):
+        raise SystemExit("error: --workers needs os.fork (a POSIX system)")
+    return _Master(count, serve, listener, shutdown_timeout).run()
+
+
+class _Master:
+    def __init__(
+        self,
+        count: int,
+        serve: Callable[[Worker], int],
+        listener: socket.socket | None,
+        shutdown_timeout: float,
+    ) -> None:
+        self.pid = os.getpid()
+        self.count = count
+        self.serve = serve
+        self.listener = listener
+        self.kill_after = shutdown_timeout + KILL_GRACE
+        self.children: dict[int, _Child] = {}  # by pid
+        self.restarts: dict[int, float] = {}  # slot index -> when to restart it
+        self.delay = RESTART_DELAY
+        self.stopping: int | None = None  # the shutdown signal
+        self.deadline = 0.0
+        self.failed = False  # a worker exited non-zero in the shutdown, or was killed
+        self.boot_failure = False  # a worker of the first round died before it served
+        self._saved: dict[int, Any] = {}
+        self._wake_r, self._wake_w = os.pipe()
+        self._ready_r, self._ready_w = os.pipe()
+        self._ready_buffer = b""
+        for fd in (self._wake_r, self._wake_w, self._ready_r):
+            os.set_blocking(fd, False)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        watched: tuple[int, ...] = (*SHUTDOWN_SIGNALS, signal.SIGCHLD)
+        for signum in watched:
+            self._saved[signum] = _signal(signum, _record)
+        old_wakeup = _set_wakeup_fd(self._wake_w)
+        try:
+            say(f"websock-actors: master (pid {self.pid}) starting {self.count} workers")
+            for index in range(1, self.count + 1):
+                self._spawn(index, first=True)
+            while self.children or (self.stopping is None and self.restarts):
+                self._wait()
+                self._read_ready()
+                self._reap()
+                if self.stopping is None:
+                    self._restart_due()
+                elif time.monotonic() > self.deadline:
+                    self._kill_the_rest()
+        finally:
+            _set_wakeup_fd(old_wakeup)
+            for signum, handler in self._saved.items():
+                _signal(signum, handler)
+            for fd in (self._wake_r, self._wake_w, self._ready_r, self._ready_w):
+                os.close(fd)
+        if self.boot_failure:
+            return 1
+        say("websock-actors: stopped")
+        return 1 if self.failed else 0
+
+    def _wait(self) -> None:
+        """Sleep until a signal, a worker's ready line, or the next restart or deadline."""
+        timeout = 1.0  # a safety net: SIGCHLD and the wakeup fd are what wake us
+        now = time.monotonic()
+        if self.stopping is None and self.restarts:
+            timeout = min(timeout, max(0.0, min(self.restarts.values()) - now))
+        elif self.stopping is not None:
+            timeout = min(timeout, max(0.0, self.deadline - now))
+        readable, _, _ = _select([self._wake_r, self._ready_r], [], [], timeout)
+        if self._wake_r in readable:
+            try:
+                received = os.read(self._wake_r, 4096)
+            except BlockingIOError:
+                received = b""
+            for signum in received:
+                if signum in SHUTDOWN_SIGNALS:
+                    self._shutdown(signum)
+
+    def _read_ready(self) -> None:
+        """The workers' "pid" lines: each writes one, in one write, once it serves."""
+        while True:
+            try:
+                data = os.read(self._ready_r, 4096)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            self._ready_buffer += data
+        *lines, self._ready_buffer = self._ready_buffer.split(b"\n")
+        for line in lines:
+            child = self.children.get(int(line))
+            if child is not None:
+                child.ready = True
+
+    def _reap(self) -> None:
+        for pid, child in list(self.children.items()):
+            try:
+                done, status = _waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere (a SIGCHLD handler of the app's)
+                done, status = pid, 0
+            if done == 0:
+                continue
+            del self.children[pid]
+            self._exited(child, os.waitstatus_to_exitcode(status))
+
+    def _exited(self, child: _Child, code: int) -> None:
+        what = f"worker {child.index} (pid {child.pid}) {_describe(code)}"
+        if self.stopping is not None:
+            if code != 0 and not self.boot_failure:  # a boot failure was reported already
+                self.failed = True
+                log.warning("%s during the shutdown", what)
+            return
+        self._read_ready()  # it may have said it was ready just before dying
+        if child.first and not child.ready:
+            log.error("%s before it served: stopping", what)
+            self.boot_failure = True
+            self._shutdown(signal.SIGTERM)
+            return
+        now = time.monotonic()
+        if now - child.started >= STABLE_AFTER:
+            self.delay = RESTART_DELAY
+        log.warning("%s; restarting it in %.1f s", what, self.delay)
+        self.restarts[child.index] = now + self.delay
+        self.delay = min(self.delay * 2, MAX_RESTART_DELAY)
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for index, when in sorted(self.restarts.items()):
+            if when <= now:
+                del self.restarts[index]
+                self._spawn(index, first=False)
+
+    def _shutdown(self, signum: int) -> None:
+        """Forward the signal to every worker (again, on a second one)."""
+        if self.stopping is None:
+            self.stopping = signum
+            self.deadline = time.monotonic() + self.kill_after
+            self.restarts.clear()
+        for pid in self.children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _kill_the_rest(self) -> None:
+        for child in self.children.values():
+            what = f"worker {child.index} (pid {child.pid})"
+            log.error("%s still running %.0f s after the shutdown began: killed", what, self.kill_after)
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.failed = True
+        self.deadline = time.monotonic() + 5.0  # then reap them
+
+    # -- forking -------------------------------------------------------------------------
+
+    def _spawn(self, index: int, *, first: bool) -> None:
+        sys.stdout.flush()  # or the child would print the master's buffered output again
+        sys.stderr.flush()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, tuple(self._saved))  # until the child is set up
+        try:
+            pid = _fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            log.error("cannot fork worker %d: %s", index, exc)
+            self.restarts[index] = time.monotonic() + self.delay
+            self.delay = min(self.delay * 2, MAX_RESTART_DELAY)
+            return
+        if pid == 0:
+            self._child(index, blocked)  # never returns
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        self.children[pid] = _Child(index, pid, time.monotonic(), first)
+
+    def _child(self, index: int, blocked: Any) -> None:
+        code = 1
+        try:
+            _set_wakeup_fd(-1)
+            for fd in (self._wake_r, self._wake_w, self._ready_r):
+                os.close(fd)
+            worker = Worker(index, self.listener, self.pid, self._ready_w)
+            for signum, handler in self._saved.items():
+                _signal(signum, handler)
+
+            def early(signum: int, frame: Any) -> None:
+                worker.early_signals.append(signum)
+
+            for signum in SHUTDOWN_SIGNALS:  # until the worker's hub installs its own
+                _signal(signum, early)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            gevent.reinit()  # a no-op unless importing the app started a hub
+            code = self.serve(worker)
+        except SystemExit as exc:
+            code = _exit_code(exc)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+
+def _record(signum: int, frame: Any) -> None:
+    """The master's handler: the signal's number also goes to the wakeup fd, which is read."""
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    say(str(exc.code), sys.stderr)
+    return 1
+
+
+def _describe(code: int) -> str:
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"was killed by {name}"

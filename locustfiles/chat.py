@@ -8,6 +8,8 @@ reported at the end of the run (and in `<csv prefix>_pushes.csv`).
 
 Options of this file: --room-size N (members per room, default 20), --think-time S (mean
 seconds a user waits between two actions, default 5; each wait is uniform in [S/2, 3S/2]).
+It runs distributed as well (`--processes 4`, or `--master` and `--worker`s): the users of
+worker 1 are `user-1.0`, `user-1.1`, ... in rooms `room-1.0`, ..., so rooms keep their size.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import random
 from typing import Any
 
 from locust import events, task
+from locust.runners import WorkerRunner
 
 from websock_actors.contrib.locust import WebSocketUser
 
@@ -39,8 +42,12 @@ class ChatUser(WebSocketUser):
 
     def on_start(self) -> None:
         number = next(_numbers)
-        self.nick = f"user-{number}"
-        self.room = f"room-{number // max(1, int(self.option('room_size', 20)))}"
+        # Distributed, each worker numbers its own users: its index keeps names and rooms apart
+        # (rooms of --room-size each, not of that many per worker).
+        runner = self.environment.runner
+        worker = f"{runner.worker_index}." if isinstance(runner, WorkerRunner) else ""
+        self.nick = f"user-{worker}{number}"
+        self.room = f"room-{worker}{number // max(1, int(self.option('room_size', 20)))}"
         self.joined = False
         self.said = 0
         super().on_start()  # connects, then on_connect joins

@@ -29,6 +29,13 @@ Pushes (messages the server sent unasked) are not requests: they are counted by 
 stdout and in `<csv prefix>_pushes.csv`, so the Aggregated row stays the requests' own
 figure. `report_pushes = False` neither counts nor reports them.
 
+Distributed (`--processes N`, or `--master` with `--worker` processes), each worker adds the
+pushes it counted since its previous report to the stats report Locust sends the master
+every few seconds and once more when it quits (the `report_to_master` event); the master adds
+them up as they arrive (`worker_report`) and alone prints the totals and writes
+`<csv prefix>_pushes.csv`, as it does the request stats. A worker never writes the file,
+even when given `--csv`.
+
 Costs per user: the user's own greenlet and one socket; the connection has no greenlet. While
 a user waits between tasks its pushes wait in the kernel's socket buffer and are read in one
 go at its next request.
@@ -50,6 +57,7 @@ import gevent
 from locust import User, events
 from locust.env import Environment
 from locust.event import EventHook
+from locust.runners import WorkerRunner
 from pydantic import BaseModel
 
 from ..client import ClientConnection, connect
@@ -271,7 +279,15 @@ push_received: Any = EventHook()  # type: ignore[no-untyped-call]  # locust's ho
 
 
 class _PushCounts:
-    """This process's pushes per type over a test, reported when it stops."""
+    """The pushes per type over a test, reported when this process quits.
+
+    In one process: what its users counted. On a worker: what its users counted since its
+    previous report to the master, sent with that report and then forgotten. On the master:
+    the sum of what the workers reported; it alone prints and writes the CSV.
+    """
+
+    # The key of the counts in the data of Locust's worker -> master stats reports.
+    REPORT_KEY: ClassVar[str] = "websock_actors_pushes"
 
     def __init__(self, environment: Environment) -> None:
         self.environment = environment
@@ -280,6 +296,8 @@ class _PushCounts:
         hooks: Any = environment.events  # locust's event hooks are untyped
         push_received.add_listener(self.count)
         hooks.test_start.add_listener(self.reset)
+        hooks.report_to_master.add_listener(self.to_master)  # fired on workers only
+        hooks.worker_report.add_listener(self.from_worker)  # fired on the master only
         hooks.quitting.add_listener(self.report)
 
     def count(self, name: str, length: int, **_: Any) -> None:
@@ -289,7 +307,18 @@ class _PushCounts:
         self.counts.clear()
         self.started = time.monotonic()
 
+    def to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        data[self.REPORT_KEY] = dict(self.counts)
+        self.counts.clear()
+
+    def from_worker(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        counts = data.get(self.REPORT_KEY)
+        if isinstance(counts, dict):
+            self.counts.update({str(name): int(count) for name, count in counts.items()})
+
     def report(self, **_: Any) -> None:
+        if isinstance(self.environment.runner, WorkerRunner):
+            return  # its counts went to the master
         if not self.counts:
             return
         seconds = max(time.monotonic() - self.started, 1e-9)

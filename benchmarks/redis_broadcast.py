@@ -1,0 +1,756 @@
+"""Broadcast to 1,000 members spread over 2 nodes through Redis, beside the single-process figure.
+
+    .venv/bin/python benchmarks/redis_broadcast.py                 # 1,000 members, 200 says, 3 rounds
+    .venv/bin/python benchmarks/redis_broadcast.py --quick         # smoke run: 20 members, 20 says, 1 round
+    .venv/bin/python benchmarks/redis_broadcast.py --rounds 5 --scenarios single,split --json out.json
+
+Needs /usr/bin/redis-server (or --redis-server PATH), node and `npm install` in benchmarks/.
+Every scenario of every round gets fresh chat nodes (examples/chat.py in a small script of our
+own: `app.use_backplane(RedisBackplane(url))`, or no backplane at all, LocalRooms), all sharing
+one redis-server that this script starts on a free loopback port (no persistence, its own temp
+dir) and flushes between scenarios. The rate limits of the chat app (50 messages/s per
+connection, `say` 5/s) are turned off in the node script (`app.rate_limit = None;
+app.type_rate_limits = {}`): one sender says far faster than a person types. Keepalive pings
+are off too (as in typed_bench.sh). The load is benchmarks/typed_load.js's `broadcast`
+scenario: --conns receivers join room "bench", one more connection (the sender) joins it and
+says --messages messages with --window in flight; a receiver's latency is from the sender's
+send to its receipt (both in the one Node process). "1,000 members" is the receivers; the
+sender is in the room too (its own copies are not counted).
+
+Scenarios (each round runs them in this order, rounds interleaved, medians over the rounds):
+  single  one node, no Redis (LocalRooms): all members on it
+  split   two nodes and Redis: members round-robin over A and B, the sender on A, so half the
+          deliveries cross Redis (A publishes once per say, B receives it and delivers to its half)
+  remote  two nodes and Redis: every member on B, the sender alone on A: every delivery crosses Redis
+  idle    two nodes and Redis: every member of "bench" and the sender on A, while B holds
+          --idle-conns members in another room only: what does B spend on a room it does not hold?
+          B's CPU time over the say phase, its `received` counter (expected: 0 messages), the
+          number of Redis subscribers of A's room (expected: 1, A), the idle members' messages (0)
+
+Pinning (when there are at least 2 CPUs and taskset exists): every chat node on CPU 0, the
+redis-server and the Node load generator on CPU 1. On a 2-core machine two nodes cannot each
+have a core without starving the load generator, so the servers get the same budget, one core,
+in every scenario: the figures compare what the backplane costs (framing once, PUBLISH, the
+subscriber's decode and local fan-out) rather than what a second core would add. Redis is cheap
+here (one PUBLISH per say, one message per subscribed node) and shares the client's core.
+--server-cpu / --client-cpu change this; --no-pin turns it off.
+
+Each run: start the node(s) and wait for their ports, start the load generator with --sync: it
+connects and joins everybody, waits until no frame came for --settle ms (the member_joined
+bursts of the joins are over), says READY; the script then snapshots Redis's
+`INFO commandstats`, the CPU time of every process (utime+stime from /proc/PID/stat, in 10 ms
+ticks, and the finer nanoseconds of /proc/PID/task/*/schedstat) and each node's backplane
+counters (the node script prints `backplane.stats` as JSON on SIGUSR1, and on SIGTERM as it
+ends), lets it say, and takes the same snapshot when every delivery came (DONE),
+before anyone disconnects: the Redis and counter figures are those of the say phase only.
+
+It prints one line per run on stderr as it goes, then, per scenario, the medians:
+deliveries/s (and the ratio to `single`), p50/p99 latency, the join phase's duration, Redis
+commands per PUBLISH in the say phase (all commands but our own INFO and ZREVRANGE, over
+cmdstat_publish calls; the others, listed, are the nodes' heartbeats), the nodes' counters (A
+published, B received/delivered), CPU seconds of A, B and redis in the say phase; then Redis's
+own time per PUBLISH (cmdstat usec), the join phase's Redis commands per join and bytes out of
+Redis, the oldest heartbeat seen in Redis per node and run (a thread reads the scores of
+`wsa:nodes` every 0.25 s: against the nodes' node_timeout of 10 s), the TCP data segments a
+node sent per frame it delivered in the say phase (`ss -ti` data_segs_out of its sockets: 1.0
+is one send per frame, less is frames written together) with the load generator's read(2)
+calls per delivery (/proc/PID/io syscr), the `idle` figures above, and the WARNING-or-worse
+lines of the node logs, if any. --json PATH writes every run's raw figures.
+
+Bounded: each wait has a timeout (node start, joins, deliveries: --timeout, the load
+generator's own --limit), the whole invocation has --max-seconds; every process is ours and
+stopped by its PID. Exits 1 when a run failed: a missing, doubled or reordered delivery, a node
+or load generator that died or timed out, a failed publish or mailbox in the say phase, a
+node that reported the members of a live node as left (it took it for dead: its final
+`lost_members`), or in `idle` a message that reached B or its members. A failed run is left
+out of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+LOAD = ROOT / "benchmarks" / "typed_load.js"
+SCENARIOS = ("single", "split", "remote", "idle")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+NODE_SCRIPT = """
+import dataclasses, json, logging, signal, sys
+sys.path.insert(0, {root!r})
+import gevent
+from examples.chat import app
+from websock_actors import RedisBackplane, Server
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+app.rate_limit = None  # one sender says far faster than the chat's 5 a second
+app.type_rate_limits = {{}}
+url = sys.argv[1]
+backplane = RedisBackplane(url) if url != "-" else None
+if backplane is not None:
+    app.use_backplane(backplane)
+server = Server(app, "127.0.0.1", 0, ping_interval=None, max_connections=20000)
+
+def stats():
+    out = {{"broadcast_failures": app.rooms.broadcast_failures}}
+    if backplane is not None:
+        out.update(dataclasses.asdict(backplane.stats), connected=backplane.connected, node=backplane.node)
+    print("STATS " + json.dumps(out), flush=True)
+
+gevent.signal_handler(signal.SIGUSR1, stats)
+gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
+server.start()
+print("PORT", server.address[1], flush=True)
+server.serve_forever()
+stats()
+"""
+
+
+class Failed(Exception):
+    """A run that did not complete: the scenario failed (`result`: its figures, when it ran)."""
+
+    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class Watchdog(Exception):
+    """--max-seconds elapsed."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` (ours), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds on a CPU of every thread of `pid`, from /proc/PID/task/*/schedstat (finer
+    than the 10 ms ticks of utime+stime)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def syscalls(pid: int) -> dict[str, int]:
+    """Read and write system calls of `pid` so far (syscr, syscw of /proc/PID/io: read(2),
+    write(2) and the like; recv/send on sockets are not counted, libuv's read(2) of a socket is)."""
+    with open(f"/proc/{pid}/io") as f:
+        fields = dict(line.split(": ") for line in f.read().splitlines())
+    return {"reads": int(fields["syscr"]), "writes": int(fields["syscw"])}
+
+
+def data_segments_out(port: int) -> int:
+    """TCP data segments sent so far by the established sockets of local port `port` (`ss -ti`
+    data_segs_out): with TCP_NODELAY, about one per send, so frames sent together count once."""
+    command = ["ss", "-Htin", "state", "established", f"( sport = :{port} )"]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
+    return sum(int(n) for n in re.findall(r"\bdata_segs_out:(\d+)", out))
+
+
+def pinned(cpu: int | None, command: list[str]) -> list[str]:
+    return command if cpu is None else ["taskset", "-c", str(cpu), *command]  # taskset execs
+
+
+class Child:
+    """A process of ours whose output lines are read by threads into queues."""
+
+    def __init__(
+        self, name: str, command: list[str], *, stderr: IO[bytes] | None = None, stdin: bool = False
+    ):
+        self.name = name
+        self.proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr if stderr is not None else subprocess.PIPE,
+            text=True,
+        )
+        self.lines: dict[str, queue.Queue[str | None]] = {"stdout": queue.Queue()}
+        self.seen: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._readers = [self._reader("stdout", self.proc.stdout)]
+        if stderr is None:
+            self.lines["stderr"] = queue.Queue()
+            self._readers.append(self._reader("stderr", self.proc.stderr))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _reader(self, stream: str, pipe: Any) -> threading.Thread:
+        def read() -> None:
+            for line in pipe:
+                self.lines[stream].put(line.rstrip("\n"))
+            self.lines[stream].put(None)
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        return thread
+
+    def expect(self, stream: str, prefix: str, timeout: float) -> str:
+        """The next line of `stream` starting with `prefix` (other lines are kept in `seen`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines[stream].get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise Failed(f"{self.name}: no {prefix!r} within {timeout:.0f} s") from None
+            if line is None:
+                self.lines[stream].put(None)
+                raise Failed(f"{self.name} ended (status {self.proc.wait(5)}) before {prefix!r}")
+            self.seen[stream].append(line)
+            if line.startswith(prefix):
+                return line
+
+    def send_line(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after `timeout`: the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for thread in self._readers:
+            thread.join(2)
+        return self.proc.returncode
+
+
+class Node(Child):
+    """One chat server process (with RedisBackplane(url), or without a backplane: url None)."""
+
+    def __init__(self, name: str, url: str | None, cpu: int | None, log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
+        command = [sys.executable, "-c", NODE_SCRIPT.format(root=str(ROOT)), url or "-"]
+        super().__init__(name, pinned(cpu, command), stderr=self._log)
+        self.port = int(self.expect("stdout", "PORT ", 30).split()[1])
+        self.url = f"ws://127.0.0.1:{self.port}/"
+        self.final: dict[str, Any] | None = None
+
+    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGUSR1)
+        stats: dict[str, Any] = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
+        return stats
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.final = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
+            except Failed:
+                pass
+        status = super().stop(timeout)
+        self._log.close()
+        return status
+
+
+class RedisServer:
+    """Our own redis-server on a free loopback port, without persistence."""
+
+    def __init__(self, binary: str, cpu: int | None, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        command = [binary, "--save", "", "--appendonly", "no", "--port", str(self.port)]
+        command += ["--bind", "127.0.0.1", "--dir", str(workdir), "--logfile", str(workdir / "redis.log")]
+        self.proc = subprocess.Popen(pinned(cpu, command), cwd=workdir, stdout=subprocess.DEVNULL)
+        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise Failed("redis-server did not start") from None
+                time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def commandstats(self) -> dict[str, dict[str, Any]]:
+        stats: dict[str, dict[str, Any]] = self.client.info("commandstats")
+        return stats
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class HeartbeatWatch:
+    """Every 0.25 s, the age of each node's heartbeat in Redis (its score in `wsa:nodes`, read
+    with ZREVRANGE, which the nodes never send), through a connection of our own."""
+
+    def __init__(self, port: int) -> None:
+        self.client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        self.max_age: dict[str, float] = {}
+        self.vanished: dict[str, int] = {}  # samples without a node that was there before
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            try:
+                entries = self.client.zrevrange("wsa:nodes", 0, -1, withscores=True)
+            except redis.RedisError:
+                continue
+            now = time.time()
+            present = set()
+            for raw, score in entries:
+                node = raw.decode()
+                present.add(node)
+                self.max_age[node] = max(self.max_age.get(node, 0.0), now - score)
+            for node in set(self.max_age) - present:
+                self.vanished[node] = self.vanished.get(node, 0) + 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.client.close()
+
+
+def command_delta(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Calls per command between two `INFO commandstats` (our own INFO and ZREVRANGE left out)."""
+    delta = {}
+    for key, value in after.items():
+        name = key.removeprefix("cmdstat_")
+        calls = int(value["calls"]) - int(before.get(key, {}).get("calls", 0))
+        if calls and name not in ("info", "zrevrange"):
+            delta[name] = calls
+    return delta
+
+
+def counters_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    return {k: v - before[k] for k, v in after.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer, workdir: Path, index: int):
+    """One run of `scenario`: its figures (raises Failed when it did not complete)."""
+    two = scenario != "single"
+    if two:
+        redis_server.client.flushall()
+    url = redis_server.url if two else None
+    nodes: list[Node] = []
+    load: Child | None = None
+    result: dict[str, Any] = {"scenario": scenario}
+    watch: HeartbeatWatch | None = None
+    ids: dict[str, str] = {}
+    try:
+        for name in ("A", "B") if two else ("A",):
+            nodes.append(Node(name, url, args.server_cpu, workdir / f"run{index:02d}-{scenario}-{name}.log"))
+        if two:
+            watch = HeartbeatWatch(redis_server.port)
+            cmd_start = redis_server.commandstats()
+            out_start = int(redis_server.client.info("stats")["total_net_output_bytes"])
+        a = nodes[0]
+        b = nodes[1] if two else None
+        options = ["--conns", str(args.conns), "--messages", str(args.messages), "--window", str(args.window)]
+        if scenario in ("single", "idle"):
+            options += ["--urls", a.url]
+            result["members"] = f"{args.conns}/0"
+            local = {"A": args.conns}
+        elif scenario == "split":
+            assert b is not None
+            options += ["--urls", f"{a.url},{b.url}", "--sender-url", a.url]
+            result["members"] = f"{(args.conns + 1) // 2}/{args.conns // 2}"
+            local = {"A": (args.conns + 1) // 2, "B": args.conns // 2}
+        else:
+            assert b is not None
+            options += ["--urls", b.url, "--sender-url", a.url]
+            result["members"] = f"0/{args.conns}"
+            local = {"A": 0, "B": args.conns}
+        if scenario == "idle":
+            assert b is not None
+            options += ["--idle-url", b.url, "--idle-conns", str(args.idle_conns), "--idle-room", "elsewhere"]
+        options += ["--settle", str(args.settle), "--sync", "--timeout", str(args.timeout)]
+        options += ["--limit", str(args.timeout + args.join_timeout + 60)]
+        command = pinned(args.client_cpu, ["node", str(LOAD), "broadcast", *options])
+        load = Child("load generator", command, stdin=True)
+        load.expect("stderr", "READY", args.join_timeout)
+
+        procs = {"A": a.pid, "redis": redis_server.pid, "load": load.pid}
+        if b is not None:
+            procs["B"] = b.pid
+        cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+        ns0 = {name: cpu_ns(pid) for name, pid in procs.items()}
+        io0 = {name: syscalls(pid) for name, pid in procs.items()}
+        segs0 = {node.name: data_segments_out(node.port) for node in nodes}
+        cmd0 = redis_server.commandstats() if two else {}
+        stats0 = [node.stats() for node in nodes] if two else []
+        if two:
+            ids = {node.name: s["node"] for node, s in zip(nodes, stats0, strict=True)}
+            joins = args.conns + 1 + (args.idle_conns if scenario == "idle" else 0)
+            join_commands = command_delta(cmd_start, cmd0)
+            result["join_redis_commands"] = join_commands
+            result["join_commands_per_join"] = round(sum(join_commands.values()) / joins, 2)
+            out_bytes = int(redis_server.client.info("stats")["total_net_output_bytes"]) - out_start
+            result["join_redis_out_mb"] = round(out_bytes / 1e6, 2)
+        load.send_line("go")
+        load.expect("stderr", "DONE", args.timeout + 30)
+        cpu1 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+        ns1 = {name: cpu_ns(pid) for name, pid in procs.items()}
+        io1 = {name: syscalls(pid) for name, pid in procs.items()}
+        segs1 = {node.name: data_segments_out(node.port) for node in nodes}
+        cmd1 = redis_server.commandstats() if two else {}
+        stats1 = [node.stats() for node in nodes] if two else []
+        if scenario == "idle":
+            result["bench_subscribers"] = redis_server.client.pubsub_numsub("wsa:room:bench")[0][1]
+        load.send_line("go")
+        result.update(json.loads(load.expect("stdout", "{", 30)))
+        if load.proc.wait(30) != 0:
+            raise Failed(f"load generator exited with {load.proc.returncode}")
+
+        result["cpu_s"] = {name: round(cpu1[name] - cpu0[name], 3) for name in procs}
+        result["cpu_ms_schedstat"] = {name: round((ns1[name] - ns0[name]) / 1e6, 2) for name in procs}
+        result["syscalls"] = {name: {k: io1[name][k] - io0[name][k] for k in io0[name]} for name in procs}
+        # frames each node put on its sockets: its receivers' copies, and the sender's own on A
+        frames = {name: n * args.messages for name, n in local.items()}
+        frames["A"] += args.messages
+        result["segments_per_frame"] = {
+            name: round((segs1[name] - segs0[name]) / count, 3) for name, count in frames.items() if count
+        }
+        delivered = result.get("delivered") or 0
+        result["load_reads_per_delivery"] = (
+            round(result["syscalls"]["load"]["reads"] / delivered, 3) if delivered else None
+        )
+        if two:
+            commands = command_delta(cmd0, cmd1)
+            result["redis_commands"] = commands
+            result["publishes"] = publishes = commands.get("publish", 0)
+            result["commands_per_publish"] = sum(commands.values()) / publishes if publishes else None
+            publish_usec = int(cmd1.get("cmdstat_publish", {}).get("usec", 0))
+            publish_usec -= int(cmd0.get("cmdstat_publish", {}).get("usec", 0))
+            result["redis_usec_per_publish"] = publish_usec / publishes if publishes else None
+            result["counters"] = {
+                n.name: counters_delta(s0, s1) for n, s0, s1 in zip(nodes, stats0, stats1, strict=True)
+            }
+            result["connected"] = all(s["connected"] for s in stats1)
+    finally:
+        if watch is not None:
+            watch.stop()
+        if load is not None:
+            load.stop(10)
+            errors = [line for line in load.seen["stderr"] if line not in ("READY", "DONE")]
+            if errors:
+                result["load_stderr"] = errors[-5:]
+        for node in nodes:
+            status = node.stop(15)
+            if status not in (0, -signal.SIGTERM):
+                result.setdefault("node_exit", {})[node.name] = status
+        if two:
+            result["final_counters"] = {n.name: n.final for n in nodes}
+            ids.update({n.name: n.final["node"] for n in nodes if n.final})
+        if watch is not None:
+            result["heartbeat_max_age_s"] = {
+                name: round(watch.max_age[node], 2) for name, node in ids.items() if node in watch.max_age
+            }
+            result["heartbeat_vanished_samples"] = {
+                name: watch.vanished[node] for name, node in ids.items() if node in watch.vanished
+            }
+    check(result, args)
+    return result
+
+
+def check(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """Raise Failed unless every delivery came, once and in order (and nothing leaked to B)."""
+    problems = []
+    for key in ("missing", "members_short", "members_over", "out_of_order", "idle_messages"):
+        if result.get(key):
+            problems.append(f"{key}={result[key]}")
+    if "node_exit" in result:
+        problems.append(f"node exit status {result['node_exit']}")
+    for name, counters in result.get("counters", {}).items():
+        for key in ("publish_failures", "broadcast_failures"):
+            if counters.get(key):
+                problems.append(f"{name}.{key}={counters[key]}")
+    for name, counters in (result.get("final_counters") or {}).items():
+        if counters and counters.get("lost_members"):
+            problems.append(f"{name} reported {counters['lost_members']} members of a live node as left")
+    if result.get("connected") is False:
+        problems.append("a node's subscriber was not connected")
+    if result.get("publishes") not in (None, args.messages):
+        problems.append(f"{result['publishes']} PUBLISH for {args.messages} says")
+    if result["scenario"] == "idle":
+        b = result.get("counters", {}).get("B", {})
+        if b.get("received") or b.get("foreign") or b.get("delivered"):
+            problems.append(f"B received {b.get('received')} (foreign {b.get('foreign')})")
+        if result.get("bench_subscribers") != 1:
+            problems.append(f"{result.get('bench_subscribers')} subscribers of A's room (1 expected)")
+    if problems:
+        result["problems"] = problems
+        raise Failed(", ".join(problems), result)
+
+
+def median(runs: list[dict[str, Any]], *path: str) -> float | None:
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)):
+            values.append(value)
+    return statistics.median(values) if values else None
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    """The medians over the runs that did not fail (the heartbeat ages of every run)."""
+    results = {scenario: [r for r in runs if "error" not in r] for scenario, runs in everything.items()}
+    single = median(results.get("single", []), "deliveries_per_s")
+    print(
+        f"\nbroadcast: {args.conns} members, {args.messages} says with {args.window} in flight, "
+        f"medians of {args.rounds} round(s); nodes on CPU {args.server_cpu}, "
+        f"redis + load generator on CPU {args.client_cpu}"
+    )
+    header = (
+        f"{'scenario':8} {'A/B':>9} {'deliv/s':>9} {'x single':>8} {'p50 ms':>7} {'p99 ms':>7} {'join s':>6} "
+        f"{'cmd/pub':>7} {'A pub':>5} {'B recv':>6} {'B deliv':>8} "
+        f"{'A cpu s':>7} {'B cpu s':>7} {'rds cpu':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for scenario, runs in everything.items():
+        ok = results[scenario]
+        if not ok:
+            print(f"{scenario:8} FAILED in every round")
+            continue
+        rate = median(ok, "deliveries_per_s")
+        print(
+            f"{scenario:8} {ok[0]['members']:>9} {fmt(rate, ',.0f'):>9} "
+            f"{fmt(rate / single if rate and single else None, '.2f'):>8} "
+            f"{fmt(median(ok, 'p50_ms'), '.1f'):>7} {fmt(median(ok, 'p99_ms'), '.1f'):>7} "
+            f"{fmt(median(ok, 'join_s'), '.1f'):>6} {fmt(median(ok, 'commands_per_publish'), '.3f'):>7} "
+            f"{fmt(median(ok, 'counters', 'A', 'published'), '.0f'):>5} "
+            f"{fmt(median(ok, 'counters', 'B', 'received'), '.0f'):>6} "
+            f"{fmt(median(ok, 'counters', 'B', 'delivered'), '.0f'):>8} "
+            f"{fmt(median(ok, 'cpu_s', 'A'), '.2f'):>7} {fmt(median(ok, 'cpu_s', 'B'), '.3f'):>7} "
+            f"{fmt(median(ok, 'cpu_s', 'redis'), '.3f'):>7}"
+            + (f"   ({len(runs) - len(ok)} of {len(runs)} rounds failed)" if len(ok) < len(runs) else "")
+        )
+    for scenario, runs in results.items():
+        for run in runs:
+            others = {k: v for k, v in run.get("redis_commands", {}).items() if k != "publish"}
+            if others:
+                print(f"  {scenario}: Redis commands besides PUBLISH in the say phase: {others}")
+                break
+    usec = [median(r, "redis_usec_per_publish") for s, r in results.items() if s != "single"]
+    if any(u is not None for u in usec):
+        print(
+            "  Redis time per PUBLISH (usec, cmdstat): "
+            + ", ".join(
+                f"{s} {fmt(median(r, 'redis_usec_per_publish'), '.1f')}"
+                for s, r in results.items()
+                if s != "single"
+            )
+        )
+    joins = []
+    for scenario, runs in results.items():
+        ok = [r for r in runs if "join_redis_commands" in r]
+        if ok:
+            zrange = median(ok, "join_redis_commands", "zrange")
+            joins.append(
+                f"{scenario} {fmt(median(ok, 'join_commands_per_join'), '.2f')} commands per join "
+                f"({fmt(zrange, '.0f')} ZRANGE), "
+                f"{fmt(median(ok, 'join_redis_out_mb'), '.1f')} MB out of Redis"
+            )
+    if joins:
+        print("  join phase through Redis: " + "; ".join(joins))
+    ages = []
+    for scenario, runs in everything.items():
+        for run in runs:
+            if "heartbeat_max_age_s" in run:
+                gone = run.get("heartbeat_vanished_samples") or {}
+                ages.append(
+                    f"{scenario}#{run['round']} "
+                    + " ".join(f"{n} {a:.1f}" for n, a in sorted(run["heartbeat_max_age_s"].items()))
+                    + (f" (missing from wsa:nodes: {gone})" if gone else "")
+                )
+    if ages:
+        print("  oldest heartbeat seen in Redis, s (node_timeout 10 s): " + "; ".join(ages))
+    writes = []
+    for scenario, runs in results.items():
+        ok = [r for r in runs if "segments_per_frame" in r]
+        per_node = ", ".join(
+            f"{name} {fmt(median(ok, 'segments_per_frame', name), '.2f')}"
+            for name in ("A", "B")
+            if median(ok, "segments_per_frame", name) is not None
+        )
+        if ok:
+            reads = fmt(median(ok, "load_reads_per_delivery"), ".3f")
+            writes.append(f"{scenario} {per_node} (load generator reads per delivery {reads})")
+    if writes:
+        print("  TCP data segments per frame a node sent, say phase: " + "; ".join(writes))
+    idle = [r for r in results.get("idle", []) if "counters" in r]
+    if idle:
+        b_cpu = median(idle, "cpu_s", "B")
+        print(
+            f"  idle: B (holding {args.idle_conns} members in another room) over A's {args.messages} says: "
+            f"CPU {fmt(b_cpu * 1000 if b_cpu is not None else None, '.0f')} ms utime+stime, "
+            f"{fmt(median(idle, 'cpu_ms_schedstat', 'B'), '.2f')} ms schedstat "
+            f"(say phase {fmt(median(idle, 'elapsed_s'), '.2f')} s), received "
+            f"{fmt(median(idle, 'counters', 'B', 'received'), '.0f')}, foreign "
+            f"{fmt(median(idle, 'counters', 'B', 'foreign'), '.0f')}, subscribers of A's room "
+            f"{fmt(median(idle, 'bench_subscribers'), '.0f')}, messages to B's members "
+            f"{fmt(median(idle, 'idle_messages'), '.0f')}"
+        )
+
+
+def log_problems(workdir: Path) -> list[str]:
+    lines = []
+    for log in sorted(workdir.glob("run*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if any(word in line for word in (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "Error")):
+                lines.append(f"{log.name}: {line}")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conns", type=int, default=1000, help="room members (receivers)")
+    parser.add_argument("--messages", type=int, default=200, help="says by the one sender")
+    parser.add_argument("--window", type=int, default=8, help="says in flight")
+    parser.add_argument("--idle-conns", type=int, default=None, help="B's members in another room (idle)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 20 members, 20 says, 1 round")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="comma separated: " + ",".join(SCENARIOS)
+    )
+    parser.add_argument("--settle", type=int, default=300, help="ms without a frame before saying")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the deliveries of a run")
+    parser.add_argument("--join-timeout", type=float, default=120.0, help="seconds to connect and join")
+    parser.add_argument("--max-seconds", type=int, default=1800, help="the whole invocation's limit")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--no-pin", action="store_true", help="no taskset")
+    parser.add_argument("--redis-server", default="/usr/bin/redis-server")
+    parser.add_argument("--logs", type=Path, default=None, help="keep the node logs in this directory")
+    parser.add_argument("--json", type=Path, default=None, help="write every run's figures here")
+    args = parser.parse_args()
+    if args.quick:
+        if args.conns == 1000:
+            args.conns = 20
+        if args.messages == 200:
+            args.messages = 20
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.idle_conns = args.idle_conns if args.idle_conns is not None else max(1, args.conns // 2)
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    if unknown := set(scenarios) - set(SCENARIOS):
+        parser.error(f"unknown scenarios {sorted(unknown)}")
+    if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
+        args.server_cpu = args.client_cpu = None
+    if not shutil.which("node") or not (ROOT / "benchmarks" / "node_modules" / "ws").exists():
+        parser.error("node and `npm install` in benchmarks/ are needed")
+    if not Path(args.redis_server).exists():
+        parser.error(f"no redis-server at {args.redis_server}")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the nodes and the load
+
+    def expired(signum: int, frame: Any) -> None:
+        raise Watchdog(f"--max-seconds {args.max_seconds} elapsed")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.alarm(args.max_seconds)
+    failed = False
+    results: dict[str, list[dict[str, Any]]] = {s: [] for s in scenarios}
+    tmp = tempfile.TemporaryDirectory(prefix="redis_broadcast-")
+    workdir = Path(tmp.name)
+    if args.logs is not None:
+        args.logs.mkdir(parents=True, exist_ok=True)
+        workdir = args.logs
+    redis_server = RedisServer(args.redis_server, args.client_cpu, Path(tmp.name))
+    try:
+        index = 0
+        for round_number in range(1, args.rounds + 1):
+            for scenario in scenarios:
+                index += 1
+                started = time.monotonic()
+                try:
+                    result = run_once(scenario, args, redis_server, workdir, index)
+                except Failed as exc:
+                    failed = True
+                    result = exc.result if exc.result is not None else {"scenario": scenario}
+                    result["error"] = str(exc)
+                    print(f"round {round_number} {scenario}: FAILED: {exc}", file=sys.stderr, flush=True)
+                else:
+                    print(
+                        f"round {round_number} {scenario}: {result['deliveries_per_s']:,} deliveries/s, "
+                        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, join {result['join_s']} s, "
+                        f"cpu {result['cpu_s']}, "
+                        f"cmd/publish {fmt(result.get('commands_per_publish'), '.3f')} "
+                        f"({time.monotonic() - started:.1f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                result["round"] = round_number
+                results[scenario].append(result)
+    except Watchdog as exc:
+        failed = True
+        print(f"stopped: {exc}", file=sys.stderr)
+    finally:
+        signal.alarm(0)
+        redis_server.stop()
+    report(results, args)
+    problems = log_problems(workdir)
+    if problems:
+        print(f"\nnode log lines at WARNING or worse ({len(problems)}):")
+        for line in problems[:20]:
+            print("  " + line)
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": results}, indent=1)
+        )
+    tmp.cleanup()
+    if failed:
+        print("\nFAILED: at least one run did not deliver everything (see above)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import base64
 import os
-import queue
 import socket
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
 
-import gevent
-
-from websock_actors import Application, Connection, Server, WebSocketApp
-
-T = TypeVar("T")
+from websock_actors import Connection, WebSocketApp
+from websock_actors.testing import ServerThread as ServerThread  # the library's own, re-exported
 
 UPGRADE_TEMPLATE = (
     "GET {path} HTTP/1.1\r\n"
@@ -30,72 +24,6 @@ UPGRADE_TEMPLATE = (
     "Sec-WebSocket-Version: 13\r\n"
     "{extra}\r\n"
 )
-
-
-class ServerThread:
-    """Run `Server(app, "127.0.0.1", 0, **options)` in a thread; `call` runs code in its hub."""
-
-    def __init__(self, app: Application, **options: Any) -> None:
-        self.app = app
-        self.options = options
-        self.server: Server | None = None
-        self.port = 0
-        self._hub: Any = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="server-hub", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.server = Server(self.app, "127.0.0.1", 0, **self.options)
-            self.server.start()
-            self.port = self.server.address[1]
-            self._hub = gevent.get_hub()
-        except BaseException as exc:  # reported to the test thread
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        self.server.serve_forever()
-
-    def start(self) -> ServerThread:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise TimeoutError("server thread did not start")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
-
-    def call(self, func: Callable[..., T], *args: Any, timeout: float = 10.0) -> T:
-        """Run `func(*args)` in a new greenlet of the server's hub; return its result."""
-        results: queue.Queue[tuple[bool, Any]] = queue.Queue()
-
-        def run() -> None:
-            try:
-                results.put((True, func(*args)))
-            except BaseException as exc:
-                results.put((False, exc))
-
-        self._hub.loop.run_callback_threadsafe(gevent.spawn, run)
-        ok, value = results.get(timeout=timeout)
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.server is not None and self._thread.is_alive() and not self.server.stopped:
-            self.call(self.server.stop, timeout, timeout=timeout + 10)
-        self._thread.join(10)
-
-    def __enter__(self) -> ServerThread:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def upgrade_request(path: str = "/", extra: str = "", key: str | None = None) -> bytes:

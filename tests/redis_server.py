@@ -285,29 +285,27 @@ def _other_clients(server: RedisServer) -> list[str]:
 # -- the fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A Redis of this test's own (`.url`, `.port`, `.pid`, `.kill()`, `.restart()`, `.stop()`,
-    `.command(...)`, `.client_kill_pubsub()`); stopped after the test, and checked gone."""
-    server = RedisServer(redis_server_executable(), tmp_path_factory.mktemp("redis"))
+def _running(folder: Path) -> Iterator[RedisServer]:
+    server = RedisServer(redis_server_executable(), folder)
     server.start()
     try:
         yield server
     finally:
         server.stop()
         server.check_gone()
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis of this test's own (`.url`, `.port`, `.pid`, `.kill()`, `.restart()`, `.stop()`,
+    `.command(...)`, `.client_kill_pubsub()`); stopped after the test, and checked gone."""
+    yield from _running(tmp_path_factory.mktemp("redis"))
 
 
 @pytest.fixture(scope="session")
 def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """The Redis shared by the session; tests use it through `shared_redis`."""
-    server = RedisServer(redis_server_executable(), tmp_path_factory.mktemp("redis-shared"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        server.check_gone()
+    yield from _running(tmp_path_factory.mktemp("redis-shared"))
 
 
 @pytest.fixture

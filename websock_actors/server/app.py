@@ -45,6 +45,10 @@ class Application:
     def handle_refused(self, address: Any, error: HandshakeRefused) -> None:
         """A client's opening handshake was refused with `error.status`; it never connected."""
 
+    def not_ready(self) -> str | None:
+        """Why the application cannot serve now (GET /readyz answers 503 with it), or None."""
+        return None
+
     def handle_connect(self, conn: Connection) -> None:
         """The handshake is done; `conn` can send. Raise or call `conn.close` to refuse."""
 

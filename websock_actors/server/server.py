@@ -31,6 +31,7 @@ from .app import Application
 from .broadcast import encode_broadcast
 from .connection import Connection
 from .edge import PerIPLimits, TrustedProxies, peer_ip
+from .health import HEALTH_PATHS, health_answer
 from .keepalive import Keepalive
 from .options import ConnectionOptions, OverflowPolicy
 from .tls import TLSConnection
@@ -92,6 +93,7 @@ class Server:
         reuse_port: bool = False,
         listener: socket.socket | None = None,
         backplane: Any = None,
+        health: bool = True,
     ) -> None:
         """`on_request(request)` runs before the upgrade, after the application's own hook:
         return a `Response` to refuse (authentication) or to answer plain HTTP.
@@ -116,6 +118,7 @@ class Server:
         the workers share the one socket their master bound before forking.
         `backplane` (a `RedisBackplane`, say) puts a typed App's rooms on it, as
         `App(backplane=...)` does; other applications have no rooms to share.
+        `health`: answer GET /healthz and /readyz (server/health.py) before the application.
         """
         if on_request is not None and process_request is not None:
             raise ConfigurationError("give on_request or process_request (its older name), not both")
@@ -140,6 +143,7 @@ class Server:
         self.max_connections = max_connections
         self.max_handshakes = max_handshakes
         self.ssl_context = ssl_context
+        self.health = health
         self.on_request = on_request or process_request
         self.trusted_proxies = TrustedProxies(forwarded_allow_ips) if forwarded_allow_ips else None
         self._per_ip = (
@@ -304,6 +308,8 @@ class Server:
             if resolved is not None:
                 conn.address, request.scheme = resolved
                 request.peer = conn.address
+        if not upgrade and self.health and request.bare_path in HEALTH_PATHS:
+            return health_answer(request, self.not_ready())
         per_ip = self._per_ip
         if upgrade and per_ip is not None:
             answer = per_ip.admit(peer_ip(conn.address))
@@ -311,6 +317,12 @@ class Server:
                 log.debug("%r: refused: %s", conn, answer.body[:64])
                 return answer
         return None
+
+    def not_ready(self) -> str | None:
+        """Why GET /readyz answers 503 (draining, or the application's reason), or None."""
+        if self._stopping:
+            return "draining: the server is shutting down"
+        return self.app.not_ready()
 
     def _admit(self, conn: Connection) -> Response | None:
         """Called with the validated upgrade request, before the 101: refuse with an HTTP

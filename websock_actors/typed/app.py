@@ -240,6 +240,12 @@ class App(Application):
             self.rooms.stop()
         self.supervisor = self._supervisor_ref = None
 
+    def not_ready(self) -> str | None:
+        """Not ready while the rooms' backplane is disconnected (rooms would fail)."""
+        if self.has_backplane and getattr(self.rooms, "connected", True) is False:
+            return "the rooms' backplane (Redis) is unavailable"
+        return None
+
     def _lost_member_frame(self, room: str, presence: Any) -> bytes | None:
         assert self._on_member_lost is not None
         message = self._on_member_lost(room, presence)

@@ -102,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ping-timeout", type=float, default=20.0)
     run.add_argument("--shutdown-timeout", type=float, default=10.0)
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one JSON object per line (time, level, event, connection, peer, code, ...);"
+        " credentials are masked in both",
+    )
     tls = run.add_argument_group("TLS (wss:// and https://)")
     tls.add_argument("--certfile", help="the server's certificate chain (PEM); turns TLS on")
     tls.add_argument("--keyfile", help="its private key (PEM), when not in --certfile")
@@ -184,11 +191,9 @@ def _run(args: argparse.Namespace) -> int:
         monkey.patch_all()
 
     from .server import Application
+    from .server.logs import configure_logging
 
-    where = " [%(process)d]" if args.workers > 1 else ""
-    logging.basicConfig(
-        level=args.log_level, format=f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format, process=args.workers > 1)
     app = load_app(args.app)
     if not isinstance(app, Application):
         raise SystemExit(f"error: {args.app} is not a websock_actors Application")

@@ -159,6 +159,8 @@ class Connection(Mailbox):
         self.close_code, self.close_reason = code, reason
         self._outbox = []
         self._release_transport()
+        if was_open and log.isEnabledFor(logging.DEBUG):
+            log.debug("%r: closed: %d %s", self, code, reason, extra={"code": code})
         try:
             if was_open:
                 try:
@@ -321,7 +323,8 @@ class Connection(Mailbox):
         return self._hub.loop.now() + self.options.handshake_timeout
 
     def _refuse(self, handshake: ServerHandshake, error: HandshakeRefused, deadline: float) -> None:
-        log.debug("%r: handshake refused: %s", self, error)  # a client's mistake: not the server's news
+        # a client's mistake: not the server's news
+        log.debug("%r: handshake refused: %s", self, error, extra={"status": error.status})
         try:
             self.app.handle_refused(self.address, error)
         except Exception:

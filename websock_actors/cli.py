@@ -101,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ping-interval", type=float, default=20.0, help="seconds; 0 turns keepalive off")
     run.add_argument("--ping-timeout", type=float, default=20.0)
     run.add_argument("--shutdown-timeout", type=float, default=10.0)
+    run.add_argument(
+        "--metrics",
+        action="store_true",
+        help="answer GET /metrics (Prometheus) on the port; with --workers, summed over the workers",
+    )
+    run.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT", help="serve the metrics on this port"
+    )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument(
         "--log-format",
@@ -258,7 +266,12 @@ def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 def _prefork(args: argparse.Namespace, app: Application, context: ssl.SSLContext | None) -> int:
     """The master of `--workers N`: bind-check the port, fork, supervise (scale/workers.py)."""
+    import shutil
+    import tempfile
+
     from .scale.workers import prepare_listener, run_workers
+
+    master = os.getpid()
 
     try:
         listener = prepare_listener(args.host, args.port)
@@ -268,7 +281,13 @@ def _prefork(args: argparse.Namespace, app: Application, context: ssl.SSLContext
     def serve(worker: Worker) -> int:
         return _serve(args, app, context, worker)
 
-    return run_workers(args.workers, serve, listener=listener, shutdown_timeout=args.shutdown_timeout)
+    if args.metrics or args.metrics_port is not None:
+        args.metrics_dir = tempfile.mkdtemp(prefix="websock-actors-metrics-")  # fresh for this run
+    try:
+        return run_workers(args.workers, serve, listener=listener, shutdown_timeout=args.shutdown_timeout)
+    finally:
+        if getattr(args, "metrics_dir", None) is not None and os.getpid() == master:
+            shutil.rmtree(args.metrics_dir, ignore_errors=True)
 
 
 def _serve(
@@ -309,6 +328,9 @@ def _serve(
             ssl_context=context,
             reuse_port=worker is not None and worker.listener is None,
             listener=None if worker is None else worker.listener,
+            metrics=args.metrics and args.metrics_port is None,
+            metrics_port=args.metrics_port,
+            metrics_dir=getattr(args, "metrics_dir", None),
         )
     except ConfigurationError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -58,6 +58,7 @@ class Supervisor(Actor):
         self.policy = policy or RestartPolicy()
         self.children: dict[str, _Child] = {}
         self.restarts = 0
+        self.restarts_by_actor: dict[str, int] = {}
 
     def supervise(
         self, name: str, factory: Callable[[], Actor], dead_letter: Callable[[Any], None]
@@ -99,6 +100,8 @@ class Supervisor(Actor):
         child.crashes.append(now)
         if len(child.crashes) <= self.policy.max_restarts:
             self.restarts += 1
+            name = ref.name or ""
+            self.restarts_by_actor[name] = self.restarts_by_actor.get(name, 0) + 1
             log.warning("actor %r crashed (%r): restarting", ref.name, error)
             ref.spawn()
         else:

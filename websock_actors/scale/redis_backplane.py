@@ -146,6 +146,11 @@ class RedisBackplane:
         return self.local.broadcast_failures
 
     @property
+    def deliveries(self) -> int:
+        """Frames put into this node's mailboxes, from its own broadcasts and other nodes'."""
+        return self.local.deliveries
+
+    @property
     def connected(self) -> bool:
         """Both directions are up: other nodes' broadcasts arrive, ours are taken."""
         return self._up and self._publisher.healthy

@@ -49,6 +49,11 @@ class Application:
         """Why the application cannot serve now (GET /readyz answers 503 with it), or None."""
         return None
 
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """What the application counts itself, by metric name (server/metrics.py's METRICS)
+        and label value; merged into the server's on GET /metrics."""
+        return {}
+
     def handle_connect(self, conn: Connection) -> None:
         """The handshake is done; `conn` can send. Raise or call `conn.close` to refuse."""
 

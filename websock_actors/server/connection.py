@@ -184,6 +184,7 @@ class Connection(Mailbox):
         recv = self._recv_nowait
         read_size = self.options.read_size
         receive_data = protocol.receive_data
+        stats = self.options.stats
         data = first_data
         parked = True
         while True:
@@ -196,6 +197,10 @@ class Connection(Mailbox):
                         if kind is TextMessage or kind is BinaryMessage:
                             if self._closing:
                                 continue
+                            if kind is TextMessage:
+                                stats.messages_text += 1
+                            else:
+                                stats.messages_binary += 1
                             try:
                                 self.app.handle_message(self, event.data)  # type: ignore[union-attr]
                             except Exception:
@@ -237,6 +242,7 @@ class Connection(Mailbox):
                 parked = True
                 continue
             data = received
+            stats.bytes_received += len(data)
             if not parked:
                 # Back-to-back batches from a flooding peer: let other actors run in between.
                 gevent.sleep(0)
@@ -308,6 +314,8 @@ class Connection(Mailbox):
             log.exception("%r: request hook failed", self)
             answer = error_response(500, "internal server error")
         if answer is not None:
+            if answer.status >= 400:
+                self.options.stats.failed(answer.status)
             self._respond(handshake.respond(answer), deadline)
             return None
         deflate = protocol.deflate
@@ -325,6 +333,7 @@ class Connection(Mailbox):
     def _refuse(self, handshake: ServerHandshake, error: HandshakeRefused, deadline: float) -> None:
         # a client's mistake: not the server's news
         log.debug("%r: handshake refused: %s", self, error, extra={"status": error.status})
+        self.options.stats.failed(error.status)
         try:
             self.app.handle_refused(self.address, error)
         except Exception:

@@ -82,12 +82,15 @@ class Mailbox(Transport):
             raise connection_closed(self.close_code, self.close_reason)
         if gevent.getcurrent() is self._greenlet and self._encode_now:
             assert self._protocol is not None
-            self._enqueue(self._protocol.send_message(message))
+            queued = self._enqueue(self._protocol.send_message(message))
         elif isinstance(message, str):
             # Counted in UTF-8 bytes, as it will go out (isascii is O(1) in CPython).
-            self._enqueue(message, len(message) if message.isascii() else len(message.encode("utf-8")))
+            size = len(message) if message.isascii() else len(message.encode("utf-8"))
+            queued = self._enqueue(message, size)
         else:
-            self._enqueue(_Binary(bytes(message)), len(message))
+            queued = self._enqueue(_Binary(bytes(message)), len(message))
+        if queued:
+            self.options.stats.messages_sent += 1
 
     def send_frame(self, frame: bytes) -> bool:
         """Queue an already encoded frame (a broadcast encodes once for every member).
@@ -101,7 +104,10 @@ class Mailbox(Transport):
             return False
         if type(frame) is BroadcastFrame and self._broadcast_compressor is not None:
             frame = frame.compressed(self._broadcast_compressor)
-        return self._enqueue(frame)
+        if self._enqueue(frame):
+            self.options.stats.messages_sent += 1
+            return True
+        return False
 
     def ping(self, payload: bytes = b"") -> None:
         if len(payload) > 125:
@@ -144,6 +150,7 @@ class Mailbox(Transport):
     def _overflow(self) -> bool:
         if self.options.overflow == "drop":
             self.dropped += 1
+            self.options.stats.drop("mailbox_full")
             return False
         log.debug("%r: outgoing queue full, closing", self)
         self.abort(CloseCode.TRY_AGAIN_LATER, "outgoing queue full")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..protocol.handshake import HandshakePolicy
+from .metrics import ServerStats
 
 __all__ = ["ConnectionOptions", "OverflowPolicy"]
 
@@ -24,3 +25,4 @@ class ConnectionOptions:
     max_queue_bytes: int = 4 * 1024 * 1024
     overflow: OverflowPolicy = "close"
     read_size: int = 65536
+    stats: ServerStats = field(default_factory=ServerStats)  # the server's counters, shared

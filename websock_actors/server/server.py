@@ -26,13 +26,14 @@ from ..errors import CloseCode, ConfigurationError
 from ..protocol.connection import DEFAULT_MAX_FRAGMENTS
 from ..protocol.deflate import CompressorPool, DeflateOptions
 from ..protocol.handshake import HandshakePolicy
-from ..protocol.http import DEFAULT_MAX_HEADER_BYTES, Request, Response, error_response
+from ..protocol.http import DEFAULT_MAX_HEADER_BYTES, Headers, Request, Response, error_response
 from .app import Application
 from .broadcast import encode_broadcast
 from .connection import Connection
 from .edge import PerIPLimits, TrustedProxies, peer_ip
 from .health import HEALTH_PATHS, health_answer
 from .keepalive import Keepalive
+from .metrics import Snapshot, merge_snapshots, metrics_response, read_worker_snapshots, write_snapshot
 from .options import ConnectionOptions, OverflowPolicy
 from .tls import TLSConnection
 
@@ -94,6 +95,9 @@ class Server:
         listener: socket.socket | None = None,
         backplane: Any = None,
         health: bool = True,
+        metrics: bool = False,
+        metrics_port: int | None = None,
+        metrics_dir: str | None = None,
     ) -> None:
         """`on_request(request)` runs before the upgrade, after the application's own hook:
         return a `Response` to refuse (authentication) or to answer plain HTTP.
@@ -119,6 +123,11 @@ class Server:
         `backplane` (a `RedisBackplane`, say) puts a typed App's rooms on it, as
         `App(backplane=...)` does; other applications have no rooms to share.
         `health`: answer GET /healthz and /readyz (server/health.py) before the application.
+        `metrics`: answer GET /metrics (Prometheus, server/metrics.py) on this port, before the
+        application; `metrics_port`: on a port of its own instead (plain HTTP, any path;
+        with `reuse_port` too); `metrics_snapshot()` gives the figures in any case. `metrics_dir`
+        (set by the `--workers` master): where the workers' snapshots meet, so that any
+        worker answers with the sum.
         """
         if on_request is not None and process_request is not None:
             raise ConfigurationError("give on_request or process_request (its older name), not both")
@@ -144,6 +153,11 @@ class Server:
         self.max_handshakes = max_handshakes
         self.ssl_context = ssl_context
         self.health = health
+        self.metrics = metrics
+        self.metrics_dir = metrics_dir
+        self.metrics_port = metrics_port
+        self._metrics_writer: Any = None
+        self._metrics_server: Any = None
         self.on_request = on_request or process_request
         self.trusted_proxies = TrustedProxies(forwarded_allow_ips) if forwarded_allow_ips else None
         self._per_ip = (
@@ -206,9 +220,16 @@ class Server:
         self._stream.start()
         if self._keepalive is not None:
             self._keepalive.start()
+        if self.metrics_dir is not None:
+            self._metrics_writer = gevent.spawn(self._write_metrics)
+        if self.metrics_port is not None:
+            from gevent.pywsgi import WSGIServer
+
+            self._metrics_server = WSGIServer(self._bind(self.metrics_port), self._metrics_wsgi, log=None)
+            self._metrics_server.start()
         log.info("serving on %s:%d", *self.address)
 
-    def _bind(self) -> socket.socket:
+    def _bind(self, port: int | None = None) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         listener = gevent.socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -218,7 +239,7 @@ class Server:
                 if reuse_port is None:
                     raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
                 listener.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
-            listener.bind((self.host, self.port))
+            listener.bind((self.host, self.port if port is None else port))
             listener.listen(self._backlog)
         except BaseException:
             listener.close()
@@ -244,6 +265,12 @@ class Server:
             self._stream.close()
         if self._keepalive is not None:
             self._keepalive.stop()
+        if self._metrics_writer is not None:
+            self._metrics_writer.kill(block=False)  # it waits in gevent.sleep only
+            self._metrics_writer = None
+        if self._metrics_server is not None:
+            self._metrics_server.stop(timeout=1.0)
+            self._metrics_server = None
         for conn in list(self._actors):
             if conn.open:
                 conn.close(CloseCode.GOING_AWAY, "server shutting down")
@@ -259,6 +286,11 @@ class Server:
             self.app.handle_stop()
         except Exception:
             log.exception("the application failed to stop")
+        if self.metrics_dir is not None:  # the last counts of this worker stay in the sum
+            try:
+                write_snapshot(self.metrics_dir, self.metrics_snapshot())
+            except OSError as exc:
+                log.warning("cannot write the metrics snapshot: %s", exc)
         self._stopped.set()
 
     # -- connections ---------------------------------------------------------------
@@ -266,6 +298,7 @@ class Server:
     def _handle(self, sock: _socket.socket, address: Any) -> None:
         if self.max_handshakes is not None and self._handshaking >= self.max_handshakes:
             self.refused_sockets += 1
+            self.options.stats.failed("overload")
             log.debug("%s: %d handshakes in progress: closed at once", address, self.max_handshakes)
             sock.close()
             return
@@ -310,6 +343,9 @@ class Server:
                 request.peer = conn.address
         if not upgrade and self.health and request.bare_path in HEALTH_PATHS:
             return health_answer(request, self.not_ready())
+        if not upgrade and self.metrics and request.bare_path == "/metrics" and request.method == "GET":
+            body, content_type = metrics_response(self.metrics_total())
+            return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
         per_ip = self._per_ip
         if upgrade and per_ip is not None:
             answer = per_ip.admit(peer_ip(conn.address))
@@ -317,6 +353,62 @@ class Server:
                 log.debug("%r: refused: %s", conn, answer.body[:64])
                 return answer
         return None
+
+    # -- metrics -------------------------------------------------------------------
+
+    def metrics_snapshot(self) -> Snapshot:
+        """This process's figures, by metric name and label value (server/metrics.py)."""
+        stats = self.options.stats
+        snapshot: Snapshot = {
+            "websock_connections": {"": len(self.connections)},
+            "websock_connections_total": {"": stats.connections_total},
+            "websock_handshake_failures_total": dict(stats.handshake_failures),
+            "websock_closes_total": dict(stats.closes),
+            "websock_messages_received_total": {"text": stats.messages_text, "binary": stats.messages_binary},
+            "websock_messages_sent_total": {"": stats.messages_sent},
+            "websock_bytes_received_total": {"": stats.bytes_received},
+            "websock_bytes_sent_total": {"": stats.bytes_sent},
+            "websock_dropped_messages_total": dict(stats.dropped),
+            "websock_mailbox_bytes": {"": max((c._queued for c in self.connections.values()), default=0)},
+        }
+        for name, values in self.app.metrics().items():
+            if name == "websock_messages_received_total":  # the app knows the types
+                snapshot[name] = dict(values)
+            else:
+                into = snapshot.setdefault(name, {})
+                for label, value in values.items():
+                    into[label] = into[label] + value if label in into else value
+        return snapshot
+
+    def metrics_total(self) -> Snapshot:
+        """The figures to expose: this process's, or with `metrics_dir` every worker's summed."""
+        snapshot = self.metrics_snapshot()
+        if self.metrics_dir is None:
+            return snapshot
+        write_snapshot(self.metrics_dir, snapshot)
+        live, dead = read_worker_snapshots(self.metrics_dir)
+        return merge_snapshots(live, dead)
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where `metrics_port` serves (its port, when 0 was asked for), once started."""
+        if self._metrics_server is None:
+            return None
+        return str(self._metrics_server.server_host), int(self._metrics_server.server_port)
+
+    def _metrics_wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body, content_type = metrics_response(self.metrics_total())
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _write_metrics(self) -> None:
+        assert self.metrics_dir is not None
+        while True:
+            try:
+                write_snapshot(self.metrics_dir, self.metrics_snapshot())
+            except OSError as exc:
+                log.warning("cannot write the metrics snapshot: %s", exc)
+            gevent.sleep(1.0)
 
     def not_ready(self) -> str | None:
         """Why GET /readyz answers 503 (draining, or the application's reason), or None."""
@@ -338,14 +430,17 @@ class Server:
             if answer is not None:
                 return answer
         self.connections[conn.id] = conn
+        self.options.stats.connections_total += 1
         if self._per_ip is not None:
             self._per_ip.opened(peer_ip(conn.address))
         return None
 
     def _forget(self, conn: Connection) -> None:
         self._actors.discard(conn)
-        if self.connections.pop(conn.id, None) is not None and self._per_ip is not None:
-            self._per_ip.closed(peer_ip(conn.address))
+        if self.connections.pop(conn.id, None) is not None:
+            self.options.stats.closed(conn.close_code)
+            if self._per_ip is not None:
+                self._per_ip.closed(peer_ip(conn.address))
         if not self._actors:
             self._all_gone.set()
 

@@ -69,12 +69,14 @@ class TLSConnection(Connection):
                 self._send_ciphertext()
             except (ssl.SSLError, OSError) as exc:
                 log.debug("%r: TLS handshake failed: %s", self, exc)
+                self.options.stats.failed("tls")
                 self._send_ciphertext()  # the alert, when the client is still there
                 return False
             data = Transport._recv_nowait(self, _RAW_READ)
             if data is None:
                 if self._park(WAIT_READ, self._tls_deadline) == TIMEOUT or self._abort_reason is not None:
                     log.debug("%r: TLS handshake timed out", self)
+                    self.options.stats.failed("tls")
                     return False
                 continue
             if not data:

@@ -90,6 +90,7 @@ class Transport:
     def _write(self, data: bytes, deadline: float | None = None) -> None:
         """Write all of `data`, parking on writability only when the kernel buffer is full;
         a peer that takes nothing until `deadline` loses its connection (TransportGone)."""
+        self.options.stats.bytes_sent += len(data)
         try:
             sent = self._raw.send(data)
         except BlockingIOError:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel
@@ -38,6 +39,7 @@ from ..errors import (
 from ..protocol.http import Headers, Request, Response, error_response, header_tokens
 from ..server.app import Application
 from ..server.broadcast import encode_broadcast
+from ..server.metrics import Histogram
 from .auth import Authenticator, AuthRequest
 from .context import Context
 from .messages import Ack, to_json
@@ -121,6 +123,10 @@ class App(Application):
         self.type_rate_limits: dict[str, RateLimit] = {}  # per message type, by tag
         self._limits: dict[int, ConnectionLimits] = {}  # by connection id, while open
         self._rate_limited = rate_limit is not None  # the one check on the hot path
+        # metrics (server/metrics.py): counted here, read on scrape
+        self.received_by_type: dict[str, int] = {}
+        self.handler_seconds: dict[str, Histogram] = {}
+        self.error_replies: dict[str, int] = {}
 
     # -- registration ----------------------------------------------------------------
 
@@ -295,7 +301,7 @@ class App(Application):
     # -- messages --------------------------------------------------------------------
 
     def _context(self, conn: Connection, request_id: Any = None) -> Context:
-        return Context(conn, self.rooms, request_id)
+        return Context(conn, self.rooms, request_id, self.error_replies)
 
     def handle_message(self, conn: Connection, message: str | bytes) -> None:
         if self._rate_limited and self._over_limit(conn, message):
@@ -307,12 +313,16 @@ class App(Application):
             else:
                 self._run_bytes(message, ctx)
             return
+        counts = self.received_by_type
         try:
             msg = self.router.decode(message)
         except InvalidMessage as exc:
+            label = "_unknown" if exc.code == "unknown_type" else "_invalid"
+            counts[label] = counts.get(label, 0) + 1
             self._context(conn, exc.message_id).error(exc.code, exc.detail, exc.errors)
             return
         route = self.router.routes[msg.type]  # type: ignore[attr-defined]
+        counts[route.tag] = counts.get(route.tag, 0) + 1
         ctx = self._context(conn, getattr(msg, "id", None))
         if route.actor is None:
             self._run(route, msg, ctx, crash=False)
@@ -352,21 +362,47 @@ class App(Application):
 
     def _run(self, route: Route, msg: BaseModel, ctx: Context, *, crash: bool) -> None:
         """Call the handler and answer; with `crash`, re-raise so the actor is restarted."""
+        started = perf_counter()
         try:
             result = route.handler(msg, ctx)
         except MessageError as exc:
+            self._timed(route.tag, started)
             ctx.error(exc.code, exc.detail)
             return
         except Exception:
+            self._timed(route.tag, started)
             log.exception("handler %s() failed on a %r message", route.handler.__name__, route.tag)
             ctx.error("handler_error", f"the {route.tag!r} handler failed")
             if crash:
                 raise
             return
+        self._timed(route.tag, started)
         if result is not None:
             ctx.reply(result)
         elif ctx.request_id is not None and not ctx.replied:
             ctx.reply(Ack())
+
+    def _timed(self, tag: str, started: float) -> None:
+        histogram = self.handler_seconds.get(tag)
+        if histogram is None:
+            histogram = self.handler_seconds[tag] = Histogram()
+        histogram.observe(perf_counter() - started)
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Messages and handler time by type, error replies by code, broadcasts, restarts."""
+        figures: dict[str, dict[str, Any]] = {
+            "websock_messages_received_total": dict(self.received_by_type),
+            "websock_handler_seconds": {tag: h.snapshot() for tag, h in self.handler_seconds.items()},
+            "websock_error_replies_total": dict(self.error_replies),
+            "websock_broadcast_deliveries_total": {"": getattr(self.rooms, "deliveries", 0)},
+            "websock_dropped_messages_total": {"broadcast_refused": self.rooms.broadcast_failures},
+        }
+        if self.supervisor is not None:
+            figures["websock_actor_restarts_total"] = dict(self.supervisor.restarts_by_actor)
+        stats = getattr(self.rooms, "stats", None)
+        if stats is not None:
+            figures["websock_backplane_publish_failures_total"] = {"": stats.publish_failures}
+        return figures
 
     def _run_bytes(self, data: bytes, ctx: Context) -> None:
         assert self._on_bytes is not None

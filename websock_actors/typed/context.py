@@ -25,10 +25,17 @@ __all__ = ["Context"]
 class Context:
     """The handler's view of its connection and of the rooms."""
 
-    __slots__ = ("_rooms", "actor_state", "conn", "replied", "request_id")
+    __slots__ = ("_error_counts", "_rooms", "actor_state", "conn", "replied", "request_id")
 
-    def __init__(self, conn: Connection, rooms: Rooms, request_id: MessageId | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        rooms: Rooms,
+        request_id: MessageId | None = None,
+        error_counts: dict[str, int] | None = None,
+    ) -> None:
         self.conn = conn
+        self._error_counts = error_counts  # the app's error replies by code (metrics)
         self.request_id = request_id
         self.replied = False
         self.actor_state: dict[str, Any] = {}
@@ -105,6 +112,9 @@ class Context:
     ) -> None:
         """Answer with a typed error (the request's `id` included)."""
         self.replied = True
+        counts = self._error_counts
+        if counts is not None:
+            counts[code] = counts.get(code, 0) + 1
         reply = ErrorReply(
             id=self.request_id, code=code, detail=detail, errors=errors or [], retry_after_ms=retry_after_ms
         )

@@ -75,13 +75,14 @@ class Rooms(Protocol):
 class LocalRooms:
     """The rooms of one process; a broadcast never blocks on a slow member."""
 
-    __slots__ = ("broadcast_failures", "memberships", "rooms")
+    __slots__ = ("broadcast_failures", "deliveries", "memberships", "rooms")
 
     def __init__(self) -> None:
         # room -> {member: its presence}, insertion-ordered
         self.rooms: dict[str, dict[Connection, Any]] = {}
         self.memberships: dict[Connection, set[str]] = {}
         self.broadcast_failures = 0
+        self.deliveries = 0  # frames put into mailboxes by broadcasts
 
     def start(self, lost: LostMember | None = None) -> None:
         """Nothing to start: a process cannot lose its own members without ending."""
@@ -142,4 +143,5 @@ class LocalRooms:
                 delivered += 1
             else:
                 self.broadcast_failures += 1
+        self.deliveries += delivered
         return delivered

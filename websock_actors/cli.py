@@ -109,6 +109,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics-port", type=int, default=None, metavar="PORT", help="serve the metrics on this port"
     )
+    run.add_argument(
+        "--status-page",
+        action="store_true",
+        help="serve a live status page at GET /_status (connections, rooms, rates; behind a token);"
+        " with --workers, the figures are summed over the workers",
+    )
+    run.add_argument(
+        "--status-token",
+        default=None,
+        metavar="TOKEN",
+        help="the status page's token (default: a random one, printed once at start)",
+    )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument(
         "--log-format",
@@ -193,6 +205,7 @@ def _compression(args: argparse.Namespace) -> DeflateOptions | bool:
 def _run(args: argparse.Namespace) -> int:
     if args.workers > 1 and args.port == 0:
         raise SystemExit("error: --workers needs a fixed --port: the workers all listen on it (SO_REUSEPORT)")
+    _status_token(args)
     if not args.no_patch:
         from gevent import monkey
 
@@ -223,6 +236,38 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers == 1:
         return _serve(args, app, context)
     return _prefork(args, app, context)
+
+
+def _status_token(args: argparse.Namespace) -> None:
+    """The status page's token, chosen once (before any fork: every worker takes the same)."""
+    import secrets
+
+    args.status_token_generated = False
+    if not args.status_page:
+        if args.status_token is not None:
+            raise SystemExit("error: --status-token needs --status-page")
+        return
+    if args.status_token is None:
+        args.status_token = secrets.token_urlsafe(24)
+        args.status_token_generated = True
+    elif not args.status_token.strip():
+        raise SystemExit("error: --status-token may not be empty")
+
+
+def _say_status_page(args: argparse.Namespace, host: str, port: int, tls: bool) -> None:
+    """Where the status page is, once: with the token when it was generated (a given one is
+    not echoed into the logs)."""
+    from urllib.parse import quote
+
+    from .scale.workers import say
+
+    if not args.status_page:
+        return
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{'https' if tls else 'http'}://{shown}:{port}/_status"
+    if args.status_token_generated:
+        url += f"?token={quote(args.status_token, safe='')}"
+    say(f"websock-actors: status page at {url}")
 
 
 def _typed(app: Any) -> App | None:
@@ -281,8 +326,9 @@ def _prefork(args: argparse.Namespace, app: Application, context: ssl.SSLContext
     def serve(worker: Worker) -> int:
         return _serve(args, app, context, worker)
 
-    if args.metrics or args.metrics_port is not None:
+    if args.metrics or args.metrics_port is not None or args.status_page:  # the page shows the sum too
         args.metrics_dir = tempfile.mkdtemp(prefix="websock-actors-metrics-")  # fresh for this run
+    _say_status_page(args, args.host, args.port, context is not None)
     try:
         return run_workers(args.workers, serve, listener=listener, shutdown_timeout=args.shutdown_timeout)
     finally:
@@ -331,6 +377,7 @@ def _serve(
             metrics=args.metrics and args.metrics_port is None,
             metrics_port=args.metrics_port,
             metrics_dir=getattr(args, "metrics_dir", None),
+            status_token=args.status_token if args.status_page else None,
         )
     except ConfigurationError as exc:
         raise SystemExit(f"error: {exc}") from None
@@ -348,6 +395,7 @@ def _serve(
     url = f"{'wss' if context is not None else 'ws'}://{host}:{port}/"
     if worker is None:
         say(f"websock-actors: serving {args.app} on {url}")
+        _say_status_page(args, host, port, context is not None)
     else:
         me = f"worker {worker.index} (pid {os.getpid()})"
         worker.ready()  # first: whoever reads the line below may kill it, and it has started

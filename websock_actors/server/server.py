@@ -35,6 +35,7 @@ from .health import HEALTH_PATHS, health_answer
 from .keepalive import Keepalive
 from .metrics import Snapshot, merge_snapshots, metrics_response, read_worker_snapshots, write_snapshot
 from .options import ConnectionOptions, OverflowPolicy
+from .status_page import StatusPage, is_status_path
 from .tls import TLSConnection
 
 __all__ = ["Server", "tls_context"]
@@ -98,6 +99,7 @@ class Server:
         metrics: bool = False,
         metrics_port: int | None = None,
         metrics_dir: str | None = None,
+        status_token: str | None = None,
     ) -> None:
         """`on_request(request)` runs before the upgrade, after the application's own hook:
         return a `Response` to refuse (authentication) or to answer plain HTTP.
@@ -128,6 +130,9 @@ class Server:
         with `reuse_port` too); `metrics_snapshot()` gives the figures in any case. `metrics_dir`
         (set by the `--workers` master): where the workers' snapshots meet, so that any
         worker answers with the sum.
+        `status_token`: serve the live status page at GET /_status (server/status_page.py) to
+        whoever gives this token (`?token=` or `Authorization: Bearer`), its WebSocket at
+        /_status/ws; None (the default): off, and /_status is the application's like any path.
         """
         if on_request is not None and process_request is not None:
             raise ConfigurationError("give on_request or process_request (its older name), not both")
@@ -158,6 +163,14 @@ class Server:
         self.metrics_port = metrics_port
         self._metrics_writer: Any = None
         self._metrics_server: Any = None
+        self.status_page: StatusPage | None = None
+        if status_token is not None:
+            try:
+                self.status_page = StatusPage(
+                    status_token, self.metrics_total, app, summed=metrics_dir is not None
+                )
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
         self.on_request = on_request or process_request
         self.trusted_proxies = TrustedProxies(forwarded_allow_ips) if forwarded_allow_ips else None
         self._per_ip = (
@@ -222,6 +235,8 @@ class Server:
             self._keepalive.start()
         if self.metrics_dir is not None:
             self._metrics_writer = gevent.spawn(self._write_metrics)
+        if self.status_page is not None:
+            self.status_page.start()
         if self.metrics_port is not None:
             from gevent.pywsgi import WSGIServer
 
@@ -271,6 +286,8 @@ class Server:
         if self._metrics_server is not None:
             self._metrics_server.stop(timeout=1.0)
             self._metrics_server = None
+        if self.status_page is not None:
+            self.status_page.stop()
         for conn in list(self._actors):
             if conn.open:
                 conn.close(CloseCode.GOING_AWAY, "server shutting down")
@@ -346,6 +363,14 @@ class Server:
         if not upgrade and self.metrics and request.bare_path == "/metrics" and request.method == "GET":
             body, content_type = metrics_response(self.metrics_total())
             return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
+        status_page = self.status_page
+        if status_page is not None and is_status_path(request.bare_path):
+            answer = status_page.answer(request, upgrade)
+            if answer is not None:
+                return answer
+            # A viewer of the page: served by the status page's application, never the user's
+            # (its hooks, authentication and rooms). It counts as a connection like any other.
+            conn.app = status_page
         per_ip = self._per_ip
         if upgrade and per_ip is not None:
             answer = per_ip.admit(peer_ip(conn.address))
@@ -425,7 +450,7 @@ class Server:
             return error_response(503, "too many connections", [("Retry-After", "1")])
         request = conn.request
         assert request is not None
-        if self.on_request is not None:
+        if self.on_request is not None and (self.status_page is None or conn.app is not self.status_page):
             answer = self.on_request(request)
             if answer is not None:
                 return answer
@@ -451,6 +476,8 @@ class Server:
         """
         frame = encode_broadcast(message)
         targets = self.connections.values() if connections is None else connections
+        if connections is None and self.status_page is not None and self.status_page.viewers:
+            targets = [conn for conn in targets if conn.app is not self.status_page]  # not the page's
         return sum(1 for conn in list(targets) if conn.send_frame(frame))
 
 

@@ -130,3 +130,21 @@ def test_broadcast_goes_on_past_a_member_that_never_reads(serve, monkeypatch, ov
                 assert others == []
                 assert server.call(lambda: (stalled_conn.open, stalled_conn.dropped > 0)) == (True, True)
             assert server.call(lambda: server.app.rooms.broadcast_failures) > 0
+
+
+def test_the_chat_with_the_test_client() -> None:
+    """The same demo as its users would test it: websock_actors.testing."""
+    from websock_actors import RequestError
+    from websock_actors.testing import TestClient
+
+    with TestClient(chat_app) as client, client.connect() as ann, client.connect() as bob:
+        assert ann.request({"type": "join", "room": "tea", "name": "ann"})["members"] == ["ann"]
+        assert bob.request({"type": "join", "room": "tea", "name": "bob"})["members"] == ["ann", "bob"]
+        ann.expect("member_joined", room="tea", name="bob")
+        assert bob.request({"type": "say", "room": "tea", "text": "milk?"}) == {"type": "said", "id": 2}
+        assert ann.expect("message", text="milk?")["name"] == "bob"
+        with pytest.raises(RequestError, match="not_in_room"):
+            ann.request({"type": "say", "room": "coffee", "text": "x"})
+        bob.close()
+        ann.expect("member_left", room="tea", name="bob")
+        ann.assert_no_message()

@@ -126,13 +126,16 @@ class CommandPool:
 
 
 class Publisher:
-    """PUBLISH without a round trip per message: one greenlet owns one connection and sends,
-    in one write, every publish queued since its last one; replies are read as they come.
+    """PUBLISH without a round trip per message, on a connection of its own.
 
-    The sender's node goes on with its local fan-out at once (waiting for each reply would
-    stall it and break up the mailboxes' batched writes). Publishing while the connection is
-    known to be down raises BackplaneUnavailable at once; publishes in flight when it breaks
-    are reported to `on_lost(count, error)`, never dropped without a word.
+    A publish is written by its sender at once (so it is on its way to Redis before the
+    sender's reply is on its way to the client: whoever reads the reply and then subscribes
+    elsewhere is not sent this message too), without waiting for Redis's answer: waiting would
+    stall the node's fan-out and break up the mailboxes' batched writes. One writer at a time:
+    while a write waits for the socket, other publishes queue, and one greenlet sends the queue
+    in one write and reads every reply as it comes. Publishing while the connection is known
+    to be down raises BackplaneUnavailable at once; publishes in flight when it breaks are
+    reported to `on_lost(count, error)`, never dropped without a word.
     """
 
     def __init__(self, options: dict[str, Any], on_lost: Callable[[int, BaseException], None]) -> None:
@@ -143,6 +146,9 @@ class Publisher:
         self._wake = gevent.event.Event()
         self._stopping = gevent.event.Event()
         self._greenlet: gevent.Greenlet[Any, Any] | None = None
+        self._conn: GeventRedisConnection | None = None  # while connected
+        self._writing = False  # a write is under way (it may wait for the socket)
+        self._broken: BaseException | None = None  # a sender's write failed: the owner reconnects
         self.healthy = False  # connected: a publish is taken
 
     def start(self) -> None:
@@ -160,11 +166,35 @@ class Publisher:
     def publish(self, channel: bytes, data: bytes) -> None:
         if not self.healthy:
             raise BackplaneUnavailable("Redis is unreachable")
+        conn = self._conn
+        if conn is not None and not self._writing and not self._queue:
+            try:
+                self._send(conn, [(channel, data)])
+            except REDIS_FAILURES as exc:
+                self._in_flight -= 1  # the sender is told: not counted again as lost
+                self._broken = exc
+                self.healthy = False
+                self._wake.set()
+                raise BackplaneUnavailable(f"Redis: {exc}") from exc
+            return
         if len(self._queue) >= MAX_QUEUED_PUBLISHES:
             raise BackplaneUnavailable("Redis is not keeping up with the publishes")
         self._queue.append((channel, data))
         if len(self._queue) == 1:
             self._wake.set()
+
+    def _send(self, conn: GeventRedisConnection, batch: list[tuple[bytes, bytes]]) -> None:
+        self._writing = True
+        self._in_flight += len(batch)
+        try:
+            conn.send_packed_command(
+                conn.pack_commands([("PUBLISH", channel, data) for channel, data in batch]),
+                check_health=False,
+            )
+        finally:
+            self._writing = False
+            if self._queue:
+                self._wake.set()  # queued while this write waited: the owner sends them
 
     def _run(self) -> None:
         delay = 0.0
@@ -176,6 +206,8 @@ class Publisher:
                 sock: Any = conn._sock
                 watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
                 watcher.start(self._wake.set)  # replies, or the end of the connection
+                self._broken = None
+                self._conn = conn
                 self.healthy = True
                 delay = 0.0
                 self._pump(conn)
@@ -190,6 +222,7 @@ class Publisher:
                 self._on_lost(lost, exc)
             finally:
                 self.healthy = False
+                self._conn = None
                 if watcher is not None:
                     watcher.stop()
                 conn.disconnect()
@@ -201,13 +234,11 @@ class Publisher:
         while True:
             self._wake.wait()
             self._wake.clear()
-            if self._queue:
+            if self._broken is not None:
+                raise self._broken  # a sender's write broke the connection: reconnect
+            if self._queue and not self._writing:
                 batch, self._queue = self._queue, []
-                self._in_flight += len(batch)
-                conn.send_packed_command(
-                    conn.pack_commands([("PUBLISH", channel, data) for channel, data in batch]),
-                    check_health=False,
-                )
+                self._send(conn, batch)
             while conn.can_read(timeout=0):  # raises once the server closed the connection
                 conn.read_response()
                 self._in_flight -= 1

@@ -131,7 +131,6 @@ class RedisBackplane:
         self._lingering: dict[str, float] = {}  # room -> when to unsubscribe (monotonic)
         self._wake = gevent.event.Event()
         self._stopping = gevent.event.Event()
-        self._up = False
         self._connected = gevent.event.Event()  # set while the subscriber is up
         self._known_down = False  # a connection attempt failed since the last success
         self._dirty = True  # presence must be written again (at start, after an outage)
@@ -153,7 +152,7 @@ class RedisBackplane:
     @property
     def connected(self) -> bool:
         """Both directions are up: other nodes' broadcasts arrive, ours are taken."""
-        return self._up and self._publisher.healthy
+        return self._connected.is_set() and self._publisher.healthy
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -314,7 +313,7 @@ class RedisBackplane:
         self._lingering.pop(room, None)
         if room in self._subscribed:
             return
-        if not self._up:
+        if not self._connected.is_set():
             if self._known_down or not self._connected.wait(self.join_timeout):
                 raise BackplaneUnavailable("Redis is unreachable")  # fail fast during an outage
             if room in self._subscribed:  # the subscriber, once up, took the local rooms
@@ -355,7 +354,6 @@ class RedisBackplane:
                 else:
                     log.debug("%r: Redis still down: %s", self, exc)
             finally:
-                self._up = False
                 self._connected.clear()
                 self._subscribed.clear()
                 self._subscribing.clear()
@@ -371,7 +369,6 @@ class RedisBackplane:
         sock: Any = conn._sock
         watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
         watcher.start(self._wake.set)  # readable: wake up (level-triggered; we drain)
-        self._up = True
         self._known_down = False
         self._connected.set()
         self._dirty = True  # the heartbeat writes our presence again

@@ -233,7 +233,8 @@ class Server:
         self._stream.start()
         if self._keepalive is not None:
             self._keepalive.start()
-        if self.metrics_dir is not None:
+        if self.metrics_dir is not None and self.status_page is None:
+            # (the status page's sampler writes it every second already, through metrics_total)
             self._metrics_writer = gevent.spawn(self._write_metrics)
         if self.status_page is not None:
             self.status_page.start()
@@ -304,10 +305,7 @@ class Server:
         except Exception:
             log.exception("the application failed to stop")
         if self.metrics_dir is not None:  # the last counts of this worker stay in the sum
-            try:
-                write_snapshot(self.metrics_dir, self.metrics_snapshot())
-            except OSError as exc:
-                log.warning("cannot write the metrics snapshot: %s", exc)
+            self._save_metrics()
         self._stopped.set()
 
     # -- connections ---------------------------------------------------------------
@@ -358,13 +356,14 @@ class Server:
             if resolved is not None:
                 conn.address, request.scheme = resolved
                 request.peer = conn.address
-        if not upgrade and self.health and request.bare_path in HEALTH_PATHS:
+        path = request.bare_path
+        if not upgrade and self.health and path in HEALTH_PATHS:
             return health_answer(request, self.not_ready())
-        if not upgrade and self.metrics and request.bare_path == "/metrics" and request.method == "GET":
+        if not upgrade and self.metrics and path == "/metrics" and request.method == "GET":
             body, content_type = metrics_response(self.metrics_total())
             return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
         status_page = self.status_page
-        if status_page is not None and is_status_path(request.bare_path):
+        if status_page is not None and is_status_path(path):
             answer = status_page.answer(request, upgrade)
             if answer is not None:
                 return answer
@@ -427,13 +426,17 @@ class Server:
         return [body]
 
     def _write_metrics(self) -> None:
-        assert self.metrics_dir is not None
         while True:
-            try:
-                write_snapshot(self.metrics_dir, self.metrics_snapshot())
-            except OSError as exc:
-                log.warning("cannot write the metrics snapshot: %s", exc)
+            self._save_metrics()
             gevent.sleep(1.0)
+
+    def _save_metrics(self) -> None:
+        """This worker's snapshot into `metrics_dir`, for whichever worker answers a scrape."""
+        assert self.metrics_dir is not None
+        try:
+            write_snapshot(self.metrics_dir, self.metrics_snapshot())
+        except OSError as exc:
+            log.warning("cannot write the metrics snapshot: %s", exc)
 
     def not_ready(self) -> str | None:
         """Why GET /readyz answers 503 (draining, or the application's reason), or None."""

@@ -98,3 +98,19 @@ def start_server(port: int, extra: list[str], log: Path, hard_limit: float) -> A
             server.kill()
         return None
     return server
+
+
+def stop_server(server: Any, budget: float) -> int | None:
+    """SIGTERM, then wait up to `budget` seconds (at least 5, at most 30) for the graceful stop;
+    a server still running then is killed. Its exit status, or None when it had to be killed."""
+    if server.poll() is not None:
+        return int(server.returncode)
+    server.send_signal(signal.SIGTERM)
+    budget = max(5.0, min(30.0, budget))
+    try:
+        return int(server.wait(timeout=budget))
+    except gevent.subprocess.TimeoutExpired:
+        print(f"the server did not stop within {budget:.0f} s of SIGTERM: killed", flush=True)
+        server.kill()
+        server.wait(timeout=5)
+        return None

@@ -76,7 +76,7 @@ import gevent.event
 import gevent.socket
 import gevent.subprocess
 from greenlet import GreenletExit
-from server_process import free_port, proc_fds, proc_status, raise_fd_limit, start_server
+from server_process import free_port, proc_fds, proc_status, raise_fd_limit, start_server, stop_server
 
 from websock_actors.client import ConnectionClosed, HandshakeRejected, RequestError, RequestTimeout, connect
 
@@ -918,17 +918,7 @@ def main() -> int:
     report_delivery = delivery(run)
 
     # Stop the server: SIGTERM, wait (bounded by the hard limit).
-    server_status: int | None = server.returncode
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        budget = max(5.0, min(30.0, hard_limit - (time.monotonic() - started) - 5))
-        try:
-            server_status = server.wait(timeout=budget)
-        except gevent.subprocess.TimeoutExpired:
-            print(f"the server did not stop within {budget:.0f} s of SIGTERM: killed", flush=True)
-            server.kill()
-            server.wait(timeout=5)
-            server_status = None
+    server_status = stop_server(server, hard_limit - (time.monotonic() - started) - 5)
     tracebacks, levels, errors = traceback_lines(args.log)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     driver_cpu = (usage.ru_utime + usage.ru_stime) / (time.monotonic() - started)

@@ -46,7 +46,7 @@ import gevent.lock
 import gevent.socket
 import gevent.subprocess
 from greenlet import GreenletExit
-from server_process import free_port, proc_fds, proc_status, raise_fd_limit, start_server
+from server_process import free_port, proc_fds, proc_status, raise_fd_limit, start_server, stop_server
 
 from websock_actors.client import ConnectionClosed, HandshakeRejected, connect
 
@@ -364,18 +364,8 @@ def main() -> int:
         except ConnectionClosed:
             pass
     gevent.killall(idlers, timeout=10)
-    server_status = server.poll()
-    died = server_status is not None
-    if not died:
-        server.send_signal(signal.SIGTERM)
-        budget = max(5.0, min(30.0, hard_limit - (time.monotonic() - started) - 5))
-        try:
-            server_status = server.wait(timeout=budget)
-        except gevent.subprocess.TimeoutExpired:
-            print(f"the server did not stop within {budget:.0f} s of SIGTERM: killed", flush=True)
-            server.kill()
-            server.wait(timeout=5)
-            server_status = None
+    died = server.poll() is not None
+    server_status = stop_server(server, hard_limit - (time.monotonic() - started) - 5)
     tracebacks, levels, warnings = log_summary(args.log)
     signal.alarm(0)
 

@@ -87,6 +87,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import redis
+from redis_process import answers_ping, redis_command
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "benchmarks" / "typed_load.js"
@@ -287,19 +288,11 @@ class RedisServer:
     def __init__(self, binary: str, cpu: int | None, workdir: Path) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        command = [binary, "--save", "", "--appendonly", "no", "--port", str(self.port)]
-        command += ["--bind", "127.0.0.1", "--dir", str(workdir), "--logfile", str(workdir / "redis.log")]
+        command = redis_command(binary, self.port, workdir)
         self.proc = subprocess.Popen(pinned(cpu, command), cwd=workdir, stdout=subprocess.DEVNULL)
         self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise Failed("redis-server did not start") from None
-                time.sleep(0.05)
+        if not answers_ping(self.client, lambda: self.proc.poll() is not None):
+            raise Failed("redis-server did not start")
 
     @property
     def pid(self) -> int:

@@ -192,32 +192,15 @@ class RedisServer:
 
     def __init__(self, binary: str, cpus: str | None, out: Path) -> None:
         import redis  # the project's [redis] extra: needed with --workers only
+        from redis_process import answers_ping, redis_command
 
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        command = [
-            binary,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-        ]
-        command += ["--dir", str(out), "--logfile", str(out / "redis.log")]
+        command = redis_command(binary, self.port, out)
         self.process = subprocess.Popen(pinned(cpus, command), cwd=out, stdout=subprocess.DEVNULL)
         self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if try_reap(self.process) is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"redis-server did not start: see {out / 'redis.log'}") from None
-                time.sleep(0.05)
+        if not answers_ping(self.client, lambda: try_reap(self.process) is not None):
+            raise SystemExit(f"redis-server did not start: see {out / 'redis.log'}")
 
     def calls(self) -> dict[str, int]:
         stats = self.client.info("commandstats")

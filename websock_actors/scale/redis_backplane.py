@@ -54,8 +54,11 @@ import gevent.event
 import redis
 
 from ..errors import BackplaneUnavailable
-from ..typed.rooms import LocalRooms, LostMember
+from ..server.broadcast import encode_broadcast
+from ..typed.rooms import Attached, LocalRooms, LostMember
+from ..typed.sessions import RoomMembership, SessionRecord
 from .redis_io import REDIS_FAILURES, CommandPool, GeventRedisConnection, Publisher, connection_options
+from .redis_sessions import RedisSessions
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -65,7 +68,33 @@ __all__ = ["BackplaneStats", "RedisBackplane"]
 log = logging.getLogger("websock_actors")
 
 _FRAME = b"F"  # the kind of a Redis message that carries a client frame
+_SEQUENCED = b"S"  # ... that carries a numbered broadcast's JSON text (resumption on)
 _HEADER = 17  # kind (1 byte) + origin node id (16 hex digits)
+
+# A numbered broadcast, in one atomic step: the room's next seq (a new epoch, and an empty
+# stream, when the room has no history), the stamped text into the room's stream, capped at
+# about the policy's history, and out on the room's channel, so that every node delivers the
+# rooms' messages in seq order.
+# KEYS: the room's meta hash (seq, epoch), its stream. ARGV: a fresh epoch, the stamp prefix,
+# the history size, the excluded session key, the channel, the message header, the TTL (s).
+_PUBLISH_NUMBERED = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local text = ARGV[2] .. seq .. ',"epoch":"' .. epoch .. '"}'
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', text, 'x', ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. seq .. ' ' .. text)
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+return seq
+"""
+
+# Seconds past a grace's end before any node (not only the member's own) ends it.
+_GRACE_SLACK = 2.0
 
 
 @dataclass
@@ -82,6 +111,7 @@ class BackplaneStats:
     unsubscribes: int = 0
     reconnects: int = 0  # subscriber connections made after a loss
     lost_members: int = 0  # members of dead nodes this node reported as left
+    graces_ended: int = 0  # resumable members of other nodes (or drained ones) reported as left
 
 
 class RedisBackplane:
@@ -121,6 +151,12 @@ class RedisBackplane:
         self._nodes_key = f"{prefix}:nodes"
         self._node_rooms_key = f"{prefix}:node:{self.node}:rooms"
         self._header = _FRAME + self.node.encode()
+        self._node_bytes = self.node.encode()
+        self.sessions = RedisSessions(self._pool, prefix)
+        self._history: tuple[int, int] | None = None  # (size, TTL in s) once numbered
+        self._epochs = 0  # fresh epochs offered to the publish script
+        # resuming connections: room -> {conn: [(seq, frame)]} of live messages held back
+        self._holding: dict[str, dict[Connection, list[tuple[int, bytes]]]] = {}
         self._lost: LostMember | None = None
         # member bookkeeping: (connection id, room) -> (presence entry, join time)
         self._entries: dict[tuple[int, str], tuple[str, float]] = {}
@@ -172,14 +208,11 @@ class RedisBackplane:
         self._stopping.set()
         self._wake.set()
         self._publisher.stop()  # what the last connections' goodbyes published goes out first
+        # With resumption, the members still here are in their grace (every open connection
+        # was closed): their presence stays until they resume elsewhere or their grace ends.
+        removals = [] if self._history is not None else self._presence_removals(self._entries)
         try:
-            self._pool.run(
-                [
-                    *self._presence_removals(self._entries),
-                    ("ZREM", self._nodes_key, self.node),
-                    ("DEL", self._node_rooms_key),
-                ]
-            )
+            self._pool.run([*removals, ("ZREM", self._nodes_key, self.node), ("DEL", self._node_rooms_key)])
         except BackplaneUnavailable as exc:
             log.warning("%r: could not say goodbye to Redis: %s", self, exc)
         gevent.joinall(self._greenlets, timeout=5.0)
@@ -245,6 +278,129 @@ class RedisBackplane:
             raise
         self.stats.published += 1
         return delivered
+
+    # -- resumption: numbered broadcasts, history, attach --------------------------------
+
+    def keep_history(self, size: int, ttl: float) -> None:
+        self._history = (size, max(1, int(ttl)))
+
+    def _meta_key(self, room: str) -> str:
+        return f"{self._prefix}:seq:{room}"
+
+    def _stream_key(self, room: str) -> str:
+        return f"{self._prefix}:history:{room}"
+
+    def publish(self, room: str, prefix: str, exclude: Connection | None = None, excluded: str = "") -> int:
+        """Numbered by Redis and delivered when Redis sends it back, here as on every node:
+        so every member sees a room's messages in seq order. Returns 0 (nothing queued yet)."""
+        assert self._history is not None, "keep_history() first"
+        size, ttl = self._history
+        self._epochs += 1
+        header = b"%s%s%d:" % (_SEQUENCED, self._node_bytes, exclude.id if exclude is not None else 0)
+        try:
+            self._publisher.send(
+                "EVAL",
+                _PUBLISH_NUMBERED,
+                2,
+                self._meta_key(room),
+                self._stream_key(room),
+                f"{self.node}{self._epochs:x}",
+                prefix,
+                size,
+                excluded,
+                self._channel_prefix + room.encode(),
+                header,
+                ttl,
+            )
+        except BackplaneUnavailable:
+            self._publishes_failed(
+                1, f"a broadcast to {room!r} was not sent (numbered broadcasts need Redis)"
+            )
+            raise
+        self.stats.published += 1
+        return 0
+
+    def position(self, room: str) -> tuple[int, str]:
+        seq, epoch = self._pool.execute("HMGET", self._meta_key(room), "seq", "epoch")
+        return int(seq or 0), (epoch or b"").decode()
+
+    def attach(
+        self,
+        conn: Connection,
+        rooms: dict[str, RoomMembership],
+        after: dict[str, tuple[int, str]],
+        key: str,
+        previous: tuple[str, int] | None,
+    ) -> Attached:
+        """Subscribe (live messages held back meanwhile), write the presence, read the
+        history; then, without yielding: the missed messages, the held ones not among
+        them, and the membership."""
+        holds: dict[str, list[tuple[int, bytes]]] = {}
+        for room in rooms:
+            holds[room] = self._holding.setdefault(room, {})[conn] = []
+        try:
+            for room in rooms:
+                self._subscribe(room)
+            commands: list[tuple[Any, ...]] = []
+            entries: dict[str, str] = {}
+            for room, membership in rooms.items():
+                shown = json.dumps(membership.presence, separators=(",", ":"))
+                entries[room] = f"{self.node}:{conn.id}:{shown}"
+                commands.append(("ZADD", self._presence_key(room), membership.joined_at, entries[room]))
+                if previous is not None:
+                    commands.append(
+                        ("ZREM", self._presence_key(room), f"{previous[0]}:{previous[1]}:{shown}")
+                    )
+            if rooms:
+                commands.append(("SADD", self._node_rooms_key, *rooms))
+            first = len(commands)
+            for room, membership in rooms.items():
+                seq, _ = after.get(room, (membership.seq, membership.epoch))
+                commands.append(("HMGET", self._meta_key(room), "seq", "epoch"))
+                commands.append(("XRANGE", self._stream_key(room), f"{seq + 1}-0", "+"))
+            replies = self._pool.run(commands)
+        except BaseException:
+            self._unhold(conn, rooms)
+            for room in rooms:
+                self._emptied(room)
+            raise
+        backlog: list[bytes] = []
+        positions: dict[str, tuple[int, str]] = {}
+        lost: set[str] = set()
+        replayed = 0
+        for i, (room, membership) in enumerate(rooms.items()):
+            seq, epoch = after.get(room, (membership.seq, membership.epoch))
+            meta, stream = replies[first + 2 * i], replies[first + 2 * i + 1]
+            now_seq, now_epoch = int(meta[0] or 0), (meta[1] or b"").decode()
+            missed = _missed(stream, seq, epoch, now_seq, now_epoch)
+            if missed is None:
+                lost.add(room)
+                last = now_seq
+            else:
+                last = seq
+                for entry_seq, text, skip in missed:
+                    if skip != key:
+                        backlog.append(encode_broadcast(text, text=True))
+                        replayed += 1
+                    last = entry_seq
+            for held_seq, frame in holds[room]:
+                if held_seq > last:
+                    backlog.append(frame)
+                    last = held_seq
+            positions[room] = (last, now_epoch)
+            self.local.join(conn, room, membership.presence)
+            self._entries[(conn.id, room)] = (entries[room], membership.joined_at)
+        self._unhold(conn, rooms)
+        conn.send_backlog(backlog)
+        return replayed, positions, lost
+
+    def _unhold(self, conn: Connection, rooms: Iterable[str]) -> None:
+        for room in rooms:
+            held = self._holding.get(room)
+            if held is not None:
+                held.pop(conn, None)
+                if not held:
+                    del self._holding[room]
 
     def _publishes_lost(self, count: int, error: BaseException) -> None:
         """The publisher's connection broke with `count` publishes unconfirmed."""
@@ -407,7 +563,7 @@ class RedisBackplane:
                 del self._lingering[room]  # a member is back
             elif deadline <= now:
                 del self._lingering[room]
-        wanted = set(self.local.rooms) | set(self._lingering) | set(self._pending)
+        wanted = set(self.local.rooms) | set(self._lingering) | set(self._pending) | set(self._holding)
         new = wanted - self._subscribed - self._subscribing
         old = self._subscribed - wanted
         if new:
@@ -434,6 +590,9 @@ class RedisBackplane:
                 event.set()
 
     def _deliver(self, channel: bytes, data: bytes) -> None:
+        if data[:1] == _SEQUENCED:
+            self._deliver_numbered(channel, data)
+            return
         if data[:_HEADER] == self._header:
             self.stats.own += 1
             return
@@ -444,6 +603,31 @@ class RedisBackplane:
             return
         if data[:1] == _FRAME:
             self.stats.delivered += self.local.broadcast(room, data[_HEADER:])
+
+    def _deliver_numbered(self, channel: bytes, data: bytes) -> None:
+        """`S<node><excluded conn id>:<seq> <text>`: every node's, our own included."""
+        mine = data[1:_HEADER] == self._node_bytes
+        if mine:
+            self.stats.own += 1
+        else:
+            self.stats.received += 1
+        room = channel[len(self._channel_prefix) :].decode()
+        holds = self._holding.get(room)
+        if room not in self.local.rooms and holds is None:
+            self.stats.foreign += 1
+            return
+        colon = data.index(b":", _HEADER)
+        space = data.index(b" ", colon)
+        frame = encode_broadcast(data[space + 1 :], text=True)
+        exclude: Connection | None = None
+        excluded_id = int(data[_HEADER:colon])
+        if mine and excluded_id:
+            exclude = next((c for c in self.local.rooms.get(room, ()) if c.id == excluded_id), None)
+        self.stats.delivered += self.local.broadcast(room, frame, exclude)
+        if holds is not None:
+            seq = int(data[colon + 1 : space])
+            for held in holds.values():
+                held.append((seq, frame))
 
     # -- liveness ------------------------------------------------------------------------
 
@@ -468,6 +652,38 @@ class RedisBackplane:
         for node in dead:
             if node.decode() != self.node:
                 self._reap(node.decode())
+        if self._history is not None:
+            self._end_graces(now)
+
+    def _report_left(self, room: str, presence: Any) -> None:
+        """The app's `on_member_lost` message for a member gone with no connection to close."""
+        out = self._lost(room, presence) if self._lost is not None else None
+        if out is None:
+            return
+        if self._history is not None:
+            self.publish(room, out)  # the app gave a stamp prefix (resumption on)
+        else:
+            self.broadcast(room, encode_broadcast(out))
+
+    def _end_graces(self, now: float) -> None:
+        """Graces over for a while that nobody ended (their node drained, or died): the one
+        node whose ZREM counts removes the member's presence and reports it as left."""
+        graces = self.sessions.graces_key
+        due = self._beats.execute("ZRANGEBYSCORE", graces, "-inf", now - _GRACE_SLACK, "LIMIT", 0, 100)
+        for token in due:
+            if not self._beats.execute("ZREM", graces, token):
+                continue  # resumed, or ended by another node meanwhile
+            data = self._beats.execute("GET", self.sessions.key(token.decode()))
+            if data is None:
+                continue
+            record = SessionRecord.loads(data)
+            for room, membership in record.rooms.items():
+                shown = json.dumps(membership.presence, separators=(",", ":"))
+                self._beats.execute(
+                    "ZREM", self._presence_key(room), f"{record.node}:{record.conn_id}:{shown}"
+                )
+                self._report_left(room, membership.presence)
+            self.stats.graces_ended += 1
 
     def _reap(self, node: str) -> None:
         """Report the members of a dead node as left; only the node whose ZREM counts does."""
@@ -485,9 +701,29 @@ class RedisBackplane:
             self._beats.execute("ZREM", key, *entries)
             for entry in entries:
                 lost += 1
-                frame = self._lost(room, json.loads(entry.split(b":", 2)[2])) if self._lost else None
-                if frame is not None:
-                    self.broadcast(room, frame)
+                self._report_left(room, json.loads(entry.split(b":", 2)[2]))
         self._beats.execute("DEL", rooms_key)
         self.stats.lost_members += lost
         log.warning("%r: node %s stopped beating: %d of its members reported as left", self, node, lost)
+
+
+def _missed(
+    stream: list[Any], seq: int, epoch: str, now_seq: int, now_epoch: str
+) -> list[tuple[int, str, str]] | None:
+    """The broadcasts after `seq` from a room's stream (XRANGE from seq + 1), or None when
+    some are lost: another epoch, a position ahead of the room, or history trimmed past it.
+    Epoch "" and seq 0 ask for the whole history (joined before the room's first message)."""
+    from_start = epoch == "" and seq == 0
+    if not now_epoch:  # no history at all: nothing was said, or it was lost (FLUSHALL, expiry)
+        return [] if seq == 0 else None
+    if epoch != now_epoch and not from_start:
+        return None
+    if seq >= now_seq:
+        return [] if seq == now_seq else None
+    missed: list[tuple[int, str, str]] = []
+    for entry_id, fields in stream:
+        values = dict(zip(fields[::2], fields[1::2], strict=True))
+        missed.append((int(entry_id.split(b"-", 1)[0]), values[b"m"].decode(), values[b"x"].decode()))
+    if not missed or missed[0][0] != seq + 1:
+        return None
+    return missed

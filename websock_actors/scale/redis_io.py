@@ -13,6 +13,7 @@ a failure means).
 
 from __future__ import annotations
 
+import logging
 import random
 import socket
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ from redis.retry import Retry
 from ..errors import BackplaneUnavailable, ConfigurationError
 
 __all__ = ["REDIS_FAILURES", "CommandPool", "GeventRedisConnection", "Publisher", "connection_options"]
+
+log = logging.getLogger("websock_actors")
 
 # What a lost, refused or broken Redis raises: the caller answers `backplane_unavailable`.
 REDIS_FAILURES = (redis.RedisError, OSError)
@@ -141,7 +144,7 @@ class Publisher:
     def __init__(self, options: dict[str, Any], on_lost: Callable[[int, BaseException], None]) -> None:
         self._options = options
         self._on_lost = on_lost
-        self._queue: list[tuple[bytes, bytes]] = []
+        self._queue: list[tuple[Any, ...]] = []  # commands
         self._in_flight = 0
         self._wake = gevent.event.Event()
         self._stopping = gevent.event.Event()
@@ -150,6 +153,7 @@ class Publisher:
         self._writing = False  # a write is under way (it may wait for the socket)
         self._broken: BaseException | None = None  # a sender's write failed: the owner reconnects
         self.healthy = False  # connected: a publish is taken
+        self.errors = 0  # commands Redis answered with an error
 
     def start(self) -> None:
         self._stopping.clear()
@@ -164,12 +168,17 @@ class Publisher:
             self._greenlet = None
 
     def publish(self, channel: bytes, data: bytes) -> None:
+        self.send("PUBLISH", channel, data)
+
+    def send(self, *command: Any) -> None:
+        """Send any command whose reply nobody waits for (PUBLISH, an EVAL that publishes);
+        an error reply is logged and counted in `errors`."""
         if not self.healthy:
             raise BackplaneUnavailable("Redis is unreachable")
         conn = self._conn
         if conn is not None and not self._writing and not self._queue:
             try:
-                self._send(conn, [(channel, data)])
+                self._send(conn, [command])
             except REDIS_FAILURES as exc:
                 self._in_flight -= 1  # the sender is told: not counted again as lost
                 self._broken = exc
@@ -179,18 +188,15 @@ class Publisher:
             return
         if len(self._queue) >= MAX_QUEUED_PUBLISHES:
             raise BackplaneUnavailable("Redis is not keeping up with the publishes")
-        self._queue.append((channel, data))
+        self._queue.append(command)
         if len(self._queue) == 1:
             self._wake.set()
 
-    def _send(self, conn: GeventRedisConnection, batch: list[tuple[bytes, bytes]]) -> None:
+    def _send(self, conn: GeventRedisConnection, batch: list[tuple[Any, ...]]) -> None:
         self._writing = True
         self._in_flight += len(batch)
         try:
-            conn.send_packed_command(
-                conn.pack_commands([("PUBLISH", channel, data) for channel, data in batch]),
-                check_health=False,
-            )
+            conn.send_packed_command(conn.pack_commands(batch), check_health=False)
         finally:
             self._writing = False
             if self._queue:
@@ -240,11 +246,17 @@ class Publisher:
                 batch, self._queue = self._queue, []
                 self._send(conn, batch)
             while conn.can_read(timeout=0):  # raises once the server closed the connection
-                conn.read_response()
-                self._in_flight -= 1
+                self._read_reply(conn)
             if self._stopping.is_set() and not self._queue:
                 if self._in_flight:  # the last replies, briefly
-                    conn.read_response()
-                    self._in_flight -= 1
+                    self._read_reply(conn)
                     continue
                 return
+
+    def _read_reply(self, conn: GeventRedisConnection) -> None:
+        try:
+            conn.read_response()
+        except redis.ResponseError as exc:  # answered: the connection is fine
+            self.errors += 1
+            log.warning("Redis refused a command sent without waiting: %s", exc)
+        self._in_flight -= 1

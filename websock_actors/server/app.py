@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import HandshakeRefused
+from ..errors import CloseCode, HandshakeRefused
 from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.http import Request, Response
 
@@ -48,6 +48,10 @@ class Application:
     def not_ready(self) -> str | None:
         """Why the application cannot serve now (GET /readyz answers 503 with it), or None."""
         return None
+
+    def drain_close(self) -> tuple[int, str]:
+        """The close code and reason a stopping server sends each open connection."""
+        return CloseCode.GOING_AWAY, "server shutting down"
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """What the application counts itself, by metric name (server/metrics.py's METRICS)

@@ -38,12 +38,13 @@ class BroadcastFrame(bytes):
         return frame
 
 
-def encode_broadcast(message: str | bytes) -> BroadcastFrame:
-    """Encode a server frame once, to put the same bytes into many mailboxes (`send_frame`)."""
+def encode_broadcast(message: str | bytes, *, text: bool = False) -> BroadcastFrame:
+    """Encode a server frame once, to put the same bytes into many mailboxes (`send_frame`):
+    a text frame for `str` (or for UTF-8 bytes with `text`), a binary frame for bytes."""
     if isinstance(message, str):
         opcode, payload = Opcode.TEXT, message.encode("utf-8")
     else:
-        opcode, payload = Opcode.BINARY, bytes(message)
+        opcode, payload = (Opcode.TEXT if text else Opcode.BINARY), bytes(message)
     frame = BroadcastFrame(encode_frame(opcode, payload))
     frame._opcode = opcode
     frame._payload_at = len(frame) - len(payload)

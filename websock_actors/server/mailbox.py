@@ -109,6 +109,23 @@ class Mailbox(Transport):
             return True
         return False
 
+    def send_backlog(self, frames: list[bytes]) -> int:
+        """Queue encoded frames in one step, without waiting and beyond `max_queue_bytes`: a
+        resume's replay, which must reach the mailbox whole before any live message (the
+        replay is bounded by the rooms' history). Returns the frames queued (0 once closed)."""
+        if not self.open or not frames:
+            return 0
+        compressor = self._broadcast_compressor
+        for frame in frames:
+            if type(frame) is BroadcastFrame and compressor is not None:
+                frame = frame.compressed(compressor)
+            self._outbox.append(frame)
+            self._queued += len(frame)
+        self.options.stats.messages_sent += len(frames)
+        if self._wait_state == WAIT_READ and not self._wake_scheduled:
+            self._wake()
+        return len(frames)
+
     def ping(self, payload: bytes = b"") -> None:
         if len(payload) > 125:
             raise ValueError("ping payload over 125 bytes")

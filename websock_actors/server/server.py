@@ -272,7 +272,8 @@ class Server:
         return self._stopped.is_set()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Graceful shutdown: stop accepting, close every connection with 1001, wait, drop the rest."""
+        """Graceful shutdown: stop accepting, close every connection (1001, or the app's
+        `drain_close`: 1012 when its sessions resume elsewhere), wait, drop the rest."""
         if self._stopping:
             self._stopped.wait()
             return
@@ -289,9 +290,10 @@ class Server:
             self._metrics_server = None
         if self.status_page is not None:
             self.status_page.stop()
+        code, reason = self.app.drain_close()
         for conn in list(self._actors):
             if conn.open:
-                conn.close(CloseCode.GOING_AWAY, "server shutting down")
+                conn.close(code, reason)
             elif not conn.established:
                 conn.abort(CloseCode.GOING_AWAY, "server shutting down")
         if self._actors:

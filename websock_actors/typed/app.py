@@ -42,8 +42,10 @@ from ..server.broadcast import encode_broadcast
 from ..server.metrics import Histogram
 from .auth import Authenticator, AuthRequest
 from .context import Context
+from .history import stamp_prefix
 from .messages import Ack, to_json
 from .ratelimit import ConnectionLimits, RateLimit, retry_after_ms
+from .resume import ResumePolicy, Resumption
 from .rooms import LocalRooms, Rooms
 from .router import Handler, Route, Router, peek
 from .schema import asyncapi_document, json_schema_document
@@ -94,13 +96,16 @@ class App(Application):
         backplane: Rooms | None = None,
         max_message_size: int | None = DEFAULT_MAX_TYPED_MESSAGE,
         rate_limit: RateLimit | None = None,
+        resume: ResumePolicy | None = None,
     ) -> None:
         """`backplane`: where rooms, presence and broadcasts live (default: this process's
         memory; `RedisBackplane(url)` shares them between processes and hosts).
         `max_message_size`: the largest frame accepted (1 MiB; a larger one closes with 1009):
         validating JSON costs CPU in proportion to its size, and the whole hub waits for it.
         `rate_limit`: every connection's limit over all its messages (None: none); handlers
-        add limits per message type (`@app.handler(rate_limit=...)`)."""
+        add limits per message type (`@app.handler(rate_limit=...)`).
+        `resume`: sessions a client can resume after a dropped connection, with the room
+        messages it missed (typed/resume.py has the wire protocol); None: off."""
         self.title = title
         self.max_message_size = max_message_size
         self.version = version
@@ -127,6 +132,11 @@ class App(Application):
         self.received_by_type: dict[str, int] = {}
         self.handler_seconds: dict[str, Histogram] = {}
         self.error_replies: dict[str, int] = {}
+        self._on_resume: Callable[[Context, set[str]], None] | None = None
+        self.resumption: Resumption | None = None
+        if resume is not None:
+            self.resumption = Resumption(self, resume)
+            self.router.add(self.resumption.handler())
 
     # -- registration ----------------------------------------------------------------
 
@@ -197,6 +207,16 @@ class App(Application):
         self.rooms = backplane
         self.has_backplane = True
 
+    def on_resume(self, func: Callable[[Context, set[str]], None]) -> Callable[[Context, set[str]], None]:
+        """`func(ctx, rooms)` runs after a resume that came after the member's grace: it was
+        reported as left (`on_disconnect`) and has just joined `rooms` again (tell the room)."""
+        self._on_resume = func
+        return func
+
+    @property
+    def authenticates(self) -> bool:
+        return self._authenticate is not None
+
     def on_bytes(self, func: Callable[[bytes, Context], None]) -> Callable[[bytes, Context], None]:
         """`func(data, ctx)` receives binary frames (without it they get `unsupported_data`)."""
         self._on_bytes = func
@@ -212,7 +232,11 @@ class App(Application):
         """Send a model to every member of `room` (from an actor of the app, say)."""
         if self.supervisor is None:
             return 0
-        return self.rooms.broadcast(room, encode_broadcast(to_json(message)))
+        text = to_json(message)
+        if self.resumption is not None:
+            add_room = "room" not in type(message).model_fields
+            return self.rooms.publish(room, stamp_prefix(text, room, add_room))
+        return self.rooms.broadcast(room, encode_broadcast(text))
 
     def page(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> None:
         """Serve `body` to plain HTTP GETs of `path` on the WebSocket's port."""
@@ -237,10 +261,15 @@ class App(Application):
         for name, factory in self._actors.items():
             supervisor.supervise(name, factory, _drop_letter)
         self.supervisor, self._supervisor_ref = supervisor, ref
+        if self.resumption is not None:
+            policy = self.resumption.policy
+            self.rooms.keep_history(policy.history, policy.history_ttl)
         self.rooms.start(self._lost_member_frame if self._on_member_lost is not None else None)
 
     def handle_stop(self) -> None:
         """After the connections closed: stop the handler actors, the supervisor, the rooms."""
+        if self.resumption is not None:
+            self.resumption.stop()
         if self._supervisor_ref is not None:
             self._supervisor_ref.stop(timeout=10.0)
             self.rooms.stop()
@@ -252,10 +281,21 @@ class App(Application):
             return "the rooms' backplane (Redis) is unavailable"
         return None
 
-    def _lost_member_frame(self, room: str, presence: Any) -> bytes | None:
+    def drain_close(self) -> tuple[int, str]:
+        """With resumable sessions that other processes see, a stopping server sends its
+        clients elsewhere with 1012 (they resume there); otherwise 1001."""
+        if self.resumption is not None and self.rooms.sessions.shared:
+            return CloseCode.SERVICE_RESTART, "service restart"
+        return super().drain_close()
+
+    def _lost_member_frame(self, room: str, presence: Any) -> str | None:
         assert self._on_member_lost is not None
         message = self._on_member_lost(room, presence)
-        return None if message is None else encode_broadcast(to_json(message))
+        if message is None:
+            return None
+        if self.resumption is not None:  # the backplane numbers it: a stamp prefix
+            return stamp_prefix(to_json(message), room, "room" not in type(message).model_fields)
+        return to_json(message)
 
     def handle_request(self, request: Request) -> Response | None:
         """Plain GETs get the app's pages; with pages, an unknown path gets 404 (not 426)."""
@@ -283,6 +323,8 @@ class App(Application):
         return None
 
     def handle_connect(self, conn: Connection) -> None:
+        if self.resumption is not None:
+            self.resumption.opened(conn)
         if self._on_connect is not None and self._on_connect(self._context(conn)) is False:
             conn.close(CloseCode.POLICY_VIOLATION, "refused")
 
@@ -290,18 +332,30 @@ class App(Application):
         self._limits.pop(conn.id, None)
         if self.supervisor is None:
             return
+        if self.resumption is not None and self.resumption.closed(conn, code):
+            return  # kept for a resume: the member leaves when its grace ends
+        self._member_gone(conn, report=True)
+
+    def _member_gone(self, conn: Connection, *, report: bool) -> None:
+        """`conn` leaves its rooms; `report`: run `on_disconnect` first (it tells the rooms)."""
         try:
-            if self._on_disconnect is not None:
+            if report and self._on_disconnect is not None:
                 self._on_disconnect(self._context(conn))
         except BackplaneUnavailable as exc:  # logged and counted by the backplane
             log.debug("%r: on_disconnect: %s", conn, exc)
+        except Exception:
+            log.exception("%r: on_disconnect failed", conn)
         finally:
             self.rooms.forget(conn)
+
+    def _rejoined(self, ctx: Context, rooms: set[str]) -> None:
+        if self._on_resume is not None:
+            self._on_resume(ctx, rooms)
 
     # -- messages --------------------------------------------------------------------
 
     def _context(self, conn: Connection, request_id: Any = None) -> Context:
-        return Context(conn, self.rooms, request_id, self.error_replies)
+        return Context(conn, self.rooms, request_id, self.error_replies, self.resumption)
 
     def handle_message(self, conn: Connection, message: str | bytes) -> None:
         if self._rate_limited and self._over_limit(conn, message):

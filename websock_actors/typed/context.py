@@ -13,10 +13,12 @@ from pydantic import BaseModel
 from ..errors import CloseCode, ConnectionClosed
 from ..protocol.http import Headers
 from ..server.broadcast import encode_broadcast
+from .history import stamp_prefix
 from .messages import ErrorReply, MessageId, to_json
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
+    from .resume import Resumption
     from .rooms import Rooms
 
 __all__ = ["Context"]
@@ -25,7 +27,7 @@ __all__ = ["Context"]
 class Context:
     """The handler's view of its connection and of the rooms."""
 
-    __slots__ = ("_error_counts", "_rooms", "actor_state", "conn", "replied", "request_id")
+    __slots__ = ("_error_counts", "_resumption", "_rooms", "actor_state", "conn", "replied", "request_id")
 
     def __init__(
         self,
@@ -33,8 +35,10 @@ class Context:
         rooms: Rooms,
         request_id: MessageId | None = None,
         error_counts: dict[str, int] | None = None,
+        resumption: Resumption | None = None,
     ) -> None:
         self.conn = conn
+        self._resumption = resumption  # the app's sessions: numbered broadcasts, joins recorded
         self._error_counts = error_counts  # the app's error replies by code (metrics)
         self.request_id = request_id
         self.replied = False
@@ -129,10 +133,15 @@ class Context:
         """Join `room`, shown to `presence(room)` as `presence` (JSON-able, e.g. a name);
         False when already a member. With a backplane: `BackplaneUnavailable` (not joined)
         when it is down."""
-        return self._rooms.join(self.conn, room, presence)
+        joined = self._rooms.join(self.conn, room, presence)
+        if joined and self._resumption is not None:
+            self._resumption.joined(self.conn, room, presence)
+        return joined
 
     def leave(self, room: str) -> bool:
         """Leave `room`; False when not a member."""
+        if self._resumption is not None:
+            self._resumption.left(self.conn, room)
         return self._rooms.leave(self.conn, room)
 
     @property
@@ -154,9 +163,17 @@ class Context:
         """Send to every member of `room`: serialized and framed once, the same bytes for all.
 
         A member whose mailbox is full is closed (1013) or skipped, by the server's
-        overflow policy; the broadcast never waits for it. Returns the deliveries queued
+        overflow policy; the broadcast never waits for it. With resumption on, the message
+        carries the room's `seq` and `epoch` (and `room`) and is kept in the room's history.
+        Returns the deliveries queued
         in this process. With a backplane, the same frame goes to the other processes with
         members; when it is down, `BackplaneUnavailable` is raised after the local delivery.
         """
-        frame = encode_broadcast(to_json(message))
-        return self._rooms.broadcast(room, frame, exclude=self.conn if exclude_self else None)
+        text = to_json(message)
+        exclude = self.conn if exclude_self else None
+        resumption = self._resumption
+        if resumption is None:
+            return self._rooms.broadcast(room, encode_broadcast(text), exclude)
+        # numbered (seq, epoch) and kept for resumes; replays skip it for an excluded sender
+        prefix = stamp_prefix(text, room, "room" not in type(message).model_fields)
+        return self._rooms.publish(room, prefix, exclude, resumption.key(self.conn) if exclude_self else "")

@@ -14,17 +14,27 @@ only) and raise `BackplaneUnavailable` when it is down.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
+
+from ..server.broadcast import encode_broadcast
+from .history import RoomHistory
+from .sessions import LocalSessions, RoomMembership, SessionStore
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
 
-__all__ = ["LocalRooms", "LostMember", "Rooms"]
+__all__ = ["Attached", "LocalRooms", "LostMember", "Rooms"]
 
-# Called by a backplane for each member of a process that vanished (kill -9, a lost host):
-# (room, the member's presence) -> the frame to send to the room, or None for nothing.
-LostMember = Callable[[str, Any], "bytes | None"]
+# Called by a backplane for each member of a process that vanished (kill -9, a lost host)
+# or whose resumable session's grace ended where its connection no longer is:
+# (room, the member's presence) -> the JSON text to broadcast to the room, or None.
+LostMember = Callable[[str, Any], "str | None"]
+
+# What `attach` did: messages replayed, each room's position (seq, epoch) now, the rooms
+# whose missed messages could not all be replayed (another epoch, or trimmed history).
+Attached = tuple[int, dict[str, tuple[int, str]], set[str]]
 
 
 class Rooms(Protocol):
@@ -71,13 +81,53 @@ class Rooms(Protocol):
         """Put one encoded frame into every member's mailbox; returns the deliveries queued here."""
         ...
 
+    # -- resumption (typed/resume.py): numbered broadcasts, their history, sessions --------
+
+    @property
+    def node(self) -> str:
+        """This process's id among the backplane's nodes."""
+        ...
+
+    @property
+    def sessions(self) -> SessionStore: ...
+
+    def keep_history(self, size: int, ttl: float) -> None:
+        """Number broadcasts from now on and keep the last `size` of each room (before start)."""
+        ...
+
+    def publish(self, room: str, prefix: str, exclude: Connection | None = None, excluded: str = "") -> int:
+        """A numbered broadcast: `prefix` (history.stamp_prefix) gets the room's next seq and
+        its epoch, goes into the history (with the session key `excluded` skips on replay),
+        and to every member, in seq order on every node. Returns the deliveries queued here."""
+        ...
+
+    def position(self, room: str) -> tuple[int, str]:
+        """The room's last seq and its epoch."""
+        ...
+
+    def attach(
+        self,
+        conn: Connection,
+        rooms: dict[str, RoomMembership],
+        after: dict[str, tuple[int, str]],
+        key: str,
+        previous: tuple[str, int] | None,
+    ) -> Attached:
+        """Make `conn` a member of `rooms` again, with what it missed after `after[room]`
+        (seq, epoch) queued first, then live messages, with no gap and no duplicate.
+        `previous` (node, connection id): the presence entries it takes over."""
+        ...
+
 
 class LocalRooms:
     """The rooms of one process; a broadcast never blocks on a slow member."""
 
-    __slots__ = ("broadcast_failures", "deliveries", "memberships", "rooms")
+    __slots__ = ("broadcast_failures", "deliveries", "history", "memberships", "node", "rooms", "sessions")
 
     def __init__(self) -> None:
+        self.node = secrets.token_hex(8)
+        self.sessions: SessionStore = LocalSessions()
+        self.history: RoomHistory | None = None
         # room -> {member: its presence}, insertion-ordered
         self.rooms: dict[str, dict[Connection, Any]] = {}
         self.memberships: dict[Connection, set[str]] = {}
@@ -145,3 +195,45 @@ class LocalRooms:
                 self.broadcast_failures += 1
         self.deliveries += delivered
         return delivered
+
+    # -- resumption ------------------------------------------------------------------------
+
+    def keep_history(self, size: int, ttl: float) -> None:
+        self.history = RoomHistory(size, ttl)
+
+    def publish(self, room: str, prefix: str, exclude: Connection | None = None, excluded: str = "") -> int:
+        history = self.history
+        assert history is not None, "keep_history() first"
+        text = history.append(room, prefix, excluded)
+        history.sweep(self.rooms)
+        return self.broadcast(room, encode_broadcast(text), exclude)
+
+    def position(self, room: str) -> tuple[int, str]:
+        assert self.history is not None
+        return self.history.position(room)
+
+    def attach(
+        self,
+        conn: Connection,
+        rooms: dict[str, RoomMembership],
+        after: dict[str, tuple[int, str]],
+        key: str,
+        previous: tuple[str, int] | None,
+    ) -> Attached:
+        """Never yields: what is replayed and the membership are one step."""
+        history = self.history
+        assert history is not None
+        backlog: list[bytes] = []
+        positions: dict[str, tuple[int, str]] = {}
+        lost: set[str] = set()
+        for room, membership in rooms.items():
+            seq, epoch = after.get(room, (membership.seq, membership.epoch))
+            entries, now_seq, now_epoch = history.since(room, seq, epoch)
+            if entries is None:
+                lost.add(room)
+            else:
+                backlog.extend(encode_broadcast(text) for _, text, skip in entries if skip != key)
+            positions[room] = history.position(room) if not now_epoch else (now_seq, now_epoch)
+            self.join(conn, room, membership.presence)
+        conn.send_backlog(backlog)
+        return len(backlog), positions, lost

@@ -34,9 +34,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from websock_actors import App, AuthRequest, Context, Message, MessageError, RateLimit, Refuse
+from websock_actors import App, AuthRequest, Context, Message, MessageError, RateLimit, Refuse, ResumePolicy
 
-app = App("websock_actors chat", "1.0.0", rate_limit=RateLimit(rate=50, burst=100))
+# Resumption: a dropped client resumes within 2 minutes with its rooms and the messages it
+# missed (the last 1,000 per room); the room hears nothing of a drop shorter than 10 s.
+app = App(
+    "websock_actors chat",
+    "1.0.0",
+    rate_limit=RateLimit(rate=50, burst=100),
+    resume=ResumePolicy(window=120, history=1000, grace=10),
+)
 app.page("/", (Path(__file__).parent / "chat.html").read_bytes())
 
 
@@ -162,6 +169,14 @@ def gone(ctx: Context) -> None:
     names = _names(ctx)
     for room in ctx.rooms:
         ctx.broadcast(room, MemberLeft(room=room, name=names[room]), exclude_self=True)
+
+
+@app.on_resume
+def back(ctx: Context, rooms: set[str]) -> None:
+    """Resumed after its grace: the rooms heard it left, so they hear it is back."""
+    names = _names(ctx)
+    for room in rooms:
+        ctx.broadcast(room, MemberJoined(room=room, name=names[room]), exclude_self=True)
 
 
 @app.on_member_lost

@@ -55,7 +55,18 @@ if TYPE_CHECKING:
     from .protocol import DeflateOptions, Request, Response
     from .scale.redis_backplane import RedisBackplane
     from .server import Application, Connection, Server, WebSocketApp, encode_broadcast, tls_context
-    from .typed import Ack, App, AuthRequest, Context, ErrorReply, LocalRooms, Message, RateLimit, Rooms
+    from .typed import (
+        Ack,
+        App,
+        AuthRequest,
+        Context,
+        ErrorReply,
+        LocalRooms,
+        Message,
+        RateLimit,
+        ResumePolicy,
+        Rooms,
+    )
 
 _HOMES = {
     ".actors": ("Actor", "ActorRef", "RestartPolicy", "Supervisor", "offload"),
@@ -99,6 +110,7 @@ _HOMES = {
         "LocalRooms",
         "Message",
         "RateLimit",
+        "ResumePolicy",
         "Rooms",
     ),
 }
@@ -142,6 +154,7 @@ __all__ = [
     "RequestTimeout",
     "Response",
     "RestartPolicy",
+    "ResumePolicy",
     "Rooms",
     "Server",
     "Supervisor",

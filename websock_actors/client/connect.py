@@ -30,6 +30,7 @@ def connect(
     reconnect: Backoff | bool | None = None,
     on_reconnect: Callable[[ClientConnection], None] | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    resume: bool = False,
 ) -> ClientConnection:
     """Open a WebSocket connection to `url` (ws:// or wss://) and return it.
 
@@ -47,6 +48,10 @@ def connect(
       network errors and HTTP 5xx/429; a connection lost with a code in RECONNECT_CODES
       opens again at the next `send`, `recv`, `request` or `ping` (what was in flight fails
       with ConnectionClosed), then calls `on_reconnect(conn)`, e.g. to join rooms again.
+    - `resume`: for a typed server with resumption: reconnect (with `reconnect`'s backoff,
+      the default one when not given) and resume the session: the rooms are restored and
+      the broadcasts missed meanwhile are queued for `recv`, in order, before what follows;
+      `conn.resumed` is the server's answer (`recovered`, `lost`, ...).
     - `ssl_context`: for wss:// (default: `ssl.create_default_context()`, which verifies the
       server's certificate and name).
 
@@ -54,7 +59,7 @@ def connect(
     refusal, 101 for an answer that breaks RFC 6455, None for one that is not HTTP),
     TimeoutError, or OSError.
     """
-    if reconnect is True:
+    if reconnect is True or (resume and reconnect is None):
         reconnect = Backoff()
     opts = ClientOptions(
         subprotocols=tuple(subprotocols or ()),
@@ -68,6 +73,8 @@ def connect(
         reconnect=reconnect or None,
         ssl_context=ssl_context,
     )
-    conn = ClientConnection(url, opts, max_queue=max_queue, on_push=on_push, on_reconnect=on_reconnect)
+    conn = ClientConnection(
+        url, opts, max_queue=max_queue, on_push=on_push, on_reconnect=on_reconnect, resume=resume
+    )
     conn._open_with_retries()
     return conn

@@ -85,6 +85,9 @@ class ClientConnection:
     `close_code` and `close_reason` (once closed; 1006 when the transport was lost),
     `dropped` (unsolicited messages pushed out of the full queue), `reconnects`, and
     `on_push`, the optional callback that sees each unsolicited message as it is read.
+    From a typed server with resumption: `session` (the token of its `session` message, never
+    queued for `recv`); with `resume`: `positions` (room -> seq, epoch of the last broadcast
+    read) and `resumed` (the server's answer to the last resume).
     """
 
     __slots__ = (
@@ -107,8 +110,12 @@ class ClientConnection:
         "dropped",
         "on_push",
         "on_reconnect",
+        "positions",
         "reconnects",
         "response",
+        "resume",
+        "resumed",
+        "session",
         "subprotocol",
         "url",
     )
@@ -121,6 +128,7 @@ class ClientConnection:
         max_queue: int,
         on_push: PushHandler | None,
         on_reconnect: Callable[[ClientConnection], None] | None,
+        resume: bool = False,
     ) -> None:
         if max_queue < 0:
             raise ValueError("max_queue must be >= 0")
@@ -136,6 +144,10 @@ class ClientConnection:
         self.closed = True  # until the opening handshake succeeds
         self.dropped = 0
         self.reconnects = 0
+        self.resume = resume
+        self.session: str | None = None
+        self.positions: dict[str, dict[str, Any]] = {}
+        self.resumed: dict[str, Any] | None = None
         self._sock: Any = None
         self._protocol = WebSocketConnection(Role.CLIENT)
         self._inbox: deque[str | bytes] = deque(maxlen=max_queue)
@@ -176,11 +188,23 @@ class ClientConnection:
             return
         if self._opts.reconnect is None or self._user_closed or self.close_code not in RECONNECT_CODES:
             raise self._closed_error()
+        session = self.session
         self._open_with_retries()
         self.reconnects += 1
         self._wake()
+        if self.resume and session is not None:
+            self._resume(session)
         if self.on_reconnect is not None:
             self.on_reconnect(self)
+
+    def _resume(self, session: str) -> None:
+        """Ask the server for the session, and the rooms' messages after those read here.
+        The missed messages are queued for `recv` before the answer, kept in `resumed`."""
+        rooms = {room: dict(position) for room, position in self.positions.items()}
+        self.resumed = self.request({"type": "resume", "session": session, "rooms": rooms})
+        self.session = self.resumed.get("session", self.session)
+        if not self.resumed.get("restored"):
+            self.positions.clear()  # a fresh session: the rooms are to be joined again
 
     def _closed_error(self) -> ConnectionClosed:
         return connection_closed(self.close_code, self.close_reason)
@@ -290,6 +314,12 @@ class ClientConnection:
 
     def _deliver(self, message: str | bytes) -> None:
         """An unsolicited message: to `on_push`, then into the queue (the oldest out when full)."""
+        if type(message) is str:
+            if message.startswith('{"type":"session"'):
+                self.session = json.loads(message).get("session")
+                return
+            if self.resume and '"seq":' in message:
+                self._track(message)
         if self.on_push is not None:
             try:
                 self.on_push(message)
@@ -300,6 +330,16 @@ class ClientConnection:
             if len(inbox) == inbox.maxlen:
                 self.dropped += 1
             inbox.append(message)
+
+    def _track(self, message: str) -> None:
+        """Remember the room's position of a numbered broadcast (for the next resume)."""
+        try:
+            data = json.loads(message)
+        except ValueError:
+            return
+        room, seq = data.get("room"), data.get("seq")
+        if isinstance(room, str) and isinstance(seq, int):
+            self.positions[room] = {"seq": seq, "epoch": str(data.get("epoch", ""))}
 
     def _on_pong(self, payload: bytes) -> None:
         pings = self._pings
@@ -358,8 +398,14 @@ class ClientConnection:
             if self.closed:
                 self._ensure_open()  # raises, or reopens with reconnect=
             remaining = None if deadline is None else deadline - monotonic()
-            if not self._wait_until(lambda: bool(inbox), remaining):
-                raise TimeoutError(f"no message within {timeout:g} s")
+            try:
+                if not self._wait_until(lambda: bool(inbox), remaining):
+                    raise TimeoutError(f"no message within {timeout:g} s")
+            except ConnectionClosed:
+                if not self.resume or self._user_closed:
+                    raise
+                # resume=True: what came before the loss is read first, then the connection
+                # opens again and resumes (or _ensure_open raises)
 
     def recv_json(self, timeout: float | None = None) -> Any:
         """The next unsolicited message, parsed as JSON (from a typed server: a dict).

@@ -157,6 +157,10 @@ class RedisBackplane:
         self._epochs = 0  # fresh epochs offered to the publish script
         # resuming connections: room -> {conn: [(seq, frame)]} of live messages held back
         self._holding: dict[str, dict[Connection, list[tuple[int, bytes]]]] = {}
+        # members who just joined or resumed: room -> {conn: the last seq they have}; Redis
+        # may still send them older messages (published before they joined, or replayed)
+        self._floors: dict[str, dict[Connection, int]] = {}
+        self._join_positions: dict[tuple[int, str], tuple[int, str]] = {}
         self._lost: LostMember | None = None
         # member bookkeeping: (connection id, room) -> (presence entry, join time)
         self._entries: dict[tuple[int, str], tuple[str, float]] = {}
@@ -223,6 +227,14 @@ class RedisBackplane:
     # -- membership ----------------------------------------------------------------------
 
     def join(self, conn: Connection, room: str, presence: Any = None) -> bool:
+        if self._history is not None:  # numbered: the member starts at a known seq
+            if self.local.is_member(conn, room) or conn in self._holding.get(room, ()):
+                return False
+            _, positions, _ = self._attach(
+                conn, {room: RoomMembership(presence, time.time())}, None, "", None
+            )
+            self._join_positions[(conn.id, room)] = positions[room]
+            return True
         if not self.local.join(conn, room, presence):
             return False
         joined_at = time.time()
@@ -245,11 +257,14 @@ class RedisBackplane:
     def leave(self, conn: Connection, room: str) -> bool:
         if not self.local.leave(conn, room):
             return False
+        self._drop_floor(conn, room)
         self._write_removals(conn, [room])
         return True
 
     def forget(self, conn: Connection) -> set[str]:
         rooms = self.local.forget(conn)
+        for room in rooms:
+            self._drop_floor(conn, room)
         if rooms:
             self._write_removals(conn, rooms)
         return rooms
@@ -331,10 +346,26 @@ class RedisBackplane:
         after: dict[str, tuple[int, str]],
         key: str,
         previous: tuple[str, int] | None,
+        old: Connection | None = None,
     ) -> Attached:
         """Subscribe (live messages held back meanwhile), write the presence, read the
         history; then, without yielding: the missed messages, the held ones not among
-        them, and the membership."""
+        them, and the membership. The presence keeps its place (scored by join time)."""
+        if old is not None:
+            self.forget(old)
+        return self._attach(conn, rooms, after, key, previous)
+
+    def _attach(
+        self,
+        conn: Connection,
+        rooms: dict[str, RoomMembership],
+        after: dict[str, tuple[int, str]] | None,
+        key: str,
+        previous: tuple[str, int] | None,
+    ) -> Attached:
+        """`after` None: a plain join (nothing replayed: the member starts at the room's
+        position now). Messages that Redis sends us after the history was read, though
+        they are in it, are dropped for `conn` by its floor (their seq)."""
         holds: dict[str, list[tuple[int, bytes]]] = {}
         for room in rooms:
             holds[room] = self._holding.setdefault(room, {})[conn] = []
@@ -355,9 +386,10 @@ class RedisBackplane:
                 commands.append(("SADD", self._node_rooms_key, *rooms))
             first = len(commands)
             for room, membership in rooms.items():
-                seq, _ = after.get(room, (membership.seq, membership.epoch))
                 commands.append(("HMGET", self._meta_key(room), "seq", "epoch"))
-                commands.append(("XRANGE", self._stream_key(room), f"{seq + 1}-0", "+"))
+                if after is not None:
+                    seq, _ = after.get(room, (membership.seq, membership.epoch))
+                    commands.append(("XRANGE", self._stream_key(room), f"{seq + 1}-0", "+"))
             replies = self._pool.run(commands)
         except BaseException:
             self._unhold(conn, rooms)
@@ -368,31 +400,45 @@ class RedisBackplane:
         positions: dict[str, tuple[int, str]] = {}
         lost: set[str] = set()
         replayed = 0
-        for i, (room, membership) in enumerate(rooms.items()):
-            seq, epoch = after.get(room, (membership.seq, membership.epoch))
-            meta, stream = replies[first + 2 * i], replies[first + 2 * i + 1]
+        at = first
+        for room, membership in rooms.items():
+            meta = replies[at]
             now_seq, now_epoch = int(meta[0] or 0), (meta[1] or b"").decode()
-            missed = _missed(stream, seq, epoch, now_seq, now_epoch)
-            if missed is None:
-                lost.add(room)
-                last = now_seq
-            else:
-                last = seq
-                for entry_seq, text, skip in missed:
-                    if skip != key:
-                        backlog.append(encode_broadcast(text, text=True))
-                        replayed += 1
-                    last = entry_seq
+            last = now_seq
+            if after is not None:
+                seq, epoch = after.get(room, (membership.seq, membership.epoch))
+                missed = _missed(replies[at + 1], seq, epoch, now_seq, now_epoch)
+                if missed is None:
+                    lost.add(room)
+                else:
+                    last = seq
+                    for entry_seq, text, skip in missed:
+                        if skip != key:
+                            backlog.append(encode_broadcast(text, text=True))
+                            replayed += 1
+                        last = entry_seq
+            at += 1 if after is None else 2
+            positions[room] = (now_seq, now_epoch)
             for held_seq, frame in holds[room]:
                 if held_seq > last:
                     backlog.append(frame)
                     last = held_seq
-            positions[room] = (last, now_epoch)
+            self._floors.setdefault(room, {})[conn] = last
             self.local.join(conn, room, membership.presence)
             self._entries[(conn.id, room)] = (entries[room], membership.joined_at)
         self._unhold(conn, rooms)
         conn.send_backlog(backlog)
         return replayed, positions, lost
+
+    def join_position(self, conn: Connection, room: str) -> tuple[int, str]:
+        return self._join_positions.pop((conn.id, room), (0, ""))
+
+    def _drop_floor(self, conn: Connection, room: str) -> None:
+        floors = self._floors.get(room)
+        if floors is not None:
+            floors.pop(conn, None)
+            if not floors:
+                del self._floors[room]
 
     def _unhold(self, conn: Connection, rooms: Iterable[str]) -> None:
         for room in rooms:
@@ -618,14 +664,24 @@ class RedisBackplane:
             return
         colon = data.index(b":", _HEADER)
         space = data.index(b" ", colon)
+        seq = int(data[colon + 1 : space])
         frame = encode_broadcast(data[space + 1 :], text=True)
-        exclude: Connection | None = None
+        skip: set[Connection] = set()
         excluded_id = int(data[_HEADER:colon])
         if mine and excluded_id:
-            exclude = next((c for c in self.local.rooms.get(room, ()) if c.id == excluded_id), None)
-        self.stats.delivered += self.local.broadcast(room, frame, exclude)
+            skip.update(c for c in self.local.rooms.get(room, ()) if c.id == excluded_id)
+        floors = self._floors.get(room)
+        if floors:
+            skip.update(c for c, floor in floors.items() if floor >= seq)
+            for conn in [c for c, floor in floors.items() if floor < seq]:
+                del floors[conn]  # in seq order from here on
+            if not floors:
+                del self._floors[room]
+        if len(skip) <= 1:
+            self.stats.delivered += self.local.broadcast(room, frame, next(iter(skip), None))
+        else:
+            self.stats.delivered += self.local.broadcast_skipping(room, frame, skip)
         if holds is not None:
-            seq = int(data[colon + 1 : space])
             for held in holds.values():
                 held.append((seq, frame))
 

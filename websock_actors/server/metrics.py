@@ -56,6 +56,9 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "websock_mailbox_bytes": ("gauge", "", "The largest outgoing mailbox, in bytes, when scraped."),
     "websock_actor_restarts_total": ("counter", "actor", "Named actors restarted by the supervisor."),
     "websock_backplane_publish_failures_total": ("counter", "", "Broadcasts the backplane did not take."),
+    "websock_resumes_total": ("counter", "outcome", "Resumes: recovered, partial, fresh."),
+    "websock_replayed_messages_total": ("counter", "", "Missed room messages replayed by resumes."),
+    "websock_sessions_graced": ("gauge", "", "Dropped sessions whose members are in their grace here."),
 }
 
 HANDLER_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

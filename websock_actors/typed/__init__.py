@@ -8,6 +8,9 @@
     auth.py      AuthRequest: what an `@app.authenticate` hook sees, before the upgrade
     ratelimit.py RateLimit: token buckets per connection, in total and per message type
     schema.py    JSON Schema and AsyncAPI documents of an app's messages
+    resume.py    ResumePolicy and the resume protocol: sessions, grace, replay
+    history.py   numbered broadcasts (seq, epoch) and the in-process history of each room
+    sessions.py  dropped sessions kept for a resume (SessionStore, in process)
 """
 
 from .app import App
@@ -15,6 +18,7 @@ from .auth import AuthRequest
 from .context import Context
 from .messages import Ack, ErrorReply, Message, MessageId
 from .ratelimit import RateLimit
+from .resume import ResumePolicy
 from .rooms import LocalRooms, LostMember, Rooms
 from .router import Route, Router
 
@@ -29,6 +33,7 @@ __all__ = [
     "Message",
     "MessageId",
     "RateLimit",
+    "ResumePolicy",
     "Rooms",
     "Route",
     "Router",

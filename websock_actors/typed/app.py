@@ -453,6 +453,11 @@ class App(Application):
         }
         if self.supervisor is not None:
             figures["websock_actor_restarts_total"] = dict(self.supervisor.restarts_by_actor)
+        resumption = self.resumption
+        if resumption is not None:
+            figures["websock_resumes_total"] = dict(resumption.resumes)
+            figures["websock_replayed_messages_total"] = {"": resumption.replayed}
+            figures["websock_sessions_graced"] = {"": len(resumption.graced)}
         stats = getattr(self.rooms, "stats", None)
         if stats is not None:
             figures["websock_backplane_publish_failures_total"] = {"": stats.publish_failures}

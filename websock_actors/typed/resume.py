@@ -136,7 +136,7 @@ class Resumption:
         return self.tokens.get(conn.id, "")
 
     def joined(self, conn: Connection, room: str, presence: Any) -> None:
-        seq, epoch = self.app.rooms.position(room)
+        seq, epoch = self.app.rooms.join_position(conn, room)
         self.memberships.setdefault(conn.id, {})[room] = RoomMembership(presence, time.time(), seq, epoch)
 
     def left(self, conn: Connection, room: str) -> None:
@@ -239,15 +239,18 @@ class Resumption:
             old[1].kill(block=False)
         try:
             adopted = sessions.claim_grace(msg.session)
-            if old is not None:
-                self.app.rooms.forget(old[0])  # the member goes on as this connection, silently
             after = {room: (p.seq, p.epoch) for room, p in msg.rooms.items() if room in record.rooms}
             rooms = record.rooms
             if not adopted:  # the grace ended: the rooms are joined again, as of now
                 now = time.time()
                 rooms = {room: RoomMembership(m.presence, now, m.seq, m.epoch) for room, m in rooms.items()}
             replayed, positions, lost = self.app.rooms.attach(
-                conn, rooms, after, msg.session, (record.node, record.conn_id) if adopted else None
+                conn,
+                rooms,
+                after,
+                msg.session,
+                (record.node, record.conn_id) if adopted else None,
+                old[0] if old is not None else None,  # goes on as this connection, silently
             )
         except BackplaneUnavailable:
             sessions.save(msg.session, data, self.policy.window, self.policy.grace)  # type: ignore[arg-type]

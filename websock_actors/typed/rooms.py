@@ -105,6 +105,10 @@ class Rooms(Protocol):
         """The room's last seq and its epoch."""
         ...
 
+    def join_position(self, conn: Connection, room: str) -> tuple[int, str]:
+        """Right after `join(conn, room)`: the room's (seq, epoch) the member started at."""
+        ...
+
     def attach(
         self,
         conn: Connection,
@@ -112,10 +116,12 @@ class Rooms(Protocol):
         after: dict[str, tuple[int, str]],
         key: str,
         previous: tuple[str, int] | None,
+        old: Connection | None = None,
     ) -> Attached:
         """Make `conn` a member of `rooms` again, with what it missed after `after[room]`
         (seq, epoch) queued first, then live messages, with no gap and no duplicate.
-        `previous` (node, connection id): the presence entries it takes over."""
+        `previous` (node, connection id): the presence entries it takes over; `old`: that
+        connection, when it is still a (closed) member here: it leaves without a word."""
         ...
 
 
@@ -184,6 +190,19 @@ class LocalRooms:
                     del self.rooms[room]
         return rooms
 
+    def broadcast_skipping(self, room: str, frame: bytes, skip: set[Connection]) -> int:
+        """`broadcast` past several members (a backplane's late echoes to new members)."""
+        delivered = 0
+        for conn in list(self.rooms.get(room, ())):
+            if conn in skip:
+                continue
+            if conn.send_frame(frame):
+                delivered += 1
+            else:
+                self.broadcast_failures += 1
+        self.deliveries += delivered
+        return delivered
+
     def broadcast(self, room: str, frame: bytes, exclude: Connection | None = None) -> int:
         delivered = 0
         for conn in list(self.rooms.get(room, ())):
@@ -212,6 +231,9 @@ class LocalRooms:
         assert self.history is not None
         return self.history.position(room)
 
+    def join_position(self, conn: Connection, room: str) -> tuple[int, str]:
+        return self.position(room)  # join and this call are one step: nothing came between
+
     def attach(
         self,
         conn: Connection,
@@ -219,8 +241,12 @@ class LocalRooms:
         after: dict[str, tuple[int, str]],
         key: str,
         previous: tuple[str, int] | None,
+        old: Connection | None = None,
     ) -> Attached:
-        """Never yields: what is replayed and the membership are one step."""
+        """Never yields: what is replayed and the membership are one step. The new
+        connection takes `old`'s place in each room (the presence order stays)."""
+        if old is not None:
+            self._replace(old, conn)
         history = self.history
         assert history is not None
         backlog: list[bytes] = []
@@ -237,3 +263,9 @@ class LocalRooms:
             self.join(conn, room, membership.presence)
         conn.send_backlog(backlog)
         return len(backlog), positions, lost
+
+    def _replace(self, old: Connection, new: Connection) -> None:
+        for room in self.memberships.pop(old, set()):
+            members = self.rooms[room]
+            self.rooms[room] = {new if c is old else c: shown for c, shown in members.items()}
+            self.memberships.setdefault(new, set()).add(room)

@@ -1,0 +1,465 @@
+"""Session resumption (typed/resume.py) on both backplanes: the chat demo, real clients.
+
+Every case runs with the in-process rooms and with a RedisBackplane on a real redis-server
+(`shared_redis`, emptied per test); the cases about several nodes, FLUSHALL and the drain
+need Redis. A member's connection is cut without a close frame by the client (`abort`) or
+by the server (`Connection.abort` in its hub).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from websock_actors import App, ConnectionClosed, RedisBackplane, Refuse, ResumePolicy
+from websock_actors.client import ClientConnection, connect
+from websock_actors.errors import RequestError
+
+from .helpers import ServerThread
+from .rawws import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAT = ROOT / "examples" / "chat.py"
+
+pytestmark = pytest.mark.timeout(60)
+
+_copies = 0
+
+
+def chat_app(**policy: Any) -> App:
+    """A fresh copy of the chat demo's app (each node needs its own), without rate limits."""
+    global _copies
+    _copies += 1
+    name = f"chat_resume_{_copies}"
+    spec = importlib.util.spec_from_file_location(name, CHAT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    app: App = module.app
+    app.rate_limit = None
+    app.type_rate_limits = {}
+    assert app.resumption is not None, "the chat demo has resumption on"
+    if policy:
+        app.resumption.policy = ResumePolicy(**{"window": 120, "history": 1000, "grace": 10, **policy})
+    return app
+
+
+@pytest.fixture(params=["local", "redis"])
+def backplane(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def nodes(backplane: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., ServerThread]]:
+    """`node(**policy)`: a chat server; with Redis, every node shares one Redis."""
+    started: list[ServerThread] = []
+    url = request.getfixturevalue("shared_redis").url if backplane == "redis" else None
+
+    def start(**policy: Any) -> ServerThread:
+        app = chat_app(**policy)
+        if url is not None:
+            app.use_backplane(RedisBackplane(url))
+        server = ServerThread(app).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def join(ws: ClientConnection, room: str, name: str) -> dict[str, Any]:
+    return ws.request({"type": "join", "room": room, "name": name})
+
+
+def say(ws: ClientConnection, room: str, text: str) -> None:
+    ws.request({"type": "say", "room": room, "text": text})
+
+
+def read_until(
+    ws: ClientConnection, last: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+) -> list[dict[str, Any]]:
+    """Every message read up to and including the first for which `last` is true."""
+    deadline = time.monotonic() + timeout
+    seen: list[dict[str, Any]] = []
+    while True:
+        message: dict[str, Any] = ws.recv_json(timeout=max(0.01, deadline - time.monotonic()))
+        seen.append(message)
+        if last(message):
+            return seen
+
+
+def text_is(text: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m.get("type") == "message" and m.get("text") == text
+
+
+def resume(
+    ws: ClientConnection, session: str, rooms: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return ws.request({"type": "resume", "session": session, "rooms": rooms or {}})
+
+
+def position(message: dict[str, Any]) -> dict[str, Any]:
+    return {"seq": message["seq"], "epoch": message["epoch"]}
+
+
+def wait_kept(server: ServerThread, count: int = 1, timeout: float = 5.0) -> None:
+    """Until the server keeps `count` dropped sessions (it saw the connection end)."""
+    deadline = time.monotonic() + timeout
+    resumption = server.app.resumption  # type: ignore[attr-defined]
+    while server.call(lambda: len(resumption.graced)) < count:
+        assert time.monotonic() < deadline, "the server did not keep the session"
+        time.sleep(0.02)
+
+
+def cut_on_server(server: ServerThread, name: str) -> None:
+    """Drop the connection of the member called `name` in the server, without a close frame."""
+
+    def abort() -> None:
+        conns = [c for c in server.server.connections.values() if name in c.state.get("names", {}).values()]
+        assert len(conns) == 1
+        conns[0].abort()
+
+    server.call(abort)
+
+
+def test_a_cut_member_resumes_with_all_it_missed_and_the_room_sees_nothing(nodes) -> None:
+    server = nodes()
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        say(bob, "r", "before")
+        seen = read_until(ann, text_is("before"))
+        assert seen[0]["type"] == "member_joined" and seen[1]["seq"] == seen[0]["seq"] + 1
+        token, last = ann.session, position(seen[-1])
+        assert token is not None
+        cut_on_server(server, "ann")
+        for i in range(50):
+            say(bob, "r", f"m{i}")
+        with connect(server.url) as ann2:
+            answer = resume(ann2, token, {"r": last})
+            assert answer["recovered"] is True and answer["restored"] is True
+            assert answer["session"] == token and answer["lost"] == [] and answer["replayed"] == 50
+            missed = [ann2.recv_json(timeout=5) for _ in range(50)]
+            assert [m["text"] for m in missed] == [f"m{i}" for i in range(50)]
+            assert [m["seq"] for m in missed] == list(range(last["seq"] + 1, last["seq"] + 51))
+            # live messages go on from there, with no gap and no duplicate
+            say(bob, "r", "after")
+            assert ann2.recv_json(timeout=5)["seq"] == last["seq"] + 51
+            # the session is whole: ann is still in the room under her name
+            say(ann2, "r", "ann is back")
+            by = read_until(bob, text_is("ann is back"))
+            assert by[-1]["name"] == "ann"
+            assert [m for m in by if m["type"] != "message"] == []  # no member_left / joined
+            assert join(bob, "r", "bob")["members"] == ["ann", "bob"]
+
+
+def test_rooms_the_session_did_not_join_are_not_replayed(nodes) -> None:
+    server = nodes()
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "mine", "ann")
+        join(bob, "mine", "bob")
+        join(bob, "other", "bob")
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        say(bob, "other", "not for ann")
+        say(bob, "mine", "for ann")
+        with connect(server.url) as ann2:
+            # asking for a room it never joined gets nothing of it
+            answer = resume(ann2, token, {"other": {"seq": 0, "epoch": ""}})
+            assert answer["recovered"] is True
+            replay = [ann2.recv_json(timeout=5) for _ in range(answer["replayed"])]
+            assert [m["room"] for m in replay] == ["mine"] * len(replay)
+            assert replay[-1]["text"] == "for ann"
+            say(bob, "other", "marker")  # nothing of "other" reaches ann2, now or live
+            say(bob, "mine", "marker2")
+            assert ann2.recv_json(timeout=5)["text"] == "marker2"
+
+
+def test_resume_on_another_node(shared_redis) -> None:
+    nodes_ = []
+    for _ in range(2):
+        app = chat_app()
+        app.use_backplane(RedisBackplane(shared_redis.url))
+        nodes_.append(ServerThread(app).start())
+    a, b = nodes_
+    try:
+        with connect(a.url) as ann, connect(b.url) as bob:
+            join(ann, "r", "ann")
+            join(bob, "r", "bob")
+            ann.request({"type": "say", "room": "r", "text": "one"})
+            last = position(read_until(ann, text_is("one"))[-1])
+            token = ann.session
+            assert token is not None
+            cut_on_server(a, "ann")
+            for i in range(10):
+                say(bob, "r", f"m{i}")
+            with connect(b.url) as ann2:  # the other node
+                answer = resume(ann2, token, {"r": last})
+                assert (answer["recovered"], answer["replayed"]) == (True, 10)
+                assert [ann2.recv_json(timeout=5)["text"] for _ in range(10)] == [f"m{i}" for i in range(10)]
+                say(ann2, "r", "from b")
+                by = read_until(bob, text_is("from b"))
+                assert by[-1]["name"] == "ann" and all(m["type"] == "message" for m in by)
+                # node a let the member go silently when its grace ran out: still present once
+                assert join(bob, "r", "bob")["members"] == ["ann", "bob"]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_trimmed_history_is_not_recovered(nodes, backplane) -> None:
+    server = nodes(history=10)
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        # Redis trims a stream with MAXLEN ~ by whole nodes (100 entries): go well past them
+        for i in range(300 if backplane == "redis" else 30):
+            say(bob, "r", f"m{i}")
+        with connect(server.url) as ann2:
+            answer = resume(ann2, token)
+            assert answer["recovered"] is False and answer["restored"] is True
+            assert answer["lost"] == ["r"] and answer["replayed"] == 0
+            say(bob, "r", "live")  # still a member: live messages come
+            assert ann2.recv_json(timeout=5)["text"] == "live"
+
+
+def test_flushall_gives_a_new_epoch_and_no_recovery(shared_redis) -> None:
+    app = chat_app()
+    app.use_backplane(RedisBackplane(shared_redis.url))
+    with ServerThread(app) as server, connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        say(bob, "r", "before")
+        before = read_until(ann, text_is("before"))[-1]
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        wait_kept(server)  # saved before the flush, so that the flush takes it
+        shared_redis.command("FLUSHALL")
+        say(bob, "r", "after")
+        after = read_until(bob, text_is("after"))[-1]
+        assert after["epoch"] != before["epoch"] and after["seq"] == 1
+        with connect(server.url) as ann2:
+            answer = resume(ann2, token, {"r": position(before)})
+            assert answer["recovered"] is False and answer["restored"] is False  # the session went too
+            assert answer["session"] == ann2.session != token
+
+
+def test_an_epoch_that_changed_is_lost(nodes) -> None:
+    server = nodes()
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        say(bob, "r", "x")
+        with connect(server.url) as ann2:
+            answer = resume(ann2, token, {"r": {"seq": 1, "epoch": "another"}})
+            assert (answer["recovered"], answer["restored"], answer["lost"]) == (False, True, ["r"])
+
+
+def test_an_expired_session_is_not_recovered(nodes) -> None:
+    server = nodes(window=0.3, grace=0.1)
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        # the grace ends first: the room hears ann left, once
+        assert read_until(bob, lambda m: m["type"] == "member_left")[-1]["name"] == "ann"
+        deadline = time.monotonic() + 5
+        while True:  # until the window has passed (expiry is the store's clock, not ours)
+            with connect(server.url) as ann2:
+                answer = resume(ann2, token)
+            if not answer["restored"] or time.monotonic() > deadline:
+                break
+            token = answer["session"]  # it resumed: drop it again and wait longer
+            ann2.abort()
+            time.sleep(0.1)  # not synchronisation: lets the 0.3 s window run out
+        assert answer["recovered"] is False and answer["restored"] is False
+
+
+def test_after_the_grace_a_resume_joins_again_and_the_room_hears_it(nodes) -> None:
+    server = nodes(grace=0.2)
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        left = read_until(bob, lambda m: m["type"] == "member_left")
+        assert left[-1]["name"] == "ann"
+        say(bob, "r", "while away")
+        with connect(server.url) as ann2:
+            answer = resume(ann2, token)
+            assert answer["restored"] is True and answer["recovered"] is True
+            got = [ann2.recv_json(timeout=5) for _ in range(answer["replayed"])]
+            assert "while away" in [m.get("text") for m in got]
+            back = read_until(bob, lambda m: m["type"] == "member_joined")
+            assert back[-1]["name"] == "ann"
+            assert join(bob, "r", "bob")["members"] == ["bob", "ann"]
+
+
+def test_a_clean_close_leaves_at_once(nodes) -> None:
+    server = nodes()
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        token = ann.session
+        assert token is not None
+        ann.close()  # 1000
+        assert read_until(bob, lambda m: m["type"] == "member_left")[-1]["name"] == "ann"
+        with connect(server.url) as ann2:
+            assert resume(ann2, token)["restored"] is False
+
+
+def test_resume_must_come_first(nodes) -> None:
+    server = nodes()
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        join(bob, "r", "bob")
+        with pytest.raises(RequestError, match="resume_refused"):
+            resume(bob, token)
+        with connect(server.url) as ann2:  # the session was not taken by the refused resume
+            assert resume(ann2, token)["recovered"] is True
+
+
+def test_a_resume_while_the_old_connection_looks_alive(nodes) -> None:
+    """A phone that changed networks: the server has not seen the old TCP connection die."""
+    server = nodes()
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        token = ann.session
+        assert token is not None
+        with connect(server.url) as ann2:
+            answer = resume(ann2, token)
+            assert answer["recovered"] is True
+            # no position given: from where ann joined, so bob's arrival comes again
+            assert ann2.recv_json(timeout=5)["type"] == "member_joined"
+            say(bob, "r", "to the new one")
+            assert ann2.recv_json(timeout=5)["text"] == "to the new one"
+        ann.close()
+
+
+def test_another_identity_cannot_resume_a_session(nodes) -> None:
+    server = nodes()
+    app: App = server.app  # type: ignore[assignment]
+
+    @app.authenticate
+    def by_query(request: Any) -> str:
+        user = request.query.get("user", [""])[0]
+        if not user:
+            raise Refuse(401, "who?")
+        return str(user)
+
+    with connect(server.url + "?user=ann") as ann:
+        join(ann, "r", "ann")
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        with connect(server.url + "?user=eve") as eve:
+            assert resume(eve, token)["restored"] is False
+        with connect(server.url + "?user=ann") as ann2:
+            assert resume(ann2, token)["restored"] is False  # eve's try used the session up
+
+
+def test_our_client_resumes_by_itself(nodes) -> None:
+    server = nodes()
+    with connect(server.url, resume=True) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        say(bob, "r", "first")
+        joined, first = read_until(ann, text_is("first"))
+        assert first["seq"] == joined["seq"] + 1
+        cut_on_server(server, "ann")
+        for i in range(5):
+            say(bob, "r", f"m{i}")
+        # the next recv finds the connection gone, opens another and resumes
+        got = [ann.recv_json(timeout=10) for _ in range(5)]
+        assert [m["text"] for m in got] == [f"m{i}" for i in range(5)]
+        assert ann.resumed is not None and ann.resumed["recovered"] is True and ann.reconnects == 1
+        assert ann.positions["r"]["seq"] == got[-1]["seq"]
+
+
+def test_metrics_count_resumes(nodes) -> None:
+    server = nodes()
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        say(bob, "r", "x")
+        with connect(server.url) as ann2:
+            assert resume(ann2, token)["replayed"] == 2  # from ann's join: bob's arrival, "x"
+        with connect(server.url) as eve:
+            resume(eve, "unknown")
+    figures = server.call(lambda: server.app.metrics())
+    assert figures["websock_resumes_total"] == {"recovered": 1, "partial": 0, "fresh": 1}
+    assert figures["websock_replayed_messages_total"] == {"": 2}
+
+
+def test_a_drained_server_sends_its_clients_to_resume_elsewhere(shared_redis) -> None:
+    """SIGTERM with Redis (the CLI's `--redis`): the sessions are kept, every client is
+    closed with 1012, and resumes on another node with everything (here: in this process)."""
+    port = free_port()
+    command = [sys.executable, "-m", "websock_actors", "run", "examples.chat:app", "--no-patch"]
+    command += ["--port", str(port), "--redis", shared_redis.url]
+    node = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                ann = connect(f"ws://127.0.0.1:{port}/", open_timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)  # polling the subprocess's port until it listens
+        app = chat_app()
+        app.use_backplane(RedisBackplane(shared_redis.url))
+        with ServerThread(app) as other, ann, connect(other.url) as bob:
+            join(ann, "r", "ann")
+            join(bob, "r", "bob")
+            last = position(read_until(ann, lambda m: m["type"] == "member_joined")[-1])
+            token = ann.session
+            assert token is not None
+            node.send_signal(signal.SIGTERM)
+            assert node.wait(timeout=20) == 0
+            with pytest.raises(ConnectionClosed):
+                ann.recv(timeout=5)
+            assert ann.close_code == 1012
+            say(bob, "r", "while moving")
+            with connect(other.url) as ann2:
+                answer = resume(ann2, token, {"r": last})
+                assert (answer["recovered"], answer["restored"], answer["replayed"]) == (True, True, 1)
+                assert ann2.recv_json(timeout=5)["text"] == "while moving"
+                say(ann2, "r", "moved")
+                by = read_until(bob, text_is("moved"))
+                assert all(m["type"] == "message" for m in by), by  # no member_left, no member_joined
+                assert join(bob, "r", "bob")["members"] == ["ann", "bob"]
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import trustme
@@ -21,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from examples.chat import app as chat_app
 from examples.ticker import app as ticker_app
 from websock_actors import tls_context
+from websock_actors.client import connect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -75,6 +78,14 @@ def wait_for(driver: webdriver.Chrome, condition: Condition, timeout: float = 15
 
 def log_text(driver: webdriver.Chrome) -> str:
     return str(driver.find_element(By.ID, "log").text)
+
+
+def log_lines(driver: webdriver.Chrome) -> list[str]:
+    """The log's lines, one per message, as the page wrote them (textContent)."""
+    lines: list[str] = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#log p'), (p) => p.textContent)"
+    )
+    return lines
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +163,110 @@ def test_ticker_prices_arrive_and_the_chart_updates(serve, browser) -> None:
     assert float(price) > 0
     points = "return +document.querySelector('[data-symbol=GLOBEX]').dataset.points"
     assert int(driver.execute_script(points)) > 2
+
+
+def test_the_page_reconnects_and_resumes_without_losing_or_repeating_messages(serve, browser) -> None:
+    server = serve(chat_app)
+    room = "resumers"
+
+    def resumption_counts() -> tuple[int, int]:
+        resumption = server.app.resumption  # the app is the module's: its counters outlive a test
+        return resumption.replayed, resumption.resumes["recovered"]
+
+    replayed_before, recovered_before = server.call(resumption_counts)
+    ann = browser()
+    ann.get(f"http://127.0.0.1:{server.port}/")
+    wait_for(ann, lambda d: "connected" in log_lines(d))
+    ann.find_element(By.ID, "name").send_keys("ann")
+    ann.find_element(By.ID, "room").clear()
+    ann.find_element(By.ID, "room").send_keys(room)
+    ann.find_element(By.ID, "join").click()
+    wait_for(ann, lambda d: f"you joined {room}" in log_lines(d))
+
+    with connect(server.url) as bob:
+        assert bob.request({"type": "join", "room": room, "name": "bob"})["members"] == ["ann", "bob"]
+        wait_for(ann, lambda d: "bob joined" in log_lines(d))
+
+        def anns() -> list[Any]:
+            conns = server.server.connections.values()
+            return [c for c in conns if c.state.get("names", {}).get(room) == "ann"]
+
+        [dropped] = server.call(anns)
+        server.call(dropped.abort)  # no close frame (1006): the page's session waits to be resumed
+        # Said at once: the page is still waiting its first reconnect delay (>= 250 ms).
+        texts = [f"missed {i} of 5" for i in range(1, 6)]
+        for text in texts:
+            assert bob.request({"type": "say", "room": room, "text": text})["type"] == "said"
+
+        def bobs(text: str) -> Callable[[webdriver.Chrome], bool]:
+            return lambda d: any(line.endswith(f"  bob: {text}") for line in log_lines(d))
+
+        wait_for(ann, bobs(texts[-1]))
+        # Once this one is shown, everything sent before it has been shown: any repeat too.
+        assert bob.request({"type": "say", "room": room, "text": "after the replay"})["type"] == "said"
+        wait_for(ann, bobs("after the replay"))
+
+        lines = log_lines(ann)
+        said = [line.split("  bob: ", 1)[1] for line in lines if "  bob: " in line]
+        assert said == [*texts, "after the replay"]  # each once, in order
+        reconnected = [line for line in lines if line.startswith("reconnected")]
+        assert len(reconnected) == 1, lines
+        match = re.fullmatch(r"reconnected \((\d+) missed messages?\)", reconnected[0])
+        assert match is not None, reconnected  # not "(new session)": the session was restored
+        missed = int(match.group(1))
+        # The replayed messages came before the `resumed` answer, the live ones after it.
+        before = lines[: lines.index(reconnected[0])]
+        assert sum("  bob: " in line for line in before) == missed
+        assert "ann, bob" in ann.find_element(By.ID, "members").text  # the UI state was kept
+        assert ann.find_element(By.ID, "text").is_enabled()
+
+        replayed, recovered = server.call(resumption_counts)
+        assert recovered == recovered_before + 1
+        assert replayed - replayed_before == missed > 0  # the page got them by replay
+        [resumed] = server.call(anns)  # the page's new connection, in the room as ann
+        assert resumed is not dropped
+
+        # Bob heard nothing of ann's drop (no member_left, no member_joined): only his own messages.
+        heard = []
+        while True:
+            try:
+                heard.append(bob.recv_json(timeout=0.5))
+            except TimeoutError:
+                break
+        assert [(m["type"], m["name"], m["text"]) for m in heard] == [
+            ("message", "bob", text) for text in [*texts, "after the replay"]
+        ]
+
+
+def test_the_page_joins_again_when_its_session_cannot_be_resumed(serve, browser) -> None:
+    server = serve(chat_app)
+    room = "newcomers"
+    ann = browser()
+    ann.get(f"http://127.0.0.1:{server.port}/")
+    wait_for(ann, lambda d: "connected" in log_lines(d))
+    ann.find_element(By.ID, "name").send_keys("ann")
+    ann.find_element(By.ID, "room").clear()
+    ann.find_element(By.ID, "room").send_keys(room)
+    ann.find_element(By.ID, "join").click()
+    wait_for(ann, lambda d: f"you joined {room}" in log_lines(d))
+    with connect(server.url) as bob:
+        assert bob.request({"type": "join", "room": room, "name": "bob"})["members"] == ["ann", "bob"]
+        wait_for(ann, lambda d: "bob joined" in log_lines(d))
+
+        def anns() -> list[Any]:
+            conns = server.server.connections.values()
+            return [c for c in conns if c.state.get("names", {}).get(room) == "ann"]
+
+        [first] = server.call(anns)
+        server.call(first.close, 1008, "policy")  # not resumable: the session ends at once
+        wait_for(ann, lambda d: "reconnected (new session)" in log_lines(d))
+        wait_for(ann, lambda d: log_lines(d).count(f"you joined {room}") == 2)  # joined again, as ann
+        assert ann.find_element(By.ID, "members").text == f"In {room}: bob, ann"
+        [second] = server.call(anns)
+        assert second is not first
+        heard = [bob.recv_json(timeout=5) for _ in range(2)]
+        assert [(m["type"], m["name"]) for m in heard] == [("member_left", "ann"), ("member_joined", "ann")]
+        ann.find_element(By.ID, "text").send_keys("back again")
+        ann.find_element(By.ID, "send").click()
+        assert bob.recv_json(timeout=5)["text"] == "back again"
+        assert not any("missed message" in line for line in log_lines(ann))

@@ -26,8 +26,15 @@ def test_schema_lists_what_the_app_accepts_and_sends() -> None:
     document = app.json_schema()
     accepts = document["$defs"]["ClientMessage"]["discriminator"]["mapping"]
     sends = document["$defs"]["ServerMessage"]["discriminator"]["mapping"]
-    assert set(accepts) == {"join", "say", "leave"}
-    assert set(sends) == {"joined", "said", "left", "member_joined", "member_left", "message", "ack", "error"}
+    assert set(accepts) == {"join", "say", "leave", "resume"}
+    assert set(sends) == {
+        *("joined", "said", "left", "member_joined", "member_left", "message", "ack", "error"),
+        *("session", "resumed"),  # the chat resumes sessions
+    }
+    message = document["$defs"]["ChatMessage"]["properties"]
+    assert message["seq"]["type"] == "integer" and message["epoch"]["type"] == "string"
+    assert "seq" not in document["$defs"]["SessionOpened"]["properties"]
+    assert set(document["$defs"]["Resume"]["required"]) == {"type", "session"}
     say = document["$defs"]["Say"]
     assert say["properties"]["text"]["maxLength"] == 2000
     assert set(say["required"]) == {"type", "room", "text"}

@@ -45,7 +45,7 @@ from .context import Context
 from .history import stamp_prefix
 from .messages import Ack, to_json
 from .ratelimit import ConnectionLimits, RateLimit, retry_after_ms
-from .resume import ResumePolicy, Resumption
+from .resume import ResumePolicy, Resumption, SessionOpened
 from .rooms import LocalRooms, Rooms
 from .router import Handler, Route, Router, peek
 from .schema import asyncapi_document, json_schema_document
@@ -137,6 +137,7 @@ class App(Application):
         if resume is not None:
             self.resumption = Resumption(self, resume)
             self.router.add(self.resumption.handler())
+            self.push(SessionOpened)
 
     # -- registration ----------------------------------------------------------------
 
@@ -482,10 +483,18 @@ class App(Application):
 
     def json_schema(self) -> dict[str, Any]:
         """JSON Schema of every message the app accepts and sends."""
-        return json_schema_document(self.title, self.router, self.pushes)
+        return json_schema_document(
+            self.title, self.router, self.pushes, numbered=self.resumption is not None
+        )
 
     def asyncapi(self, *, address: str = "/", host: str = "localhost:8000") -> dict[str, Any]:
         """An AsyncAPI 3.0 document of the app."""
         return asyncapi_document(
-            self.title, self.version, self.router, self.pushes, address=address, host=host
+            self.title,
+            self.version,
+            self.router,
+            self.pushes,
+            address=address,
+            host=host,
+            numbered=self.resumption is not None,
         )

@@ -209,6 +209,7 @@ class Resumption:
         """The `resume` message's handler, to register in the app's router."""
 
         def resume(msg: Resume, ctx: Context) -> Resumed | None:
+            """Resume a dropped session (first message only): missed room messages, then `resumed`."""
             self.resume(msg, ctx)  # it replies itself: live messages must not come first
             return None
 

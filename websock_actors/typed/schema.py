@@ -31,8 +31,16 @@ def sent_models(router: Router, pushes: Sequence[type[BaseModel]]) -> list[type[
     return _unique([*replies, *pushes, Ack, ErrorReply])
 
 
+# With resumption, what a room broadcast carries beside its model's fields (typed/resume.py).
+_NUMBERED: dict[str, dict[str, Any]] = {
+    "seq": {"type": "integer", "minimum": 1, "description": "The broadcast's number in its room (+1 each)."},
+    "epoch": {"type": "string", "description": "The room's history; another epoch: history was lost."},
+    "room": {"type": "string", "description": "The room (added when the model has no `room`)."},
+}
+
+
 def _definitions(
-    router: Router, pushes: Sequence[type[BaseModel]], ref_template: str
+    router: Router, pushes: Sequence[type[BaseModel]], ref_template: str, numbered: bool = False
 ) -> tuple[dict[str, str], dict[str, str], dict[str, Any]]:
     """Schemas of all models: (tag -> ref of each request), (tag -> ref of each sent message), defs."""
     received = [route.model for route in router.routes.values()]
@@ -49,12 +57,21 @@ def _definitions(
         required = schema.setdefault("required", [])
         if "type" not in required:
             required.insert(0, "type")
+    if numbered:  # a push may be a room broadcast: then it is numbered
+        for model in pushes:
+            if model_tag(model) != "session":
+                properties = defs[sent_refs[model_tag(model)].rsplit("/", 1)[-1]].setdefault("properties", {})
+                for name, schema in _NUMBERED.items():
+                    properties.setdefault(name, dict(schema))
     return received_refs, sent_refs, defs
 
 
-def json_schema_document(title: str, router: Router, pushes: Sequence[type[BaseModel]]) -> dict[str, Any]:
-    """One JSON Schema (2020-12): a message is a ClientMessage or a ServerMessage."""
-    received, sent, defs = _definitions(router, pushes, "#/$defs/{model}")
+def json_schema_document(
+    title: str, router: Router, pushes: Sequence[type[BaseModel]], *, numbered: bool = False
+) -> dict[str, Any]:
+    """One JSON Schema (2020-12): a message is a ClientMessage or a ServerMessage.
+    `numbered`: pushes carry `seq`, `epoch` and `room` when broadcast (resumption on)."""
+    received, sent, defs = _definitions(router, pushes, "#/$defs/{model}", numbered)
     defs["ClientMessage"] = {
         "description": "A message the server accepts, tagged by `type`.",
         "oneOf": [{"$ref": ref} for ref in received.values()],
@@ -81,9 +98,11 @@ def asyncapi_document(
     *,
     address: str = "/",
     host: str = "localhost:8000",
+    numbered: bool = False,
 ) -> dict[str, Any]:
-    """An AsyncAPI 3.0 document: one WebSocket channel at `address`, an operation per message type."""
-    received, sent, schemas = _definitions(router, pushes, "#/components/schemas/{model}")
+    """An AsyncAPI 3.0 document: one WebSocket channel at `address`, an operation per message
+    type; `numbered`: the app resumes sessions (the description says how)."""
+    received, sent, schemas = _definitions(router, pushes, "#/components/schemas/{model}", numbered)
     messages: dict[str, Any] = {}
     for tag, ref in {**received, **sent}.items():
         messages[tag] = {"name": tag, "title": ref.rsplit("/", 1)[-1], "payload": {"$ref": ref}}
@@ -116,6 +135,7 @@ def asyncapi_document(
             "version": version,
             "description": (
                 "JSON text frames tagged by `type`; a request with an `id` gets one reply with that `id`."
+                + (_RESUMPTION if numbered else "")
             ),
         },
         "defaultContentType": "application/json",
@@ -138,3 +158,12 @@ def _summary(route: Any) -> str:
         return str(route.handler.__doc__).strip().splitlines()[0]
     answer = model_tag(route.reply) if route.reply is not None else "ack"
     return f"A `{route.tag}` request, answered with `{answer}` (or `error`)."
+
+
+_RESUMPTION = (
+    " Sessions resume: the server's first message is `session` (a token); every room broadcast"
+    " carries `seq` (+1 per broadcast in its room), `epoch` and `room`. A client whose connection"
+    " dropped sends `resume` as its first message on a new one, with the token and the last"
+    " `seq`/`epoch` it read of each room: the messages it missed come first, in order, then"
+    " `resumed` (`recovered`: all restored; `lost`: rooms whose history is gone), then live ones."
+)

@@ -463,3 +463,35 @@ def test_a_drained_server_sends_its_clients_to_resume_elsewhere(shared_redis) ->
         if node.poll() is None:
             node.kill()
             node.wait()
+
+
+def test_a_drained_nodes_members_that_do_not_come_back_are_reported_left_once(shared_redis) -> None:
+    """Their node is gone, so another node ends their grace: the one whose claim counts."""
+    servers = []
+    for _ in range(3):
+        app = chat_app(grace=1.5)  # longer than a's drain: its own timer must not end it
+        app.use_backplane(RedisBackplane(shared_redis.url, heartbeat=0.2))
+        servers.append(ServerThread(app).start())
+    a, b, c = servers
+    try:
+        with connect(a.url) as ann, connect(b.url) as bob, connect(c.url) as cy:
+            join(ann, "r", "ann")
+            join(bob, "r", "bob")
+            join(cy, "r", "cy")
+            a.stop()  # drains: ann is closed with 1012, her session kept in Redis
+            with pytest.raises(ConnectionClosed):
+                while True:  # what she was sent before, then the close
+                    ann.recv(timeout=5)
+            assert ann.close_code == 1012
+            for ws in (bob, cy):
+                left = read_until(ws, lambda m: m["type"] == "member_left", timeout=15)
+                assert left[-1]["name"] == "ann"
+            say(bob, "r", "marker")
+            for ws in (bob, cy):  # once: no second member_left before the marker
+                assert [m["type"] for m in read_until(ws, text_is("marker"))] == ["message"]
+            assert join(bob, "r", "bob")["members"] == ["bob", "cy"]
+            graces = sum(s.call(lambda s=s: s.app.rooms.stats.graces_ended) for s in (b, c))
+            assert graces == 1
+    finally:
+        for server in servers:
+            server.stop()

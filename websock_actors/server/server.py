@@ -299,8 +299,8 @@ class Server:
         if self._actors:
             self._all_gone.clear()
             if not self._all_gone.wait(timeout):
-                for conn in list(self._actors):
-                    conn.abort(CloseCode.GOING_AWAY, "server shutting down")
+                for conn in list(self._actors):  # the same code: a drain's 1012 stays resumable
+                    conn.abort(code, reason)
                 self._all_gone.wait(1.0)
         try:
             self.app.handle_stop()

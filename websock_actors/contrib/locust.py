@@ -17,12 +17,25 @@ from locustfiles, never from the library.
 
 What is reported (request type, name):
 - `WS connect`: the TCP connection and the opening handshake, when the user starts (and
-  when it opens again after losing its connection);
+  when it opens again after losing its connection, unless it resumes);
+- `WS resume` (with `resume = True`): a lost connection opened again and its session
+  resumed, timed from the TCP connection to the server's answer; it fails as `session not
+  restored` when the server no longer had the session (the user starts afresh) and as
+  `messages lost` when some rooms' missed messages could not be replayed;
 - `WS <type>`: each `request`, with its real round-trip time; error replies, timeouts and
   closed connections are failures named by the error code (`not_in_room`, `timeout`,
   `closed 1006`, ...);
 Locust keeps response times in whole milliseconds (a 0.3 ms round trip shows as 0 in its
 percentiles; the averages keep the fractions).
+
+Resumption (`resume = True`, for a typed server with a ResumePolicy, as `examples.chat`): a
+user whose connection was lost (a close code of RECONNECT_CODES) opens a new one and resumes
+its session on it: the server gives back its rooms and state, and replays what its rooms said
+meanwhile (to `on_push`, in order, before its answer), so `on_connect` does not run again; it
+does when the session was not restored. The connection is read only while its user waits for
+something: one lost between two tasks is noticed by the next request, which fails (`closed
+1006`, or the server's close code: it went to a connection already gone), and the one after
+resumes. The client parses each room broadcast (JSON) to keep its room's position.
 
 Pushes (messages the server sent unasked) are not requests: they are counted by type in
 `self.pushes`, fired as the `push_received` event, and reported when the run ends, on
@@ -60,7 +73,7 @@ from locust.event import EventHook
 from locust.runners import WorkerRunner
 from pydantic import BaseModel
 
-from ..client import ClientConnection, connect
+from ..client import RECONNECT_CODES, ClientConnection, connect
 from ..errors import ConnectionClosed, HandshakeError, RequestError, WebSocketError
 from ..protocol.deflate import DeflateOptions
 
@@ -115,7 +128,9 @@ class WebSocketUser(User):
 
     The URL is `--host` (a ws:// or wss:// URL; http(s):// is read as ws(s)://), with `path`
     appended when the host has no path of its own. Override `on_connect` to do what each new
-    connection needs first (join a room: it runs again after a reconnect).
+    session needs first (join a room): it runs again after a reconnect, but not after a
+    resume that restored the session, whose rooms the server kept (`resume = True`: a lost
+    connection resumes its session instead of starting afresh).
     """
 
     abstract = True
@@ -132,6 +147,9 @@ class WebSocketUser(User):
     report_pushes: ClassVar[bool] = True
     # After a failed connect, wait this long before the next try, doubling up to 10 s.
     reconnect_delay: ClassVar[float] = 0.5
+    # For a typed server with resumption: a lost connection resumes its session (its rooms,
+    # with the messages missed meanwhile) instead of starting afresh; reported as `WS resume`.
+    resume: ClassVar[bool] = False
     # Once every user is spawned, move what exists to the collector's permanent generation
     # (gc.freeze) until the test stops: full collections then skip the users' connections,
     # greenlets and frames, which otherwise stall every user for hundreds of ms at 10,000.
@@ -166,38 +184,108 @@ class WebSocketUser(User):
     def on_connect(self) -> None:
         """Called after each successful connect: override to set the connection up."""
 
+    def open_connection(self) -> ClientConnection:
+        """A new connection with the class's settings (raises what `connect` raises)."""
+        return connect(
+            self.url,
+            subprotocols=self.subprotocols,
+            headers=self.headers,
+            compression=self.compression,
+            open_timeout=self.open_timeout,
+            close_timeout=self.close_timeout,
+            max_queue=self.max_queue,
+            on_push=self.on_push if self.report_pushes else None,
+            # With `resume`, the client tracks the rooms' positions; the user reopens and
+            # resumes itself (reported, with its own backoff), never the client inside a task.
+            resume=self.resume,
+            reconnect=False,
+        )
+
     def connect(self) -> bool:
         """Open `self.ws`, reported as `WS connect` with the handshake time; True on success."""
         start = time.perf_counter()
         try:
-            self.ws = connect(
-                self.url,
-                subprotocols=self.subprotocols,
-                headers=self.headers,
-                compression=self.compression,
-                open_timeout=self.open_timeout,
-                close_timeout=self.close_timeout,
-                max_queue=self.max_queue,
-                on_push=self.on_push if self.report_pushes else None,
-            )
+            self.ws = self.open_connection()
         except (OSError, WebSocketError) as exc:
             self._fire("WS", "connect", start, exception=failure_of(exc))
             self.ws = None
-            self._retry_at = time.monotonic() + self._retry_delay
-            self._retry_delay = min(self._retry_delay * 2, 10.0)
+            self._back_off()
             return False
         self._fire("WS", "connect", start)
         self._retry_delay = self.reconnect_delay
         self.on_connect()
         return True
 
+    def resume_session(self, lost: ClientConnection) -> bool:
+        """Open a new connection and resume `lost`'s session on it, reported as `WS resume`;
+        True when the user has a connection again.
+
+        The server replays the rooms' messages after the last ones `lost` read (they reach
+        `on_push` before the answer). A session it no longer has starts afresh: `on_connect`
+        runs, as after a connect. When the new connection cannot be opened, `lost` stays, to be
+        resumed after the backoff delay; when the resume itself fails (no answer, refused),
+        the user starts afresh at its next request.
+        """
+        start = time.perf_counter()
+        try:
+            ws = self.open_connection()
+        except (OSError, WebSocketError) as exc:
+            self._fire("WS", "resume", start, exception=failure_of(exc))
+            self._back_off()
+            return False
+        # Positions of the rooms without missed messages are kept for the next resume: a room
+        # named without one would be replayed from the member's join.
+        ws.positions = {room: dict(position) for room, position in lost.positions.items()}
+        try:
+            answer = ws.request(
+                {"type": "resume", "session": lost.session, "rooms": ws.positions},
+                timeout=self.request_timeout,
+            )
+        except (OSError, WebSocketError) as exc:
+            ws.abort()
+            self._fire("WS", "resume", start, exception=failure_of(exc))
+            self.ws = None
+            self._back_off()
+            return False
+        except BaseException:  # killed (the test stops): no connection left open behind
+            ws.abort()
+            raise
+        ws.resumed = answer
+        session = answer.get("session")
+        if isinstance(session, str):
+            ws.session = session  # the same token, or this connection's own when not restored
+        restored = bool(answer.get("restored"))
+        if not restored:
+            ws.positions.clear()  # a fresh session: no room to resume next time
+        self.ws = ws
+        self._retry_delay = self.reconnect_delay
+        if not restored:
+            failure: WebSocketFailure | None = WebSocketFailure("session not restored")
+        elif answer.get("lost"):
+            failure = WebSocketFailure("messages lost")
+        else:
+            failure = None
+        self._fire("WS", "resume", start, exception=failure)
+        if not restored:
+            self.on_connect()
+        return True
+
+    def _back_off(self) -> None:
+        """After a failed open: wait before the next try, twice as long each time, up to 10 s."""
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, 10.0)
+
     def ensure_connected(self) -> bool:
-        """Open the connection again when it was lost (after the backoff delay); True if open."""
-        if self.ws is not None and not self.ws.closed:
+        """Open the connection again when it was lost (after the backoff delay), resuming its
+        session with `resume`; True if open."""
+        ws = self.ws
+        if ws is not None and not ws.closed:
             return True
         delay = self._retry_at - time.monotonic()
         if delay > 0:
             gevent.sleep(delay)
+        if self.resume and ws is not None and ws.session is not None and ws.close_code in RECONNECT_CODES:
+            return self.resume_session(ws)
         return self.connect()
 
     def disconnect(self) -> None:

@@ -55,7 +55,7 @@ import redis
 
 from ..errors import BackplaneUnavailable
 from ..server.broadcast import encode_broadcast
-from ..typed.rooms import Attached, LocalRooms, LostMember
+from ..typed.rooms import Attached, Encoder, LocalRooms, LostMember
 from ..typed.sessions import RoomMembership, SessionRecord
 from .redis_io import REDIS_FAILURES, CommandPool, GeventRedisConnection, Publisher, connection_options
 from .redis_sessions import RedisSessions
@@ -296,8 +296,8 @@ class RedisBackplane:
 
     # -- resumption: numbered broadcasts, history, attach --------------------------------
 
-    def keep_history(self, size: int, ttl: float) -> None:
-        self._history = (size, max(1, int(ttl)))
+    def keep_history(self, size: int, ttl: float, encode: Encoder) -> None:
+        self._history = (size, max(1, int(ttl)))  # frames come from Redis as bytes: our own encoding
 
     def _meta_key(self, room: str) -> str:
         return f"{self._prefix}:seq:{room}"

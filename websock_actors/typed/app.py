@@ -264,7 +264,7 @@ class App(Application):
         self.supervisor, self._supervisor_ref = supervisor, ref
         if self.resumption is not None:
             policy = self.resumption.policy
-            self.rooms.keep_history(policy.history, policy.history_ttl)
+            self.rooms.keep_history(policy.history, policy.history_ttl, encode_broadcast)
         self.rooms.start(self._lost_member_frame if self._on_member_lost is not None else None)
 
     def handle_stop(self) -> None:

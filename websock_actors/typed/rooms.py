@@ -18,7 +18,6 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..server.broadcast import encode_broadcast
 from .history import RoomHistory
 from .sessions import LocalSessions, RoomMembership, SessionStore
 
@@ -35,6 +34,10 @@ LostMember = Callable[[str, Any], "str | None"]
 # What `attach` did: messages replayed, each room's position (seq, epoch) now, the rooms
 # whose missed messages could not all be replayed (another epoch, or trimmed history).
 Attached = tuple[int, dict[str, tuple[int, str]], set[str]]
+
+# Makes the frame of a message's text, once for every member (encode_broadcast: this module
+# stays free of the server layer).
+Encoder = Callable[[str], bytes]
 
 
 class Rooms(Protocol):
@@ -91,8 +94,9 @@ class Rooms(Protocol):
     @property
     def sessions(self) -> SessionStore: ...
 
-    def keep_history(self, size: int, ttl: float) -> None:
-        """Number broadcasts from now on and keep the last `size` of each room (before start)."""
+    def keep_history(self, size: int, ttl: float, encode: Encoder) -> None:
+        """Number broadcasts from now on and keep the last `size` of each room (before start);
+        `encode` frames a stamped text once for every member (server/broadcast.py's)."""
         ...
 
     def publish(self, room: str, prefix: str, exclude: Connection | None = None, excluded: str = "") -> int:
@@ -128,12 +132,22 @@ class Rooms(Protocol):
 class LocalRooms:
     """The rooms of one process; a broadcast never blocks on a slow member."""
 
-    __slots__ = ("broadcast_failures", "deliveries", "history", "memberships", "node", "rooms", "sessions")
+    __slots__ = (
+        "_encode",
+        "broadcast_failures",
+        "deliveries",
+        "history",
+        "memberships",
+        "node",
+        "rooms",
+        "sessions",
+    )
 
     def __init__(self) -> None:
         self.node = secrets.token_hex(8)
         self.sessions: SessionStore = LocalSessions()
         self.history: RoomHistory | None = None
+        self._encode: Encoder = _not_numbered
         # room -> {member: its presence}, insertion-ordered
         self.rooms: dict[str, dict[Connection, Any]] = {}
         self.memberships: dict[Connection, set[str]] = {}
@@ -217,15 +231,16 @@ class LocalRooms:
 
     # -- resumption ------------------------------------------------------------------------
 
-    def keep_history(self, size: int, ttl: float) -> None:
+    def keep_history(self, size: int, ttl: float, encode: Encoder) -> None:
         self.history = RoomHistory(size, ttl)
+        self._encode = encode
 
     def publish(self, room: str, prefix: str, exclude: Connection | None = None, excluded: str = "") -> int:
         history = self.history
         assert history is not None, "keep_history() first"
         text = history.append(room, prefix, excluded)
         history.sweep(self.rooms)
-        return self.broadcast(room, encode_broadcast(text), exclude)
+        return self.broadcast(room, self._encode(text), exclude)
 
     def position(self, room: str) -> tuple[int, str]:
         assert self.history is not None
@@ -258,7 +273,7 @@ class LocalRooms:
             if entries is None:
                 lost.add(room)
             else:
-                backlog.extend(encode_broadcast(text) for _, text, skip in entries if skip != key)
+                backlog.extend(self._encode(text) for _, text, skip in entries if skip != key)
             positions[room] = history.position(room) if not now_epoch else (now_seq, now_epoch)
             self.join(conn, room, membership.presence)
         conn.send_backlog(backlog)
@@ -269,3 +284,7 @@ class LocalRooms:
             members = self.rooms[room]
             self.rooms[room] = {new if c is old else c: shown for c, shown in members.items()}
             self.memberships.setdefault(new, set()).add(room)
+
+
+def _not_numbered(text: str) -> bytes:
+    raise RuntimeError("LocalRooms.keep_history() was not called: broadcasts are not numbered")

@@ -5,7 +5,9 @@ monkey-patches the process it runs in), the servers in this one. Asserts on Locu
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -14,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from examples.chat import app as chat_app
-from websock_actors import Connection, WebSocketApp
+from websock_actors import App, CloseCode, Connection, ResumePolicy, WebSocketApp
 
 ROOT = Path(__file__).resolve().parent.parent
+CHAT = ROOT / "examples" / "chat.py"
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -83,6 +86,7 @@ def test_chat_and_echo_users_against_real_servers(serve, tmp_path: Path) -> None
         pushes = {row["Type"]: int(row["Count"]) for row in csv.DictReader(f)}
     assert pushes["message"] >= int(chat[("WS", "say")]["Request Count"])
     assert "said" not in pushes  # a reply never counts as a push, even at the stop
+    assert "session" not in pushes  # the chat's first message (resumption) is the client's own
     assert "pushes received: message" in chat_output
     # Pushes are not requests: the Aggregated row is the requests' own figure.
     assert not [key for key in chat if key[0] == "PUSH"]
@@ -98,6 +102,119 @@ def test_chat_and_echo_users_against_real_servers(serve, tmp_path: Path) -> None
     assert all_closed.wait(10)
     assert closes == [1000] * 20
     assert echo_server.call(lambda: len(echo_server.server.connections)) == 0
+
+
+def cutting_chat(after: int, **policy: float) -> App:
+    """A fresh copy of the chat demo whose server cuts every connection (a resumed one is a
+    new one) right behind its reply to the connection's `after`-th message: a close with
+    1012, a restarting server's, after which the session is kept for a resume. Sent with the
+    reply, it is read with it: no request is in flight when it comes, nor sent after it."""
+    name = "chat_cut_by_the_server"
+    spec = importlib.util.spec_from_file_location(name, CHAT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its models' annotations are resolved in it
+    spec.loader.exec_module(module)
+    app: App = module.app
+    assert app.resumption is not None, "the chat demo has resumption on"
+    if policy:
+        app.resumption.policy = ResumePolicy(**{"window": 120, "history": 1000, "grace": 10, **policy})
+    handle = app.handle_message
+    received: dict[int, int] = {}  # connection id -> its messages so far
+
+    def handle_message(conn: Connection, message: str | bytes) -> None:
+        handle(conn, message)  # replies at once: no handler of the chat runs in an actor
+        count = received[conn.id] = received.get(conn.id, 0) + 1
+        if count == after:
+            conn.close(CloseCode.SERVICE_RESTART, "cut")
+
+    app.handle_message = handle_message  # this instance's own
+    return app
+
+
+def test_chat_users_resume_their_sessions(serve, tmp_path: Path) -> None:
+    app = cutting_chat(after=4)
+    resumption = app.resumption
+    assert resumption is not None
+    server = serve(app)
+    # 10 users in rooms of 5, each connection cut after 4 messages: a cut per user about every
+    # second, resumed at its next action with what its room said meanwhile. The final stats
+    # come from --json-file: the CSV is rewritten every second, not at the end.
+    run = locust(
+        "chat.py", server.url, tmp_path / "chat",
+        "-u", "10", "-r", "10", "-t", "4s", "--room-size", "5", "--think-time", "0.2", "--resume",
+        "--json-file", str(tmp_path / "final"),
+    )  # fmt: skip
+    output = finish(run)  # exit code 0: no failure at all, of `WS order` (a gap, a repeat) either
+    with open(tmp_path / "final.json") as f:
+        final = {(entry["method"], entry["name"]): entry for entry in json.load(f)}
+    assert {name for _, name in final} == {"connect", "join", "say", "leave", "resume"}, final.keys()
+    assert not any(entry["num_failures"] for entry in final.values()), output
+    assert final[("WS", "connect")]["num_requests"] == 10  # resumed every time, never afresh
+    # and on_connect did not run again: a user joined when it connected, then only after leaving
+    assert final[("WS", "join")]["num_requests"] <= 10 + final[("WS", "leave")]["num_requests"], final
+    resume = final[("WS", "resume")]
+    assert resume["num_requests"] >= 10, output
+    assert resume["total_response_time"] > 0
+    # The server recovered every session it was asked for, and replayed what was missed...
+    counts = server.call(lambda: dict(resumption.resumes))
+    assert counts == {"recovered": resume["num_requests"], "partial": 0, "fresh": 0}, counts
+    assert server.call(lambda: resumption.replayed) > 0
+    # ...which the users found in order, with the rest of their rooms' messages: every push is
+    # numbered (members joining and leaving too), and all are checked but the first of a
+    # room after each join.
+    with open(tmp_path / "chat_pushes.csv", newline="") as f:
+        pushes = {row["Type"]: int(row["Count"]) for row in csv.DictReader(f)}
+    assert set(pushes) <= {"message", "member_joined", "member_left"}, pushes  # no session, no resumed
+    match = re.search(r"room messages in order: (\d+)", output)
+    assert match is not None, output
+    numbered, joins = sum(pushes.values()), final[("WS", "join")]["num_requests"]
+    assert numbered - joins <= int(match[1]) <= numbered, (match[1], pushes, joins)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        # The sessions expire before the users come back: each resume starts afresh, and
+        # on_connect joins the room again.
+        ({"window": 0.01, "grace": 0.01}, {("resume", "session not restored")}),
+        # One message of history per room: what a busy room said meanwhile is mostly gone,
+        # which the users' order check sees too.
+        ({"history": 1}, {("resume", "messages lost"), ("order", "gap")}),
+    ],
+    ids=["expired", "trimmed"],
+)
+def test_resumes_that_fail(
+    serve, tmp_path: Path, policy: dict[str, float], expected: set[tuple[str, str]]
+) -> None:
+    app = cutting_chat(after=4, **policy)
+    resumption = app.resumption
+    assert resumption is not None
+    server = serve(app)
+    run = locust(
+        "chat.py", server.url, tmp_path / "chat",
+        "-u", "10", "-r", "10", "-t", "3s", "--room-size", "5", "--think-time", "0.2", "--resume",
+        "--json-file", str(tmp_path / "final"),
+    )  # fmt: skip
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 1, output  # failures
+    with open(tmp_path / "final.json") as f:
+        final = {(entry["method"], entry["name"]): entry for entry in json.load(f)}
+    with open(tmp_path / "chat_failures.csv", newline="") as f:
+        failures = {(row["Name"], row["Error"]) for row in csv.DictReader(f)}
+    assert failures == {(name, f"WebSocketFailure({error!r})") for name, error in expected}, output
+    failed = {name for (_, name), entry in final.items() if entry["num_failures"]}
+    assert failed == {name for name, _ in expected}, final
+    assert final[("WS", "connect")]["num_requests"] == 10  # a failed resume goes on, never reconnects
+    resumes = final[("WS", "resume")]["num_requests"]
+    counts = server.call(lambda: dict(resumption.resumes))
+    assert sum(counts.values()) == resumes, counts
+    if "window" in policy:
+        # Every one fresh, and after each the user joined its room again (on_connect): no
+        # `say` failed as not_in_room.
+        assert counts["fresh"] == resumes, counts
+    else:
+        assert counts["partial"] > 0 and counts["fresh"] == 0, counts
 
 
 FAILING_LOCUSTFILE = """

@@ -161,7 +161,7 @@ def check_chat_results(csv_prefix: Path, output: str) -> None:
     assert int(stats[("", "Aggregated")]["Failure Count"]) == 0, output
     with open(f"{csv_prefix}_pushes.csv", newline="") as f:
         pushes = {row["Type"]: int(row["Count"]) for row in csv.DictReader(f)}
-    assert "said" not in pushes, pushes
+    assert "said" not in pushes and "session" not in pushes, pushes
     assert all(count > 0 for count in pushes.values()), pushes
     # Each `say` is heard by the whole room (ROOM_SIZE members, the sayer too, but for the
     # few who are between a leave and their next join): about 4.7 pushes per say from the

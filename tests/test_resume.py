@@ -495,3 +495,24 @@ def test_a_drained_nodes_members_that_do_not_come_back_are_reported_left_once(sh
     finally:
         for server in servers:
             server.stop()
+
+
+def test_a_replay_never_reaches_back_before_the_members_join(nodes) -> None:
+    """A client that left, joined again and heard nothing since holds an older position."""
+    server = nodes()
+    with connect(server.url) as ann, connect(server.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        say(bob, "r", "heard")
+        old = position(read_until(ann, text_is("heard"))[-1])
+        ann.request({"type": "leave", "room": "r"})
+        say(bob, "r", "said while ann was out")
+        join(ann, "r", "ann")
+        token = ann.session
+        assert token is not None
+        ann.abort()
+        say(bob, "r", "missed")
+        with connect(server.url) as ann2:
+            answer = resume(ann2, token, {"r": old})
+            assert (answer["recovered"], answer["replayed"]) == (True, 1)
+            assert ann2.recv_json(timeout=5)["text"] == "missed"

@@ -240,7 +240,7 @@ class Resumption:
             old[1].kill(block=False)
         try:
             adopted = sessions.claim_grace(msg.session)
-            after = {room: (p.seq, p.epoch) for room, p in msg.rooms.items() if room in record.rooms}
+            after = _replay_from(msg.rooms, record.rooms)
             rooms = record.rooms
             if not adopted:  # the grace ended: the rooms are joined again, as of now
                 now = time.time()
@@ -260,8 +260,11 @@ class Resumption:
         # No yield from attach to the reply: the replay, then `resumed`, then live messages.
         self.tokens[conn.id] = msg.session
         self.live[msg.session] = conn
+        # The join positions stay (a replay never reaches back before the join), but a room
+        # whose history was lost starts again where it is now.
         self.memberships[conn.id] = {
-            room: RoomMembership(m.presence, m.joined_at, *positions[room]) for room, m in rooms.items()
+            room: RoomMembership(m.presence, m.joined_at, *positions[room]) if room in lost else m
+            for room, m in rooms.items()
         }
         conn.state.clear()
         conn.state.update(record.state)
@@ -287,3 +290,24 @@ class Resumption:
         saved = self._saved[token] = gevent.event.Event()
         old.abort(CloseCode.ABNORMAL, "resumed elsewhere")
         saved.wait(5.0)
+
+
+def _replay_from(
+    asked: dict[str, RoomPosition], rooms: dict[str, RoomMembership]
+) -> dict[str, tuple[int, str]]:
+    """Where the replay of each of the session's rooms starts: the client's position, but
+    never before the member joined the room (a client may still hold the position of an
+    earlier membership: it left, joined again, and heard nothing since)."""
+    after: dict[str, tuple[int, str]] = {}
+    for room, membership in rooms.items():
+        position = asked.get(room)
+        joined = (membership.seq, membership.epoch)
+        if (
+            position is None
+            or (position.seq == 0 and position.epoch == "")
+            or (position.epoch == membership.epoch and position.seq < membership.seq)
+        ):
+            after[room] = joined
+        else:
+            after[room] = (position.seq, position.epoch)
+    return after

@@ -11,6 +11,7 @@ import base64
 import os
 import socket
 import threading
+from typing import Any
 
 from websock_actors import Connection, WebSocketApp
 from websock_actors.testing import ServerThread as ServerThread  # the library's own, re-exported
@@ -50,6 +51,48 @@ def raw_exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
 
 def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
+
+
+# -- typed apps with session resumption (typed/resume.py) --------------------------------------
+
+
+def session_opened(message: dict[str, Any]) -> str:
+    """The `session` message such an app sends first on every connection; returns its token.
+    (websock_actors.client keeps it for itself: only other clients read it.)"""
+    assert message.keys() == {"type", "session"} and message["type"] == "session", message
+    token = message["session"]
+    assert isinstance(token, str) and token, message
+    return token
+
+
+def unnumbered(message: dict[str, Any]) -> dict[str, Any]:
+    """A room broadcast of such an app without the `seq` (int) and `epoch` (str) it must carry."""
+    plain = dict(message)
+    seq, epoch = plain.pop("seq", None), plain.pop("epoch", None)
+    assert isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1, f"no seq in {message}"
+    assert isinstance(epoch, str) and epoch, f"no epoch in {message}"
+    return plain
+
+
+class RoomSequence:
+    """The numbered broadcasts one client reads: in each room, seq +1 each, in one epoch.
+
+    `seq(message)` checks that `message` follows the last one read of its room and returns
+    it `unnumbered`; `seq.last[room]` is the (seq, epoch) of that room's last one.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[int, str]] = {}
+
+    def __call__(self, message: dict[str, Any]) -> dict[str, Any]:
+        plain = unnumbered(message)
+        room, position = message.get("room"), (message["seq"], message["epoch"])
+        assert isinstance(room, str), f"no room in {message}"
+        if room in self.last:
+            seq, epoch = self.last[room]
+            assert position == (seq + 1, epoch), f"after seq {seq} (epoch {epoch}) of {room!r}: {message}"
+        self.last[room] = position
+        return plain
 
 
 class RecordingEchoApp(WebSocketApp):

@@ -19,7 +19,7 @@ from examples.chat import app as chat_app
 from websock_actors import App, AuthRequest, Context, ErrorReply, Message, RateLimit, Refuse
 from websock_actors.typed.messages import to_json
 
-from .helpers import upgrade_request
+from .helpers import RoomSequence, session_opened, unnumbered, upgrade_request
 from .rawws import CLOSE, TEXT, RawClient, close_code, masked_frame, refuse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,13 +192,15 @@ def test_chat_token_mode_under_the_cli(chat_with_tokens: str) -> None:
             connect(url + bad, open_timeout=5)
         assert refused.value.response.status_code == 401
     with connect(url + "?token=s3cret") as ann, connect(url + "?token=hunter2") as bob:
+        session_opened(recv(ann))
+        session_opened(recv(bob))
         send(ann, type="join", id=1, room="lobby", name="mallory")  # the token decides the name
         assert recv(ann) == {"type": "joined", "id": 1, "room": "lobby", "members": ["ann"]}
         send(bob, type="join", id=2, room="lobby", name="ann")
         assert recv(bob) == {"type": "joined", "id": 2, "room": "lobby", "members": ["ann", "bob"]}
-        assert recv(ann) == {"type": "member_joined", "room": "lobby", "name": "bob"}
+        assert unnumbered(recv(ann)) == {"type": "member_joined", "room": "lobby", "name": "bob"}
         send(bob, type="say", room="lobby", text="hi")
-        assert recv(ann)["name"] == "bob"
+        assert unnumbered(recv(ann))["name"] == "bob"
 
 
 # -- 2. rate limits ---------------------------------------------------------------------------
@@ -279,10 +281,13 @@ def test_the_chat_refuses_a_burst_of_2000_says(serve) -> None:
         says = [{"type": "say", "id": i, "room": "lobby", "text": "spam"} for i in range(2000)]
         client.sock.sendall(b"".join(masked_frame(TEXT, json.dumps(m).encode()) for m in [join, *says]))
         texts, code = recv_all(client)
+    session_opened(texts.pop(0))
     kinds = [t.get("code", t["type"]) for t in texts]
     assert kinds[0] == "joined"
     said, limited = kinds.count("said"), kinds.count("rate_limited")
     assert 20 <= said < 40  # the burst of 20, and what 5 a second adds meanwhile
+    seq = RoomSequence()  # each `say` taken is one message to the room, numbered in turn
+    assert [seq(t)["text"] for t in texts if t["type"] == "message"] == ["spam"] * said
     assert limited == 200  # then the close (1008) after 200 in a row
     assert code == 1008
     first = next(t for t in texts if t.get("code") == "rate_limited")

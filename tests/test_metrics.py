@@ -76,8 +76,9 @@ def test_a_scripted_session_moves_each_counter_by_its_amount(serve) -> None:
     assert value(after, "websock_error_replies_total", code="unknown_type") == 1
     # member_joined 1 + three says to 2 members 6 + member_left 1 (+ bob's own leaving: nobody left)
     assert value(after, "websock_broadcast_deliveries_total") == 8
-    # replies: 2 joined + 3 said + 2 errors, and the 8 deliveries
-    assert value(after, "websock_messages_sent_total") == 15
+    # the chat's first message on each connection (`session`: 2), replies (2 joined + 3 said
+    # + 2 errors), and the 8 deliveries
+    assert value(after, "websock_messages_sent_total") == 17
     assert value(after, "websock_bytes_received_total") > value(during, "websock_bytes_received_total") > 0
     assert value(after, "websock_bytes_sent_total") > 0
     assert value(after, "websock_backplane_publish_failures_total") == 0

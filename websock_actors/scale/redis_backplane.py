@@ -29,7 +29,8 @@ through a small pool; heartbeats have their own connection, so that a rush of jo
 delay them until the node looks dead. Each greenlet is stopped with a flag and by closing
 its connection, never by killing it inside redis-py.
 
-When Redis is down a broadcast still reaches this node's members, then raises
+When Redis is down a broadcast still reaches this node's members (not with resumption on:
+a numbered broadcast needs Redis for its seq, and reaches no one), then raises
 `BackplaneUnavailable` (the sender gets `backplane_unavailable`), and is logged and counted
 (`stats.publish_failures`); a join fails the same way (and is undone). Broadcasts already
 handed to the publisher when its connection breaks are logged and counted as well (their
@@ -221,6 +222,9 @@ class RedisBackplane:
             log.warning("%r: could not say goodbye to Redis: %s", self, exc)
         gevent.joinall(self._greenlets, timeout=5.0)
         self._greenlets = []
+        self.local.stop()
+        self._entries.clear()
+        self._floors.clear()
         self._pool.close()
         self._beats.close()
 

@@ -158,7 +158,9 @@ class LocalRooms:
         """Nothing to start: a process cannot lose its own members without ending."""
 
     def stop(self) -> None:
-        pass
+        """Every connection is closed by now: members left (in their grace) go with the server."""
+        self.rooms.clear()
+        self.memberships.clear()
 
     def join(self, conn: Connection, room: str, presence: Any = None) -> bool:
         members = self.rooms.setdefault(room, {})

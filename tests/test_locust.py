@@ -158,7 +158,10 @@ def test_chat_users_resume_their_sessions(serve, tmp_path: Path) -> None:
     assert resume["total_response_time"] > 0
     # The server recovered every session it was asked for, and replayed what was missed...
     counts = server.call(lambda: dict(resumption.resumes))
-    assert counts == {"recovered": resume["num_requests"], "partial": 0, "fresh": 0}, counts
+    assert (counts["partial"], counts["fresh"]) == (0, 0), counts
+    # Locust reported every resume the server answered, but those cut short by the end of the
+    # run (a user stopped while its resume was on its way: at most one per user)
+    assert resume["num_requests"] <= counts["recovered"] <= resume["num_requests"] + 10, counts
     assert server.call(lambda: resumption.replayed) > 0
     # ...which the users found in order, with the rest of their rooms' messages: every push is
     # numbered (members joining and leaving too), and all are checked but the first of a

@@ -146,7 +146,7 @@ class RedisBackplane:
         self._options = options
         self._pool = CommandPool(options, pool_size)  # joins, leaves, presence
         self._beats = CommandPool(options, 1)  # heartbeats and reaping: never behind a join rush
-        self._publisher = Publisher(options, self._publishes_lost)
+        self._publisher = Publisher(options, self._publishes_lost, self._publish_refused)
         self._prefix = prefix
         self._channel_prefix = f"{prefix}:room:".encode()
         self._nodes_key = f"{prefix}:nodes"
@@ -456,6 +456,10 @@ class RedisBackplane:
         """The publisher's connection broke with `count` publishes unconfirmed."""
         log.warning("%r: Redis lost (%s) with %d broadcasts unconfirmed", self, error, count)
         self._publishes_failed(count, "")
+
+    def _publish_refused(self, error: BaseException) -> None:
+        """Redis answered a publish (or the numbering script) with an error: it went nowhere."""
+        self._publishes_failed(1, f"Redis refused a broadcast: {error}")
 
     def _publishes_failed(self, count: int, what: str) -> None:
         self.stats.publish_failures += count

@@ -141,9 +141,15 @@ class Publisher:
     reported to `on_lost(count, error)`, never dropped without a word.
     """
 
-    def __init__(self, options: dict[str, Any], on_lost: Callable[[int, BaseException], None]) -> None:
+    def __init__(
+        self,
+        options: dict[str, Any],
+        on_lost: Callable[[int, BaseException], None],
+        on_refused: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self._options = options
         self._on_lost = on_lost
+        self._on_refused = on_refused
         self._queue: list[tuple[Any, ...]] = []  # commands
         self._in_flight = 0
         self._wake = gevent.event.Event()
@@ -258,5 +264,8 @@ class Publisher:
             conn.read_response()
         except redis.ResponseError as exc:  # answered: the connection is fine
             self.errors += 1
-            log.warning("Redis refused a command sent without waiting: %s", exc)
+            if self._on_refused is not None:
+                self._on_refused(exc)
+            else:
+                log.warning("Redis refused a command sent without waiting: %s", exc)
         self._in_flight -= 1

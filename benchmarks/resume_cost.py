@@ -1,0 +1,699 @@
+"""What session resumption's numbered broadcasts (seq, epoch) and room history cost.
+
+    .venv/bin/python benchmarks/resume_cost.py            # 1,000 members, 2,000 broadcasts, 3 rounds
+    .venv/bin/python benchmarks/resume_cost.py --quick    # smoke run: 100 members, 200 broadcasts, 1 round
+    .venv/bin/python benchmarks/resume_cost.py --scenarios local,redis1 --json out.json
+
+Needs /usr/bin/redis-server (or --redis-server PATH), node and `npm install` in benchmarks/.
+
+1. Broadcast throughput into one room, resumption off (`App(...)`) and on (`App(...,
+   resume=ResumePolicy(window=120, history=1000, grace=10))`), in three scenarios:
+     local   one node, rooms in process (LocalRooms): a broadcast is framed and queued at once;
+             on: stamped with seq and epoch and kept in the room's deque first
+     redis1  one node with RedisBackplane: off, delivered at once and a plain PUBLISH (which
+             Redis sends back, dropped on its header); on, one EVAL (seq, XADD MAXLEN ~,
+             PUBLISH) and delivered only when Redis sends the message back
+     redis2  two nodes with RedisBackplane, members round-robin over A and B, the sender on A
+   Each run gets fresh node processes (an app of this script's own, below, that speaks the chat
+   protocol benchmarks/typed_load.js expects: `join`, `say` -> `said`, and a `message` to the
+   room of --size bytes of JSON before the stamp) and, for redis*, a flushed redis-server of its
+   own (a free loopback port, no persistence: redis_process.py). The load is typed_load.js's
+   `broadcast`: --conns receivers join "bench", one sender says --messages with --window in
+   flight; it counts what every receiver read (a run with a missing, doubled or reordered
+   delivery fails). Deliveries/s is the load generator's (first say to last delivery). Over the
+   say phase: the CPU time (schedstat) of the node(s) and redis-server per broadcast, and of
+   every process per second (who was the limit), Redis's `INFO commandstats` usec per EVAL (on)
+   or PUBLISH (off), the nodes' TCP data segments per delivery (`ss -ti`; below 1: frames
+   written together). Rounds interleave off and on (the order flips every round) so that host
+   noise hits both; the table has medians, and max/min of deliveries/s over the rounds. Nodes
+   on CPU 0, redis-server and the load generator on CPU 1 (as in redis_broadcast.py; --no-pin
+   turns this off).
+2. Memory per room of history, --history (1,000) messages of ~100 and ~1,000 bytes of JSON: in
+   process, what tracemalloc sees a RoomHistory hold (over --memory-rooms rooms, per room);
+   with Redis, `MEMORY USAGE ... SAMPLES 0` of wsa:history:<room> (the stream) and
+   wsa:seq:<room> (seq and epoch) after --history broadcasts published through a RedisBackplane
+   of this process, and after 3 x --history (the stream trimmed by MAXLEN ~: XLEN shown).
+3. The stamp itself, per broadcast in microseconds (medians of 7 rounds of timed loops, each
+   round timing every function in turn): stamp_prefix + RoomHistory.append; LocalRooms.publish
+   against the off path's LocalRooms.broadcast(encode_broadcast(text)) in a room without
+   members (the fixed cost of one broadcast, before any delivery); and Redis's commandstats
+   usec per EVAL (the numbered publish of part 2's broadcasts) and per PUBLISH (--history plain
+   broadcasts), with one subscriber of the room's channel and no other load.
+
+Bounded: every wait has a timeout (node start, joins, deliveries: --timeout, the load
+generator's own --limit), the whole invocation has --max-seconds; only 127.0.0.1; every process
+is ours and stopped by its PID. Exits 1 when a run failed (left out of the medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import resource
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from redis_broadcast import Child, Failed, RedisServer, Watchdog, cpu_ns, data_segments_out, pinned
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from websock_actors.server.broadcast import encode_broadcast  # noqa: E402
+from websock_actors.typed.history import RoomHistory, stamp_prefix  # noqa: E402
+from websock_actors.typed.rooms import LocalRooms  # noqa: E402
+
+LOAD = ROOT / "benchmarks" / "typed_load.js"
+SCENARIOS = ("local", "redis1", "redis2")
+MODES = ("off", "on")
+
+# The node: a chat-protocol app of our own (typed_load.js's broadcast scenario), resumption off
+# or on, no rate limit, no keepalive pings. argv: Redis URL or "-", "on"/"off", JSON size.
+NODE_SCRIPT = """
+import dataclasses, json, logging, signal, sys
+from typing import Literal
+sys.path.insert(0, {root!r})
+import gevent
+from pydantic import BaseModel
+from websock_actors import App, Context, Message, RedisBackplane, ResumePolicy, Server
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+url, mode, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+policy = ResumePolicy(window=120, history=1000, grace=10) if mode == "on" else None
+app = App("resume_cost", resume=policy)
+backplane = RedisBackplane(url) if url != "-" else None
+if backplane is not None:
+    app.use_backplane(backplane)
+
+class Join(Message):
+    type: Literal["join"]
+    room: str
+    name: str
+
+class Joined(Message):
+    type: Literal["joined"] = "joined"
+    room: str
+
+class Say(Message):
+    type: Literal["say"]
+    room: str
+    text: str
+
+class Said(Message):
+    type: Literal["said"] = "said"
+
+@app.push
+class Chat(BaseModel):
+    type: Literal["message"] = "message"
+    room: str
+    name: str
+    text: str
+    pad: str
+
+# the padding that makes the message --size bytes of JSON (for a text of 5 characters)
+base = len(Chat(room="bench", name="sender", text="m1000", pad="").model_dump_json())
+PAD = "x" * max(0, size - base)
+
+@app.handler
+def join(msg: Join, ctx: Context) -> Joined:
+    ctx.join(msg.room, presence=msg.name)
+    return Joined(room=msg.room)
+
+@app.handler
+def say(msg: Say, ctx: Context) -> Said:
+    ctx.broadcast(msg.room, Chat(room=msg.room, name="sender", text=msg.text, pad=PAD))
+    return Said()
+
+server = Server(app, "127.0.0.1", 0, ping_interval=None, max_connections=20000)
+
+def stats():
+    out = {{"broadcast_failures": app.rooms.broadcast_failures}}
+    if backplane is not None:
+        out.update(dataclasses.asdict(backplane.stats), connected=backplane.connected,
+                   publisher_errors=backplane.stats.publish_failures)
+    print("STATS " + json.dumps(out), flush=True)
+
+gevent.signal_handler(signal.SIGUSR1, stats)
+gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
+server.start()
+print("PORT", server.address[1], flush=True)
+server.serve_forever()
+stats()
+"""
+
+
+class Node(Child):
+    """One server process of NODE_SCRIPT (RedisBackplane(url), or LocalRooms: url None)."""
+
+    def __init__(self, name: str, url: str | None, mode: str, size: int, cpu: int | None, log: Path) -> None:
+        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
+        command = [sys.executable, "-c", NODE_SCRIPT.format(root=str(ROOT)), url or "-", mode, str(size)]
+        super().__init__(name, pinned(cpu, command), stderr=self._log)
+        self.port = int(self.expect("stdout", "PORT ", 30).split()[1])
+        self.url = f"ws://127.0.0.1:{self.port}/"
+
+    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGUSR1)
+        stats: dict[str, Any] = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
+        return stats
+
+    def stop(self, timeout: float = 10.0) -> int:
+        status = super().stop(timeout)
+        self._log.close()
+        return status
+
+
+def command_stats(client: Any) -> dict[str, dict[str, int]]:
+    """`INFO commandstats` (`client`: a redis.Redis): calls, usec, failed calls per command."""
+    stats = client.info("commandstats")
+    return {
+        key.removeprefix("cmdstat_"): {
+            "calls": int(v["calls"]),
+            "usec": int(v["usec"]),
+            "failed": int(v.get("failed_calls", 0)) + int(v.get("rejected_calls", 0)),
+        }
+        for key, v in stats.items()
+    }
+
+
+def run_once(
+    scenario: str, mode: str, args: argparse.Namespace, redis_server: RedisServer, workdir: Path, index: int
+) -> dict[str, Any]:
+    """One run: its figures (raises Failed when it did not deliver everything, once, in order)."""
+    url = None if scenario == "local" else redis_server.url
+    if url is not None:
+        redis_server.client.flushall()
+    names = ("A", "B") if scenario == "redis2" else ("A",)
+    nodes: list[Node] = []
+    load: Child | None = None
+    result: dict[str, Any] = {"scenario": scenario, "mode": mode}
+    try:
+        for name in names:
+            log = workdir / f"run{index:02d}-{scenario}-{mode}-{name}.log"
+            nodes.append(Node(name, url, mode, args.size, args.server_cpu, log))
+        options = ["--conns", str(args.conns), "--messages", str(args.messages), "--window", str(args.window)]
+        options += ["--urls", ",".join(n.url for n in nodes), "--sender-url", nodes[0].url]
+        options += ["--settle", str(args.settle), "--sync", "--timeout", str(args.timeout)]
+        options += ["--limit", str(args.timeout + args.join_timeout + 60)]
+        load = Child(
+            "load generator", pinned(args.client_cpu, ["node", str(LOAD), "broadcast", *options]), stdin=True
+        )
+        load.expect("stderr", "READY", args.join_timeout)
+
+        procs = {n.name: n.pid for n in nodes} | {"redis": redis_server.pid, "load": load.pid}
+        ns0 = {name: cpu_ns(pid) for name, pid in procs.items()}
+        segments0 = sum(data_segments_out(n.port) for n in nodes)
+        cmd0 = command_stats(redis_server.client) if url else {}
+        stats0 = [n.stats() for n in nodes]
+        load.send_line("go")
+        load.expect("stderr", "DONE", args.timeout + 30)
+        ns1 = {name: cpu_ns(pid) for name, pid in procs.items()}
+        segments1 = sum(data_segments_out(n.port) for n in nodes)
+        cmd1 = command_stats(redis_server.client) if url else {}
+        stats1 = [n.stats() for n in nodes]
+        load.send_line("go")
+        result.update(json.loads(load.expect("stdout", "{", 30)))
+        if load.proc.wait(30) != 0:
+            raise Failed(f"load generator exited with {load.proc.returncode}")
+        cpu_us = {name: (ns1[name] - ns0[name]) / 1e3 for name in procs}
+        if result.get("delivered"):  # TCP sends of the nodes per frame (less than 1: frames written together)
+            result["segments_per_delivery"] = round((segments1 - segments0) / result["delivered"], 3)
+        result["node_us_per_broadcast"] = sum(cpu_us[n.name] for n in nodes) / args.messages
+        elapsed_us = float(result.get("elapsed_s") or 0) * 1e6
+        if elapsed_us:  # CPU seconds per second of the say phase: who was the limit?
+            result["busy"] = {name: round(us / elapsed_us, 2) for name, us in cpu_us.items()}
+        if url:
+            result["redis_cpu_us_per_broadcast"] = cpu_us["redis"] / args.messages
+            command = "eval" if mode == "on" else "publish"
+            calls = cmd1.get(command, {}).get("calls", 0) - cmd0.get(command, {}).get("calls", 0)
+            usec = cmd1.get(command, {}).get("usec", 0) - cmd0.get(command, {}).get("usec", 0)
+            result["redis_calls"] = calls
+            result["redis_usec_per_broadcast"] = usec / calls if calls else None
+            result["redis_failed_calls"] = sum(
+                v["failed"] - cmd0.get(k, {}).get("failed", 0) for k, v in cmd1.items()
+            )
+        result["counters"] = [
+            {k: v - s0.get(k, 0) for k, v in s1.items() if isinstance(v, int) and not isinstance(v, bool)}
+            for s0, s1 in zip(stats0, stats1, strict=True)
+        ]
+    finally:
+        if load is not None:
+            load.stop(10)
+        for node in nodes:
+            status = node.stop(15)
+            if status not in (0, -signal.SIGTERM):
+                result.setdefault("node_exit", {})[node.name] = status
+    check(result, args)
+    return result
+
+
+def check(result: dict[str, Any], args: argparse.Namespace) -> None:
+    problems = [
+        f"{k}={result[k]}"
+        for k in ("missing", "members_short", "members_over", "out_of_order")
+        if result.get(k)
+    ]
+    if "node_exit" in result:
+        problems.append(f"node exit status {result['node_exit']}")
+    for counters in result.get("counters", []):
+        for key in ("broadcast_failures", "publish_failures", "publisher_errors"):
+            if counters.get(key):
+                problems.append(f"{key}={counters[key]}")
+    if result.get("redis_failed_calls"):
+        problems.append(f"{result['redis_failed_calls']} Redis commands failed")
+    if result.get("redis_calls") not in (None, args.messages):
+        command = "EVAL" if result["mode"] == "on" else "PUBLISH"
+        problems.append(f"{result['redis_calls']} Redis {command} for {args.messages} broadcasts")
+    if problems:
+        raise Failed(", ".join(problems), result)
+
+
+# -- 2. memory per room ---------------------------------------------------------------------
+
+
+def chat_json(size: int) -> str:
+    """A room message of `size` bytes of JSON, before its stamp (the node's `Chat` shape)."""
+    base = '{"type":"message","room":"bench","name":"sender","text":"m1000","pad":""}'
+    return base[:-2] + '"' + "x" * max(0, size - len(base)) + '"}'
+
+
+def local_history_bytes(size: int, kept: int, rooms: int) -> tuple[float, int]:
+    """(bytes tracemalloc sees a RoomHistory hold per room with `kept` messages, the stamped
+    message's length)."""
+    prefixes = [stamp_prefix(chat_json(size), f"room{r}", False) for r in range(rooms)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        history = RoomHistory(kept, 86400.0)
+        for _ in range(kept):
+            for r in range(rooms):
+                text = history.append(f"room{r}", prefixes[r], "")
+        del text
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    stamped = len(history.logs["room0"].entries[-1][1])
+    return held / rooms, stamped
+
+
+def redis_history(url: str, client: Any, size: int, kept: int, timeout: float) -> dict[str, float]:
+    """Through a RedisBackplane of this process (no members; one subscriber of the room's
+    channel, a redis-py client that reads nothing, stands for a node): `MEMORY USAGE` of the
+    room's stream and meta keys after `kept` and 3 x `kept` numbered broadcasts, and Redis's
+    commandstats usec per EVAL (numbered) and per PUBLISH (`kept` plain broadcasts)."""
+    import gevent
+
+    from websock_actors import RedisBackplane
+
+    client.flushall()
+    room = f"mem{size}"
+    subscriber = client.pubsub()
+    subscriber.subscribe(f"wsa:room:{room}")
+    backplane = RedisBackplane(url)
+    backplane.keep_history(kept, 86400, encode_broadcast)
+    backplane.start()
+    out: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+
+    def wait_for(done: Callable[[], bool], what: str) -> None:
+        while not done():
+            if time.monotonic() > deadline:
+                raise Failed(f"{what} within {timeout:.0f} s")
+            gevent.sleep(0.02)
+
+    def numbered(count: int) -> Callable[[], bool]:
+        return lambda: backplane.position(room)[0] >= count
+
+    def calls(command: str) -> int:
+        return command_stats(client).get(command, {}).get("calls", 0)
+
+    try:
+        wait_for(lambda: backplane.connected, "the backplane did not connect to redis-server")
+        text = chat_json(size)
+        prefix = stamp_prefix(text, room, False)
+        sent = 0
+        before = command_stats(client)
+        for label, total in (("", kept), ("_steady", 3 * kept)):
+            while sent < total:
+                backplane.publish(room, prefix)
+                sent += 1
+                if sent % 200 == 0:
+                    gevent.sleep(0)  # let the publisher write
+            wait_for(numbered(total), f"Redis numbered {total}")
+            out["stream" + label] = int(client.memory_usage(f"wsa:history:{room}", samples=0))
+            out["meta" + label] = int(client.memory_usage(f"wsa:seq:{room}", samples=0))
+            out["xlen" + label] = int(client.xlen(f"wsa:history:{room}"))
+        after = command_stats(client)
+        out["eval_usec"] = (after["eval"]["usec"] - before.get("eval", {}).get("usec", 0)) / sent
+        frame = encode_broadcast(text)
+        published = calls("publish")
+        for i in range(kept):
+            backplane.broadcast(room, frame)
+            if i % 200 == 199:
+                gevent.sleep(0)
+        wait_for(lambda: calls("publish") >= published + kept, f"Redis took {kept} PUBLISH")
+        final = command_stats(client)
+        out["publish_usec"] = (final["publish"]["usec"] - after.get("publish", {}).get("usec", 0)) / kept
+        if backplane.stats.publish_failures:
+            raise Failed(f"publishes failed: {backplane.stats}")
+    finally:
+        backplane.stop()
+        subscriber.close()
+    return out
+
+
+# -- 3. the stamp itself -----------------------------------------------------------------------
+
+
+def loop_us(func: Callable[[], object], loops: int) -> float:
+    """Microseconds per call of `func` over one loop of `loops` calls."""
+    started = time.perf_counter()
+    for _ in range(loops):
+        func()
+    return (time.perf_counter() - started) / loops * 1e6
+
+
+def stamp_costs(loops: int, kept: int, repeats: int = 7) -> dict[str, float]:
+    """Per call (us), medians over `repeats` rounds that time each function in turn (host noise
+    hits them all): stamp_prefix + append, and a broadcast off and on in a room without members
+    (`diff_<size>`: the median of the rounds' on - off)."""
+    out: dict[str, float] = {}
+    for size in (100, 1000):
+        text = chat_json(size)
+        prefix = stamp_prefix(text, "bench", False)
+        history = RoomHistory(kept, 86400.0)
+        off, on = LocalRooms(), LocalRooms()
+        on.keep_history(kept, 86400.0, encode_broadcast)
+        for _ in range(kept):  # full rings: every append drops the oldest, as in a busy room
+            history.append("bench", prefix, "")
+            on.publish("bench", prefix)
+
+        def stamp(text: str = text, history: RoomHistory = history) -> str:
+            return history.append("bench", stamp_prefix(text, "bench", False), "")
+
+        def broadcast(text: str = text, rooms: LocalRooms = off) -> int:
+            return rooms.broadcast("bench", encode_broadcast(text))
+
+        def publish(text: str = text, rooms: LocalRooms = on) -> int:
+            return rooms.publish("bench", stamp_prefix(text, "bench", False))
+
+        funcs: dict[str, Callable[[], object]] = {"stamp": stamp, "broadcast": broadcast, "publish": publish}
+        timings: dict[str, list[float]] = {name: [] for name in funcs}
+        for _ in range(repeats):
+            for name, func in funcs.items():
+                timings[name].append(loop_us(func, loops))
+        for name, values in timings.items():
+            out[f"{name}_{size}"] = statistics.median(values)
+        diffs = [b - a for a, b in zip(timings["broadcast"], timings["publish"], strict=True)]
+        out[f"diff_{size}"] = statistics.median(diffs)
+    return out
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+    return statistics.median(values) if values else None
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def report_throughput(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    print(
+        f"\n1. broadcast into one room: {args.conns:,} members, {args.messages:,} broadcasts of "
+        f"{args.size} B of JSON (+ the stamp when on), {args.window} in flight; "
+        f"medians of {args.rounds} round(s)"
+    )
+    pairs = [
+        ("deliveries/s", "deliveries_per_s", ",.0f", 9),
+        ("p50 ms", "p50_ms", ".1f", 5),
+        ("node CPU us/b", "node_us_per_broadcast", ",.0f", 6),
+        ("redis CPU us/b", "redis_cpu_us_per_broadcast", ".1f", 6),
+        ("redis cmd us", "redis_usec_per_broadcast", ".1f", 5),
+    ]
+    top = f"{'':9}"
+    sub = f"{'scenario':9}"
+    for title, key, _spec, width in pairs:
+        span = 2 * width + 1 + (7 if key == "deliveries_per_s" else 0)
+        top += f" | {title:^{span}}"
+        sub += f" | {'off':>{width}} {'on':>{width}}" + (
+            f" {'on/off':>6}" if key == "deliveries_per_s" else ""
+        )
+    print(top)
+    print(sub)
+    print("-" * len(sub))
+    for scenario in args.scenario_list:
+        off = [r for r in results[(scenario, "off")] if "error" not in r]
+        on = [r for r in results[(scenario, "on")] if "error" not in r]
+        line = f"{scenario:9}"
+        for _title, key, spec, width in pairs:
+            a, b = median(off, key), median(on, key)
+            line += f" | {fmt(a, spec):>{width}} {fmt(b, spec):>{width}}"
+            if key == "deliveries_per_s":
+                line += f" {fmt(b / a if a and b else None, '.2f'):>6}"
+        failed = sum(len(results[(scenario, m)]) for m in MODES) - len(off) - len(on)
+        print(line + (f"   ({failed} runs failed)" if failed else ""))
+    print("  the say phase's CPU seconds per second (median) and deliveries/s max/min over the rounds:")
+    for scenario in args.scenario_list:
+        figures = []
+        for mode in MODES:
+            ok = [r for r in results[(scenario, mode)] if "error" not in r and "busy" in r]
+            if not ok:
+                continue
+            rates = [r["deliveries_per_s"] for r in ok]
+            busy = ", ".join(
+                f"{name} {statistics.median(r['busy'][name] for r in ok):.2f}"
+                for name in ok[0]["busy"]
+                if name != "redis" or scenario != "local"
+            )
+            segments = median(ok, "segments_per_delivery")
+            figures.append(
+                f"{mode}: {busy}, segs/frame {fmt(segments, '.2f')}, spread {max(rates) / min(rates):.2f}"
+            )
+        if figures:
+            print(f"    {scenario:8} " + " | ".join(figures))
+    print(
+        "  (A, B: the nodes, load: the load generator; redis includes its fixed background work;\n"
+        "  segs/frame: the nodes' TCP data segments (ss -ti) per delivery; below 1: frames sent together)\n"
+        "  node CPU us/b: the node(s)' CPU per broadcast over the say phase (every member's delivery);\n"
+        "  redis CPU us/b: redis-server's; redis cmd us: its commandstats usec per PUBLISH (off), EVAL (on)"
+    )
+
+
+def report_memory(
+    local: dict[int, tuple[float, int]], remote: dict[int, dict[str, float]], args: argparse.Namespace
+) -> None:
+    kept = args.history
+    print(f"\n2. memory per room of history ({kept:,} messages kept)")
+    header = (
+        f"{'message (stamped)':>17} | {'in process':>10} {'B/msg':>5} | {'redis stream':>12} {'B/msg':>5} "
+        f"{'meta B':>6} | {'after 3x':>8} {'XLEN':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for size in sorted(local):
+        held, stamped = local[size]
+        r = remote.get(size, {})
+        stream, steady = r.get("stream"), r.get("stream_steady")
+        print(
+            f"{f'{size} B ({stamped} B)':>17} | {f'{held / 1024:.0f} KiB':>10} {held / kept:>5.0f} | "
+            f"{fmt(stream / 1024 if stream else None, '.0f') + ' KiB':>12} "
+            f"{fmt(stream / kept if stream else None, '.0f'):>5} {fmt(r.get('meta'), '.0f'):>6} | "
+            f"{fmt(steady / 1024 if steady else None, '.0f') + ' KiB':>8} "
+            f"{fmt(r.get('xlen_steady'), '.0f'):>5}"
+        )
+    print(
+        f"  in process: tracemalloc, {args.memory_rooms} rooms' RoomHistory / {args.memory_rooms}; redis: "
+        "MEMORY USAGE SAMPLES 0 of wsa:history:<room>\n  (the stream) and wsa:seq:<room> (meta), after "
+        f"{kept:,} and {3 * kept:,} broadcasts (XLEN: what MAXLEN ~ kept)"
+    )
+
+
+def report_stamp(costs: dict[str, float], remote: dict[int, dict[str, float]], loops: int) -> None:
+    print(f"\n3. the stamp per broadcast (us; in process: medians of 7 interleaved loops of {loops:,} calls)")
+    header = (
+        f"{'message':>7} | {'stamp_prefix + append':>21} | {'off: broadcast':>14} {'on: publish':>11} "
+        f"{'on - off':>8} | {'redis PUBLISH':>13} {'EVAL':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for size in (100, 1000):
+        off, on, diff = costs[f"broadcast_{size}"], costs[f"publish_{size}"], costs[f"diff_{size}"]
+        r = remote.get(size, {})
+        print(
+            f"{f'{size} B':>7} | {costs[f'stamp_{size}']:>21.2f} | {off:>14.2f} {on:>11.2f} {diff:>8.2f} | "
+            f"{fmt(r.get('publish_usec'), '.2f'):>13} {fmt(r.get('eval_usec'), '.2f'):>5}"
+        )
+    print(
+        "  broadcast, publish: LocalRooms in a room without members (the fixed cost before any delivery);\n"
+        "  redis: commandstats usec per call through a RedisBackplane, one subscriber, no other load"
+    )
+
+
+def run_rounds(
+    args: argparse.Namespace,
+    redis_server: RedisServer,
+    workdir: Path,
+    results: dict[tuple[str, str], list[dict[str, Any]]],
+) -> bool:
+    """Every scenario, off and on (the order flips every round), into `results`: True when a run failed."""
+    failed = False
+    index = 0
+    for round_number in range(1, args.rounds + 1):
+        for scenario in args.scenario_list:
+            for mode in MODES if round_number % 2 else MODES[::-1]:
+                index += 1
+                begun = time.monotonic()
+                what = f"round {round_number} {scenario} {mode}"
+                try:
+                    result = run_once(scenario, mode, args, redis_server, workdir, index)
+                except Failed as exc:
+                    failed = True
+                    result = exc.result if exc.result is not None else {"scenario": scenario, "mode": mode}
+                    result["error"] = str(exc)
+                    print(f"{what}: FAILED: {exc}", file=sys.stderr, flush=True)
+                else:
+                    print(
+                        f"{what}: {result['deliveries_per_s']:,} deliveries/s, p50 {result['p50_ms']} ms, "
+                        f"node {result['node_us_per_broadcast']:.0f} us/broadcast "
+                        f"({time.monotonic() - begun:.1f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                result["round"] = round_number
+                results[(scenario, mode)].append(result)
+    return failed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conns", type=int, default=1000, help="room members (receivers)")
+    parser.add_argument("--messages", type=int, default=2000, help="broadcasts (says by the one sender)")
+    parser.add_argument("--window", type=int, default=8, help="says in flight")
+    parser.add_argument("--size", type=int, default=100, help="bytes of a message's JSON before the stamp")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds of off and on (default 3, 1 with --quick)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 100 members, 200 broadcasts, 1 round"
+    )
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="comma separated: " + ",".join(SCENARIOS)
+    )
+    parser.add_argument(
+        "--history", type=int, default=1000, help="messages kept per room (the policy's history)"
+    )
+    parser.add_argument("--memory-rooms", type=int, default=10, help="rooms of the in-process memory figure")
+    parser.add_argument("--loops", type=int, default=None, help="calls per timed loop (default 100,000)")
+    parser.add_argument("--settle", type=int, default=300, help="ms without a frame before saying")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds for the deliveries of a run")
+    parser.add_argument("--join-timeout", type=float, default=120.0, help="seconds to connect and join")
+    parser.add_argument("--max-seconds", type=int, default=1200, help="the whole invocation's limit")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--no-pin", action="store_true", help="no taskset")
+    parser.add_argument("--redis-server", default="/usr/bin/redis-server")
+    parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    args = parser.parse_args()
+    if args.quick:
+        args.conns = 100 if args.conns == 1000 else args.conns
+        args.messages = 200 if args.messages == 2000 else args.messages
+    if min(args.conns, args.messages, args.window, args.history, args.memory_rooms) < 1:
+        parser.error("--conns, --messages, --window, --history and --memory-rooms must be at least 1")
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.loops = args.loops or (20_000 if args.quick else 100_000)
+    args.scenario_list = [s for s in args.scenarios.split(",") if s]
+    if unknown := set(args.scenario_list) - set(SCENARIOS):
+        parser.error(f"unknown scenarios {sorted(unknown)}")
+    if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
+        args.server_cpu = args.client_cpu = None
+    if not shutil.which("node") or not (ROOT / "benchmarks" / "node_modules" / "ws").exists():
+        parser.error("node and `npm install` in benchmarks/ are needed")
+    if not Path(args.redis_server).exists():
+        parser.error(f"no redis-server at {args.redis_server}")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the nodes and the load
+
+    def expired(signum: int, frame: Any) -> None:
+        raise Watchdog(f"--max-seconds {args.max_seconds} elapsed")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.alarm(args.max_seconds)
+    started = time.monotonic()
+    failed = False
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {
+        (s, m): [] for s in args.scenario_list for m in MODES
+    }
+    local_memory: dict[int, tuple[float, int]] = {}
+    redis_memory: dict[int, dict[str, float]] = {}
+    costs: dict[str, float] = {}
+    tmp = tempfile.TemporaryDirectory(prefix="resume_cost-")
+    workdir = Path(tmp.name)
+    redis_server: RedisServer | None = None
+    try:
+        costs = stamp_costs(args.loops, args.history)
+        for size in (100, 1000):
+            local_memory[size] = local_history_bytes(size, args.history, args.memory_rooms)
+        redis_server = RedisServer(args.redis_server, args.client_cpu, workdir)
+        for size in (100, 1000):
+            redis_memory[size] = redis_history(redis_server.url, redis_server.client, size, args.history, 60)
+        failed = run_rounds(args, redis_server, workdir, results)
+    except (Watchdog, Failed) as exc:
+        failed = True
+        print(f"stopped: {exc}", file=sys.stderr)
+    finally:
+        signal.alarm(0)
+        if redis_server is not None:
+            redis_server.stop()
+    if any(results.values()):
+        report_throughput(results, args)
+    if local_memory:
+        report_memory(local_memory, redis_memory, args)
+    if costs:
+        report_stamp(costs, redis_memory, args.loops)
+    problems = []
+    for log in sorted(workdir.glob("run*.log")):
+        problems += [
+            f"{log.name}: {line}" for line in log.read_text(errors="replace").splitlines() if line.strip()
+        ]
+    if problems:
+        print(f"\nnode log lines ({len(problems)}):")
+        for line in problems[:20]:
+            print("  " + line)
+    print(f"\n({time.monotonic() - started:.0f} s)")
+    if args.json is not None:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "runs": {f"{s}/{m}": r for (s, m), r in results.items()},
+                    "memory_local": local_memory,
+                    "memory_redis": redis_memory,
+                    "stamp_us": costs,
+                },
+                indent=1,
+            )
+        )
+    tmp.cleanup()
+    if failed:
+        print("FAILED: at least one run did not complete (see above)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,7 +32,7 @@ from ..protocol.handshake import ServerHandshake
 from ..protocol.http import Request, Response, error_response
 from .mailbox import Mailbox
 from .options import ConnectionOptions
-from .transport import TIMEOUT, WAIT_READ, Abort, TransportGone
+from .transport import READABLE, TIMEOUT, WAIT_READ, Abort, TransportGone
 
 if TYPE_CHECKING:
     from .app import Application
@@ -187,6 +187,7 @@ class Connection(Mailbox):
         stats = self.options.stats
         data = first_data
         parked = True
+        drained = False  # the last read got less than it asked: the socket was empty
         while True:
             if data:
                 events = receive_data(data)
@@ -229,8 +230,21 @@ class Connection(Mailbox):
                 # Checked on every turn, not only when parked: a peer that keeps the socket
                 # readable does not postpone it.
                 return self._give_up(protocol)
+            if drained and not self._outbox:
+                # The last read took less than it asked for: the socket was empty then, so a
+                # read now would most likely fail (a syscall and an exception per message).
+                # Park instead; the read watcher is level-triggered, so nothing is missed.
+                wake = self._park(WAIT_READ, deadline)
+                if wake == TIMEOUT:
+                    return self._give_up(protocol)
+                parked = True
+                if wake != READABLE:  # mail, or an abort: see to it, then park again
+                    data = b""
+                    continue
             wanted = protocol.bytes_wanted  # read a large frame in few, big reads
-            received = recv(wanted if wanted > read_size else read_size)
+            size = wanted if wanted > read_size else read_size
+            received = recv(size)
+            drained = received is not None and 0 < len(received) < size
             if received is None:
                 data = b""
                 if self._outbox:

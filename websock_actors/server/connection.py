@@ -53,6 +53,30 @@ class Connection(Mailbox):
     (batches of bytes received, which keepalive watches).
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_answered",
+        "_broadcast_compressor",
+        "_compressors",
+        "_encode_now",
+        "_on_finish",
+        "_on_handshake_end",
+        "_on_open",
+        "_on_received",
+        "_on_request",
+        "_protocol",
+        "address",
+        "app",
+        "close_code",
+        "close_reason",
+        "id",
+        "options",
+        "recv_count",
+        "request",
+        "state",
+        "subprotocol",
+    )
+
     def __init__(
         self,
         sock: _socket.socket,

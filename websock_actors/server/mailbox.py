@@ -54,6 +54,17 @@ _MailItem = bytes | str | _Binary | _Close | _Ping
 class Mailbox(Transport):
     """The outgoing side of a connection actor; safe to call from any greenlet of its hub."""
 
+    __slots__ = (
+        "_abort_reason",
+        "_close_deadline",
+        "_closing",
+        "_finished",
+        "_open",
+        "_outbox",
+        "_queued",
+        "dropped",
+    )
+
     close_code: int | None
     close_reason: str
     _protocol: WebSocketConnection | None

@@ -27,6 +27,15 @@ _RAW_READ = 65536
 class TLSConnection(Connection):
     """A `Connection` over TLS (`Server(ssl_context=...)`)."""
 
+    __slots__ = (
+        "_incoming",
+        "_outgoing",
+        "_tls",
+        "_tls_deadline",
+        "_tls_done",
+        "_tls_eof",
+    )
+
     def __init__(self, *args: Any, ssl_context: ssl.SSLContext, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._incoming = ssl.MemoryBIO()

@@ -52,6 +52,19 @@ class TransportGone(Exception):
 class Transport:
     """Reading, writing and parking for the one greenlet that owns `_raw`."""
 
+    __slots__ = (
+        "_fd",
+        "_greenlet",
+        "_hub",
+        "_raw",
+        "_read_watcher",
+        "_recv_buffer",
+        "_wait_state",
+        "_waiter",
+        "_wake_scheduled",
+        "_write_pending",
+    )
+
     _abort_reason: tuple[int, str] | None
     options: ConnectionOptions
 

@@ -144,3 +144,21 @@ def test_the_connection_records_how_it_closed() -> None:
     lost = WebSocketConnection(conn.role)
     lost.connection_lost("timed out")
     assert (lost.close_code, lost.close_reason) == (CloseCode.ABNORMAL, "timed out")
+
+
+def test_packed_headers_read_back_the_same() -> None:
+    """An open connection keeps its request's headers packed; reading them unpacks them."""
+    from websock_actors.protocol.http import Headers
+
+    items = [("Host", "a:8000"), ("X-Two", "1"), ("x-two", "2, 3"), ("Empty", ""), ("Tab", "a\tb")]
+    headers = Headers(items)
+    headers.pack()
+    assert headers._items is None and headers._packed  # held as bytes
+    assert headers.get("x-TWO") == "1, 2, 3" and headers.get("host") == "a:8000"
+    assert list(headers) == items and len(headers) == 5 and "empty" in headers
+    empty = Headers()
+    empty.pack()
+    assert list(empty) == [] and empty.get("x") is None
+    wide = Headers([("Name", "caf\u00e9")])  # not ASCII (made by hand): kept as it is
+    wide.pack()
+    assert wide.get("name") == "caf\u00e9"

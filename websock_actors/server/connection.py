@@ -160,6 +160,8 @@ class Connection(Mailbox):
             except Exception:
                 log.exception("%r: on_connect failed", self)
                 self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+            if self.request is not None:
+                self.request.headers.pack()  # ~2 KiB less per open connection
             # A plain call (not `*args`, which Python 3.11 does not inline): the greenlet parks
             # with a shallower C stack, 512 bytes less to keep per idle connection.
             code, reason = self._serve(rest)

@@ -204,6 +204,7 @@ class Server:
             Keepalive(self.connections.values, ping_interval, ping_timeout) if ping_interval else None
         )
         self._stopping = False
+        self._hooks: tuple[Any, ...] | None = None  # the connections' callbacks, bound once
         self._stopped = gevent.event.Event()
         self._all_gone = gevent.event.Event()  # set whenever no connection is left
         # One read buffer for all this server's connections (they share one hub).
@@ -324,16 +325,19 @@ class Server:
         except OSError:
             pass
         tls: dict[str, Any] = {} if self.ssl_context is None else {"ssl_context": self.ssl_context}
+        hooks = self._hooks
+        if hooks is None:  # bound once: four bound methods less to keep per connection
+            hooks = self._hooks = (self._admit, self._received, self._handshake_ended, self._forget)
         conn = (Connection if self.ssl_context is None else TLSConnection)(
             sock,
             address,
             self.app,
             self.options,
-            on_open=self._admit,
-            on_received=self._received,
+            on_open=hooks[0],
+            on_received=hooks[1],
             on_request=self.on_request,
-            on_handshake_end=self._handshake_ended,
-            on_finish=self._forget,
+            on_handshake_end=hooks[2],
+            on_finish=hooks[3],
             recv_buffer=self._recv_buffer,
             compressors=self._compressors,
             **tls,

@@ -593,3 +593,27 @@ def test_control_payload_limit_on_send() -> None:
     assert len(conn.send_ping(b"a" * 125)) == 127
     with pytest.raises(ValueError):
         conn.send_ping(b"a" * 126)
+
+
+@pytest.mark.parametrize("opcode", [Opcode.TEXT, Opcode.BINARY])
+def test_a_small_frame_read_whole_gives_what_the_frame_by_frame_path_gives(opcode: int) -> None:
+    """receive_data has a shortcut for one small client frame read whole: it must agree with
+    the general parser (fed a byte at a time) on every length around its bounds."""
+    for size in (0, 1, 6, 7, 100, 124, 125, 126, 127, 300):
+        payload = b"a" * size
+        frame = encode_frame(opcode, payload, mask=True)
+        whole, bytewise = WebSocketConnection(Role.SERVER), WebSocketConnection(Role.SERVER)
+        events = [e for i in range(len(frame)) for e in bytewise.receive_data(frame[i : i + 1])]
+        assert whole.receive_data(frame) == events, size
+    for limit in (5, 125):  # the message size limit still holds on the shortcut
+        capped = WebSocketConnection(Role.SERVER, max_message_size=limit)
+        (failure,) = capped.receive_data(encode_frame(opcode, b"x" * 6, mask=True))
+        assert (type(failure) is ProtocolFailure) == (limit == 5)
+        if limit == 5:
+            assert failure.code == CloseCode.MESSAGE_TOO_BIG  # type: ignore[union-attr]
+
+
+def test_invalid_utf8_in_a_small_text_frame_read_whole_fails_with_1007() -> None:
+    conn = WebSocketConnection(Role.SERVER)
+    (failure,) = conn.receive_data(encode_frame(Opcode.TEXT, b"\xff\xfe", mask=True))
+    assert type(failure) is ProtocolFailure and failure.code == CloseCode.INVALID_DATA

@@ -19,7 +19,7 @@ from enum import Enum
 
 from ..errors import CloseCode, ProtocolError
 from .deflate import PerMessageDeflate
-from .frames import Frame, FrameParser, Opcode, encode_frame
+from .frames import Frame, FrameParser, Opcode, apply_mask, encode_frame
 
 __all__ = [
     "DEFAULT_MAX_FRAGMENTS",
@@ -206,9 +206,30 @@ class WebSocketConnection:
             return []
         if not data:
             return [self.connection_lost()]
+        parser = self._parser
+        second = data[1] if len(data) > 6 else 0
+        if (
+            0x80 < second < 0xFE  # masked, a payload of 1 to 125 bytes: the whole frame is
+            and len(data) == second - 0x7A  # ... 6 + payload bytes: exactly what was read
+            and (data[0] == 0x81 or data[0] == 0x82)  # FIN, no RSV bit, text or binary
+            and parser.expect_mask
+            and not parser._chunks
+            and not self._fragment_opcode
+            and (parser.max_frame_size is None or second - 0x80 <= parser.max_frame_size)
+        ):
+            # The common case, read whole: one small unfragmented, uncompressed data frame
+            # from a client: no frame object, no generator. Any other shape (an empty
+            # payload, several frames in one read, ...) takes the general path.
+            payload = apply_mask(memoryview(data)[6:], data[2:6])
+            if data[0] == 0x82:
+                return [BinaryMessage(payload)]
+            try:
+                return [TextMessage(payload.decode("utf-8"))]
+            except UnicodeDecodeError:
+                return [self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")]
         events: list[Event] = []
         try:
-            for frame in self._parser.feed(data):
+            for frame in parser.feed(data):
                 event = self._handle_frame(frame)
                 if event is not None:
                     events.append(event)
@@ -384,8 +405,13 @@ class WebSocketConnection:
     def send_message(self, data: str | bytes) -> bytes:
         """A text frame for `str`, a binary frame for bytes-like data (compressed when negotiated)."""
         if isinstance(data, str):
-            return self.send_text(data)
-        return self.send_binary(bytes(data))
+            opcode, payload = Opcode.TEXT, data.encode("utf-8")
+        else:
+            opcode, payload = Opcode.BINARY, bytes(data)
+        deflate = self._deflate
+        if deflate is not None and len(payload) >= deflate.threshold:
+            return self._data_frame(opcode, payload)
+        return encode_frame(opcode, payload, mask=self._mask)
 
     def send_ping(self, payload: bytes = b"") -> bytes:
         if len(payload) > 125:

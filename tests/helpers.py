@@ -8,12 +8,16 @@ thread with its own hub, so tests can drive it with ordinary blocking clients
 from __future__ import annotations
 
 import base64
+import importlib.util
+import itertools
 import os
 import socket
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
-from websock_actors import Connection, WebSocketApp
+from websock_actors import App, Connection, WebSocketApp
 from websock_actors.testing import ServerThread as ServerThread  # the library's own, re-exported
 
 UPGRADE_TEMPLATE = (
@@ -25,6 +29,25 @@ UPGRADE_TEMPLATE = (
     "Sec-WebSocket-Version: 13\r\n"
     "{extra}\r\n"
 )
+
+
+CHAT = Path(__file__).resolve().parent.parent / "examples" / "chat.py"
+_chat_copies = itertools.count(1)
+
+
+def fresh_chat_app() -> App:
+    """A fresh copy of examples/chat.py's app, without its rate limits (the tests send faster
+    than a person types): each node of a test needs an App and a backplane of its own."""
+    name = f"chat_copy_{next(_chat_copies)}"
+    spec = importlib.util.spec_from_file_location(name, CHAT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its type hints are resolved through sys.modules
+    spec.loader.exec_module(module)
+    app: App = module.app
+    app.rate_limit = None
+    app.type_rate_limits = {}
+    return app
 
 
 def upgrade_request(path: str = "/", extra: str = "", key: str | None = None) -> bytes:

@@ -8,7 +8,6 @@ subprocess so that it can be killed with SIGKILL.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from websock_actors import App, BackplaneUnavailable, RedisBackplane, WebSocketE
 from websock_actors.client import connect
 from websock_actors.errors import RequestError
 
-from .helpers import RoomSequence, ServerThread, unnumbered
+from .helpers import RoomSequence, ServerThread, fresh_chat_app, unnumbered
 from .rawws import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,17 +39,7 @@ def chat_app(resume: bool = True) -> App:
 
     `resume=False`: without the demo's session resumption, so with plain (unnumbered) broadcasts.
     """
-    global _copies
-    _copies += 1
-    name = f"chat_node_{_copies}"
-    spec = importlib.util.spec_from_file_location(name, CHAT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its type hints are resolved through sys.modules
-    spec.loader.exec_module(module)
-    app: App = module.app
-    app.rate_limit = None  # the tests send faster than a person types
-    app.type_rate_limits = {}
+    app = fresh_chat_app()
     if not resume:
         assert app.resumption is not None
         app.resumption = None

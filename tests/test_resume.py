@@ -8,7 +8,6 @@ by the server (`Connection.abort` in its hub).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from websock_actors import App, ConnectionClosed, RedisBackplane, Refuse, Resume
 from websock_actors.client import ClientConnection, connect
 from websock_actors.errors import RequestError
 
-from .helpers import ServerThread
+from .helpers import ServerThread, fresh_chat_app
 from .rawws import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,22 +31,9 @@ CHAT = ROOT / "examples" / "chat.py"
 
 pytestmark = pytest.mark.timeout(60)
 
-_copies = 0
-
-
 def chat_app(**policy: Any) -> App:
-    """A fresh copy of the chat demo's app (each node needs its own), without rate limits."""
-    global _copies
-    _copies += 1
-    name = f"chat_resume_{_copies}"
-    spec = importlib.util.spec_from_file_location(name, CHAT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    app: App = module.app
-    app.rate_limit = None
-    app.type_rate_limits = {}
+    """A fresh copy of the chat demo's app (each node needs its own), with `policy` changes."""
+    app = fresh_chat_app()
     assert app.resumption is not None, "the chat demo has resumption on"
     if policy:
         app.resumption.policy = ResumePolicy(**{"window": 120, "history": 1000, "grace": 10, **policy})

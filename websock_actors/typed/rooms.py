@@ -15,7 +15,7 @@ only) and raise `BackplaneUnavailable` when it is down.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .history import RoomHistory
@@ -206,23 +206,14 @@ class LocalRooms:
                     del self.rooms[room]
         return rooms
 
-    def broadcast_skipping(self, room: str, frame: bytes, skip: set[Connection]) -> int:
+    def broadcast(self, room: str, frame: bytes, exclude: Connection | None = None) -> int:
+        return self.broadcast_skipping(room, frame, () if exclude is None else (exclude,))
+
+    def broadcast_skipping(self, room: str, frame: bytes, skip: Collection[Connection]) -> int:
         """`broadcast` past several members (a backplane's late echoes to new members)."""
         delivered = 0
         for conn in list(self.rooms.get(room, ())):
             if conn in skip:
-                continue
-            if conn.send_frame(frame):
-                delivered += 1
-            else:
-                self.broadcast_failures += 1
-        self.deliveries += delivered
-        return delivered
-
-    def broadcast(self, room: str, frame: bytes, exclude: Connection | None = None) -> int:
-        delivered = 0
-        for conn in list(self.rooms.get(room, ())):
-            if conn is exclude:
                 continue
             if conn.send_frame(frame):
                 delivered += 1

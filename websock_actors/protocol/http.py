@@ -8,6 +8,7 @@ section 9.1, and plain answers (errors, pages) that close the connection.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -235,7 +236,8 @@ def parse_request(
         raise HandshakeRefused(400, "control character in the request line")
     if not version.startswith("HTTP/1."):
         raise HandshakeRefused(505, "HTTP/1.1 required")
-    return Request(method, path, version, _parse_header_lines(lines[1:])), rest
+    # Interned: every connection keeps its request, and they all say "GET" and "HTTP/1.1".
+    return Request(sys.intern(method), path, sys.intern(version), _parse_header_lines(lines[1:])), rest
 
 
 def render(status: int, reason: str, headers: Iterable[tuple[str, str]], body: bytes = b"") -> bytes:

@@ -65,6 +65,7 @@ class Connection(Mailbox):
         "_on_received",
         "_on_request",
         "_protocol",
+        "_state",
         "address",
         "app",
         "close_code",
@@ -73,7 +74,6 @@ class Connection(Mailbox):
         "options",
         "recv_count",
         "request",
-        "state",
         "subprotocol",
     )
 
@@ -98,7 +98,7 @@ class Connection(Mailbox):
         self.options = options
         self.request: Request | None = None
         self.subprotocol: str | None = None
-        self.state: dict[str, Any] = {}
+        self._state: dict[str, Any] | None = None  # made at first use: most never need one
         self.close_code: int | None = None
         self.close_reason = ""
         self.recv_count = 0
@@ -122,6 +122,14 @@ class Connection(Mailbox):
         return f"<Connection {self.id} {self.address}>"
 
     # -- state -------------------------------------------------------------------
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """A dict for the application, one per connection."""
+        state = self._state
+        if state is None:
+            state = self._state = {}
+        return state
 
     @property
     def established(self) -> bool:

@@ -95,8 +95,15 @@ class Context:
 
     def reply(self, message: BaseModel) -> None:
         """Answer the request: the reply carries the request's `id`."""
-        if self.request_id is not None and getattr(message, "id", None) is None:
-            message.id = self.request_id  # type: ignore[attr-defined]
+        request_id = self.request_id
+        if request_id is not None and getattr(message, "id", None) is None:
+            if "id" in type(message).model_fields:
+                # What pydantic's own assignment does, without its validation round trip (a
+                # few µs per reply on the hot path): the request's id was validated coming in.
+                message.__dict__["id"] = request_id
+                message.__pydantic_fields_set__.add("id")
+            else:
+                message.id = request_id  # type: ignore[attr-defined]  # raises: no such field
         self.replied = True
         self.send(message)
 

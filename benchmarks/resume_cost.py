@@ -68,6 +68,8 @@ from redis_broadcast import Child, Failed, RedisServer, Watchdog, cpu_ns, data_s
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pydantic import BaseModel  # noqa: E402
+
 from websock_actors.server.broadcast import encode_broadcast  # noqa: E402
 from websock_actors.typed.history import RoomHistory, stamp_prefix  # noqa: E402
 from websock_actors.typed.rooms import LocalRooms  # noqa: E402
@@ -281,6 +283,12 @@ def check(result: dict[str, Any], args: argparse.Namespace) -> None:
 # -- 2. memory per room ---------------------------------------------------------------------
 
 
+class RoomedMessage(BaseModel):
+    """What the bench's messages are to stamp_prefix: a model with a `room` field."""
+
+    room: str
+
+
 def chat_json(size: int) -> str:
     """A room message of `size` bytes of JSON, before its stamp (the node's `Chat` shape)."""
     base = '{"type":"message","room":"bench","name":"sender","text":"m1000","pad":""}'
@@ -290,7 +298,7 @@ def chat_json(size: int) -> str:
 def local_history_bytes(size: int, kept: int, rooms: int) -> tuple[float, int]:
     """(bytes tracemalloc sees a RoomHistory hold per room with `kept` messages, the stamped
     message's length)."""
-    prefixes = [stamp_prefix(chat_json(size), f"room{r}", False) for r in range(rooms)]
+    prefixes = [stamp_prefix(chat_json(size), f"room{r}", RoomedMessage) for r in range(rooms)]
     gc.collect()
     tracemalloc.start()
     try:
@@ -342,7 +350,7 @@ def redis_history(url: str, client: Any, size: int, kept: int, timeout: float) -
     try:
         wait_for(lambda: backplane.connected, "the backplane did not connect to redis-server")
         text = chat_json(size)
-        prefix = stamp_prefix(text, room, False)
+        prefix = stamp_prefix(text, room, RoomedMessage)
         sent = 0
         before = command_stats(client)
         for label, total in (("", kept), ("_steady", 3 * kept)):
@@ -392,7 +400,7 @@ def stamp_costs(loops: int, kept: int, repeats: int = 7) -> dict[str, float]:
     out: dict[str, float] = {}
     for size in (100, 1000):
         text = chat_json(size)
-        prefix = stamp_prefix(text, "bench", False)
+        prefix = stamp_prefix(text, "bench", RoomedMessage)
         history = RoomHistory(kept, 86400.0)
         off, on = LocalRooms(), LocalRooms()
         on.keep_history(kept, 86400.0, encode_broadcast)
@@ -401,13 +409,13 @@ def stamp_costs(loops: int, kept: int, repeats: int = 7) -> dict[str, float]:
             on.publish("bench", prefix)
 
         def stamp(text: str = text, history: RoomHistory = history) -> str:
-            return history.append("bench", stamp_prefix(text, "bench", False), "")
+            return history.append("bench", stamp_prefix(text, "bench", RoomedMessage), "")
 
         def broadcast(text: str = text, rooms: LocalRooms = off) -> int:
             return rooms.broadcast("bench", encode_broadcast(text))
 
         def publish(text: str = text, rooms: LocalRooms = on) -> int:
-            return rooms.publish("bench", stamp_prefix(text, "bench", False))
+            return rooms.publish("bench", stamp_prefix(text, "bench", RoomedMessage))
 
         funcs: dict[str, Callable[[], object]] = {"stamp": stamp, "broadcast": broadcast, "publish": publish}
         timings: dict[str, list[float]] = {name: [] for name in funcs}

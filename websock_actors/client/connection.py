@@ -193,18 +193,32 @@ class ClientConnection:
         self.reconnects += 1
         self._wake()
         if self.resume and session is not None:
-            self._resume(session)
+            self.resume_session(session)
         if self.on_reconnect is not None:
             self.on_reconnect(self)
 
-    def _resume(self, session: str) -> None:
-        """Ask the server for the session, and the rooms' messages after those read here.
-        The missed messages are queued for `recv` before the answer, kept in `resumed`."""
+    def resume_session(
+        self,
+        session: str,
+        positions: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        timeout: float | None = 10.0,
+    ) -> dict[str, Any]:
+        """Ask the server, on this new connection, for `session` and the rooms' messages after
+        `positions` (room -> seq and epoch; default: those read here). The missed messages are
+        queued for `recv` before the answer, which is returned and kept in `resumed`. With
+        `resume=True` this runs by itself when the connection opens again."""
+        if positions is not None:
+            self.positions = {room: dict(position) for room, position in positions.items()}
         rooms = {room: dict(position) for room, position in self.positions.items()}
-        self.resumed = self.request({"type": "resume", "session": session, "rooms": rooms})
-        self.session = self.resumed.get("session", self.session)
-        if not self.resumed.get("restored"):
+        answer = self.request({"type": "resume", "session": session, "rooms": rooms}, timeout=timeout)
+        self.resumed = answer
+        token = answer.get("session")
+        if isinstance(token, str):
+            self.session = token  # the same one, or this connection's own when not restored
+        if not answer.get("restored"):
             self.positions.clear()  # a fresh session: the rooms are to be joined again
+        return answer
 
     def _closed_error(self) -> ConnectionClosed:
         return connection_closed(self.close_code, self.close_reason)

@@ -226,6 +226,8 @@ class WebSocketUser(User):
         resumed after the backoff delay; when the resume itself fails (no answer, refused),
         the user starts afresh at its next request.
         """
+        session = lost.session
+        assert session is not None, "ensure_connected resumes only a connection with a session"
         start = time.perf_counter()
         try:
             ws = self.open_connection()
@@ -235,12 +237,8 @@ class WebSocketUser(User):
             return False
         # Positions of the rooms without missed messages are kept for the next resume: a room
         # named without one would be replayed from the member's join.
-        ws.positions = {room: dict(position) for room, position in lost.positions.items()}
         try:
-            answer = ws.request(
-                {"type": "resume", "session": lost.session, "rooms": ws.positions},
-                timeout=self.request_timeout,
-            )
+            answer = ws.resume_session(session, lost.positions, timeout=self.request_timeout)
         except (OSError, WebSocketError) as exc:
             ws.abort()
             self._fire("WS", "resume", start, exception=failure_of(exc))
@@ -250,13 +248,7 @@ class WebSocketUser(User):
         except BaseException:  # killed (the test stops): no connection left open behind
             ws.abort()
             raise
-        ws.resumed = answer
-        session = answer.get("session")
-        if isinstance(session, str):
-            ws.session = session  # the same token, or this connection's own when not restored
         restored = bool(answer.get("restored"))
-        if not restored:
-            ws.positions.clear()  # a fresh session: no room to resume next time
         self.ws = ws
         self._retry_delay = self.reconnect_delay
         if not restored:

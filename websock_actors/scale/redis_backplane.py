@@ -46,7 +46,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +56,7 @@ import redis
 
 from ..errors import BackplaneUnavailable
 from ..server.broadcast import encode_broadcast
+from ..typed.history import replay_after
 from ..typed.rooms import Attached, Encoder, LocalRooms, LostMember
 from ..typed.sessions import RoomMembership, SessionRecord
 from .redis_io import REDIS_FAILURES, CommandPool, GeventRedisConnection, Publisher, connection_options
@@ -411,7 +412,7 @@ class RedisBackplane:
             last = now_seq
             if after is not None:
                 seq, epoch = after.get(room, (membership.seq, membership.epoch))
-                missed = _missed(replies[at + 1], seq, epoch, now_seq, now_epoch)
+                missed = replay_after(_stream_entries(replies[at + 1]), seq, epoch, now_seq, now_epoch)
                 if missed is None:
                     lost.add(room)
                 else:
@@ -685,10 +686,7 @@ class RedisBackplane:
                 del floors[conn]  # in seq order from here on
             if not floors:
                 del self._floors[room]
-        if len(skip) <= 1:
-            self.stats.delivered += self.local.broadcast(room, frame, next(iter(skip), None))
-        else:
-            self.stats.delivered += self.local.broadcast_skipping(room, frame, skip)
+        self.stats.delivered += self.local.broadcast_skipping(room, frame, skip)
         if holds is not None:
             for held in holds.values():
                 held.append((seq, frame))
@@ -771,23 +769,9 @@ class RedisBackplane:
         log.warning("%r: node %s stopped beating: %d of its members reported as left", self, node, lost)
 
 
-def _missed(
-    stream: list[Any], seq: int, epoch: str, now_seq: int, now_epoch: str
-) -> list[tuple[int, str, str]] | None:
-    """The broadcasts after `seq` from a room's stream (XRANGE from seq + 1), or None when
-    some are lost: another epoch, a position ahead of the room, or history trimmed past it.
-    Epoch "" and seq 0 ask for the whole history (joined before the room's first message)."""
-    from_start = epoch == "" and seq == 0
-    if not now_epoch:  # no history at all: nothing was said, or it was lost (FLUSHALL, expiry)
-        return [] if seq == 0 else None
-    if epoch != now_epoch and not from_start:
-        return None
-    if seq >= now_seq:
-        return [] if seq == now_seq else None
-    missed: list[tuple[int, str, str]] = []
+
+def _stream_entries(stream: list[Any]) -> Iterator[tuple[int, str, str]]:
+    """A room stream's XRANGE reply as kept broadcasts: (seq, text, excluded session key)."""
     for entry_id, fields in stream:
         values = dict(zip(fields[::2], fields[1::2], strict=True))
-        missed.append((int(entry_id.split(b"-", 1)[0]), values[b"m"].decode(), values[b"x"].decode()))
-    if not missed or missed[0][0] != seq + 1:
-        return None
-    return missed
+        yield int(entry_id.split(b"-", 1)[0]), values[b"m"].decode(), values[b"x"].decode()

@@ -130,11 +130,8 @@ class Mailbox(Transport):
         for frame in frames:
             if type(frame) is BroadcastFrame and compressor is not None:
                 frame = frame.compressed(compressor)
-            self._outbox.append(frame)
-            self._queued += len(frame)
+            self._enqueue(frame, bounded=False)
         self.options.stats.messages_sent += len(frames)
-        if self._wait_state == WAIT_READ and not self._wake_scheduled:
-            self._wake()
         return len(frames)
 
     def ping(self, payload: bytes = b"") -> None:
@@ -161,9 +158,9 @@ class Mailbox(Transport):
         self._closing = True
         self._wake()  # a no-op in the actor itself: it checks the abort flag
 
-    def _enqueue(self, item: _MailItem, size: int | None = None) -> bool:
+    def _enqueue(self, item: _MailItem, size: int | None = None, *, bounded: bool = True) -> bool:
         size = len(item) if size is None else size  # type: ignore[arg-type]
-        if self._queued and self._queued + size > self.options.max_queue_bytes:
+        if self._queued and self._queued + size > self.options.max_queue_bytes and bounded:
             if gevent.getcurrent() is not self._greenlet:
                 return self._overflow()
             # The actor's own output (a handler's burst) is written now, waiting for the

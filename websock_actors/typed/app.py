@@ -235,8 +235,7 @@ class App(Application):
             return 0
         text = to_json(message)
         if self.resumption is not None:
-            add_room = "room" not in type(message).model_fields
-            return self.rooms.publish(room, stamp_prefix(text, room, add_room))
+            return self.rooms.publish(room, stamp_prefix(text, room, type(message)))
         return self.rooms.broadcast(room, encode_broadcast(text))
 
     def page(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> None:
@@ -295,7 +294,7 @@ class App(Application):
         if message is None:
             return None
         if self.resumption is not None:  # the backplane numbers it: a stamp prefix
-            return stamp_prefix(to_json(message), room, "room" not in type(message).model_fields)
+            return stamp_prefix(to_json(message), room, type(message))
         return to_json(message)
 
     def handle_request(self, request: Request) -> Response | None:

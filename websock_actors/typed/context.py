@@ -182,5 +182,5 @@ class Context:
         if resumption is None:
             return self._rooms.broadcast(room, encode_broadcast(text), exclude)
         # numbered (seq, epoch) and kept for resumes; replays skip it for an excluded sender
-        prefix = stamp_prefix(text, room, "room" not in type(message).model_fields)
+        prefix = stamp_prefix(text, room, type(message))
         return self._rooms.publish(room, prefix, exclude, resumption.key(self.conn) if exclude_self else "")

@@ -14,20 +14,42 @@ import json
 import secrets
 import time
 from collections import deque
-from collections.abc import Container
+from collections.abc import Container, Iterable
 
-__all__ = ["Replay", "RoomHistory", "stamp_prefix"]
+from pydantic import BaseModel
 
-# What a resume may replay of one room: (seq, text, the session key it excluded or "")
-Replay = list[tuple[int, str, str]]
+__all__ = ["Replay", "RoomHistory", "replay_after", "stamp_prefix"]
+
+# A kept broadcast: (seq, text, the session key it excluded or "")
+Entry = tuple[int, str, str]
+# What a resume may replay of one room
+Replay = list[Entry]
 
 
-def stamp_prefix(text: str, room: str, add_room: bool) -> str:
-    """`text` (a JSON object) opened for its stamp: `... ,"seq":` with the seq, then
-    `,"epoch":"<epoch>"}` to follow; `"room"` added when the message does not carry one."""
-    if add_room:
+def stamp_prefix(text: str, room: str, model: type[BaseModel]) -> str:
+    """`text` (a `model` as JSON) opened for its stamp: `... ,"seq":` with the seq, then
+    `,"epoch":"<epoch>"}` to follow; `"room"` added when the model has no such field."""
+    if "room" not in model.model_fields:
         return f'{text[:-1]},"room":{json.dumps(room)},"seq":'
     return f'{text[:-1]},"seq":'
+
+
+def replay_after(kept: Iterable[Entry], seq: int, epoch: str, now_seq: int, now_epoch: str) -> Replay | None:
+    """What a member who read `seq` of `epoch` missed, out of the room's `kept` broadcasts
+    (in seq order; read only when needed), the room being at `now_seq` of `now_epoch`; None
+    when some of it is lost: another epoch, a position ahead of the room, or history trimmed
+    past it. Epoch "" and seq 0 ask for the whole history (joined before the room's first
+    broadcast). The rule of both histories: this ring, and the Redis backplane's streams."""
+    if not now_epoch:  # no history at all: nothing was said, or it was lost (a restart, FLUSHALL)
+        return [] if seq == 0 else None
+    if epoch != now_epoch and not (epoch == "" and seq == 0):
+        return None
+    if seq >= now_seq:
+        return [] if seq == now_seq else None
+    missed = [entry for entry in kept if entry[0] > seq]
+    if not missed or missed[0][0] != seq + 1:
+        return None
+    return missed
 
 
 class _RoomLog:
@@ -36,7 +58,7 @@ class _RoomLog:
     def __init__(self, size: int) -> None:
         self.epoch = secrets.token_hex(8)
         self.seq = 0
-        self.entries: deque[tuple[int, str, str]] = deque(maxlen=size)
+        self.entries: deque[Entry] = deque(maxlen=size)
         self.used = time.monotonic()
 
 
@@ -80,15 +102,8 @@ class RoomHistory:
         whole history: the member joined before the room's first broadcast."""
         log = self.logs.get(room)
         if log is None:
-            return ([] if seq == 0 else None), 0, ""
-        if epoch != log.epoch and not (epoch == "" and seq == 0):
-            return None, log.seq, log.epoch
-        if seq >= log.seq:
-            return ([] if seq == log.seq else None), log.seq, log.epoch
-        entries = log.entries
-        if not entries or entries[0][0] > seq + 1:
-            return None, log.seq, log.epoch
-        return [entry for entry in entries if entry[0] > seq], log.seq, log.epoch
+            return replay_after((), seq, epoch, 0, ""), 0, ""
+        return replay_after(log.entries, seq, epoch, log.seq, log.epoch), log.seq, log.epoch
 
     def sweep(self, rooms_with_members: Container[str]) -> None:
         """Drop the logs of rooms without members that were silent for `ttl` (now and then)."""

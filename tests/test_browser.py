@@ -130,6 +130,24 @@ def chat_in_one_room(ann: webdriver.Chrome, bob: webdriver.Chrome, url: str) -> 
     wait_for(ann, lambda d: "bob left" in log_text(d))
 
 
+def ann_on_the_page(ann: webdriver.Chrome, port: int, room: str) -> webdriver.Chrome:
+    """The chat page in `ann`'s browser, connected and joined to `room` as "ann"."""
+    ann.get(f"http://127.0.0.1:{port}/")
+    wait_for(ann, lambda d: "connected" in log_lines(d))
+    ann.find_element(By.ID, "name").send_keys("ann")
+    ann.find_element(By.ID, "room").clear()
+    ann.find_element(By.ID, "room").send_keys(room)
+    ann.find_element(By.ID, "join").click()
+    wait_for(ann, lambda d: f"you joined {room}" in log_lines(d))
+    return ann
+
+
+def members_named(server: Any, room: str, name: str) -> list[Any]:
+    """The server's connections in `room` under `name` (call it in the server's hub)."""
+    conns = server.server.connections.values()
+    return [c for c in conns if c.state.get("names", {}).get(room) == name]
+
+
 def test_two_browser_sessions_chat_in_one_room(serve, browser) -> None:
     server = serve(chat_app)
     chat_in_one_room(browser(), browser(), f"http://127.0.0.1:{server.port}/")
@@ -174,22 +192,14 @@ def test_the_page_reconnects_and_resumes_without_losing_or_repeating_messages(se
         return resumption.replayed, resumption.resumes["recovered"]
 
     replayed_before, recovered_before = server.call(resumption_counts)
-    ann = browser()
-    ann.get(f"http://127.0.0.1:{server.port}/")
-    wait_for(ann, lambda d: "connected" in log_lines(d))
-    ann.find_element(By.ID, "name").send_keys("ann")
-    ann.find_element(By.ID, "room").clear()
-    ann.find_element(By.ID, "room").send_keys(room)
-    ann.find_element(By.ID, "join").click()
-    wait_for(ann, lambda d: f"you joined {room}" in log_lines(d))
+    ann = ann_on_the_page(browser(), server.port, room)
 
     with connect(server.url) as bob:
         assert bob.request({"type": "join", "room": room, "name": "bob"})["members"] == ["ann", "bob"]
         wait_for(ann, lambda d: "bob joined" in log_lines(d))
 
         def anns() -> list[Any]:
-            conns = server.server.connections.values()
-            return [c for c in conns if c.state.get("names", {}).get(room) == "ann"]
+            return members_named(server, room, "ann")
 
         [dropped] = server.call(anns)
         server.call(dropped.abort)  # no close frame (1006): the page's session waits to be resumed
@@ -241,21 +251,13 @@ def test_the_page_reconnects_and_resumes_without_losing_or_repeating_messages(se
 def test_the_page_joins_again_when_its_session_cannot_be_resumed(serve, browser) -> None:
     server = serve(chat_app)
     room = "newcomers"
-    ann = browser()
-    ann.get(f"http://127.0.0.1:{server.port}/")
-    wait_for(ann, lambda d: "connected" in log_lines(d))
-    ann.find_element(By.ID, "name").send_keys("ann")
-    ann.find_element(By.ID, "room").clear()
-    ann.find_element(By.ID, "room").send_keys(room)
-    ann.find_element(By.ID, "join").click()
-    wait_for(ann, lambda d: f"you joined {room}" in log_lines(d))
+    ann = ann_on_the_page(browser(), server.port, room)
     with connect(server.url) as bob:
         assert bob.request({"type": "join", "room": room, "name": "bob"})["members"] == ["ann", "bob"]
         wait_for(ann, lambda d: "bob joined" in log_lines(d))
 
         def anns() -> list[Any]:
-            conns = server.server.connections.values()
-            return [c for c in conns if c.state.get("names", {}).get(room) == "ann"]
+            return members_named(server, room, "ann")
 
         [first] = server.call(anns)
         server.call(first.close, 1008, "policy")  # not resumable: the session ends at once

@@ -68,6 +68,14 @@ def join(ws: ClientConnection, room: str, name: str) -> dict[str, Any]:
     return ws.request({"type": "join", "room": room, "name": name})
 
 
+def both_join(ann: ClientConnection, bob: ClientConnection, room: str = "r") -> str:
+    """ann, then bob, join `room`; ann's session token (the one a resume names)."""
+    join(ann, room, "ann")
+    join(bob, room, "bob")
+    assert ann.session is not None
+    return ann.session
+
+
 def say(ws: ClientConnection, room: str, text: str) -> None:
     ws.request({"type": "say", "room": room, "text": text})
 
@@ -208,10 +216,7 @@ def test_resume_on_another_node(shared_redis) -> None:
 def test_trimmed_history_is_not_recovered(nodes, backplane) -> None:
     server = nodes(history=10)
     with connect(server.url) as ann, connect(server.url) as bob:
-        join(ann, "r", "ann")
-        join(bob, "r", "bob")
-        token = ann.session
-        assert token is not None
+        token = both_join(ann, bob)
         ann.abort()
         # Redis trims a stream with MAXLEN ~ by whole nodes (100 entries): go well past them
         for i in range(300 if backplane == "redis" else 30):
@@ -249,10 +254,7 @@ def test_flushall_gives_a_new_epoch_and_no_recovery(shared_redis) -> None:
 def test_an_epoch_that_changed_is_lost(nodes) -> None:
     server = nodes()
     with connect(server.url) as ann, connect(server.url) as bob:
-        join(ann, "r", "ann")
-        join(bob, "r", "bob")
-        token = ann.session
-        assert token is not None
+        token = both_join(ann, bob)
         ann.abort()
         say(bob, "r", "x")
         with connect(server.url) as ann2:
@@ -263,10 +265,7 @@ def test_an_epoch_that_changed_is_lost(nodes) -> None:
 def test_an_expired_session_is_not_recovered(nodes) -> None:
     server = nodes(window=0.3, grace=0.1)
     with connect(server.url) as ann, connect(server.url) as bob:
-        join(ann, "r", "ann")
-        join(bob, "r", "bob")
-        token = ann.session
-        assert token is not None
+        token = both_join(ann, bob)
         ann.abort()
         # the grace ends first: the room hears ann left, once
         assert read_until(bob, lambda m: m["type"] == "member_left")[-1]["name"] == "ann"
@@ -285,10 +284,7 @@ def test_an_expired_session_is_not_recovered(nodes) -> None:
 def test_after_the_grace_a_resume_joins_again_and_the_room_hears_it(nodes) -> None:
     server = nodes(grace=0.2)
     with connect(server.url) as ann, connect(server.url) as bob:
-        join(ann, "r", "ann")
-        join(bob, "r", "bob")
-        token = ann.session
-        assert token is not None
+        token = both_join(ann, bob)
         ann.abort()
         left = read_until(bob, lambda m: m["type"] == "member_left")
         assert left[-1]["name"] == "ann"
@@ -306,10 +302,7 @@ def test_after_the_grace_a_resume_joins_again_and_the_room_hears_it(nodes) -> No
 def test_a_clean_close_leaves_at_once(nodes) -> None:
     server = nodes()
     with connect(server.url) as ann, connect(server.url) as bob:
-        join(ann, "r", "ann")
-        join(bob, "r", "bob")
-        token = ann.session
-        assert token is not None
+        token = both_join(ann, bob)
         ann.close()  # 1000
         assert read_until(bob, lambda m: m["type"] == "member_left")[-1]["name"] == "ann"
         with connect(server.url) as ann2:
@@ -334,10 +327,7 @@ def test_a_resume_while_the_old_connection_looks_alive(nodes) -> None:
     """A phone that changed networks: the server has not seen the old TCP connection die."""
     server = nodes()
     with connect(server.url) as ann, connect(server.url) as bob:
-        join(ann, "r", "ann")
-        join(bob, "r", "bob")
-        token = ann.session
-        assert token is not None
+        token = both_join(ann, bob)
         with connect(server.url) as ann2:
             answer = resume(ann2, token)
             assert answer["recovered"] is True
@@ -391,10 +381,7 @@ def test_our_client_resumes_by_itself(nodes) -> None:
 def test_metrics_count_resumes(nodes) -> None:
     server = nodes()
     with connect(server.url) as ann, connect(server.url) as bob:
-        join(ann, "r", "ann")
-        join(bob, "r", "bob")
-        token = ann.session
-        assert token is not None
+        token = both_join(ann, bob)
         ann.abort()
         say(bob, "r", "x")
         with connect(server.url) as ann2:

@@ -644,6 +644,25 @@ def log_problems(workdir: Path) -> list[str]:
     return lines
 
 
+def prepare_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """What the Redis benchmarks check and set before a run: CPU pinning when there are two
+    cores, node and redis-server present, the open-files limit, and the --max-seconds watchdog."""
+    if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
+        args.server_cpu = args.client_cpu = None
+    if not shutil.which("node") or not (ROOT / "benchmarks" / "node_modules" / "ws").exists():
+        parser.error("node and `npm install` in benchmarks/ are needed")
+    if not Path(args.redis_server).exists():
+        parser.error(f"no redis-server at {args.redis_server}")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the nodes and the load
+
+    def expired(signum: int, frame: Any) -> None:
+        raise Watchdog(f"--max-seconds {args.max_seconds} elapsed")
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.alarm(args.max_seconds)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conns", type=int, default=1000, help="room members (receivers)")
@@ -676,20 +695,7 @@ def main() -> int:
     scenarios = [s for s in args.scenarios.split(",") if s]
     if unknown := set(scenarios) - set(SCENARIOS):
         parser.error(f"unknown scenarios {sorted(unknown)}")
-    if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
-        args.server_cpu = args.client_cpu = None
-    if not shutil.which("node") or not (ROOT / "benchmarks" / "node_modules" / "ws").exists():
-        parser.error("node and `npm install` in benchmarks/ are needed")
-    if not Path(args.redis_server).exists():
-        parser.error(f"no redis-server at {args.redis_server}")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the nodes and the load
-
-    def expired(signum: int, frame: Any) -> None:
-        raise Watchdog(f"--max-seconds {args.max_seconds} elapsed")
-
-    signal.signal(signal.SIGALRM, expired)
-    signal.alarm(args.max_seconds)
+    prepare_run(args, parser)
     failed = False
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in scenarios}
     tmp = tempfile.TemporaryDirectory(prefix="redis_broadcast-")

@@ -50,9 +50,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import resource
-import shutil
 import signal
 import statistics
 import sys
@@ -63,7 +60,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from redis_broadcast import Child, Failed, RedisServer, Watchdog, cpu_ns, data_segments_out, pinned
+from redis_broadcast import (
+    Child,
+    Failed,
+    RedisServer,
+    Watchdog,
+    cpu_ns,
+    data_segments_out,
+    pinned,
+    prepare_run,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -628,20 +634,7 @@ def main() -> int:
     args.scenario_list = [s for s in args.scenarios.split(",") if s]
     if unknown := set(args.scenario_list) - set(SCENARIOS):
         parser.error(f"unknown scenarios {sorted(unknown)}")
-    if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
-        args.server_cpu = args.client_cpu = None
-    if not shutil.which("node") or not (ROOT / "benchmarks" / "node_modules" / "ws").exists():
-        parser.error("node and `npm install` in benchmarks/ are needed")
-    if not Path(args.redis_server).exists():
-        parser.error(f"no redis-server at {args.redis_server}")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the nodes and the load
-
-    def expired(signum: int, frame: Any) -> None:
-        raise Watchdog(f"--max-seconds {args.max_seconds} elapsed")
-
-    signal.signal(signal.SIGALRM, expired)
-    signal.alarm(args.max_seconds)
+    prepare_run(args, parser)
     started = time.monotonic()
     failed = False
     results: dict[tuple[str, str], list[dict[str, Any]]] = {

@@ -384,12 +384,17 @@ def test_the_page_renders_and_updates_live_in_chromium(serve, browser) -> None:
     def wait_for(condition: Callable[[Any], object], timeout: float = 15) -> object:
         return WebDriverWait(browser, timeout).until(condition)
 
+    def shown(selector: str) -> str | None:
+        """The text of the first match, read in one script: the page redraws its table and legends
+        every second, so an element found in one WebDriver call can be gone by the next."""
+        script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;"
+        return browser.execute_script(script, selector)  # type: ignore[no-any-return]
+
     def text(element_id: str) -> str:
-        return str(browser.find_element(By.ID, element_id).text)
+        return shown(f"#{element_id}") or ""
 
     def room_size(driver: Any, room: str) -> str | None:
-        rows = driver.find_elements(By.CSS_SELECTOR, f'#rooms tr[data-room="{room}"] td.size')
-        return rows[0].text if rows else None
+        return shown(f'#rooms tr[data-room="{room}"] td.size')
 
     server = serve(chat_app(), status_token=TOKEN, ping_interval=None)
     browser.get(f"http://127.0.0.1:{server.port}/_status?token={TOKEN}")
@@ -410,9 +415,9 @@ def test_the_page_renders_and_updates_live_in_chromium(serve, browser) -> None:
         wait_for(lambda d: d.execute_script(messages) > 0)  # a non-zero point on the chart
         drawn = "return document.querySelectorAll('#chart-messages svg path').length"
         assert browser.execute_script(drawn) == 1
-        wait_for(lambda d: "say" in d.find_element(By.CSS_SELECTOR, "#chart-p99 .legend").text)
+        wait_for(lambda d: "say" in (shown("#chart-p99 .legend") or ""))
         bob.request({"type": "join", "room": "status-room", "name": "bob"})
         wait_for(lambda d: room_size(d, "status-room") == "2")
     wait_for(lambda d: text("connections") == "1")
     wait_for(lambda d: room_size(d, "status-room") is None)  # both left: the room is gone
-    wait_for(lambda d: "1000" in d.find_element(By.CSS_SELECTOR, "#chart-closes .legend").text)
+    wait_for(lambda d: "1000" in (shown("#chart-closes .legend") or ""))

@@ -211,11 +211,12 @@ def test_resumes_that_fail(
     assert final[("WS", "connect")]["num_requests"] == 10  # a failed resume goes on, never reconnects
     resumes = final[("WS", "resume")]["num_requests"]
     counts = server.call(lambda: dict(resumption.resumes))
-    assert sum(counts.values()) == resumes, counts
+    # As above: a resume the server answered can be cut short, unreported, by the end of the run.
+    assert resumes <= sum(counts.values()) <= resumes + 10, counts
     if "window" in policy:
         # Every one fresh, and after each the user joined its room again (on_connect): no
         # `say` failed as not_in_room.
-        assert counts["fresh"] == resumes, counts
+        assert counts["recovered"] == counts["partial"] == 0, counts
     else:
         assert counts["partial"] > 0 and counts["fresh"] == 0, counts
 

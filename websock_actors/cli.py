@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .compiled import compiled_modules
 from .protocol.connection import DEFAULT_MAX_FRAGMENTS
 from .protocol.deflate import DeflateOptions
 
@@ -393,6 +394,8 @@ def _serve(
         raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     host, port = server.address
     url = f"{'wss' if context is not None else 'ws'}://{host}:{port}/"
+    hot_path = "compiled (mypyc)" if compiled_modules() else "interpreted"
+    logging.getLogger("websock_actors").info("hot path: %s", hot_path)
     if worker is None:
         say(f"websock-actors: serving {args.app} on {url}")
         _say_status_page(args, host, port, context is not None)

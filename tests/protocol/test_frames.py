@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from websock_actors.errors import CloseCode, ProtocolError
 from websock_actors.protocol import Frame, FrameParser, Opcode, apply_mask, encode_frame
-from websock_actors.protocol import frames as frames_module
 from websock_actors.protocol.frames import CONTROL_OPCODES, DATA_OPCODES, _apply_mask_int
 
 from ._support import FIXED_KEY, header_only, raw_frame
@@ -60,11 +59,8 @@ def test_parse_rfc_masked_example() -> None:
 
 
 @pytest.mark.parametrize(("opcode", "payload", "fin", "wire"), UNMASKED_TABLE)
-def test_encode_masked_with_known_key(
-    monkeypatch: pytest.MonkeyPatch, opcode: int, payload: bytes, fin: bool, wire: bytes
-) -> None:
-    monkeypatch.setattr(frames_module, "_mask_key", lambda: FIXED_KEY)
-    data = encode_frame(opcode, payload, fin=fin, mask=True)
+def test_encode_masked_with_known_key(opcode: int, payload: bytes, fin: bool, wire: bytes) -> None:
+    data = encode_frame(opcode, payload, fin=fin, mask=True, mask_key=FIXED_KEY)
     # Same first byte, mask bit set on the length byte, then the key, then the XORed payload.
     assert data[0] == wire[0]
     assert data[1] == wire[1] | 0x80
@@ -73,9 +69,9 @@ def test_encode_masked_with_known_key(
     assert parse_all(data, expect_mask=True) == [Frame(opcode, payload, fin)]
 
 
-def test_encode_masked_rfc_example(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(frames_module, "_mask_key", lambda: FIXED_KEY)
-    assert encode_frame(Opcode.TEXT, b"Hello", mask=True) == b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
+def test_encode_masked_rfc_example() -> None:
+    wire = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"
+    assert encode_frame(Opcode.TEXT, b"Hello", mask=True, mask_key=FIXED_KEY) == wire
 
 
 def test_masking_uses_a_fresh_key_per_frame() -> None:

@@ -19,7 +19,7 @@ from enum import Enum
 
 from ..errors import CloseCode, ProtocolError
 from .deflate import PerMessageDeflate
-from .frames import Frame, FrameParser, Opcode, apply_mask, encode_frame
+from .frames import BytesLike, Frame, FrameParser, Opcode, apply_mask, encode_frame
 
 __all__ = [
     "DEFAULT_MAX_FRAGMENTS",
@@ -200,12 +200,14 @@ class WebSocketConnection:
 
     # -- receiving -------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[Event]:
+    def receive_data(self, data: BytesLike) -> list[Event]:
         """Feed received bytes (b"" at end of stream); return the events they complete."""
         if self.state is ConnectionState.CLOSED:
             return []
         if not data:
             return [self.connection_lost()]
+        if type(data) is not bytes:
+            data = bytes(data)
         parser = self._parser
         second = data[1] if len(data) > 6 else 0
         if (
@@ -390,8 +392,8 @@ class WebSocketConnection:
     def send_text(self, text: str) -> bytes:
         return self._data_frame(Opcode.TEXT, text.encode("utf-8"))
 
-    def send_binary(self, data: bytes) -> bytes:
-        return self._data_frame(Opcode.BINARY, data)
+    def send_binary(self, data: BytesLike) -> bytes:
+        return self._data_frame(Opcode.BINARY, bytes(data) if type(data) is not bytes else data)
 
     def _data_frame(self, opcode: int, payload: bytes) -> bytes:
         """One whole-message frame, compressed when negotiated and worth it."""
@@ -402,7 +404,7 @@ class WebSocketConnection:
                 return encode_frame(opcode, compressed, rsv1=True, mask=self._mask)
         return encode_frame(opcode, payload, mask=self._mask)
 
-    def send_message(self, data: str | bytes) -> bytes:
+    def send_message(self, data: str | BytesLike) -> bytes:
         """A text frame for `str`, a binary frame for bytes-like data (compressed when negotiated)."""
         if isinstance(data, str):
             opcode, payload = Opcode.TEXT, data.encode("utf-8")
@@ -413,7 +415,7 @@ class WebSocketConnection:
             return self._data_frame(opcode, payload)
         return encode_frame(opcode, payload, mask=self._mask)
 
-    def send_ping(self, payload: bytes = b"") -> bytes:
+    def send_ping(self, payload: BytesLike = b"") -> bytes:
         if len(payload) > 125:
             raise ValueError("ping payload over 125 bytes")
         return encode_frame(Opcode.PING, payload, mask=self._mask)

@@ -17,6 +17,7 @@ from ..errors import CloseCode, ProtocolError
 __all__ = [
     "CONTROL_OPCODES",
     "DATA_OPCODES",
+    "BytesLike",
     "Frame",
     "FrameParser",
     "Opcode",
@@ -38,13 +39,17 @@ DATA_OPCODES = frozenset({Opcode.CONTINUATION, Opcode.TEXT, Opcode.BINARY})
 CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
 _KNOWN_OPCODES = frozenset(int(op) for op in Opcode)
 
+# What callers may pass as bytes. Spelled out, not just `bytes` (which mypy lets bytearray and
+# memoryview stand for): the compiled build (setup.py) checks argument types at run time.
+BytesLike = bytes | bytearray | memoryview
+
 _PACK_16 = struct.Struct("!BBH").pack
 _PACK_64 = struct.Struct("!BBQ").pack
 _UNPACK_16 = struct.Struct("!H").unpack_from
 _UNPACK_64 = struct.Struct("!Q").unpack_from
 
 
-def _apply_mask_int(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+def _apply_mask_int(data: BytesLike, mask: bytes) -> bytes:
     """XOR `data` with the repeated 4-byte `mask`, one big-integer XOR (no per-byte loop)."""
     n = len(data)
     if n == 0:
@@ -54,7 +59,7 @@ def _apply_mask_int(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     return value.to_bytes(n, "little")
 
 
-def _load_apply_mask() -> Callable[[bytes | bytearray | memoryview, bytes], bytes]:
+def _load_apply_mask() -> Callable[[BytesLike, bytes], bytes]:
     """The compiled XOR of `websockets` when installed (tens of GB/s), else pure Python."""
     try:
         from websockets.speedups import apply_mask as compiled
@@ -94,13 +99,15 @@ def _mask_key() -> bytes:
 
 def encode_frame(
     opcode: int,
-    payload: bytes,
+    payload: BytesLike,
     *,
     fin: bool = True,
     rsv1: bool = False,
     mask: bool = False,
+    mask_key: bytes | None = None,
 ) -> bytes:
-    """Serialize one frame. Clients set `mask=True` and a fresh random key is used."""
+    """Serialize one frame. Clients set `mask=True` and a fresh random key is used (or
+    `mask_key`, for a test that needs known bytes)."""
     first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     length = len(payload)
     mask_bit = 0x80 if mask else 0
@@ -111,7 +118,7 @@ def encode_frame(
     else:
         header = _PACK_64(first, mask_bit | 127, length)
     if mask:
-        key = _mask_key()
+        key = _mask_key() if mask_key is None else mask_key
         return header + key + apply_mask(payload, key)
     return header + payload
 

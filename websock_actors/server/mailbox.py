@@ -16,6 +16,7 @@ import gevent
 from ..errors import CloseCode, connection_closed
 from ..protocol.connection import WebSocketConnection, close_payload
 from ..protocol.deflate import MessageCompressor
+from ..protocol.frames import BytesLike
 from .broadcast import BroadcastFrame
 from .transport import WAIT_READ, Transport
 
@@ -87,7 +88,7 @@ class Mailbox(Transport):
         """True from the end of the handshake until a close is requested or happens."""
         return self._open and not self._closing
 
-    def send(self, message: str | bytes) -> None:
+    def send(self, message: str | BytesLike) -> None:
         """Queue a text (`str`) or binary (bytes-like) message; never blocks."""
         if not self.open:
             raise connection_closed(self.close_code, self.close_reason)
@@ -134,11 +135,11 @@ class Mailbox(Transport):
         self.options.stats.messages_sent += len(frames)
         return len(frames)
 
-    def ping(self, payload: bytes = b"") -> None:
+    def ping(self, payload: BytesLike = b"") -> None:
         if len(payload) > 125:
             raise ValueError("ping payload over 125 bytes")
         if self.open:
-            self._enqueue(_Ping(payload), 0)
+            self._enqueue(_Ping(bytes(payload)), 0)
 
     def close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> None:
         """Close after everything already queued is sent; waits for the peer's close frame."""

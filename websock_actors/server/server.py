@@ -14,7 +14,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import gevent
 import gevent.event
@@ -324,7 +324,6 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        tls: dict[str, Any] = {} if self.ssl_context is None else {"ssl_context": self.ssl_context}
         hooks = self._hooks
         if hooks is None:  # bound once: four bound methods less to keep per connection
             hooks = self._hooks = (self._admit, self._received, self._handshake_ended, self._forget)
@@ -340,8 +339,9 @@ class Server:
             on_finish=hooks[3],
             recv_buffer=self._recv_buffer,
             compressors=self._compressors,
-            **tls,
         )
+        if self.ssl_context is not None:
+            cast(TLSConnection, conn).start_tls(self.ssl_context)
         self._actors.add(conn)
         self._handshaking += 1
         conn.run()

@@ -25,7 +25,9 @@ _RAW_READ = 65536
 
 
 class TLSConnection(Connection):
-    """A `Connection` over TLS (`Server(ssl_context=...)`)."""
+    """A `Connection` over TLS (`Server(ssl_context=...)`): made as a Connection, then given
+    its context with `start_tls` before it runs (no `__init__` of its own, which would have
+    to forward Connection's: the compiled build does not forward `**kwargs` to it)."""
 
     __slots__ = (
         "_incoming",
@@ -36,8 +38,15 @@ class TLSConnection(Connection):
         "_tls_eof",
     )
 
-    def __init__(self, *args: Any, ssl_context: ssl.SSLContext, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    _incoming: ssl.MemoryBIO
+    _outgoing: ssl.MemoryBIO
+    _tls: ssl.SSLObject
+    _tls_deadline: float
+    _tls_eof: bool
+    _tls_done: bool
+
+    def start_tls(self, ssl_context: ssl.SSLContext) -> None:
+        """Set up the TLS session, server side; called once, before `run`."""
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = ssl_context.wrap_bio(self._incoming, self._outgoing, server_side=True)

@@ -118,12 +118,14 @@ class Transport:
         try:
             while view:
                 try:
-                    view = view[self._raw.send(view) :]
-                    continue
+                    sent = self._raw.send(view)
                 except BlockingIOError:
-                    pass
+                    sent = 0
                 except OSError as exc:
                     raise TransportGone() from exc
+                if sent:
+                    view = view[sent:]
+                    continue
                 if self._park(WAIT_WRITE, deadline, watcher) == TIMEOUT:
                     raise TransportGone("write timed out")
                 if self._abort_reason is not None:

@@ -1,0 +1,26 @@
+"""setuptools' build backend, plus mypy as a build requirement when WEBSOCK_ACTORS_COMPILE=1
+asks for the compiled hot path (see setup.py); a plain install needs nothing more."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from setuptools import build_meta
+from setuptools.build_meta import *  # noqa: F403  # the rest of the PEP 517 hooks, unchanged
+
+_MYPYC = ["mypy>=1.11"]
+
+
+def _compiling() -> bool:
+    return os.environ.get("WEBSOCK_ACTORS_COMPILE", "") in ("1", "true", "yes")
+
+
+def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
+    extra = _MYPYC if _compiling() else []
+    return list(build_meta.get_requires_for_build_wheel(config_settings)) + extra
+
+
+def get_requires_for_build_editable(config_settings: dict[str, Any] | None = None) -> list[str]:
+    extra = _MYPYC if _compiling() else []
+    return list(build_meta.get_requires_for_build_editable(config_settings)) + extra

@@ -21,7 +21,7 @@ def compiled_extensions() -> list[object]:
     from websock_actors.compiled import HOT_MODULES  # no import of gevent or pydantic
 
     sources = [name.replace(".", "/") + ".py" for name in HOT_MODULES]
-    return list(mypycify(sources, opt_level="3"))
+    return list(mypycify(["--config-file", "build_backend/mypyc.ini", *sources], opt_level="3"))
 
 
 setup(ext_modules=compiled_extensions())

@@ -16,11 +16,17 @@ def _compiling() -> bool:
     return os.environ.get("WEBSOCK_ACTORS_COMPILE", "") in ("1", "true", "yes")
 
 
+# When compiling, setuptools' own hooks are not asked: they run setup.py, which then needs
+# the mypyc that these hooks are about to request.
+
+
 def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
-    extra = _MYPYC if _compiling() else []
-    return list(build_meta.get_requires_for_build_wheel(config_settings)) + extra
+    if _compiling():
+        return list(_MYPYC)
+    return list(build_meta.get_requires_for_build_wheel(config_settings))
 
 
 def get_requires_for_build_editable(config_settings: dict[str, Any] | None = None) -> list[str]:
-    extra = _MYPYC if _compiling() else []
-    return list(build_meta.get_requires_for_build_editable(config_settings)) + extra
+    if _compiling():
+        return list(_MYPYC)
+    return list(build_meta.get_requires_for_build_editable(config_settings))

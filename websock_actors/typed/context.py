@@ -97,7 +97,7 @@ class Context:
         """Answer the request: the reply carries the request's `id`."""
         request_id = self.request_id
         if request_id is not None and getattr(message, "id", None) is None:
-            if "id" in type(message).model_fields:
+            if "id" in type(message).__pydantic_fields__:  # model_fields: a descriptor, 4x slower
                 # What pydantic's own assignment does, without its validation round trip (a
                 # few µs per reply on the hot path): the request's id was validated coming in.
                 message.__dict__["id"] = request_id

@@ -54,9 +54,12 @@ def to_json(message: BaseModel) -> str:
     """The message as it goes on the wire: its JSON text, without `id` when that is None (a
     push, or the reply to a request that carried none), and without an error's
     `retry_after_ms` when that is None."""
+    # The model's serializer itself, as model_dump_json calls it with its defaults: without
+    # that wrapper's keyword handling, 0.4 instead of 1.0 µs for a small reply.
+    to_bytes = message.__pydantic_serializer__.to_json
     no_id = getattr(message, "id", 0) is None
     if type(message) is ErrorReply and message.retry_after_ms is None:
-        return message.model_dump_json(exclude=_WITHOUT_BOTH if no_id else _WITHOUT_RETRY)
+        return to_bytes(message, exclude=_WITHOUT_BOTH if no_id else _WITHOUT_RETRY).decode()
     if no_id:
-        return message.model_dump_json(exclude=_WITHOUT_ID)
-    return message.model_dump_json()
+        return to_bytes(message, exclude=_WITHOUT_ID).decode()
+    return to_bytes(message).decode()

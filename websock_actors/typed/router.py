@@ -129,7 +129,9 @@ class Router:
             # build the whole value first (85 ms for 1 MiB of `[{},{},...]`).
             raise _not_an_object(data)
         try:
-            message: BaseModel = adapter.validate_json(data)
+            # The schema validator itself: TypeAdapter.validate_json is a Python wrapper
+            # around it that costs a quarter of a small message's validation.
+            message: BaseModel = adapter.validator.validate_json(data)
         except ValidationError as exc:
             raise self._explain(exc, data) from None
         if type(message) is _NoMessage:  # the placeholder's tag, sent by a client

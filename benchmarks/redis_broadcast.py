@@ -8,9 +8,9 @@ Needs /usr/bin/redis-server (or --redis-server PATH), node and `npm install` in 
 Every scenario of every round gets fresh chat nodes (examples/chat.py in a small script of our
 own: `app.use_backplane(RedisBackplane(url))`, or no backplane at all, LocalRooms), all sharing
 one redis-server that this script starts on a free loopback port (no persistence, its own temp
-dir) and flushes between scenarios. The rate limits of the chat app (50 messages/s per
-connection, `say` 5/s) are turned off in the node script (`app.rate_limit = None;
-app.type_rate_limits = {}`): one sender says far faster than a person types. Keepalive pings
+dir) and flushes between scenarios. The nodes serve benchmarks/chat_unlimited.py: the chat app
+with its rate limits (50 messages/s per connection, `say` 5/s) off, since one sender says far
+faster than a person types. Keepalive pings
 are off too (as in typed_bench.sh). The load is benchmarks/typed_load.js's `broadcast`
 scenario: --conns receivers join room "bench", one more connection (the sender) joins it and
 says --messages messages with --window in flight; a receiver's latency is from the sender's
@@ -98,13 +98,11 @@ NODE_SCRIPT = """
 import dataclasses, json, logging, signal, sys
 sys.path.insert(0, {root!r})
 import gevent
-from examples.chat import app
+from benchmarks.chat_unlimited import app  # the chat demo, its rate limits off
 from websock_actors import RedisBackplane, Server
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                     format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-app.rate_limit = None  # one sender says far faster than the chat's 5 a second
-app.type_rate_limits = {{}}
 url = sys.argv[1]
 backplane = RedisBackplane(url) if url != "-" else None
 if backplane is not None:

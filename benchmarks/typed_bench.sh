@@ -20,5 +20,5 @@ for round in 1 2 3; do
     run_server benchmarks.typed_echo_app:app echo --mode typed --conns 100 --window 16 --duration 3
     run_server examples.echo:app echo --mode raw --conns 1 --window 1 --duration 3
     run_server benchmarks.typed_echo_app:app echo --mode typed --conns 1 --window 1 --duration 3
-    run_server examples.chat:app broadcast --conns 1000 --messages 200 --window 8
+    run_server benchmarks.chat_unlimited:app broadcast --conns 1000 --messages 200 --window 8
 done

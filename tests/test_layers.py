@@ -17,8 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "websock_actors"
 
 LAYERS = (
     "errors", "protocol", "actors", "server", "typed", "scale",
-    "client", "compat", "contrib", "testing", "cli", "__main__",
-)  # fmt: skip
+    "client", "compat", "contrib", "testing", "compiled", "cli", "__main__",
+)  # fmt: skip  # compiled: which hot modules (by name, imported at run time) came compiled
 
 # What the sans-I/O core may not import, even from the standard library.
 FORBIDDEN_IN_PROTOCOL = ("gevent", "greenlet", "pydantic", "socket", "_socket", "selectors", "asyncio")

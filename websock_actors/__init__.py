@@ -13,6 +13,7 @@ The layers, each a package whose modules import only the layers below it:
     client/     connect, ClientConnection, typed requests
     compat/     WebSock's API, WSGIMount
     contrib/    Locust's WebSocketUser; cli.py the command line
+    compiled    which hot modules run compiled (setup.py's optional mypyc build)
 
 The names below are imported on first use (PEP 562), so `import websock_actors.protocol`
 works where gevent and pydantic cannot be imported.

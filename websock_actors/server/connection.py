@@ -22,6 +22,7 @@ from ..errors import CloseCode, HandshakeRefused
 from ..protocol.connection import (
     BinaryMessage,
     ConnectionState,
+    Event,
     PingReceived,
     ProtocolFailure,
     TextMessage,
@@ -222,30 +223,15 @@ class Connection(Mailbox):
         data = first_data
         parked = True
         drained = False  # the last read got less than it asked: the socket was empty
+        received: bytes | None = None
         while True:
             if data:
-                events = receive_data(data)
-                if events:
+                if self._deliver(receive_data(data)):
                     self.recv_count += 1
-                    for event in events:
-                        kind = type(event)
-                        if kind is TextMessage or kind is BinaryMessage:
-                            if self._closing:
-                                continue
-                            if kind is TextMessage:
-                                stats.messages_text += 1
-                            else:
-                                stats.messages_binary += 1
-                            try:
-                                self.app.handle_message(self, event.data)  # type: ignore[union-attr]
-                            except Exception:
-                                log.exception("%r: message handler failed", self)
-                                self.abort(CloseCode.INTERNAL_ERROR, "internal error")
-                        elif kind is PingReceived:
-                            # The pong goes out in order with replies to messages around it.
-                            self._outbox.extend(protocol.data_to_send())
-                        elif kind is ProtocolFailure:
-                            log.debug("%r: protocol error: %s", self, event.reason)  # type: ignore[union-attr]
+                # Consumed: a parked connection keeps no reference to its last read (nor, the
+                # events being _deliver's, to its last message): 8 KiB less per idle
+                # connection after a 4 KiB message.
+                data = received = b""
                 control = protocol.data_to_send()  # a close reply, the close of a failure
                 if control:
                     self._outbox.extend(control)
@@ -298,6 +284,33 @@ class Connection(Mailbox):
             if not data:
                 lost = protocol.connection_lost()  # the end of the stream
                 return lost.code, lost.reason
+
+    def _deliver(self, events: list[Event]) -> bool:
+        """Hand the messages to the application, queue pongs; True if there were events."""
+        if not events:
+            return False
+        stats = self.options.stats
+        for event in events:
+            kind = type(event)
+            if kind is TextMessage or kind is BinaryMessage:
+                if self._closing:
+                    continue
+                if kind is TextMessage:
+                    stats.messages_text += 1
+                else:
+                    stats.messages_binary += 1
+                try:
+                    self.app.handle_message(self, event.data)  # type: ignore[union-attr]
+                except Exception:
+                    log.exception("%r: message handler failed", self)
+                    self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+            elif kind is PingReceived:
+                # The pong goes out in order with replies to messages around it.
+                assert self._protocol is not None
+                self._outbox.extend(self._protocol.data_to_send())
+            elif kind is ProtocolFailure:
+                log.debug("%r: protocol error: %s", self, event.reason)  # type: ignore[union-attr]
+        return True
 
     def _give_up(self, protocol: WebSocketConnection) -> tuple[int, str]:
         """The closing handshake took longer than close_timeout: drop the transport."""

@@ -11,13 +11,17 @@ import sys
 
 from setuptools import setup
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.join(HERE, "build_backend")]  # also when run as `python setup.py`
+
+from websock_build import compiling  # noqa: E402  # the backend's reading of the variable
+
 
 def compiled_extensions() -> list[object]:
-    if os.environ.get("WEBSOCK_ACTORS_COMPILE", "") not in ("1", "true", "yes"):
+    if not compiling():
         return []
     from mypyc.build import mypycify
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from websock_actors.compiled import HOT_MODULES  # no import of gevent or pydantic
 
     sources = [name.replace(".", "/") + ".py" for name in HOT_MODULES]

@@ -12,7 +12,8 @@ from setuptools.build_meta import *  # noqa: F403  # the rest of the PEP 517 hoo
 _MYPYC = ["mypy>=1.11"]
 
 
-def _compiling() -> bool:
+def compiling() -> bool:
+    """Whether WEBSOCK_ACTORS_COMPILE asks for the compiled build (setup.py reads it here too)."""
     return os.environ.get("WEBSOCK_ACTORS_COMPILE", "") in ("1", "true", "yes")
 
 
@@ -21,12 +22,12 @@ def _compiling() -> bool:
 
 
 def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
-    if _compiling():
+    if compiling():
         return list(_MYPYC)
     return list(build_meta.get_requires_for_build_wheel(config_settings))
 
 
 def get_requires_for_build_editable(config_settings: dict[str, Any] | None = None) -> list[str]:
-    if _compiling():
+    if compiling():
         return list(_MYPYC)
     return list(build_meta.get_requires_for_build_editable(config_settings))

@@ -19,7 +19,7 @@ from enum import Enum
 
 from ..errors import CloseCode, ProtocolError
 from .deflate import PerMessageDeflate
-from .frames import BytesLike, Frame, FrameParser, Opcode, apply_mask, encode_frame
+from .frames import BytesLike, Frame, FrameParser, Opcode, apply_mask, encode_frame, encode_unmasked
 
 __all__ = [
     "DEFAULT_MAX_FRAGMENTS",
@@ -402,18 +402,22 @@ class WebSocketConnection:
             compressed = deflate.compress(payload)
             if compressed is not None:
                 return encode_frame(opcode, compressed, rsv1=True, mask=self._mask)
-        return encode_frame(opcode, payload, mask=self._mask)
+        if self._mask:
+            return encode_frame(opcode, payload, mask=True)
+        return encode_unmasked(opcode, payload)
 
     def send_message(self, data: str | BytesLike) -> bytes:
         """A text frame for `str`, a binary frame for bytes-like data (compressed when negotiated)."""
         if isinstance(data, str):
-            opcode, payload = Opcode.TEXT, data.encode("utf-8")
+            opcode, payload = Opcode.TEXT, data.encode()
         else:
             opcode, payload = Opcode.BINARY, bytes(data)
         deflate = self._deflate
         if deflate is not None and len(payload) >= deflate.threshold:
             return self._data_frame(opcode, payload)
-        return encode_frame(opcode, payload, mask=self._mask)
+        if self._mask:
+            return encode_frame(opcode, payload, mask=True)
+        return encode_unmasked(opcode, payload)
 
     def send_ping(self, payload: BytesLike = b"") -> bytes:
         if len(payload) > 125:

@@ -23,6 +23,7 @@ __all__ = [
     "Opcode",
     "apply_mask",
     "encode_frame",
+    "encode_unmasked",
 ]
 
 
@@ -121,6 +122,19 @@ def encode_frame(
         key = _mask_key() if mask_key is None else mask_key
         return header + key + apply_mask(payload, key)
     return header + payload
+
+
+# The two header bytes of every short final unmasked frame, by opcode and length.
+_SHORT_HEADERS = [[bytes((0x80 | opcode, length)) for length in range(126)] for opcode in range(16)]
+
+
+def encode_unmasked(opcode: int, payload: bytes) -> bytes:
+    """`encode_frame(opcode, payload)`: a final frame, unmasked, no RSV bit (a server's
+    message), with the header of a short one looked up instead of built."""
+    length = len(payload)
+    if length < 126:
+        return _SHORT_HEADERS[opcode][length] + payload
+    return encode_frame(opcode, payload)
 
 
 class FrameParser:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-import gevent
+from gevent import getcurrent
 
 from ..errors import CloseCode, connection_closed
 from ..protocol.connection import WebSocketConnection, close_payload
@@ -90,9 +90,9 @@ class Mailbox(Transport):
 
     def send(self, message: str | BytesLike) -> None:
         """Queue a text (`str`) or binary (bytes-like) message; never blocks."""
-        if not self.open:
+        if not self._open or self._closing:  # `open`, without a property call per message
             raise connection_closed(self.close_code, self.close_reason)
-        if gevent.getcurrent() is self._greenlet and self._encode_now:
+        if getcurrent() is self._greenlet and self._encode_now:
             assert self._protocol is not None
             queued = self._enqueue(self._protocol.send_message(message))
         elif isinstance(message, str):
@@ -162,7 +162,7 @@ class Mailbox(Transport):
     def _enqueue(self, item: _MailItem, size: int | None = None, *, bounded: bool = True) -> bool:
         size = len(item) if size is None else size  # type: ignore[arg-type]
         if self._queued and self._queued + size > self.options.max_queue_bytes and bounded:
-            if gevent.getcurrent() is not self._greenlet:
+            if getcurrent() is not self._greenlet:
                 return self._overflow()
             # The actor's own output (a handler's burst) is written now, waiting for the
             # socket if need be: bounded memory, and backpressure on this connection only.

@@ -18,8 +18,7 @@ from .messages import ErrorReply, MessageId, to_json
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
-    from .resume import Resumption
-    from .rooms import Rooms
+    from .app import App
 
 __all__ = ["Context"]
 
@@ -27,23 +26,27 @@ __all__ = ["Context"]
 class Context:
     """The handler's view of its connection and of the rooms."""
 
-    __slots__ = ("_error_counts", "_resumption", "_rooms", "actor_state", "conn", "replied", "request_id")
+    __slots__ = ("_actor_state", "_app", "conn", "replied", "request_id")
 
-    def __init__(
-        self,
-        conn: Connection,
-        rooms: Rooms,
-        request_id: MessageId | None = None,
-        error_counts: dict[str, int] | None = None,
-        resumption: Resumption | None = None,
-    ) -> None:
+    def __init__(self, conn: Connection, app: App, request_id: MessageId | None = None) -> None:
+        # Made per message: the app's rooms, sessions and error counts are read through it.
         self.conn = conn
-        self._resumption = resumption  # the app's sessions: numbered broadcasts, joins recorded
-        self._error_counts = error_counts  # the app's error replies by code (metrics)
+        self._app = app
         self.request_id = request_id
         self.replied = False
-        self.actor_state: dict[str, Any] = {}
-        self._rooms = rooms
+        self._actor_state: dict[str, Any] | None = None
+
+    @property
+    def actor_state(self) -> dict[str, Any]:
+        """Inside a named actor, that actor's state; elsewhere a dict of this message only."""
+        state = self._actor_state
+        if state is None:
+            state = self._actor_state = {}
+        return state
+
+    @actor_state.setter
+    def actor_state(self, state: dict[str, Any]) -> None:
+        self._actor_state = state
 
     # -- about the connection ----------------------------------------------------------
 
@@ -123,9 +126,8 @@ class Context:
     ) -> None:
         """Answer with a typed error (the request's `id` included)."""
         self.replied = True
-        counts = self._error_counts
-        if counts is not None:
-            counts[code] = counts.get(code, 0) + 1
+        counts = self._app.error_replies
+        counts[code] = counts.get(code, 0) + 1
         reply = ErrorReply(
             id=self.request_id, code=code, detail=detail, errors=errors or [], retry_after_ms=retry_after_ms
         )
@@ -140,31 +142,31 @@ class Context:
         """Join `room`, shown to `presence(room)` as `presence` (JSON-able, e.g. a name);
         False when already a member. With a backplane: `BackplaneUnavailable` (not joined)
         when it is down."""
-        joined = self._rooms.join(self.conn, room, presence)
-        if joined and self._resumption is not None:
-            self._resumption.joined(self.conn, room, presence)
+        joined = self._app.rooms.join(self.conn, room, presence)
+        if joined and self._app.resumption is not None:
+            self._app.resumption.joined(self.conn, room, presence)
         return joined
 
     def leave(self, room: str) -> bool:
         """Leave `room`; False when not a member."""
-        if self._resumption is not None:
-            self._resumption.left(self.conn, room)
-        return self._rooms.leave(self.conn, room)
+        if self._app.resumption is not None:
+            self._app.resumption.left(self.conn, room)
+        return self._app.rooms.leave(self.conn, room)
 
     @property
     def rooms(self) -> set[str]:
-        return self._rooms.rooms_of(self.conn)
+        return self._app.rooms.rooms_of(self.conn)
 
     def in_room(self, room: str) -> bool:
-        return self._rooms.is_member(self.conn, room)
+        return self._app.rooms.is_member(self.conn, room)
 
     def members(self, room: str) -> list[Connection]:
         """The members of `room` in this process (with a backplane, others live elsewhere)."""
-        return self._rooms.members(room)
+        return self._app.rooms.members(room)
 
     def presence(self, room: str) -> list[Any]:
         """What every member of `room` showed when joining, in every process, in join order."""
-        return self._rooms.presence(room)
+        return self._app.rooms.presence(room)
 
     def broadcast(self, room: str, message: BaseModel, exclude_self: bool = False) -> int:
         """Send to every member of `room`: serialized and framed once, the same bytes for all.
@@ -178,9 +180,10 @@ class Context:
         """
         text = to_json(message)
         exclude = self.conn if exclude_self else None
-        resumption = self._resumption
+        resumption = self._app.resumption
         if resumption is None:
-            return self._rooms.broadcast(room, encode_broadcast(text), exclude)
+            return self._app.rooms.broadcast(room, encode_broadcast(text), exclude)
         # numbered (seq, epoch) and kept for resumes; replays skip it for an excluded sender
         prefix = stamp_prefix(text, room, type(message))
-        return self._rooms.publish(room, prefix, exclude, resumption.key(self.conn) if exclude_self else "")
+        session = resumption.key(self.conn) if exclude_self else ""
+        return self._app.rooms.publish(room, prefix, exclude, session)

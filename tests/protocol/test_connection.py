@@ -617,3 +617,40 @@ def test_invalid_utf8_in_a_small_text_frame_read_whole_fails_with_1007() -> None
     conn = WebSocketConnection(Role.SERVER)
     (failure,) = conn.receive_data(encode_frame(Opcode.TEXT, b"\xff\xfe", mask=True))
     assert type(failure) is ProtocolFailure and failure.code == CloseCode.INVALID_DATA
+
+
+def test_small_frames_read_together_give_what_the_frame_by_frame_path_gives() -> None:
+    """Back-to-back small frames take receive_data's shortcut until the first frame of another
+    shape (a ping, an empty or a 126-byte payload, a fragment, a close, a cut frame): the
+    events and the bytes to send must match the general parser's, fed a byte at a time."""
+    small = [
+        encode_frame(Opcode.TEXT, b"hi", mask=True),
+        encode_frame(Opcode.BINARY, b"\x00" * 125, mask=True),
+    ]
+    others = [
+        encode_frame(Opcode.PING, b"p", mask=True),
+        encode_frame(Opcode.TEXT, b"", mask=True),
+        encode_frame(Opcode.BINARY, b"b" * 126, mask=True),
+        encode_frame(Opcode.TEXT, b"fra", fin=False, mask=True)
+        + encode_frame(Opcode.CONTINUATION, b"g", mask=True),
+        encode_frame(Opcode.CLOSE, close_body(1000), mask=True),
+    ]
+    for other in others:
+        for cut in (0, 3):  # the read ends inside the last frame (its rest comes next)
+            stream = small[0] + small[1] + other + small[0]
+            reads = [stream[: len(stream) - cut], stream[len(stream) - cut :]] if cut else [stream]
+            together, bytewise = WebSocketConnection(Role.SERVER), WebSocketConnection(Role.SERVER)
+            events = [e for read in reads for e in together.receive_data(read)]
+            expected = [e for i in range(len(stream)) for e in bytewise.receive_data(stream[i : i + 1])]
+            assert events == expected, (other[:2], cut)
+            assert together.data_to_send() == bytewise.data_to_send()
+
+
+def test_invalid_utf8_in_the_middle_of_small_frames_read_together() -> None:
+    """The frames before the broken one are delivered, then the 1007 failure; none after it."""
+    conn = WebSocketConnection(Role.SERVER)
+    stream = b"".join(encode_frame(Opcode.TEXT, p, mask=True) for p in (b"one", b"\xff", b"three"))
+    events = conn.receive_data(stream)
+    assert events[0] == TextMessage("one")
+    assert type(events[1]) is ProtocolFailure and events[1].code == CloseCode.INVALID_DATA
+    assert len(events) == 2 and conn.state is ConnectionState.CLOSED

@@ -209,27 +209,38 @@ class WebSocketConnection:
         if type(data) is not bytes:
             data = bytes(data)
         parser = self._parser
-        second = data[1] if len(data) > 6 else 0
-        if (
-            0x80 < second < 0xFE  # masked, a payload of 1 to 125 bytes: the whole frame is
-            and len(data) == second - 0x7A  # ... 6 + payload bytes: exactly what was read
-            and (data[0] == 0x81 or data[0] == 0x82)  # FIN, no RSV bit, text or binary
-            and parser.expect_mask
-            and not parser._chunks
-            and not self._fragment_opcode
-            and (parser.max_frame_size is None or second - 0x80 <= parser.max_frame_size)
-        ):
-            # The common case, read whole: one small unfragmented, uncompressed data frame
-            # from a client: no frame object, no generator. Any other shape (an empty
-            # payload, several frames in one read, ...) takes the general path.
-            payload = apply_mask(memoryview(data)[6:], data[2:6])
-            if data[0] == 0x82:
-                return [BinaryMessage(payload)]
-            try:
-                return [TextMessage(payload.decode("utf-8"))]
-            except UnicodeDecodeError:
-                return [self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")]
         events: list[Event] = []
+        if parser.expect_mask and not parser._chunks and not self._fragment_opcode:
+            # The common shape, read whole: small unfragmented, uncompressed data frames from
+            # a client, one or several back to back: no frame object, no generator. The
+            # first frame of another shape (an empty payload, a control frame, a frame cut
+            # by the read, ...) and all after it take the general path below.
+            limit = parser.max_frame_size
+            end = len(data)
+            pos = 0
+            view = memoryview(data)
+            while end - pos > 6:
+                first = data[pos]
+                second = data[pos + 1]
+                if not (0x80 < second < 0xFE and (first == 0x81 or first == 0x82)):
+                    break  # not FIN + text/binary without RSV bits, masked, 1 to 125 bytes
+                stop = pos + second - 0x7A  # 2 header + 4 mask + payload bytes
+                if stop > end or (limit is not None and second - 0x80 > limit):
+                    break
+                payload = apply_mask(view[pos + 6 : stop], data[pos + 2 : pos + 6])
+                pos = stop
+                if first == 0x82:
+                    events.append(BinaryMessage(payload))
+                    continue
+                try:
+                    events.append(TextMessage(payload.decode()))
+                except UnicodeDecodeError:
+                    events.append(self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message"))
+                    return events
+            if pos == end:
+                return events
+            if pos:
+                data = data[pos:]
         try:
             for frame in parser.feed(data):
                 event = self._handle_frame(frame)

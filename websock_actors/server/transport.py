@@ -18,7 +18,8 @@ import socket
 from typing import Any
 
 import gevent
-from gevent.hub import Hub, Waiter, get_hub
+from gevent.hub import Hub, get_hub
+from greenlet import greenlet as _RawGreenlet
 
 from .options import ConnectionOptions
 
@@ -60,7 +61,6 @@ class Transport:
         "_read_watcher",
         "_recv_buffer",
         "_wait_state",
-        "_waiter",
         "_wake_scheduled",
         "_write_pending",
     )
@@ -77,7 +77,6 @@ class Transport:
         self._greenlet: Any = None  # the actor's greenlet, once it runs
         self._wait_state = NOT_WAITING
         self._wake_scheduled = False
-        self._waiter: Waiter[int] = Waiter(self._hub)
         self._read_watcher: Any = None
         self._write_pending = False  # a write is blocked part-way through a frame
 
@@ -144,19 +143,27 @@ class Transport:
             pass
 
     def _park(self, state: int, deadline: float | None, watcher: Any = None) -> int:
-        """Wait for the socket (readable or writable), mail, or the deadline."""
-        waiter = self._waiter
-        waiter.clear()
+        """Wait for the socket (readable or writable), mail, or the deadline.
+
+        The actor switches to the hub itself, and what wakes it switches back to it with the
+        reason: no Waiter in between (gevent's waits use one so that a wake may come before
+        the wait; here only the started watcher, the timer, and `_do_wake` while
+        `_wait_state` says parked can wake it, and all are stopped or checked first).
+        """
         if watcher is None:
             watcher = self._read_watcher
-        watcher.start(waiter.switch, READABLE if state == WAIT_READ else WRITABLE)
+        resume = self._greenlet.switch
+        watcher.start(resume, READABLE if state == WAIT_READ else WRITABLE)
         timer = None
         if deadline is not None:
             timer = self._hub.loop.timer(max(0.0, deadline - self._hub.loop.now()))
-            timer.start(waiter.switch, TIMEOUT)
+            timer.start(resume, TIMEOUT)
         self._wait_state = state
         try:
-            return waiter.get()
+            # greenlet's own switch: the hub's adds a check (not called from the hub) that
+            # the actor, never the hub, does not need.
+            reason: int = _RawGreenlet.switch(self._hub)
+            return reason
         finally:
             self._wait_state = NOT_WAITING
             watcher.stop()
@@ -174,7 +181,7 @@ class Transport:
         self._wake_scheduled = False
         state = self._wait_state
         if state == WAIT_READ or (state == WAIT_WRITE and self._abort_reason is not None):
-            self._waiter.switch(MAIL)
+            self._greenlet.switch(MAIL)
 
     def _close_transport(self, *, drain: bool) -> None:
         """Half-close, then read until the peer closes too (bounded), so no RST eats our last frame."""

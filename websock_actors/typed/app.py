@@ -75,10 +75,9 @@ class _LiveRoute:
     """A route as the message path uses it: its handler, its counters, and whether its
     reply can be serialized as is (a model with an `id`, without to_json's exclusions)."""
 
-    __slots__ = ("actor", "handler", "histogram", "received", "reply", "route", "tag")
+    __slots__ = ("actor", "handler", "histogram", "received", "reply", "tag")
 
     def __init__(self, route: Route) -> None:
-        self.route = route
         self.tag = route.tag
         self.handler = route.handler
         self.actor = route.actor

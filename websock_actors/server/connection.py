@@ -154,26 +154,11 @@ class Connection(Mailbox):
         code: int = CloseCode.ABNORMAL
         reason = ""
         try:
-            try:
-                rest = self._handshake()
-            finally:
-                if self._on_handshake_end is not None:
-                    self._on_handshake_end(self)
-            if rest is None:
-                if self._answered:  # an HTTP answer went out: let the client read it to the end
-                    self._close_transport(drain=True)
-                return
-            self._open = True
-            try:
-                self.app.handle_connect(self)
-            except Exception:
-                log.exception("%r: on_connect failed", self)
-                self.abort(CloseCode.INTERNAL_ERROR, "internal error")
-            if self.request is not None:
-                self.request.headers.pack()  # ~2 KiB less per open connection
-            # A plain call (not `*args`, which Python 3.11 does not inline): the greenlet parks
-            # with a shallower C stack, 512 bytes less to keep per idle connection.
-            code, reason = self._serve(rest)
+            rest = self._open_connection()
+            if rest is not None:
+                # A plain call (not `*args`, which Python 3.11 does not inline): the greenlet
+                # parks with a shallower C stack, 512 bytes less to keep per idle connection.
+                code, reason = self._serve(rest)
         except Abort as exc:
             code, reason = exc.code, exc.reason
             self._send_last_close(code, reason)
@@ -185,6 +170,30 @@ class Connection(Mailbox):
             self._send_last_close(code, reason)
         finally:
             self._finish(code, reason)
+
+    def _open_connection(self) -> bytes | None:
+        """The handshake and the app's connect hook: the first bytes after the handshake, or
+        None when it ended without a WebSocket (refused, or answered over plain HTTP). Out
+        of `run`, which stays on a parked actor's stack: compiled, its C frame is 176 bytes
+        smaller."""
+        try:
+            rest = self._handshake()
+        finally:
+            if self._on_handshake_end is not None:
+                self._on_handshake_end(self)
+        if rest is None:
+            if self._answered:  # an HTTP answer went out: let the client read it to the end
+                self._close_transport(drain=True)
+            return None
+        self._open = True
+        try:
+            self.app.handle_connect(self)
+        except Exception:
+            log.exception("%r: on_connect failed", self)
+            self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+        if self.request is not None:
+            self.request.headers.pack()  # ~2 KiB less per open connection
+        return rest
 
     def _finish(self, code: int, reason: str) -> None:
         was_open = self._open

@@ -37,6 +37,11 @@ WAIT_READ = 1
 WAIT_WRITE = 2
 
 
+# greenlet's own switch, for the actor to park: the hub's `switch` adds a check (that it is
+# not called from the hub itself) which the actor, never the hub, does not need.
+_switch = _RawGreenlet.switch
+
+
 class Abort(Exception):
     """Raised inside the actor to drop the connection at once."""
 
@@ -154,21 +159,22 @@ class Transport:
             watcher = self._read_watcher
         resume = self._greenlet.switch
         watcher.start(resume, READABLE if state == WAIT_READ else WRITABLE)
-        timer = None
-        if deadline is not None:
-            timer = self._hub.loop.timer(max(0.0, deadline - self._hub.loop.now()))
-            timer.start(resume, TIMEOUT)
+        timer = None if deadline is None else self._start_timer(deadline, resume)
         self._wait_state = state
         try:
-            # greenlet's own switch: the hub's adds a check (not called from the hub) that
-            # the actor, never the hub, does not need.
-            reason: int = _RawGreenlet.switch(self._hub)
-            return reason
+            return _switch(self._hub)  # type: ignore[no-any-return]
         finally:
             self._wait_state = NOT_WAITING
             watcher.stop()
             if timer is not None:
                 timer.close()
+
+    def _start_timer(self, deadline: float, resume: Any) -> Any:
+        """_park's timer, made out of _park: the C frame of a compiled _park, which every
+        parked actor keeps on its saved stack, is 80 bytes smaller without it."""
+        timer = self._hub.loop.timer(max(0.0, deadline - self._hub.loop.now()))
+        timer.start(resume, TIMEOUT)
+        return timer
 
     def _wake(self) -> None:
         """Wake the actor if it is parked on reading (mail came), or on writing (to abort)."""

@@ -423,12 +423,7 @@ class WebSocketConnection:
             opcode, payload = Opcode.TEXT, data.encode()
         else:
             opcode, payload = Opcode.BINARY, bytes(data)
-        deflate = self._deflate
-        if deflate is not None and len(payload) >= deflate.threshold:
-            return self._data_frame(opcode, payload)
-        if self._mask:
-            return encode_frame(opcode, payload, mask=True)
-        return encode_unmasked(opcode, payload)
+        return self._data_frame(opcode, payload)
 
     def send_ping(self, payload: BytesLike = b"") -> bytes:
         if len(payload) > 125:

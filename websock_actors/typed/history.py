@@ -29,7 +29,7 @@ Replay = list[Entry]
 def stamp_prefix(text: str, room: str, model: type[BaseModel]) -> str:
     """`text` (a `model` as JSON) opened for its stamp: `... ,"seq":` with the seq, then
     `,"epoch":"<epoch>"}` to follow; `"room"` added when the model has no such field."""
-    if "room" not in model.model_fields:
+    if "room" not in model.__pydantic_fields__:  # model_fields: a descriptor, 4x slower
         return f'{text[:-1]},"room":{json.dumps(room)},"seq":'
     return f'{text[:-1]},"seq":'
 

@@ -12,12 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gevent
 import pytest
 import trustme
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage
 
-from websock_actors import tls_context
+from websock_actors import WebSocketApp, tls_context
 from websock_actors.client import connect
 from websock_actors.errors import ConfigurationError
 
@@ -87,6 +88,26 @@ def test_wss_with_websockets_and_with_our_client(serve, ca, cert_files) -> None:
         assert ours.ping(timeout=5) >= 0
     conns = server.app.conns
     assert conns and conns[0].tls_version in ("TLSv1.2", "TLSv1.3")
+
+
+def test_an_inline_app_over_tls_runs_in_the_actor(serve, ca, cert_files) -> None:
+    # TLS records may need waiting to read or write: an inline app's handler runs in the actor.
+    chain, key, _ = cert_files
+    app = WebSocketApp(inline=True)
+    where: list[bool] = []
+
+    @app.on_message
+    def echo(conn, message) -> None:
+        where.append(gevent.getcurrent() is gevent.get_hub())
+        conn.send(message)
+
+    server = serve(app, ssl_context=tls_context(chain, key))
+    assert wss_echoes(tls_url(server), client_context(ca), "one", "two", b"\x02" * (1 << 20)) == [
+        "one",
+        "two",
+        b"\x02" * (1 << 20),
+    ]
+    assert where == [False, False, False]
 
 
 def test_a_typed_app_over_tls(serve, ca, cert_files) -> None:

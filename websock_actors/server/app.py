@@ -32,6 +32,13 @@ class Application:
     # The largest message it takes, unless the server is given another (None: no limit).
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
 
+    # True when `handle_message` never blocks (no socket I/O, sleep, lock or wait of any
+    # kind, also not under monkey-patching): the server may then run it in the event loop's
+    # readiness callback, without switching into the connection's greenlet and back (a
+    # fast path for many connections with one message in flight each). A handler that
+    # blocks there fails its connection with 1011. Off by default.
+    inline: bool = False
+
     def handle_start(self) -> None:
         """The server started (in its hub): start what the application needs."""
 
@@ -78,7 +85,9 @@ class WebSocketApp(Application):
             conn.send(message)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, inline: bool = False) -> None:
+        """`inline`: the message handler never blocks (see `Application.inline`)."""
+        self.inline = inline
         self._on_request: Callable[[Request], Response | None] | None = None
         self._on_refused: Callable[[Any, HandshakeRefused], None] | None = None
         self._on_connect: Callable[[Connection], None] | None = None

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from gevent.exceptions import BlockingSwitchOutError
 
 from ..errors import CloseCode, HandshakeRefused
 from ..protocol.connection import (
@@ -33,7 +34,7 @@ from ..protocol.handshake import ServerHandshake
 from ..protocol.http import Request, Response, error_response
 from .mailbox import Mailbox
 from .options import ConnectionOptions
-from .transport import READABLE, TIMEOUT, WAIT_READ, Abort, TransportGone
+from .transport import HANDOFF, NOT_WAITING, READABLE, TIMEOUT, WAIT_READ, Abort, TransportGone
 
 if TYPE_CHECKING:
     from .app import Application
@@ -43,6 +44,8 @@ __all__ = ["Connection"]
 log = logging.getLogger("websock_actors")
 
 _ids = itertools.count(1)
+
+_STAY = object()  # the inline callback did all there was: the actor stays parked
 
 
 class Connection(Mailbox):
@@ -60,6 +63,7 @@ class Connection(Mailbox):
         "_broadcast_compressor",
         "_compressors",
         "_encode_now",
+        "_handoff",
         "_on_finish",
         "_on_handshake_end",
         "_on_open",
@@ -117,6 +121,8 @@ class Connection(Mailbox):
         self._encode_now = True
         self._protocol: WebSocketConnection | None = None  # once the handshake accepted
         self._answered = False  # the handshake ended with a plain HTTP answer
+        # What the inline readiness callback left to the actor (see _on_readable).
+        self._handoff: Any = None
         self._init_mailbox()
 
     def __repr__(self) -> str:
@@ -149,7 +155,7 @@ class Connection(Mailbox):
 
     def run(self) -> None:
         """The actor's body: handshake, message loop, close. Runs in its own greenlet."""
-        self._greenlet = gevent.getcurrent()
+        self._owner = self._greenlet = gevent.getcurrent()
         self._read_watcher = self._hub.loop.io(self._fd, 1)
         code: int = CloseCode.ABNORMAL
         reason = ""
@@ -229,18 +235,23 @@ class Connection(Mailbox):
         read_size = self.options.read_size
         receive_data = protocol.receive_data
         stats = self.options.stats
+        inline = self._can_inline()
         data = first_data
+        events: list[Event] | None = None  # handed off by the inline callback, not delivered
         parked = True
         drained = False  # the last read got less than it asked: the socket was empty
         received: bytes | None = None
         while True:
-            if data:
-                if self._deliver(receive_data(data)):
+            if data or events is not None:
+                if events is None:
+                    events = receive_data(data)
+                if self._deliver(events):
                     self.recv_count += 1
                 # Consumed: a parked connection keeps no reference to its last read (nor, the
                 # events being _deliver's, to its last message): 8 KiB less per idle
                 # connection after a 4 KiB message.
                 data = received = b""
+                events = None
                 control = protocol.data_to_send()  # a close reply, the close of a failure
                 if control:
                     self._outbox.extend(control)
@@ -263,7 +274,16 @@ class Connection(Mailbox):
                 # The last read took less than it asked for: the socket was empty then, so a
                 # read now would most likely fail (a syscall and an exception per message).
                 # Park instead; the read watcher is level-triggered, so nothing is missed.
-                wake = self._park(WAIT_READ, deadline)
+                if inline and deadline is None and not self._closing:
+                    wake = self._park_inline(self._on_readable)
+                    if wake == HANDOFF:
+                        events = self._take_handoff()
+                        if events is not None and not events:
+                            lost = protocol.connection_lost()  # the end of the stream
+                            return lost.code, lost.reason
+                        continue
+                else:
+                    wake = self._park(WAIT_READ, deadline)
                 if wake == TIMEOUT:
                     return self._give_up(protocol)
                 parked = True
@@ -280,9 +300,7 @@ class Connection(Mailbox):
                     # Mail queued while a write was blocked woke no one (only a parked
                     # reader is woken): send it before parking.
                     continue
-                if self._park(WAIT_READ, deadline) == TIMEOUT:
-                    return self._give_up(protocol)
-                parked = True
+                drained = True  # park, inline or not, at the top of the loop
                 continue
             data = received
             stats.bytes_received += len(data)
@@ -293,6 +311,88 @@ class Connection(Mailbox):
             if not data:
                 lost = protocol.connection_lost()  # the end of the stream
                 return lost.code, lost.reason
+
+    def _can_inline(self) -> bool:
+        """Whether the app lets the hub run its handler in the read watcher's callback."""
+        return self.app.inline
+
+    def _on_readable(self) -> None:
+        """The read watcher's callback while the actor is parked inline: read, decode and
+        deliver in the hub, with no switch into the actor and back.
+
+        Runs only for an app whose `handle_message` never blocks (`Application.inline`).
+        Anything but data messages (a ping, a close, a protocol error, the end of the
+        stream), an abort or close requested, a write the socket does not take whole, or
+        an error is handed off to the actor (`_handoff`, then a switch with HANDOFF),
+        which takes it up where its own loop would.
+        """
+        protocol = self._protocol
+        assert protocol is not None
+        options = self.options
+        wanted = protocol.bytes_wanted
+        size = options.read_size
+        received = self._recv_nowait(wanted if wanted > size else size)
+        if received is None:
+            return  # nothing after all; the watcher stays
+        if not received:
+            self._hand_off([])  # the end of the stream
+            return
+        options.stats.bytes_received += len(received)
+        self._wait_state = NOT_WAITING  # the actor's own sends below need not wake it
+        self._owner = self._hub
+        handoff: Any = _STAY
+        try:
+            events = protocol.receive_data(received)
+            for event in events:
+                kind = type(event)
+                if kind is not TextMessage and kind is not BinaryMessage:
+                    handoff = events  # the actor delivers them all, in order
+                    break
+            if handoff is _STAY:
+                if self._deliver(events):
+                    self.recv_count += 1
+                events = []  # no reference to the last message while parked
+                if self._abort_reason is not None or self._closing:
+                    handoff = None
+                elif self._outbox:
+                    handoff = self._send_inline(self._take_outbox())
+        except Exception as exc:  # the actor fails the connection with it
+            handoff = exc
+        finally:
+            self._owner = self._greenlet
+            self._wait_state = WAIT_READ
+        if handoff is not _STAY:
+            self._hand_off(handoff)
+
+    def _send_inline(self, data: bytes) -> Any:
+        """One non-blocking send from the hub: _STAY, or what the actor must still write."""
+        self.options.stats.bytes_sent += len(data)
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return TransportGone()
+        if sent == len(data):
+            return _STAY
+        self._write_pending = True
+        return memoryview(data)[sent:]
+
+    def _hand_off(self, what: Any) -> None:
+        """Switch into the parked actor with what the inline callback leaves to it."""
+        self._handoff = what
+        self._greenlet.switch(HANDOFF)
+
+    def _take_handoff(self) -> list[Event] | None:
+        """In the actor, after a HANDOFF: events to deliver ([] at the end of the stream), or
+        None; a blocked write is finished first, an error raised."""
+        what, self._handoff = self._handoff, None
+        if isinstance(what, memoryview):
+            self._write_rest(what, self._close_deadline)
+            return None
+        if isinstance(what, BaseException):
+            raise what
+        return what  # type: ignore[no-any-return]
 
     def _deliver(self, events: list[Event]) -> bool:
         """Hand the messages to the application, queue pongs; True if there were events."""
@@ -310,6 +410,9 @@ class Connection(Mailbox):
                     stats.messages_binary += 1
                 try:
                     self.app.handle_message(self, event.data)  # type: ignore[union-attr]
+                except BlockingSwitchOutError:
+                    log.error("%r: an inline message handler blocked; declare the app inline=False", self)
+                    self.abort(CloseCode.INTERNAL_ERROR, "internal error")
                 except Exception:
                     log.exception("%r: message handler failed", self)
                     self.abort(CloseCode.INTERNAL_ERROR, "internal error")

@@ -92,7 +92,7 @@ class Mailbox(Transport):
         """Queue a text (`str`) or binary (bytes-like) message; never blocks."""
         if not self._open or self._closing:  # `open`, without a property call per message
             raise connection_closed(self.close_code, self.close_reason)
-        if getcurrent() is self._greenlet and self._encode_now:
+        if getcurrent() is self._owner and self._encode_now:
             assert self._protocol is not None
             queued = self._enqueue(self._protocol.send_message(message))
         elif isinstance(message, str):
@@ -162,11 +162,15 @@ class Mailbox(Transport):
     def _enqueue(self, item: _MailItem, size: int | None = None, *, bounded: bool = True) -> bool:
         size = len(item) if size is None else size  # type: ignore[arg-type]
         if self._queued and self._queued + size > self.options.max_queue_bytes and bounded:
-            if getcurrent() is not self._greenlet:
+            owner = self._owner
+            if getcurrent() is not owner:
                 return self._overflow()
-            # The actor's own output (a handler's burst) is written now, waiting for the
-            # socket if need be: bounded memory, and backpressure on this connection only.
-            self._flush()
+            if owner is self._greenlet:
+                # The actor's own output (a handler's burst) is written now, waiting for the
+                # socket if need be: bounded memory, and backpressure on this connection only.
+                self._flush()
+            # Else an inline handler's (the hub may not wait): the batch's output stays
+            # queued, and the actor writes what the socket does not take at once.
         self._outbox.append(item)
         self._queued += size
         if self._wait_state == WAIT_READ and not self._wake_scheduled:
@@ -184,6 +188,12 @@ class Mailbox(Transport):
 
     def _flush(self) -> None:
         """Encode what the mailbox holds, in order, and write it with one send call."""
+        data = self._take_outbox()
+        if data:
+            self._write(data, self._close_deadline)
+
+    def _take_outbox(self) -> bytes:
+        """What the mailbox holds, encoded in order, as the bytes of one write; emptied."""
         items = self._outbox
         self._outbox = []
         self._queued = 0
@@ -205,5 +215,6 @@ class Mailbox(Transport):
                 frame = protocol.send_close(item.code, item.reason)  # type: ignore[union-attr]
                 if frame:
                     chunks.append(frame)
-        if chunks:
-            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks), self._close_deadline)
+        if not chunks:
+            return b""
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -23,13 +23,24 @@ from greenlet import greenlet as _RawGreenlet
 
 from .options import ConnectionOptions
 
-__all__ = ["READABLE", "TIMEOUT", "WAIT_READ", "WAIT_WRITE", "Abort", "Transport", "TransportGone"]
+__all__ = [
+    "HANDOFF",
+    "NOT_WAITING",
+    "READABLE",
+    "TIMEOUT",
+    "WAIT_READ",
+    "WAIT_WRITE",
+    "Abort",
+    "Transport",
+    "TransportGone",
+]
 
 # Why a parked actor was woken.
 READABLE = 1
 WRITABLE = 2
 MAIL = 3
 TIMEOUT = 4
+HANDOFF = 5  # the inline readiness callback left the rest to the actor (connection.py)
 
 # What the actor is parked on: nothing, "readable or mail", "writable" (only an abort wakes it).
 NOT_WAITING = 0
@@ -62,6 +73,7 @@ class Transport:
         "_fd",
         "_greenlet",
         "_hub",
+        "_owner",
         "_raw",
         "_read_watcher",
         "_recv_buffer",
@@ -80,6 +92,9 @@ class Transport:
         self._recv_buffer = recv_buffer
         self._hub: Hub = get_hub()
         self._greenlet: Any = None  # the actor's greenlet, once it runs
+        # Who may encode and write for this connection now: the actor, or the hub while it
+        # runs the actor's inline readiness callback on its behalf (connection.py).
+        self._owner: Any = None
         self._wait_state = NOT_WAITING
         self._wake_scheduled = False
         self._read_watcher: Any = None
@@ -116,7 +131,11 @@ class Transport:
             raise TransportGone() from exc
         if sent == len(data):
             return
-        view = memoryview(data)[sent:]
+        self._write_rest(memoryview(data)[sent:], deadline)
+
+    def _write_rest(self, view: memoryview, deadline: float | None) -> None:
+        """The part of a write the kernel did not take at once: park on writability until
+        it is sent, or until `deadline` (TransportGone)."""
         watcher = self._hub.loop.io(self._fd, 2)
         self._write_pending = True
         try:
@@ -168,6 +187,19 @@ class Transport:
             watcher.stop()
             if timer is not None:
                 timer.close()
+
+    def _park_inline(self, on_readable: Any) -> int:
+        """Park on reading with `on_readable` as the read watcher's callback: the hub calls it
+        when the socket is readable, and the actor stays parked unless it hands off (HANDOFF).
+        Mail still wakes the actor (MAIL); there is no deadline."""
+        watcher = self._read_watcher
+        watcher.start(on_readable)
+        self._wait_state = WAIT_READ
+        try:
+            return _switch(self._hub)  # type: ignore[no-any-return]
+        finally:
+            self._wait_state = NOT_WAITING
+            watcher.stop()
 
     def _start_timer(self, deadline: float, resume: Any) -> Any:
         """_park's timer, made out of _park: the C frame of a compiled _park, which every

@@ -63,8 +63,8 @@ class Hi(Message):
     generation: int
 
 
-def make_app() -> App:
-    app = App("test", restart=RestartPolicy(max_restarts=2, within=60))
+def make_app(inline: bool = False) -> App:
+    app = App("test", restart=RestartPolicy(max_restarts=2, within=60), inline=inline)
 
     @app.handler
     def echo(msg: Echo, ctx: Context) -> Echoed:
@@ -118,9 +118,10 @@ def ask(ws: ClientConnection, message: dict[str, Any] | str | bytes) -> dict[str
     return reply
 
 
-@pytest.fixture
-def typed(serve):
-    return serve(make_app())
+@pytest.fixture(params=[False, True], ids=["in-actor", "inline"])
+def typed(serve, request):
+    """The app served twice: handlers in the connection's actor, and inline (in the hub)."""
+    return serve(make_app(inline=request.param))
 
 
 def test_reply_echoes_string_and_integer_ids(typed) -> None:

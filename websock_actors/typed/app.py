@@ -114,6 +114,7 @@ class App(Application):
         max_message_size: int | None = DEFAULT_MAX_TYPED_MESSAGE,
         rate_limit: RateLimit | None = None,
         resume: ResumePolicy | None = None,
+        inline: bool = False,
     ) -> None:
         """`backplane`: where rooms, presence and broadcasts live (default: this process's
         memory; `RedisBackplane(url)` shares them between processes and hosts).
@@ -122,7 +123,13 @@ class App(Application):
         `rate_limit`: every connection's limit over all its messages (None: none); handlers
         add limits per message type (`@app.handler(rate_limit=...)`).
         `resume`: sessions a client can resume after a dropped connection, with the room
-        messages it missed (typed/resume.py has the wire protocol); None: off."""
+        messages it missed (typed/resume.py has the wire protocol); None: off.
+        `inline`: no handler ever blocks (see `Application.inline`): they run in the event
+        loop's readiness callback; a handler that blocks there answers `handler_error`.
+        Not with a `backplane`, whose Redis calls may wait."""
+        self.inline = inline
+        if backplane is not None:
+            self._check_inline_backplane()
         self.title = title
         self.max_message_size = max_message_size
         self.version = version
@@ -222,8 +229,13 @@ class App(Application):
         """Put rooms on `backplane` (the CLI's --redis does this); before the server starts."""
         if self.supervisor is not None:
             raise ConfigurationError("the backplane must be chosen before the app starts")
+        self._check_inline_backplane()
         self.rooms = backplane
         self.has_backplane = True
+
+    def _check_inline_backplane(self) -> None:
+        if self.inline:
+            raise ConfigurationError("inline=True needs the in-process rooms: Redis calls may wait")
 
     def on_resume(self, func: Callable[[Context, set[str]], None]) -> Callable[[Context, set[str]], None]:
         """`func(ctx, rooms)` runs after a resume that came after the member's grace: it was

@@ -52,6 +52,7 @@ def main() -> None:
     logging.disable(logging.CRITICAL)
     args = sys.argv[1:]
     compression = "--compression" in args or os.environ.get("WEBSOCK_ACTORS_COMPRESSION", "") == "1"
+    app.inline = "--inline" in args or os.environ.get("WEBSOCK_ACTORS_INLINE", "") == "1"
     ports = [arg for arg in args if not arg.startswith("--")]
     port = int(ports[0]) if ports else 8765
     server = Server(app, "127.0.0.1", port, ping_interval=None, max_connections=None, compression=compression)

@@ -2,6 +2,7 @@
 # The typed-path benchmark: raw echo vs typed (validated) echo vs chat broadcast, on loopback.
 # Server on CPU 0, the Node load generator on CPU 1. Needs `npm install` in benchmarks/ once.
 #   benchmarks/typed_bench.sh [PYTHON]      (ROUNDS=5 for more rounds; default 3)
+#   INLINE=1 benchmarks/typed_bench.sh      (both echo apps declared inline: Application.inline)
 # Each run prints its JSON line; the last lines are the medians over rounds and typed/raw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,13 +17,17 @@ run_server() {  # app, then the load generator's arguments
     taskset -c 1 node benchmarks/typed_load.js "$@" --url "ws://127.0.0.1:$PORT/" | tee -a "$RESULTS" || true
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
+RAW_APP=examples.echo:app TYPED_APP=benchmarks.typed_echo_app:app
+if [ "${INLINE:-0}" = 1 ]; then
+    RAW_APP=examples.echo:inline_app TYPED_APP=benchmarks.typed_echo_app:inline_app
+fi
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS"' EXIT
 for _ in $(seq "${ROUNDS:-3}"); do
-    run_server examples.echo:app echo --mode raw --conns 100 --window 16 --duration 3
-    run_server benchmarks.typed_echo_app:app echo --mode typed --conns 100 --window 16 --duration 3
-    run_server examples.echo:app echo --mode raw --conns 1 --window 1 --duration 3
-    run_server benchmarks.typed_echo_app:app echo --mode typed --conns 1 --window 1 --duration 3
+    run_server "$RAW_APP" echo --mode raw --conns 100 --window 16 --duration 3
+    run_server "$TYPED_APP" echo --mode typed --conns 100 --window 16 --duration 3
+    run_server "$RAW_APP" echo --mode raw --conns 1 --window 1 --duration 3
+    run_server "$TYPED_APP" echo --mode typed --conns 1 --window 1 --duration 3
     run_server benchmarks.chat_unlimited:app broadcast --conns 1000 --messages 200 --window 8
 done
 "$PY" - "$RESULTS" <<'SUMMARY'

@@ -20,7 +20,7 @@ from websock_actors.compiled import HOT_MODULES, compiled_modules
 ROOT = Path(__file__).resolve().parent.parent
 
 # The tests of the protocol core, the connection actor's I/O (limits, slow peers, shutdown,
-# TLS), the server's edges, the client (whose codec is the compiled protocol), the typed and
+# TLS), the inline readiness callback, the server's edges, the client (whose codec is the compiled protocol), the typed and
 # compat layers on top, and the Autobahn-style conformance cases.
 COMPILED_SUITE = [
     "tests/protocol",
@@ -28,6 +28,7 @@ COMPILED_SUITE = [
     "tests/test_limits.py",
     "tests/test_shutdown.py",
     "tests/test_tls.py",
+    "tests/test_inline.py",
     "tests/test_server.py",
     "tests/test_rough_edges.py",
     "tests/test_client.py",

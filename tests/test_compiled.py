@@ -20,8 +20,9 @@ from websock_actors.compiled import HOT_MODULES, compiled_modules
 ROOT = Path(__file__).resolve().parent.parent
 
 # The tests of the protocol core, the connection actor's I/O (limits, slow peers, shutdown,
-# TLS), the inline readiness callback, the server's edges, the client (whose codec is the compiled protocol), the typed and
-# compat layers on top, and the Autobahn-style conformance cases.
+# TLS, the inline readiness callback), the server's edges, the client (whose codec is the
+# compiled protocol), the typed and compat layers on top, and the Autobahn-style conformance
+# cases.
 COMPILED_SUITE = [
     "tests/protocol",
     "tests/test_conformance.py",

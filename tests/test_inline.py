@@ -185,6 +185,35 @@ def test_a_reply_larger_than_the_socket_takes_is_finished_by_the_actor(serve: Se
         assert client.recv_frame() == (TEXT, b"again")
 
 
+def test_replies_past_the_mailbox_bound_hand_the_rest_of_the_read_to_the_actor(serve: Serve) -> None:
+    reply = b"r" * (256 * 1024)
+    bound = 1 << 20
+
+    class Amplifier(InlineEcho):
+        """Answers every small message with 256 KiB, noting what was queued before."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.queued: list[int] = []
+
+        def reply(self, conn: Connection, message: str | bytes) -> None:
+            self.queued.append(conn._queued)
+            conn.send(reply if message != "warm" else message)
+
+    app = Amplifier()
+    server = serve(app, max_queue_bytes=bound)
+    with RawClient(server.port, rcvbuf=65536, timeout=20) as client:
+        client.send_text("warm")
+        assert client.recv_frame() == (TEXT, b"warm")
+        client.sock.sendall(b"".join(masked_frame(TEXT, b"%d" % i) for i in range(64)))  # 16 MiB of replies
+        for _ in range(64):
+            assert client.recv_frame() == (BINARY, reply)
+        client.send_text("warm")
+        assert client.recv_frame() == (TEXT, b"warm")
+    # The hub never queues much past the bound: the actor takes over and waits for the socket.
+    assert max(app.queued) <= bound + len(reply) + 16, max(app.queued)
+
+
 def test_mail_from_other_connections_and_a_stopping_server(serve: Serve) -> None:
     class Relay(InlineEcho):
         def reply(self, conn: Connection, message: str | bytes) -> None:

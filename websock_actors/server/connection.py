@@ -322,9 +322,10 @@ class Connection(Mailbox):
 
         Runs only for an app whose `handle_message` never blocks (`Application.inline`).
         Anything but data messages (a ping, a close, a protocol error, the end of the
-        stream), an abort or close requested, a write the socket does not take whole, or
-        an error is handed off to the actor (`_handoff`, then a switch with HANDOFF),
-        which takes it up where its own loop would.
+        stream), an abort or close requested, replies past the mailbox's bound (the rest of
+        the read then waits), a write the socket does not take whole, or an error is handed
+        off to the actor (`_handoff`, then a switch with HANDOFF), which takes it up where
+        its own loop would.
         """
         protocol = self._protocol
         assert protocol is not None
@@ -349,10 +350,14 @@ class Connection(Mailbox):
                     handoff = events  # the actor delivers them all, in order
                     break
             if handoff is _STAY:
-                if self._deliver(events):
+                if self._deliver(events, options.max_queue_bytes):
                     self.recv_count += 1
                 events = []  # no reference to the last message while parked
-                if self._abort_reason is not None or self._closing:
+                if self._handoff is not None:
+                    # The replies passed the mailbox's bound: the actor writes them, waiting
+                    # for the socket, and then delivers the rest of the read.
+                    handoff, self._handoff = self._handoff, None
+                elif self._abort_reason is not None or self._closing:
                     handoff = None
                 elif self._outbox:
                     handoff = self._send_inline(self._take_outbox())
@@ -394,12 +399,17 @@ class Connection(Mailbox):
             raise what
         return what  # type: ignore[no-any-return]
 
-    def _deliver(self, events: list[Event]) -> bool:
-        """Hand the messages to the application, queue pongs; True if there were events."""
+    def _deliver(self, events: list[Event], bound: int = 0) -> bool:
+        """Hand the messages to the application, queue pongs; True if there were events.
+
+        With a `bound` (the inline callback's, which cannot wait for the socket), delivery
+        stops once the mailbox holds more than `bound` bytes, and the events not delivered
+        are left in `_handoff` for the actor, whose sends wait for the socket."""
         if not events:
             return False
         stats = self.options.stats
-        for event in events:
+        pending = iter(events)
+        for event in pending:
             kind = type(event)
             if kind is TextMessage or kind is BinaryMessage:
                 if self._closing:
@@ -416,6 +426,11 @@ class Connection(Mailbox):
                 except Exception:
                     log.exception("%r: message handler failed", self)
                     self.abort(CloseCode.INTERNAL_ERROR, "internal error")
+                if bound and self._queued > bound:
+                    rest = list(pending)
+                    if rest:
+                        self._handoff = rest
+                    break
             elif kind is PingReceived:
                 # The pong goes out in order with replies to messages around it.
                 assert self._protocol is not None

@@ -169,8 +169,8 @@ class Mailbox(Transport):
                 # The actor's own output (a handler's burst) is written now, waiting for the
                 # socket if need be: bounded memory, and backpressure on this connection only.
                 self._flush()
-            # Else an inline handler's (the hub may not wait): the batch's output stays
-            # queued, and the actor writes what the socket does not take at once.
+            # Else an inline handler's (the hub may not wait): it stays queued, the rest of
+            # the read goes to the actor (Connection._deliver), which writes it all.
         self._outbox.append(item)
         self._queued += size
         if self._wait_state == WAIT_READ and not self._wake_scheduled:

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any, Literal
 
+import gevent
 import pytest
 from pydantic import BaseModel, Field
 from websockets.exceptions import ConnectionClosedError
@@ -430,8 +431,10 @@ def test_an_abort_interrupts_a_compat_client_whose_callback_is_stuck() -> None:
     finally:
         release.set()
         server = holder["server"]
-        server.server._stream.loop_hub.loop.run_callback_threadsafe(server.close_server)
+        # In a greenlet of the server's hub: close_server waits for the connections to go.
+        server.server._stream.loop_hub.loop.run_callback_threadsafe(gevent.spawn, server.close_server)
         thread.join(10)
+        assert not thread.is_alive(), "serve_forever did not return"
 
 
 # -- 10. the mailbox counts bytes -------------------------------------------------------------------

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
+import gevent
 import pytest
 from websockets.sync.client import connect as ws_connect
 
@@ -114,8 +115,10 @@ def test_websock_send_of_bytes_is_binary_unless_text_is_asked_for() -> None:
             assert client.recv_frame() == (TEXT, b"as text")
     finally:
         server = holder["server"]
-        server.server._stream.loop_hub.loop.run_callback_threadsafe(server.close_server)
+        # In a greenlet of the server's hub: close_server waits for the connections to go.
+        server.server._stream.loop_hub.loop.run_callback_threadsafe(gevent.spawn, server.close_server)
         thread.join(10)
+        assert not thread.is_alive(), "serve_forever did not return"
 
 
 def test_cli_port_in_use_is_a_one_line_error() -> None:

@@ -344,3 +344,23 @@ def test_send_all_is_not_held_up_by_a_client_that_never_reads(compat) -> None:
             received = [reader.recv(timeout=10) for _ in range(41)]
             assert received[-1] == "done"
             assert all(len(m) == 65536 for m in received[:-1])
+
+
+def test_close_server_from_a_data_callback_closes_at_once(compat) -> None:
+    # The callback runs in the connection's own actor: a stop that waited there for every
+    # connection to go would wait for itself until the stop timeout (10 s).
+    holder: dict[str, Any] = {}
+
+    def received(client: Client, data: Any) -> None:
+        if data == "shutdown":
+            holder["server"].close_server(1001, "bye")
+
+    server = compat(on_data_receive=received)
+    holder["server"] = server.server
+    with connect(server.url) as ws, connect(server.url) as other:
+        ws.send("shutdown")
+        for peer in (ws, other):
+            with pytest.raises(ConnectionClosed):
+                peer.recv(timeout=5)
+            assert peer.close_code == 1001
+    assert server.finished.wait(5)  # serve_forever returned well before the stop timeout

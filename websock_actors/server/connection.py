@@ -278,9 +278,7 @@ class Connection(Mailbox):
                     wake = self._park_inline(self._on_readable)
                     if wake == HANDOFF:
                         events = self._take_handoff()
-                        if events is not None and not events:
-                            lost = protocol.connection_lost()  # the end of the stream
-                            return lost.code, lost.reason
+                        drained = False  # then read on: what came since, or the end of the stream
                         continue
                 else:
                     wake = self._park(WAIT_READ, deadline)
@@ -336,7 +334,7 @@ class Connection(Mailbox):
         if received is None:
             return  # nothing after all; the watcher stays
         if not received:
-            self._hand_off([])  # the end of the stream
+            self._hand_off(None)  # the end of the stream: the actor's own read finds it
             return
         options.stats.bytes_received += len(received)
         self._wait_state = NOT_WAITING  # the actor's own sends below need not wake it
@@ -373,11 +371,9 @@ class Connection(Mailbox):
         """One non-blocking send from the hub: _STAY, or what the actor must still write."""
         self.options.stats.bytes_sent += len(data)
         try:
-            sent = self._raw.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return TransportGone()
+            sent = self._send_some(data)
+        except TransportGone as gone:
+            return gone
         if sent == len(data):
             return _STAY
         self._write_pending = True
@@ -389,8 +385,8 @@ class Connection(Mailbox):
         self._greenlet.switch(HANDOFF)
 
     def _take_handoff(self) -> list[Event] | None:
-        """In the actor, after a HANDOFF: events to deliver ([] at the end of the stream), or
-        None; a blocked write is finished first, an error raised."""
+        """In the actor, after a HANDOFF: events to deliver, or None; a blocked write is
+        finished first, an error raised."""
         what, self._handoff = self._handoff, None
         if isinstance(what, memoryview):
             self._write_rest(what, self._close_deadline)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -138,7 +139,9 @@ class Publisher:
     while a write waits for the socket, other publishes queue, and one greenlet sends the queue
     in one write and reads every reply as it comes. Publishing while the connection is known
     to be down raises BackplaneUnavailable at once; publishes in flight when it breaks are
-    reported to `on_lost(count, error)`, never dropped without a word.
+    reported to `on_lost(count, error)`, never dropped without a word. `call` sends the same
+    way but waits for its own reply (a numbered publish is acknowledged only once Redis has
+    numbered and kept it).
     """
 
     def __init__(
@@ -151,6 +154,8 @@ class Publisher:
         self._on_lost = on_lost
         self._on_refused = on_refused
         self._queue: list[tuple[Any, ...]] = []  # commands
+        # one entry per command sent or queued, in order: who waits for its reply, or None
+        self._waiters: deque[gevent.event.AsyncResult[Any] | None] = deque()
         self._in_flight = 0
         self._wake = gevent.event.Event()
         self._stopping = gevent.event.Event()
@@ -179,14 +184,30 @@ class Publisher:
     def send(self, *command: Any) -> None:
         """Send any command whose reply nobody waits for (PUBLISH, an EVAL that publishes);
         an error reply is logged and counted in `errors`."""
+        self._submit(command, None)
+
+    def call(self, *command: Any, timeout: float = 5.0) -> Any:
+        """Send `command` with the others of this moment and wait for its reply; raises
+        BackplaneUnavailable when the connection breaks first, Redis refuses it, or no
+        reply comes within `timeout` (then it may still have run)."""
+        waiter: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
+        self._submit(command, waiter)
+        try:
+            return waiter.get(timeout=timeout)
+        except gevent.Timeout:
+            raise BackplaneUnavailable("Redis did not answer in time") from None
+
+    def _submit(self, command: tuple[Any, ...], waiter: gevent.event.AsyncResult[Any] | None) -> None:
         if not self.healthy:
             raise BackplaneUnavailable("Redis is unreachable")
         conn = self._conn
         if conn is not None and not self._writing and not self._queue:
+            self._waiters.append(waiter)
             try:
                 self._send(conn, [command])
             except REDIS_FAILURES as exc:
                 self._in_flight -= 1  # the sender is told: not counted again as lost
+                self._waiters.pop()
                 self._broken = exc
                 self.healthy = False
                 self._wake.set()
@@ -195,6 +216,7 @@ class Publisher:
         if len(self._queue) >= MAX_QUEUED_PUBLISHES:
             raise BackplaneUnavailable("Redis is not keeping up with the publishes")
         self._queue.append(command)
+        self._waiters.append(waiter)
         if len(self._queue) == 1:
             self._wake.set()
 
@@ -225,13 +247,17 @@ class Publisher:
                 self._pump(conn)
                 return  # stopped
             except REDIS_FAILURES as exc:
-                lost = self._in_flight + len(self._queue)
+                waiters, self._waiters = self._waiters, deque()
                 self._in_flight = 0
                 self._queue = []
                 self.healthy = False
+                failure = BackplaneUnavailable(f"Redis: {exc}")
+                for waiter in waiters:
+                    if waiter is not None:
+                        waiter.set_exception(failure)  # its sender is told: not counted as lost
                 if self._stopping.is_set():
                     return
-                self._on_lost(lost, exc)
+                self._on_lost(sum(1 for waiter in waiters if waiter is None), exc)
             finally:
                 self.healthy = False
                 self._conn = None
@@ -261,11 +287,20 @@ class Publisher:
 
     def _read_reply(self, conn: GeventRedisConnection) -> None:
         try:
-            conn.read_response()
+            reply = conn.read_response()
         except redis.ResponseError as exc:  # answered: the connection is fine
+            self._in_flight -= 1
+            waiter = self._waiters.popleft()
+            if waiter is not None:
+                waiter.set_exception(BackplaneUnavailable(f"Redis refused a command: {exc}"))
+                return
             self.errors += 1
             if self._on_refused is not None:
                 self._on_refused(exc)
             else:
                 log.warning("Redis refused a command sent without waiting: %s", exc)
+            return
         self._in_flight -= 1
+        waiter = self._waiters.popleft()
+        if waiter is not None:
+            waiter.set(reply)

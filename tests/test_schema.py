@@ -29,7 +29,7 @@ def test_schema_lists_what_the_app_accepts_and_sends() -> None:
     assert set(accepts) == {"join", "say", "leave", "resume"}
     assert set(sends) == {
         *("joined", "said", "left", "member_joined", "member_left", "message", "ack", "error"),
-        *("session", "resumed"),  # the chat resumes sessions
+        *("session", "resumed", "room_lost"),  # the chat resumes sessions
     }
     message = document["$defs"]["ChatMessage"]["properties"]
     assert message["seq"]["type"] == "integer" and message["epoch"]["type"] == "string"

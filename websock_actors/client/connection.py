@@ -215,9 +215,12 @@ class ClientConnection:
         self.resumed = answer
         token = answer.get("session")
         if isinstance(token, str):
-            self.session = token  # the same one, or this connection's own when not restored
+            self.session = token  # the session's next token, or this connection's own when not restored
         if not answer.get("restored"):
             self.positions.clear()  # a fresh session: the rooms are to be joined again
+        positions = answer.get("positions")
+        if isinstance(positions, dict):  # where each room stands after the replay
+            self.positions.update({room: dict(p) for room, p in positions.items() if isinstance(p, dict)})
         return answer
 
     def _closed_error(self) -> ConnectionClosed:
@@ -346,7 +349,8 @@ class ClientConnection:
             inbox.append(message)
 
     def _track(self, message: str) -> None:
-        """Remember the room's position of a numbered broadcast (for the next resume)."""
+        """Remember the room's position of a numbered broadcast, or of a `room_lost` notice
+        (for the next resume)."""
         try:
             data = json.loads(message)
         except ValueError:

@@ -1,6 +1,14 @@
 """Scale-out: more than one process (`--workers N`, scale/workers.py) and more than one host
 (the Redis backplane under the rooms, scale/redis_backplane.py).
 
+    redis_backplane.py   RedisBackplane: the typed layer's `Rooms` over Redis
+    redis_subscriber.py  the pub/sub connection: room channels, reconnects, catch-up hooks
+    redis_presence.py    presence (and its copy per node), heartbeats, dead nodes, resets
+    redis_stream.py      RedisStream: numbered broadcasts (seq, epoch, history)
+    redis_sessions.py    resumable sessions
+    redis_io.py          connections on gevent sockets, the command pool, the publisher
+    workers.py           --workers: forked processes on one port
+
 Above the typed layer (the backplane implements its `Rooms`), below the edges (the CLI).
 Importing this package needs neither redis-py nor a Redis server; the backplane module does.
 """

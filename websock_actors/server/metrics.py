@@ -56,7 +56,10 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "websock_mailbox_bytes": ("gauge", "", "The largest outgoing mailbox, in bytes, when scraped."),
     "websock_actor_restarts_total": ("counter", "actor", "Named actors restarted by the supervisor."),
     "websock_backplane_publish_failures_total": ("counter", "", "Broadcasts the backplane did not take."),
-    "websock_resumes_total": ("counter", "outcome", "Resumes: recovered, partial, fresh."),
+    "websock_resumes_total": ("counter", "outcome", "Resumes: recovered, partial, fresh, refused."),
+    "websock_limit_hits_total": ("counter", "limit", "Requests refused or cut by a bound, by bound."),
+    "websock_room_lost_total": ("counter", "", "room_lost notices: messages a node could not deliver."),
+    "websock_room_caught_up_total": ("counter", "", "Room messages delivered from the stream after a gap."),
     "websock_replayed_messages_total": ("counter", "", "Missed room messages replayed by resumes."),
     "websock_sessions_graced": ("gauge", "", "Dropped sessions whose members are in their grace here."),
 }
@@ -245,4 +248,3 @@ def metrics_response(snapshot: Snapshot) -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST
 
     return render_metrics(snapshot), CONTENT_TYPE_LATEST
-

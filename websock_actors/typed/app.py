@@ -43,8 +43,8 @@ from ..server.broadcast import encode_broadcast
 from ..server.metrics import Histogram
 from .auth import Authenticator, AuthRequest
 from .context import Context
-from .history import stamp_prefix
 from .messages import Ack, ErrorReply, to_json
+from .numbered import RoomLost
 from .ratelimit import ConnectionLimits, RateLimit, retry_after_ms
 from .resume import ResumePolicy, Resumption, SessionOpened
 from .rooms import LocalRooms, Rooms
@@ -115,6 +115,7 @@ class App(Application):
         rate_limit: RateLimit | None = None,
         resume: ResumePolicy | None = None,
         inline: bool = False,
+        max_rooms: int = 100,
     ) -> None:
         """`backplane`: where rooms, presence and broadcasts live (default: this process's
         memory; `RedisBackplane(url)` shares them between processes and hosts).
@@ -124,6 +125,8 @@ class App(Application):
         add limits per message type (`@app.handler(rate_limit=...)`).
         `resume`: sessions a client can resume after a dropped connection, with the room
         messages it missed (typed/resume.py has the wire protocol); None: off.
+        `max_rooms`: rooms one connection may be in at once (a `join` past it gets
+        `too_many_rooms`): each costs memory here and in Redis.
         `inline`: no handler ever blocks (see `Application.inline`): they run in the event
         loop's readiness callback; a handler that blocks there answers `handler_error`.
         Not with a `backplane`, whose Redis calls may wait."""
@@ -139,6 +142,8 @@ class App(Application):
         self.actor_mailbox_size = actor_mailbox_size
         self.rooms: Rooms = backplane if backplane is not None else LocalRooms()
         self.has_backplane = backplane is not None
+        self.max_rooms = max_rooms
+        self.rooms_refused = 0  # joins past max_rooms
         self.supervisor: Supervisor | None = None
         self._supervisor_ref: ActorRef[Supervisor] | None = None
         self._pages: dict[str, Response] = {}
@@ -158,10 +163,13 @@ class App(Application):
         self.error_replies: dict[str, int] = {}
         self._on_resume: Callable[[Context, set[str]], None] | None = None
         self.resumption: Resumption | None = None
+        self._sessions_changed: set[int] = set()  # the resumption's, or one that stays empty
         if resume is not None:
             self.resumption = Resumption(self, resume)
+            self._sessions_changed = self.resumption.changed
             self.router.add(self.resumption.handler())
             self.push(SessionOpened)
+            self.push(RoomLost)
 
     # -- registration ----------------------------------------------------------------
 
@@ -262,10 +270,16 @@ class App(Application):
         """Send a model to every member of `room` (from an actor of the app, say)."""
         if self.supervisor is None:
             return 0
-        text = to_json(message)
-        if self.resumption is not None:
-            return self.rooms.publish(room, stamp_prefix(text, room, type(message)))
-        return self.rooms.broadcast(room, encode_broadcast(text))
+        return self.send_to_room(room, message)
+
+    def send_to_room(self, room: str, message: BaseModel, exclude: Connection | None = None) -> int:
+        """The one place that decides how a room broadcast goes: numbered (resumption on:
+        seq, epoch, kept for replays) or plain. Returns the deliveries queued here."""
+        resumption = self.resumption
+        if resumption is not None and resumption.numbered is not None:
+            return resumption.numbered.broadcast(room, message, exclude)
+        frame = encode_broadcast(to_json(message))
+        return self.rooms.broadcast(room, frame, () if exclude is None else (exclude,))
 
     def page(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> None:
         """Serve `body` to plain HTTP GETs of `path` on the WebSocket's port."""
@@ -291,9 +305,8 @@ class App(Application):
             supervisor.supervise(name, factory, _drop_letter)
         self.supervisor, self._supervisor_ref = supervisor, ref
         if self.resumption is not None:
-            policy = self.resumption.policy
-            self.rooms.keep_history(policy.history, policy.history_ttl, encode_broadcast)
-        self.rooms.start(self._lost_member_frame if self._on_member_lost is not None else None)
+            self.resumption.start()
+        self.rooms.start(self._report_lost if self._on_member_lost is not None else None)
 
     def handle_stop(self) -> None:
         """After the connections closed: stop the handler actors, the supervisor, the rooms."""
@@ -317,14 +330,12 @@ class App(Application):
             return CloseCode.SERVICE_RESTART, "service restart"
         return super().drain_close()
 
-    def _lost_member_frame(self, room: str, presence: Any) -> str | None:
+    def _report_lost(self, room: str, presence: Any) -> None:
+        """A member gone without a connection to close here: the app's message to the room."""
         assert self._on_member_lost is not None
         message = self._on_member_lost(room, presence)
-        if message is None:
-            return None
-        if self.resumption is not None:  # the backplane numbers it: a stamp prefix
-            return stamp_prefix(to_json(message), room, type(message))
-        return to_json(message)
+        if message is not None:
+            self.send_to_room(room, message)
 
     def handle_request(self, request: Request) -> Response | None:
         """Plain GETs get the app's pages; with pages, an unknown path gets 404 (not 426)."""
@@ -356,14 +367,17 @@ class App(Application):
             self.resumption.opened(conn)
         if self._on_connect is not None and self._on_connect(self._context(conn)) is False:
             conn.close(CloseCode.POLICY_VIOLATION, "refused")
+        elif self.resumption is not None:
+            self.resumption.connected(conn)
 
     def handle_close(self, conn: Connection, code: int, reason: str) -> None:
         self._limits.pop(conn.id, None)
         if self.supervisor is None:
             return
-        if self.resumption is not None and self.resumption.closed(conn, code):
+        kept = self.resumption.closed(conn, code) if self.resumption is not None else False
+        if kept:
             return  # kept for a resume: the member leaves when its grace ends
-        self._member_gone(conn, report=True)
+        self._member_gone(conn, report=kept is False)  # None: resumed elsewhere, no word
 
     def _member_gone(self, conn: Connection, *, report: bool) -> None:
         """`conn` leaves its rooms; `report`: run `on_disconnect` first (it tells the rooms)."""
@@ -375,7 +389,13 @@ class App(Application):
         except Exception:
             log.exception("%r: on_disconnect failed", conn)
         finally:
-            self.rooms.forget(conn)
+            rooms = self.rooms.forget(conn)
+            if self.resumption is not None and self.resumption.numbered is not None:
+                self.resumption.numbered.left(rooms)
+
+    def _save_sessions(self) -> None:
+        if self.resumption is not None:
+            self.resumption.save_changed()
 
     def _rejoined(self, ctx: Context, rooms: set[str]) -> None:
         if self._on_resume is not None:
@@ -469,6 +489,9 @@ class App(Application):
             if crash:
                 raise
             return
+        finally:
+            if self._sessions_changed:  # rooms joined or left: the session, state included, before the reply
+                self._save_sessions()
         live.histogram.observe(perf_counter() - started)
         request_id = ctx.request_id
         if type(result) is live.reply and request_id is not None:
@@ -504,11 +527,20 @@ class App(Application):
         }
         if self.supervisor is not None:
             figures["websock_actor_restarts_total"] = dict(self.supervisor.restarts_by_actor)
+        limits = {"rooms_per_connection": self.rooms_refused}
         resumption = self.resumption
         if resumption is not None:
             figures["websock_resumes_total"] = dict(resumption.resumes)
             figures["websock_replayed_messages_total"] = {"": resumption.replayed}
             figures["websock_sessions_graced"] = {"": len(resumption.graced)}
+            limits["resumes_per_minute"] = resumption.rate_refused
+            numbered = resumption.numbered
+            if numbered is not None:
+                limits["replay"] = numbered.replays_cut
+                limits["retained_rooms"] = numbered.histories_dropped
+                figures["websock_room_lost_total"] = {"": numbered.lost_reports}
+                figures["websock_room_caught_up_total"] = {"": numbered.caught_up}
+        figures["websock_limit_hits_total"] = limits
         stats = getattr(self.rooms, "stats", None)
         if stats is not None:
             figures["websock_backplane_publish_failures_total"] = {"": stats.publish_failures}

@@ -10,10 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ..errors import CloseCode, ConnectionClosed
+from ..errors import CloseCode, ConnectionClosed, MessageError
 from ..protocol.http import Headers
-from ..server.broadcast import encode_broadcast
-from .history import stamp_prefix
 from .messages import ErrorReply, MessageId, to_json
 
 if TYPE_CHECKING:
@@ -85,7 +83,7 @@ class Context:
 
     @property
     def scheme(self) -> str:
-        """"ws", or "wss" when a trusted proxy says the client connected with TLS."""
+        """ "ws", or "wss" when a trusted proxy says the client connected with TLS."""
         request = self.conn.request
         return request.scheme if request is not None else "ws"
 
@@ -140,18 +138,28 @@ class Context:
 
     def join(self, room: str, presence: Any = None) -> bool:
         """Join `room`, shown to `presence(room)` as `presence` (JSON-able, e.g. a name);
-        False when already a member. With a backplane: `BackplaneUnavailable` (not joined)
-        when it is down."""
-        joined = self._app.rooms.join(self.conn, room, presence)
-        if joined and self._app.resumption is not None:
-            self._app.resumption.joined(self.conn, room, presence)
+        False when already a member. Past the app's `max_rooms`: `too_many_rooms`. With a
+        backplane: `BackplaneUnavailable` (not joined) when it is down."""
+        app = self._app
+        rooms = app.rooms
+        if len(rooms.rooms_of(self.conn)) >= app.max_rooms and not rooms.is_member(self.conn, room):
+            app.rooms_refused += 1
+            raise MessageError("too_many_rooms", f"a connection may be in {app.max_rooms} rooms at most")
+        joined = rooms.join(self.conn, room, presence)
+        resumption = app.resumption
+        if joined and resumption is not None and resumption.numbered is not None:
+            resumption.joined(self.conn, room, presence, resumption.numbered.joined(room))
         return joined
 
     def leave(self, room: str) -> bool:
         """Leave `room`; False when not a member."""
-        if self._app.resumption is not None:
-            self._app.resumption.left(self.conn, room)
-        return self._app.rooms.leave(self.conn, room)
+        resumption = self._app.resumption
+        if resumption is not None:
+            resumption.left(self.conn, room)
+        left = self._app.rooms.leave(self.conn, room)
+        if left and resumption is not None and resumption.numbered is not None:
+            resumption.numbered.left({room})
+        return left
 
     @property
     def rooms(self) -> set[str]:
@@ -178,12 +186,4 @@ class Context:
         in this process. With a backplane, the same frame goes to the other processes with
         members; when it is down, `BackplaneUnavailable` is raised after the local delivery.
         """
-        text = to_json(message)
-        exclude = self.conn if exclude_self else None
-        resumption = self._app.resumption
-        if resumption is None:
-            return self._app.rooms.broadcast(room, encode_broadcast(text), exclude)
-        # numbered (seq, epoch) and kept for resumes; replays skip it for an excluded sender
-        prefix = stamp_prefix(text, room, type(message))
-        session = resumption.key(self.conn) if exclude_self else ""
-        return self._app.rooms.publish(room, prefix, exclude, session)
+        return self._app.send_to_room(room, message, self.conn if exclude_self else None)

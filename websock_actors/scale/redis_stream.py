@@ -1,0 +1,193 @@
+"""Numbered broadcasts in Redis: `RedisStream`, the `RoomStream` of a RedisBackplane.
+
+A room's numbered broadcasts live in two keys: `<prefix>:seq:<room>` (a hash: the last seq
+and the epoch) and `<prefix>:history:<room>` (a stream of the kept broadcasts, entry id
+`<seq>-0`). One script numbers a broadcast, keeps it and publishes it on the room's channel,
+so every node receives a room's messages in seq order; the sender is answered only once
+the script ran (an acknowledged broadcast is in the stream). A room without history (never
+used, expired, or lost with a Redis restart) starts a new epoch.
+
+The keys expire `retention` seconds after the room's last member anywhere left (a node
+whose last member leaves sets the expiry when the room's presence is empty); while the
+room has members they do not expire. At most `retained` rooms without members keep their
+history: `<prefix>:retained` lists them by when they emptied, and the oldest are dropped.
+The pub/sub message is `S<origin> <seq>:<epoch> <text>`; the subscriber hands it to `deliver`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..errors import BackplaneUnavailable
+from ..typed.streams import Kept, Position, StreamRead, StreamSink
+from .redis_io import CommandPool, Publisher
+
+__all__ = ["NUMBERED", "RedisStream"]
+
+NUMBERED = b"S"  # the kind of a Redis message that carries a numbered broadcast
+
+# KEYS: the room's hash, its stream, the retained set, the room's presence.
+# ARGV: a fresh epoch, the stamp prefix, the history size, the skip key, the origin, the
+# channel, the room, the retention (s), the cap on retained rooms.
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local text = ARGV[2] .. seq .. ',"epoch":"' .. epoch .. '"}'
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', text, 'x', ARGV[4], 'o', ARGV[5])
+redis.call('PUBLISH', ARGV[6], 'S' .. ARGV[5] .. ' ' .. seq .. ':' .. epoch .. ' ' .. text)
+if redis.call('ZCARD', KEYS[4]) == 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+  redis.call('EXPIRE', KEYS[2], ARGV[8])
+  if redis.call('ZADD', KEYS[3], 'NX', ARGV[10], ARGV[7]) == 1 then
+    local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[9])
+    if excess > 0 then
+      for i, room in ipairs(redis.call('ZPOPMIN', KEYS[3], excess)) do
+        if i % 2 == 1 then
+          redis.call('DEL', ARGV[11] .. 'seq:' .. room, ARGV[11] .. 'history:' .. room)
+        end
+      end
+    end
+  end
+end
+return seq
+"""
+
+# A room's last member here left: if nobody anywhere is left, its history is retained.
+# KEYS: hash, stream, retained set, presence. ARGV: retention, room, now, cap, prefix.
+_VACATED = """
+if redis.call('ZCARD', KEYS[4]) > 0 or redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
+if excess > 0 then
+  for i, room in ipairs(redis.call('ZPOPMIN', KEYS[3], excess)) do
+    if i % 2 == 1 then
+      redis.call('DEL', ARGV[5] .. 'seq:' .. room, ARGV[5] .. 'history:' .. room)
+    end
+  end
+end
+return 1
+"""
+
+
+class RedisStream:
+    """See the module's docstring."""
+
+    inline = False
+    dropped = 0  # Redis drops the oldest retained histories itself, in the scripts
+
+    def __init__(
+        self,
+        pool: CommandPool,
+        publisher: Publisher,
+        prefix: str,
+        node: str,
+        stats: Any,
+        *,
+        size: int,
+        retention: float,
+        retained: int,
+    ) -> None:
+        self._pool = pool
+        self._publisher = publisher
+        self._prefix = prefix
+        self._node = node
+        self._stats = stats  # the backplane's: published, publish_failures
+        self.size = size
+        self.retention = max(1, int(retention))
+        self.retained = retained
+        self._retained_key = f"{prefix}:retained"
+        self._epochs = 0  # fresh epochs offered to the script
+        self.sink: StreamSink | None = None
+
+    def open(self, sink: StreamSink) -> None:
+        self.sink = sink
+
+    def _keys(self, room: str) -> tuple[str, str, str, str]:
+        p = self._prefix
+        return f"{p}:seq:{room}", f"{p}:history:{room}", self._retained_key, f"{p}:presence:{room}"
+
+    def append(self, room: str, prefix: str, skip: str, origin: str) -> None:
+        self._epochs += 1
+        try:
+            self._call_append(room, prefix, skip, origin)
+        except BackplaneUnavailable:
+            self._stats.publish_failures += 1
+            raise
+        self._stats.published += 1
+
+    def _call_append(self, room: str, prefix: str, skip: str, origin: str) -> None:
+        self._publisher.call(
+            "EVAL",
+            _APPEND,
+            4,
+            *self._keys(room),
+            f"{self._node}{self._epochs:x}",
+            prefix,
+            self.size,
+            skip,
+            origin,
+            f"{self._prefix}:room:{room}",
+            room,
+            self.retention,
+            self.retained,
+            time.time(),
+            f"{self._prefix}:",
+        )
+
+    def read(self, room: str, after: int, count: int) -> StreamRead:
+        meta, stream = self._pool.run(
+            [
+                ("HMGET", f"{self._prefix}:seq:{room}", "seq", "epoch"),
+                ("XRANGE", f"{self._prefix}:history:{room}", f"{after + 1}-0", "+", "COUNT", max(1, count)),
+            ]
+        )
+        now = Position(int(meta[0] or 0), (meta[1] or b"").decode())
+        return StreamRead([_kept(entry) for entry in stream], now)
+
+    def position(self, room: str) -> Position:
+        seq, epoch = self._pool.execute("HMGET", f"{self._prefix}:seq:{room}", "seq", "epoch")
+        return Position(int(seq or 0), (epoch or b"").decode())
+
+    def occupied(self, room: str) -> None:
+        """Kept while the room has members (the expiry is set again when it empties)."""
+        meta, stream, retained, _ = self._keys(room)
+        try:
+            self._pool.run([("PERSIST", meta), ("PERSIST", stream), ("ZREM", retained, room)])
+        except BackplaneUnavailable:
+            pass  # the keys expire later: a lost history is reported, never silent
+
+    def vacated(self, room: str) -> None:
+        try:
+            self._pool.execute(
+                "EVAL", _VACATED, 4, *self._keys(room), self.retention, room, time.time(), self.retained,
+                f"{self._prefix}:",
+            )  # fmt: skip
+        except BackplaneUnavailable:
+            pass  # the keys keep no expiry until the next vacate: bounded by the cap
+
+    def on_message(self, room: str, data: bytes) -> None:
+        """`S<origin> <seq>:<epoch> <text>` from the room's channel."""
+        head = data.index(b" ")
+        space = data.index(b" ", head + 1)
+        seq, _, epoch = data[head + 1 : space].partition(b":")
+        assert self.sink is not None
+        self.sink.deliver(
+            room, Position(int(seq), epoch.decode()), data[space + 1 :].decode(), data[1:head].decode()
+        )
+
+
+def _kept(entry: Any) -> Kept:
+    entry_id, fields = entry
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    origin = values.get(b"o", b"").decode()
+    return Kept(int(entry_id.split(b"-", 1)[0]), values[b"m"].decode(), values[b"x"].decode(), origin)

@@ -1,0 +1,218 @@
+"""The subscriber connection of a node: one greenlet receives every room channel it needs.
+
+redis-py connections are not greenlet-safe, so one greenlet owns the subscriber connection:
+it subscribes and unsubscribes for the others (`want`, `release`), reconnects with jittered
+backoff, subscribes again, and hands what arrives to its owner's callbacks, in the order
+Redis sent it. A room stays subscribed `linger` seconds after its last member left, so a
+member coming back costs no SUBSCRIBE. The node's own channel (`control`) carries what
+other nodes ask of it. `on_subscribed(room)` runs in this greenlet before any
+message of that subscription is handed on, so the owner can catch the room up first.
+It is stopped with a flag and by closing its connection, never by killing it in redis-py.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+import gevent
+import gevent.event
+import redis
+
+from ..errors import BackplaneUnavailable
+from .redis_io import REDIS_FAILURES, GeventRedisConnection
+
+__all__ = ["Subscriber"]
+
+log = logging.getLogger("websock_actors")
+
+
+class Subscriber:
+    """Room channels `<channel_prefix><room>` kept subscribed as the members want them."""
+
+    def __init__(
+        self,
+        options: dict[str, Any],
+        channel_prefix: bytes,
+        *,
+        on_message: Callable[[str, bytes], None],
+        on_subscribed: Callable[[str], None],
+        on_unsubscribed: Callable[[str], None],
+        rooms_wanted: Callable[[], Collection[str]],
+        control: bytes = b"",
+        on_control: Callable[[bytes], None] | None = None,
+        linger: float = 2.0,
+        join_timeout: float = 5.0,
+        ping_interval: float = 1.0,
+    ) -> None:
+        self._options = options
+        self._channel_prefix = channel_prefix
+        self._on_message = on_message
+        self._on_subscribed = on_subscribed
+        self._on_unsubscribed = on_unsubscribed
+        self._rooms_wanted = rooms_wanted  # the rooms with members here
+        self._control = control  # this node's own channel: requests of other nodes
+        self._on_control = on_control
+        self.linger = linger
+        self.join_timeout = join_timeout
+        self.ping_interval = ping_interval
+        self.subscribed: set[str] = set()
+        self._subscribing: set[str] = set()
+        self._pending: dict[str, gevent.event.Event] = {}
+        self._lingering: dict[str, float] = {}  # room -> when to unsubscribe (monotonic)
+        self._wake = gevent.event.Event()
+        self._stopping = gevent.event.Event()
+        self.connected = gevent.event.Event()  # set while the connection is up
+        self._known_down = False  # a connection attempt failed since the last success
+        self._greenlet: gevent.Greenlet[Any, Any] | None = None
+        self.subscribes = 0
+        self.unsubscribes = 0
+        self.reconnects = 0
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._greenlet is not None:
+            self._greenlet.join(5.0)
+            self._greenlet = None
+
+    def want(self, room: str) -> None:
+        """Return once this node receives `room`'s channel (at once when it already does)."""
+        self._lingering.pop(room, None)
+        if room in self.subscribed:
+            return
+        if not self.connected.is_set():
+            if self._known_down or not self.connected.wait(self.join_timeout):
+                raise BackplaneUnavailable("Redis is unreachable")  # fail fast during an outage
+            if room in self.subscribed:  # the subscriber, once up, took the local rooms
+                return
+        event = self._pending.get(room)
+        if event is None:
+            event = self._pending[room] = gevent.event.Event()
+            self._wake.set()
+        if not event.wait(self.join_timeout) or room not in self.subscribed:
+            raise BackplaneUnavailable("Redis did not confirm the room's subscription")
+
+    def release(self, room: str) -> None:
+        """No member of `room` is left here: unsubscribe after the linger."""
+        if room in self.subscribed or room in self._subscribing:
+            self._lingering[room] = time.monotonic() + self.linger
+            self._wake.set()
+
+    def _run(self) -> None:
+        delay = 0.0
+        lost_at: float | None = None
+        while not self._stopping.is_set():
+            conn = GeventRedisConnection(**self._options)
+            try:
+                conn.connect()
+                if lost_at is not None:
+                    self.reconnects += 1
+                    log.warning("Redis subscriber is back after %.1f s", time.monotonic() - lost_at)
+                    lost_at = None
+                delay = 0.0
+                self._listen(conn)
+            except REDIS_FAILURES as exc:
+                if self._stopping.is_set():
+                    break
+                self._known_down = True
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    log.warning("Redis subscriber lost (%s); reconnecting", exc)
+                else:
+                    log.debug("Redis still down: %s", exc)
+            finally:
+                self.connected.clear()
+                self.subscribed.clear()
+                self._subscribing.clear()
+                for event in self._pending.values():
+                    event.set()  # the joins waiting on it fail rather than wait out their timeout
+                self._pending.clear()
+                conn.disconnect()
+            delay = min(5.0, max(0.05, delay * 2))
+            self._stopping.wait(delay * random.uniform(0.5, 1.5))
+
+    def _listen(self, conn: GeventRedisConnection) -> None:
+        """Keep the subscriptions as the members want them, and hand on what comes."""
+        sock: Any = conn._sock
+        watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
+        watcher.start(self._wake.set)  # readable: wake up (level-triggered; we drain)
+        self._known_down = False
+        self.connected.set()
+        ping_sent: float | None = None
+        last_heard = time.monotonic()
+        try:
+            if self._control:
+                conn.send_command("SUBSCRIBE", self._control)
+            self._wake.set()
+            while not self._stopping.is_set():
+                self._wake.wait(self._next_timeout(last_heard))
+                self._wake.clear()
+                self._sync(conn)
+                while conn.can_read(timeout=0):
+                    self._on_reply(conn.read_response())
+                    last_heard = time.monotonic()
+                    ping_sent = None
+                now = time.monotonic()
+                if ping_sent is not None and now - ping_sent > self.ping_interval:
+                    raise redis.TimeoutError("no answer to PING")
+                if ping_sent is None and now - last_heard >= self.ping_interval:
+                    conn.send_command("PING")
+                    ping_sent = now
+        finally:
+            watcher.stop()
+
+    def _next_timeout(self, last_heard: float) -> float:
+        now = time.monotonic()
+        timeout = max(0.05, last_heard + self.ping_interval - now)
+        if self._lingering:
+            timeout = min(timeout, max(0.0, min(self._lingering.values()) - now))
+        return timeout
+
+    def _sync(self, conn: GeventRedisConnection) -> None:
+        now = time.monotonic()
+        local = self._rooms_wanted()
+        for room, deadline in list(self._lingering.items()):
+            if room in local or room in self._pending:
+                del self._lingering[room]  # a member is back
+            elif deadline <= now:
+                del self._lingering[room]
+        wanted = set(local) | set(self._lingering) | set(self._pending)
+        new = wanted - self.subscribed - self._subscribing
+        old = self.subscribed - wanted
+        if new:
+            conn.send_command("SUBSCRIBE", *(self._channel_prefix + room.encode() for room in new))
+            self._subscribing |= new
+            self.subscribes += len(new)
+        if old:
+            conn.send_command("UNSUBSCRIBE", *(self._channel_prefix + room.encode() for room in old))
+            self.subscribed -= old
+            self.unsubscribes += len(old)
+            for room in old:
+                self._on_unsubscribed(room)
+
+    def _on_reply(self, reply: Any) -> None:
+        kind = reply[0]
+        if kind == b"message" and reply[1] == self._control:
+            if self._on_control is not None:
+                self._on_control(reply[2])
+        elif kind == b"message":
+            self._on_message(reply[1][len(self._channel_prefix) :].decode(), reply[2])
+        elif kind == b"subscribe" and reply[1] != self._control:
+            room = reply[1][len(self._channel_prefix) :].decode()
+            self._subscribing.discard(room)
+            try:
+                self._on_subscribed(room)
+            finally:
+                self.subscribed.add(room)
+                event = self._pending.pop(room, None)
+                if event is not None:  # a join waits: kept while it ends (or for the linger)
+                    self._lingering[room] = time.monotonic() + self.linger
+                    event.set()

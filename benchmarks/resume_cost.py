@@ -29,12 +29,13 @@ Needs /usr/bin/redis-server (or --redis-server PATH), node and `npm install` in 
    on CPU 0, redis-server and the load generator on CPU 1 (as in redis_broadcast.py; --no-pin
    turns this off).
 2. Memory per room of history, --history (1,000) messages of ~100 and ~1,000 bytes of JSON: in
-   process, what tracemalloc sees a RoomHistory hold (over --memory-rooms rooms, per room);
+   process, what tracemalloc sees a LocalStream hold (over --memory-rooms rooms, per room);
    with Redis, `MEMORY USAGE ... SAMPLES 0` of wsa:history:<room> (the stream) and
    wsa:seq:<room> (seq and epoch) after --history broadcasts published through a RedisBackplane
    of this process, and after 3 x --history (the stream trimmed by MAXLEN ~: XLEN shown).
 3. The stamp itself, per broadcast in microseconds (medians of 7 rounds of timed loops, each
-   round timing every function in turn): stamp_prefix + RoomHistory.append; LocalRooms.publish
+   round timing every function in turn): stamp_prefix + LocalStream.append; a numbered
+   append through NumberedBroadcasts
    against the off path's LocalRooms.broadcast(encode_broadcast(text)) in a room without
    members (the fixed cost of one broadcast, before any delivery); and Redis's commandstats
    usec per EVAL (the numbered publish of part 2's broadcasts) and per PUBLISH (--history plain
@@ -77,8 +78,10 @@ sys.path.insert(0, str(ROOT))
 from pydantic import BaseModel  # noqa: E402
 
 from websock_actors.server.broadcast import encode_broadcast  # noqa: E402
-from websock_actors.typed.history import RoomHistory, stamp_prefix  # noqa: E402
+from websock_actors.typed.history import LocalStream, stamp_prefix  # noqa: E402
+from websock_actors.typed.numbered import NumberedBroadcasts  # noqa: E402
 from websock_actors.typed.rooms import LocalRooms  # noqa: E402
+from websock_actors.typed.streams import Position  # noqa: E402
 
 LOAD = ROOT / "benchmarks" / "typed_load.js"
 SCENARIOS = ("local", "redis1", "redis2")
@@ -301,24 +304,42 @@ def chat_json(size: int) -> str:
     return base[:-2] + '"' + "x" * max(0, size - len(base)) + '"}'
 
 
+class _Nobody:
+    """A StreamSink with no members anywhere: what a stream keeps, without deliveries."""
+
+    def follow(self, room: str) -> None:
+        pass
+
+    def unfollow(self, room: str) -> None:
+        pass
+
+    def deliver(self, room: str, position: Position, text: str, origin: str) -> None:
+        pass
+
+
+def _local_stream(kept: int) -> LocalStream:
+    stream = LocalStream(kept, 86400.0, 1 << 30)
+    stream.open(_Nobody())
+    return stream
+
+
 def local_history_bytes(size: int, kept: int, rooms: int) -> tuple[float, int]:
-    """(bytes tracemalloc sees a RoomHistory hold per room with `kept` messages, the stamped
+    """(bytes tracemalloc sees a LocalStream hold per room with `kept` messages, the stamped
     message's length)."""
     prefixes = [stamp_prefix(chat_json(size), f"room{r}", RoomedMessage) for r in range(rooms)]
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        history = RoomHistory(kept, 86400.0)
+        history = _local_stream(kept)
         for _ in range(kept):
             for r in range(rooms):
-                text = history.append(f"room{r}", prefixes[r], "")
-        del text
+                history.append(f"room{r}", prefixes[r], "", "")
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    stamped = len(history.logs["room0"].entries[-1][1])
+    stamped = len(history.logs["room0"].entries[-1].text)
     return held / rooms, stamped
 
 
@@ -336,7 +357,8 @@ def redis_history(url: str, client: Any, size: int, kept: int, timeout: float) -
     subscriber = client.pubsub()
     subscriber.subscribe(f"wsa:room:{room}")
     backplane = RedisBackplane(url)
-    backplane.keep_history(kept, 86400, encode_broadcast)
+    stream = backplane.open_stream(kept, 86400, 1 << 30)
+    stream.open(_Nobody())
     backplane.start()
     out: dict[str, float] = {}
     deadline = time.monotonic() + timeout
@@ -348,7 +370,7 @@ def redis_history(url: str, client: Any, size: int, kept: int, timeout: float) -
             gevent.sleep(0.02)
 
     def numbered(count: int) -> Callable[[], bool]:
-        return lambda: backplane.position(room)[0] >= count
+        return lambda: stream.position(room).seq >= count
 
     def calls(command: str) -> int:
         return command_stats(client).get(command, {}).get("calls", 0)
@@ -360,11 +382,10 @@ def redis_history(url: str, client: Any, size: int, kept: int, timeout: float) -
         sent = 0
         before = command_stats(client)
         for label, total in (("", kept), ("_steady", 3 * kept)):
-            while sent < total:
-                backplane.publish(room, prefix)
-                sent += 1
-                if sent % 200 == 0:
-                    gevent.sleep(0)  # let the publisher write
+            while sent < total:  # each answered once kept: 200 at a time in flight
+                batch = min(200, total - sent)
+                gevent.joinall([gevent.spawn(stream.append, room, prefix, "", "") for _ in range(batch)])
+                sent += batch
             wait_for(numbered(total), f"Redis numbered {total}")
             out["stream" + label] = int(client.memory_usage(f"wsa:history:{room}", samples=0))
             out["meta" + label] = int(client.memory_usage(f"wsa:seq:{room}", samples=0))
@@ -407,21 +428,22 @@ def stamp_costs(loops: int, kept: int, repeats: int = 7) -> dict[str, float]:
     for size in (100, 1000):
         text = chat_json(size)
         prefix = stamp_prefix(text, "bench", RoomedMessage)
-        history = RoomHistory(kept, 86400.0)
+        history = _local_stream(kept)
         off, on = LocalRooms(), LocalRooms()
-        on.keep_history(kept, 86400.0, encode_broadcast)
+        on_stream = on.open_stream(kept, 86400.0, 1 << 30)
+        NumberedBroadcasts(on, on_stream, encode_broadcast, lambda conn: "")  # the stream's sink
         for _ in range(kept):  # full rings: every append drops the oldest, as in a busy room
-            history.append("bench", prefix, "")
-            on.publish("bench", prefix)
+            history.append("bench", prefix, "", "")
+            on_stream.append("bench", prefix, "", "")
 
-        def stamp(text: str = text, history: RoomHistory = history) -> str:
-            return history.append("bench", stamp_prefix(text, "bench", RoomedMessage), "")
+        def stamp(text: str = text, history: LocalStream = history) -> None:
+            history.append("bench", stamp_prefix(text, "bench", RoomedMessage), "", "")
 
         def broadcast(text: str = text, rooms: LocalRooms = off) -> int:
             return rooms.broadcast("bench", encode_broadcast(text))
 
-        def publish(text: str = text, rooms: LocalRooms = on) -> int:
-            return rooms.publish("bench", stamp_prefix(text, "bench", RoomedMessage))
+        def publish(text: str = text, stream: Any = on_stream) -> None:
+            stream.append("bench", stamp_prefix(text, "bench", RoomedMessage), "", "")
 
         funcs: dict[str, Callable[[], object]] = {"stamp": stamp, "broadcast": broadcast, "publish": publish}
         timings: dict[str, list[float]] = {name: [] for name in funcs}
@@ -532,7 +554,7 @@ def report_memory(
             f"{fmt(r.get('xlen_steady'), '.0f'):>5}"
         )
     print(
-        f"  in process: tracemalloc, {args.memory_rooms} rooms' RoomHistory / {args.memory_rooms}; redis: "
+        f"  in process: tracemalloc, {args.memory_rooms} rooms' LocalStream / {args.memory_rooms}; redis: "
         "MEMORY USAGE SAMPLES 0 of wsa:history:<room>\n  (the stream) and wsa:seq:<room> (meta), after "
         f"{kept:,} and {3 * kept:,} broadcasts (XLEN: what MAXLEN ~ kept)"
     )

@@ -22,8 +22,11 @@ LAYERS = (
 
 # What the sans-I/O core may not import, even from the standard library.
 FORBIDDEN_IN_PROTOCOL = ("gevent", "greenlet", "pydantic", "socket", "_socket", "selectors", "asyncio")
-# The typed layer's description of messages needs no event loop.
-GEVENT_FREE_TYPED = ("messages.py", "router.py", "schema.py", "rooms.py")
+# The typed layer's description of messages, and numbered broadcasting, need no event loop.
+GEVENT_FREE_TYPED = (
+    "messages.py", "router.py", "schema.py", "rooms.py", "streams.py", "numbered.py", "history.py",
+    "resume.py", "sessions.py",
+)  # fmt: skip
 
 
 def module_name(path: Path) -> str:

@@ -74,7 +74,7 @@ class RedisBackplane:
         node_timeout: float = 10.0,
         join_timeout: float = 5.0,
         pool_size: int = 8,
-        ping_interval: float = 1.0,
+        ping_interval: float = 5.0,
     ) -> None:
         """`linger`: seconds a room stays subscribed after its last member here left (a
         member coming back costs no SUBSCRIBE); `heartbeat`/`node_timeout`: how often a node

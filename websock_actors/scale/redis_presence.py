@@ -200,8 +200,7 @@ class NodeLiveness:
         while not self._stopping.is_set():
             try:
                 self._beat()
-            except BackplaneUnavailable as exc:
-                self.dirty = True
+            except BackplaneUnavailable as exc:  # a lost Redis shows at the next beat that works
                 log.debug("node %s: heartbeat failed: %s", self.node, exc)
             except Exception:  # the heartbeat must outlive any surprise: liveness rests on it
                 self.dirty = True

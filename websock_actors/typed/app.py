@@ -46,7 +46,8 @@ from .context import Context
 from .messages import Ack, ErrorReply, to_json
 from .numbered import RoomLost
 from .ratelimit import ConnectionLimits, RateLimit, retry_after_ms
-from .resume import ResumePolicy, Resumption, SessionOpened
+from .resume import ResumePolicy, SessionOpened
+from .resumption import Resumption
 from .rooms import LocalRooms, Rooms
 from .router import Handler, Route, Router, peek
 from .schema import asyncapi_document, json_schema_document

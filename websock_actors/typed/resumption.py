@@ -1,0 +1,383 @@
+"""The sessions of one App: written at open, kept at a resumable close, restored by `resume`.
+
+The wire protocol and its models are in typed/resume.py; the records and where they are
+stored in typed/sessions.py; the replay of missed room messages in typed/numbered.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import gevent.event
+
+from ..errors import BackplaneUnavailable, CloseCode, MessageError
+from .context import Context
+from .numbered import NumberedBroadcasts, ReplayLimits
+from .resume import RESUMABLE_CLOSE_CODES, Resume, Resumed, ResumePolicy, RoomPosition, SessionOpened
+from .rooms import MemberRef
+from .sessions import RoomMembership, SessionRecord
+from .streams import Position, Reattached
+
+if TYPE_CHECKING:
+    from ..server.connection import Connection
+    from .app import App
+
+__all__ = ["Resumption"]
+
+log = logging.getLogger("websock_actors")
+
+
+class Resumption:
+    """The sessions of one App: written at open, kept at a resumable close, restored by `resume`."""
+
+    def __init__(self, app: App, policy: ResumePolicy) -> None:
+        self.app = app
+        self.policy = policy
+        self.numbered: NumberedBroadcasts | None = None  # made at start, over the app's rooms
+        self.tokens: dict[int, str] = {}  # open connection id -> its session token
+        self.live: dict[str, Connection] = {}  # token -> its open connection
+        self.records: dict[int, SessionRecord] = {}  # open connection id -> its session
+        self._opening_rooms: dict[int, set[str]] = {}  # rooms joined in on_connect
+        self.changed: set[int] = set()  # connection ids whose session must be written again
+        self.graced: dict[str, tuple[Connection, gevent.Greenlet[Any, Any]]] = {}  # token -> (conn, timer)
+        self._graced_records: dict[str, tuple[SessionRecord, float]] = {}  # token -> (record, grace end)
+        self._saved: dict[str, gevent.event.Event] = {}  # tokens whose old connection is being dropped
+        self._refresher: gevent.Greenlet[Any, Any] | None = None
+        self.resumes: dict[str, int] = {"recovered": 0, "partial": 0, "fresh": 0, "refused": 0}
+        self.replayed = 0
+        self.rate_refused = 0  # resumes past resumes_per_minute
+        self.grace_ended = 0  # members reported as left when their grace ran out
+
+    def start(self) -> None:
+        """Number the app's broadcasts; keep the open sessions' records from expiring."""
+        policy = self.policy
+        rooms = self.app.rooms
+        from ..server.broadcast import encode_broadcast
+
+        stream = rooms.open_stream(policy.history, policy.history_ttl, policy.retained_rooms)
+        limits = ReplayLimits(policy.replay_messages, policy.replay_bytes)
+        self.numbered = NumberedBroadcasts(rooms, stream, encode_broadcast, self.key, limits)
+        rooms.sessions.watch(self._taken_elsewhere)
+        self._refresher = gevent.spawn(self._refresh)
+
+    def stop(self) -> None:
+        """The server stops: graces still running end with it (other nodes end them with Redis)."""
+        for _conn, timer in self.graced.values():
+            timer.kill(block=False)
+        self.graced.clear()
+        self._graced_records.clear()
+        if self._refresher is not None:
+            self._refresher.kill(block=False)
+            self._refresher = None
+
+    def _refresh(self) -> None:
+        """Write the open sessions again now and then (they outlive their process by
+        `window`), and every session at once when the store lost them (a Redis restart)."""
+        rooms = self.app.rooms
+        resets = rooms.resets
+        next_refresh = time.monotonic() + max(1.0, self.policy.window / 3)
+        while True:
+            gevent.sleep(1.0)
+            lost = rooms.resets != resets
+            if not lost and time.monotonic() < next_refresh:
+                continue
+            resets = rooms.resets
+            next_refresh = time.monotonic() + max(1.0, self.policy.window / 3)
+            for conn_id, token in list(self.tokens.items()):
+                record = self.records.get(conn_id)
+                if record is not None:
+                    self._write(token, record, new=lost)
+            if lost:
+                self._restore_graces()
+
+    def _restore_graces(self) -> None:
+        """The store lost the sessions in their grace: keep them again, for what is left of it."""
+        now = time.time()
+        for token, (record, grace_end) in list(self._graced_records.items()):
+            if self._write(token, record, new=True):
+                try:
+                    self.app.rooms.sessions.close(
+                        token, record.dumps(), self.policy.window, max(0.1, grace_end - now)
+                    )
+                except BackplaneUnavailable as exc:
+                    log.debug("grace of session %s not restored: %s", record.sid, exc)
+
+    # -- the connection's life -----------------------------------------------------------
+
+    def opened(self, conn: Connection) -> None:
+        token = secrets.token_urlsafe(24)
+        self.tokens[conn.id] = token
+        self.live[token] = conn
+        request = conn.request
+        identity = request.identity if request is not None else None
+        record = self.records[conn.id] = SessionRecord(secrets.token_hex(8), self.app.rooms.node, conn.id)
+        record.identity = identity
+        self._write(token, record, new=True)
+        conn.send(SessionOpened(session=token).model_dump_json())
+
+    def connected(self, conn: Connection) -> None:
+        """After the app's on_connect: the rooms it joined do not make a resume a late one."""
+        rooms = self.app.rooms.rooms_of(conn)
+        if rooms:
+            self._opening_rooms[conn.id] = rooms
+        self.save_changed()
+
+    def _write(self, token: str, record: SessionRecord, *, new: bool = False) -> bool:
+        """Store the record as it is now, with its connection's state; False when a resume
+        took it, or Redis is away."""
+        conn = self.live.get(token)
+        if conn is not None:
+            record.state = conn.state
+        try:
+            return self.app.rooms.sessions.save(token, record.dumps(), self.policy.window, new=new)
+        except (TypeError, ValueError) as exc:
+            log.warning("session %s not kept: its state is not JSON-able (%s)", record.sid, exc)
+        except BackplaneUnavailable as exc:
+            log.debug("session %s not written: %s", record.sid, exc)
+        return False
+
+    def key(self, conn: Connection) -> str:
+        """The key broadcasts that exclude `conn` are marked with (skipped on replay)."""
+        record = self.records.get(conn.id)
+        return record.sid if record is not None else ""
+
+    def joined(self, conn: Connection, room: str, presence: Any, position: Position) -> None:
+        record = self.records.get(conn.id)
+        if record is not None:
+            record.rooms[room] = RoomMembership(presence, time.time(), position.seq, position.epoch)
+            self.changed.add(conn.id)
+
+    def left(self, conn: Connection, room: str) -> None:
+        record = self.records.get(conn.id)
+        if record is not None and record.rooms.pop(room, None) is not None:
+            self.changed.add(conn.id)
+
+    def save_changed(self) -> None:
+        """Write the sessions whose rooms changed, with their state as it is now: after the
+        handler that joined or left (it may set state for the room), before its reply."""
+        changed = list(self.changed)
+        self.changed.clear()
+        for conn_id in changed:
+            record = self.records.get(conn_id)
+            token = self.tokens.get(conn_id)
+            if record is not None and token is not None:
+                self._write(token, record)
+
+    def closed(self, conn: Connection, code: int) -> bool | None:
+        """True when the session is kept: the member's leaving waits for its grace; None
+        when a resume took the session elsewhere (the member lives on there: no word)."""
+        token = self.tokens.pop(conn.id, None)
+        record = self.records.pop(conn.id, None)
+        self._opening_rooms.pop(conn.id, None)
+        if token is None or record is None:
+            return False
+        if self.live.get(token) is conn:
+            del self.live[token]
+        waiting = self._saved.pop(token, None)
+        sessions = self.app.rooms.sessions
+        try:
+            if code not in RESUMABLE_CLOSE_CODES:
+                try:
+                    sessions.discard(token)
+                except BackplaneUnavailable as exc:
+                    log.debug("%r: session not discarded: %s", conn, exc)
+                return False
+            record.state = conn.state
+            record.closed = True
+            try:
+                kept = sessions.close(token, record.dumps(), self.policy.window, self.policy.grace)
+            except (TypeError, ValueError) as exc:
+                log.warning("%r: session not kept: its state is not JSON-able (%s)", conn, exc)
+                return False
+            except BackplaneUnavailable as exc:
+                log.warning("%r: session not kept: %s", conn, exc)
+                return False
+            if not kept:
+                return None
+            self.graced[token] = (conn, gevent.spawn_later(self.policy.grace, self._grace_over, token))
+            self._graced_records[token] = (record, time.time() + self.policy.grace)
+            return True
+        finally:
+            if waiting is not None:
+                waiting.set()
+
+    def _grace_over(self, token: str) -> None:
+        self._graced_records.pop(token, None)
+        entry = self.graced.pop(token, None)
+        if entry is None:
+            return
+        conn = entry[0]
+        while True:
+            try:
+                mine = self.app.rooms.sessions.claim_grace(token)
+                break
+            except BackplaneUnavailable as exc:  # the claim decides who reports: try again
+                log.debug("grace of %r: %s", conn, exc)
+                gevent.sleep(1.0)
+        if mine:
+            self.grace_ended += 1
+        self.app._member_gone(conn, report=mine)
+
+    # -- resume ------------------------------------------------------------------------------
+
+    def handler(self) -> Callable[[Resume, Context], Resumed | None]:
+        """The `resume` message's handler, to register in the app's router."""
+
+        def resume(msg: Resume, ctx: Context) -> Resumed | None:
+            """Resume a dropped session (first message only): missed room messages, then `resumed`."""
+            self.resume(msg, ctx)  # it replies itself: live messages must not come first
+            return None
+
+        return resume
+
+    def resume(self, msg: Resume, ctx: Context) -> None:
+        """The `resume` handler: see the module's docstring."""
+        conn = ctx.conn
+        token = self.tokens.get(conn.id, "")
+        opening = self._opening_rooms.get(conn.id, set())
+        if token == msg.session or token not in self.live or not ctx.rooms <= opening:
+            raise MessageError("resume_refused", "resume must be a connection's first message")
+        sessions = self.app.rooms.sessions
+        data = sessions.peek(msg.session)
+        record = SessionRecord.loads(data) if data is not None else None
+        if record is not None:
+            self._check(record, ctx)  # raises, and nothing changed
+        self._drop_old(msg.session)
+        data = sessions.take(msg.session)
+        record = SessionRecord.loads(data) if data is not None else None
+        if record is None:
+            self.resumes["fresh"] += 1
+            lost = sorted(msg.rooms)
+            ctx.reply(Resumed(recovered=False, restored=False, session=token, lost=lost))
+            return
+        del self.live[token]  # one resume per connection: its own token is no longer live
+        old = self.graced.pop(msg.session, None)
+        self._graced_records.pop(msg.session, None)
+        if old is not None:
+            old[1].kill(block=False)
+        new_token = secrets.token_urlsafe(24)
+        try:
+            adopted = sessions.claim_grace(msg.session) if record.closed else True
+            result = self._attach(conn, record, msg.rooms, adopted, old[0] if old is not None else None)
+        except BackplaneUnavailable:
+            sessions.save(msg.session, data, self.policy.window, new=True)  # type: ignore[arg-type]
+            self.live[token] = conn
+            raise
+        sessions.discard(token)  # this connection's own first session is not used
+        if not record.closed and record.node != self.app.rooms.node:
+            sessions.taken(record.node, msg.session)  # its old connection may still be open there
+        # No yield from attach to the reply: the replay, then `resumed`, then live messages.
+        own = self.records[conn.id]
+        record.node, record.conn_id, record.closed = own.node, own.conn_id, False
+        record.resumed_at = [*record.resumed_at[-self.policy.resumes_per_minute :], time.time()]
+        for room in result.lost:  # a room whose history was lost starts again where it is now
+            member = record.rooms[room]
+            member.seq, member.epoch = result.positions[room].seq, result.positions[room].epoch
+        self.records[conn.id] = record
+        self.tokens[conn.id] = new_token
+        self.live[new_token] = conn
+        conn.state.clear()
+        conn.state.update(record.state)
+        request = conn.request
+        if request is not None and not self.app.authenticates:
+            request.identity = record.identity
+        self.replayed += result.replayed
+        self.resumes["partial" if result.lost else "recovered"] += 1
+        positions = {room: RoomPosition(seq=p.seq, epoch=p.epoch) for room, p in result.positions.items()}
+        ctx.reply(
+            Resumed(
+                recovered=not result.lost,
+                restored=True,
+                session=new_token,
+                lost=sorted(result.lost),
+                replayed=result.replayed,
+                positions=positions,
+            )
+        )
+        self._write(new_token, record, new=True)
+        if not adopted:
+            self.app._rejoined(ctx, set(record.rooms))
+
+    def _check(self, record: SessionRecord, ctx: Context) -> None:
+        """Refuse (an error reply, nothing changed) a resume of another identity's session,
+        or one past the policy's resumes per minute."""
+        if self.app.authenticates and record.identity != ctx.identity:
+            self.resumes["refused"] += 1
+            raise MessageError("resume_refused", "this session belongs to another identity")
+        recent = [t for t in record.resumed_at if t > time.time() - 60.0]
+        if len(recent) >= self.policy.resumes_per_minute:
+            self.resumes["refused"] += 1
+            self.rate_refused += 1
+            raise MessageError("rate_limited", "too many resumes of this session; try again in a minute")
+
+    def _attach(
+        self,
+        conn: Connection,
+        record: SessionRecord,
+        asked: dict[str, RoomPosition],
+        adopted: bool,
+        old: Connection | None,
+    ) -> Reattached:
+        """Join the session's rooms again, in its old place, with what it missed replayed."""
+        numbered = self.numbered
+        assert numbered is not None
+        rooms = self.app.rooms
+        for room in self._opening_rooms.pop(conn.id, set()):  # on_connect's: the session has its own
+            rooms.leave(conn, room)
+        now = time.time()
+        previous = MemberRef(record.node, record.conn_id) if adopted else None
+        after = _replay_from(asked, record.rooms)
+
+        replacing = previous
+        if old is not None:  # still a (closed) member here: the new connection takes its place
+            replacing = MemberRef(rooms.node, old.id)
+
+        def join() -> None:
+            for room, member in record.rooms.items():
+                since = member.joined_at if adopted else now
+                rooms.join(conn, room, member.presence, since=since, replacing=replacing)
+            if old is not None:
+                rooms.forget(old)
+
+        return numbered.replay(conn, after, record.sid, join)
+
+    def _taken_elsewhere(self, token: str) -> None:
+        """Another node resumed the session of a connection open here: drop it (its close
+        finds the session gone, so the rooms hear nothing)."""
+        conn = self.live.get(token)
+        if conn is not None:
+            conn.abort(CloseCode.ABNORMAL, "resumed elsewhere")
+
+    def _drop_old(self, token: str) -> None:
+        """The session's old connection is still open here (a half-open TCP connection the
+        server has not noticed yet): drop it, and wait until its session is kept."""
+        old = self.live.get(token)
+        if old is None:
+            return
+        saved = self._saved[token] = gevent.event.Event()
+        old.abort(CloseCode.ABNORMAL, "resumed elsewhere")
+        saved.wait(5.0)
+
+
+def _replay_from(asked: dict[str, RoomPosition], rooms: dict[str, RoomMembership]) -> dict[str, Position]:
+    """Where the replay of each of the session's rooms starts: the client's position, but
+    never before the member joined the room (a client may still hold the position of an
+    earlier membership: it left, joined again, and heard nothing since)."""
+    after: dict[str, Position] = {}
+    for room, membership in rooms.items():
+        position = asked.get(room)
+        joined = Position(membership.seq, membership.epoch)
+        if (
+            position is None
+            or (position.seq == 0 and position.epoch == "")
+            or (position.epoch == membership.epoch and position.seq < membership.seq)
+        ):
+            after[room] = joined
+        else:
+            after[room] = Position(position.seq, position.epoch)
+    return after

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +101,7 @@ class RedisBackplane:
         self.sessions = RedisSessions(self._pool, prefix)
         self._stream: RedisStream | None = None
         self._lost: LostMember | None = None
+        self._reset: Callable[[], None] | None = None
         # member bookkeeping: (connection id, room) -> (presence entry, join time)
         self._entries: dict[tuple[int, str], tuple[str, float]] = {}
         self.subscriber = Subscriber(
@@ -154,12 +155,13 @@ class RedisBackplane:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self, lost: LostMember | None = None) -> None:
+    def start(self, lost: LostMember | None = None, reset: Callable[[], None] | None = None) -> None:
         """Start the subscriber and the heartbeat; Redis may be down (they keep trying)."""
         if self._started:
             return
         self._started = True
         self._lost = lost
+        self._reset = reset
         self._publisher.start()
         self.subscriber.start()
         self.liveness.start()
@@ -325,6 +327,8 @@ class RedisBackplane:
 
     def _on_reset(self) -> None:
         self.resets += 1
+        if self._reset is not None:
+            self._reset()
 
     def _report_left(self, room: str, presence: Any) -> None:
         if self._lost is not None:

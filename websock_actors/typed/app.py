@@ -307,7 +307,8 @@ class App(Application):
         self.supervisor, self._supervisor_ref = supervisor, ref
         if self.resumption is not None:
             self.resumption.start()
-        self.rooms.start(self._report_lost if self._on_member_lost is not None else None)
+        lost = self._report_lost if self._on_member_lost is not None else None
+        self.rooms.start(lost, self.resumption.reset if self.resumption is not None else None)
 
     def handle_stop(self) -> None:
         """After the connections closed: stop the handler actors, the supervisor, the rooms."""

@@ -76,24 +76,22 @@ class Resumption:
             self._refresher = None
 
     def _refresh(self) -> None:
-        """Write the open sessions again now and then (they outlive their process by
-        `window`), and every session at once when the store lost them (a Redis restart)."""
-        rooms = self.app.rooms
-        resets = rooms.resets
-        next_refresh = time.monotonic() + max(1.0, self.policy.window / 3)
+        """Write the open sessions again now and then: they outlive their process by `window`."""
         while True:
-            gevent.sleep(1.0)
-            lost = rooms.resets != resets
-            if not lost and time.monotonic() < next_refresh:
-                continue
-            resets = rooms.resets
-            next_refresh = time.monotonic() + max(1.0, self.policy.window / 3)
-            for conn_id, token in list(self.tokens.items()):
-                record = self.records.get(conn_id)
-                if record is not None:
-                    self._write(token, record, new=lost)
-            if lost:
-                self._restore_graces()
+            gevent.sleep(max(1.0, self.policy.window / 3))
+            self._write_all(new=False)
+
+    def reset(self) -> None:
+        """The store lost every session (a Redis restart): write them again, at once."""
+        gevent.spawn(self._write_all, new=True)
+
+    def _write_all(self, *, new: bool) -> None:
+        for conn_id, token in list(self.tokens.items()):
+            record = self.records.get(conn_id)
+            if record is not None:
+                self._write(token, record, new=new)
+        if new:
+            self._restore_graces()
 
     def _restore_graces(self) -> None:
         """The store lost the sessions in their grace: keep them again, for what is left of it."""

@@ -72,13 +72,9 @@ class Rooms(Protocol):
         """Deliveries refused by a member's full or closed mailbox."""
         ...
 
-    @property
-    def resets(self) -> int:
-        """Times the backend was found to have lost its data (what lives there is written again)."""
-        ...
-
-    def start(self, lost: LostMember | None = None) -> None:
-        """In the server's hub, before the first connection (`lost`: see LostMember)."""
+    def start(self, lost: LostMember | None = None, reset: Callable[[], None] | None = None) -> None:
+        """In the server's hub, before the first connection (`lost`: see LostMember; `reset()`:
+        the backend lost its data, and what lives there must be written again)."""
         ...
 
     def stop(self) -> None:
@@ -141,8 +137,6 @@ class LocalRooms:
 
     __slots__ = ("broadcast_failures", "deliveries", "memberships", "node", "rooms", "sessions")
 
-    resets = 0  # a process's memory is never lost without the process
-
     def __init__(self) -> None:
         self.node = secrets.token_hex(8)
         self.sessions: SessionStore = LocalSessions()
@@ -152,8 +146,8 @@ class LocalRooms:
         self.broadcast_failures = 0
         self.deliveries = 0  # frames put into mailboxes by broadcasts
 
-    def start(self, lost: LostMember | None = None) -> None:
-        """Nothing to start: a process cannot lose its own members without ending."""
+    def start(self, lost: LostMember | None = None, reset: Callable[[], None] | None = None) -> None:
+        """Nothing to start: a process cannot lose its own members, or its memory, without ending."""
 
     def stop(self) -> None:
         """Every connection is closed by now: members left (in their grace) go with the server."""

@@ -239,11 +239,12 @@ class NumberedBroadcasts:
         self._holding[conn] = {room: [] for room in after}
         try:
             join()
-            result = Reattached()
             budget = [self.limits.messages, self.limits.bytes]
+            missed = {room: self._missed(conn, room, at, key, budget) for room, at in after.items()}
+            # No wait from here to the backlog: what is held back now is all there will be.
+            result = Reattached()
             backlog: list[bytes] = []
-            for room, position in after.items():
-                frames, end, complete = self._missed(conn, room, position, key, budget)
+            for room, (frames, end, complete) in missed.items():
                 if not complete:
                     result.lost.add(room)
                 backlog.extend(frames)
@@ -254,7 +255,6 @@ class NumberedBroadcasts:
                         result.replayed += message
                         end = at
                 result.positions[room] = end
-                self._stream.occupied(room)
         finally:
             del self._holding[conn]
         conn.send_backlog(backlog)

@@ -64,8 +64,8 @@ class RedisSessions:
             return True
         return bool(self._pool.execute("SET", self.key(token), record, "PX", ttl, "XX"))
 
-    def close(self, token: str, record: bytes, window: float, grace: float) -> bool:
-        if not self.save(token, record, window):
+    def close(self, token: str, record: bytes, window: float, grace: float, *, new: bool = False) -> bool:
+        if not self.save(token, record, window, new=new):
             return False
         self._pool.execute("ZADD", self.graces_key, time.time() + grace, token)
         return True

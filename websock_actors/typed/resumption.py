@@ -44,6 +44,7 @@ class Resumption:
         self.records: dict[int, SessionRecord] = {}  # open connection id -> its session
         self._opening_rooms: dict[int, set[str]] = {}  # rooms joined in on_connect
         self.changed: set[int] = set()  # connection ids whose session must be written again
+        self._stored: set[int] = set()  # open connection ids whose session the store has had
         self.graced: dict[str, tuple[Connection, gevent.Greenlet[Any, Any]]] = {}  # token -> (conn, timer)
         self._graced_records: dict[str, tuple[SessionRecord, float]] = {}  # token -> (record, grace end)
         self._saved: dict[str, gevent.event.Event] = {}  # tokens whose old connection is being dropped
@@ -132,12 +133,15 @@ class Resumption:
         if conn is not None:
             record.state = conn.state
         try:
-            return self.app.rooms.sessions.save(token, record.dumps(), self.policy.window, new=new)
+            saved = self.app.rooms.sessions.save(token, record.dumps(), self.policy.window, new=new)
         except (TypeError, ValueError) as exc:
             log.warning("session %s not kept: its state is not JSON-able (%s)", record.sid, exc)
         except BackplaneUnavailable as exc:
             log.debug("session %s not written: %s", record.sid, exc)
-        return False
+            return False
+        if saved and conn is not None:
+            self._stored.add(conn.id)
+        return saved
 
     def key(self, conn: Connection) -> str:
         """The key broadcasts that exclude `conn` are marked with (skipped on replay)."""
@@ -171,6 +175,8 @@ class Resumption:
         when a resume took the session elsewhere (the member lives on there: no word)."""
         token = self.tokens.pop(conn.id, None)
         record = self.records.pop(conn.id, None)
+        stored = conn.id in self._stored
+        self._stored.discard(conn.id)
         self._opening_rooms.pop(conn.id, None)
         if token is None or record is None:
             return False
@@ -188,7 +194,9 @@ class Resumption:
             record.state = conn.state
             record.closed = True
             try:
-                kept = sessions.close(token, record.dumps(), self.policy.window, self.policy.grace)
+                # never stored (Redis was away): nobody can have taken it, so it is new
+                new = not stored
+                kept = sessions.close(token, record.dumps(), self.policy.window, self.policy.grace, new=new)
             except (TypeError, ValueError) as exc:
                 log.warning("%r: session not kept: its state is not JSON-able (%s)", conn, exc)
                 return False
@@ -266,10 +274,8 @@ class Resumption:
             sessions.save(msg.session, data, self.policy.window, new=True)  # type: ignore[arg-type]
             self.live[token] = conn
             raise
-        sessions.discard(token)  # this connection's own first session is not used
-        if not record.closed and record.node != self.app.rooms.node:
-            sessions.taken(record.node, msg.session)  # its old connection may still be open there
         # No yield from attach to the reply: the replay, then `resumed`, then live messages.
+        previous_node, was_open = record.node, not record.closed
         own = self.records[conn.id]
         record.node, record.conn_id, record.closed = own.node, own.conn_id, False
         record.resumed_at = [*record.resumed_at[-self.policy.resumes_per_minute :], time.time()]
@@ -298,6 +304,9 @@ class Resumption:
             )
         )
         self._write(new_token, record, new=True)
+        sessions.discard(token)  # this connection's own first session is not used
+        if was_open and previous_node != self.app.rooms.node:
+            sessions.taken(previous_node, msg.session)  # its old connection may still be open there
         if not adopted:
             self.app._rejoined(ctx, set(record.rooms))
 

@@ -77,7 +77,7 @@ class SessionStore(Protocol):
         a resume, or expired): the session lives on elsewhere, or not at all."""
         ...
 
-    def close(self, token: str, record: bytes, window: float, grace: float) -> bool:
+    def close(self, token: str, record: bytes, window: float, grace: float, *, new: bool = False) -> bool:
         """`save` the record of a closed connection and open the member's grace for `grace`
         seconds; False when the record was taken meanwhile (no grace then)."""
         ...
@@ -129,8 +129,8 @@ class LocalSessions:
                 self.graces.discard(old)
         return True
 
-    def close(self, token: str, record: bytes, window: float, grace: float) -> bool:
-        if not self.save(token, record, window):
+    def close(self, token: str, record: bytes, window: float, grace: float, *, new: bool = False) -> bool:
+        if not self.save(token, record, window, new=new):
             return False
         self.graces.add(token)
         return True

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel
@@ -27,29 +26,24 @@ from pydantic import BaseModel
 from ..actors.actor import Actor, ActorRef
 from ..actors.supervisor import RestartPolicy, Supervisor
 from ..errors import (
-    ActorStopped,
     BackplaneUnavailable,
     CloseCode,
     ConfigurationError,
-    ConnectionClosed,
-    InvalidMessage,
-    MailboxFull,
-    MessageError,
     Refuse,
 )
 from ..protocol.http import Headers, Request, Response, error_response, header_tokens
 from ..server.app import Application
 from ..server.broadcast import encode_broadcast
-from ..server.metrics import Histogram
 from .auth import Authenticator, AuthRequest
 from .context import Context
-from .messages import Ack, ErrorReply, to_json
+from .dispatch import Dispatcher, HandlerActor
+from .messages import to_json
 from .numbered import RoomLost
-from .ratelimit import ConnectionLimits, RateLimit, retry_after_ms
+from .ratelimit import RateLimit
 from .resume import ResumePolicy, SessionOpened
 from .resumption import Resumption
 from .rooms import LocalRooms, Rooms
-from .router import Handler, Route, Router, peek
+from .router import Handler, Route, Router
 from .schema import asyncapi_document, json_schema_document
 
 if TYPE_CHECKING:
@@ -64,41 +58,8 @@ H = TypeVar("H", bound=Handler)
 DEFAULT_MAX_TYPED_MESSAGE = 1024 * 1024
 M = TypeVar("M", bound=type[BaseModel])
 
-_Job = tuple["_LiveRoute", BaseModel, Context]
-
-
 def _drop_letter(message: Any) -> None:
     log.warning("dropped a message to an actor that is down: %r", message)
-
-
-class _LiveRoute:
-    """A route as the message path uses it: its handler, its counters, and whether its
-    reply can be serialized as is (a model with an `id`, without to_json's exclusions)."""
-
-    __slots__ = ("actor", "handler", "histogram", "received", "reply", "tag")
-
-    def __init__(self, route: Route) -> None:
-        self.tag = route.tag
-        self.handler = route.handler
-        self.actor = route.actor
-        # ErrorReply drops a None `retry_after_ms`: it keeps the general path.
-        self.reply = route.reply if route.reply is not ErrorReply else None
-        self.received = 0
-        self.histogram = Histogram()
-
-
-class _HandlerActor(Actor):
-    """A named handler actor: its messages run one at a time; `ctx.actor_state` is its state."""
-
-    def __init__(self, app: App, mailbox_size: int) -> None:
-        self.app = app
-        self.mailbox_size = mailbox_size
-        self.state: dict[str, Any] = {}
-
-    def on_receive(self, message: Any) -> None:
-        live, msg, ctx = message
-        ctx.actor_state = self.state
-        self.app._run(live, msg, ctx, True)
 
 
 class App(Application):
@@ -151,23 +112,17 @@ class App(Application):
         self._actors: dict[str, Callable[[], Actor]] = {}
         self._on_connect: Callable[[Context], bool | None] | None = None
         self._on_disconnect: Callable[[Context], None] | None = None
-        self._on_bytes: Callable[[bytes, Context], None] | None = None
         self._on_member_lost: Callable[[str, Any], BaseModel | None] | None = None
         self._authenticate: Authenticator | None = None
+        self.bytes_handler: Callable[[bytes, Context], None] | None = None
         self.rate_limit = rate_limit
         self.type_rate_limits: dict[str, RateLimit] = {}  # per message type, by tag
-        self._limits: dict[int, ConnectionLimits] = {}  # by connection id, while open
-        self._rate_limited = rate_limit is not None  # the one check on the hot path
-        # metrics (server/metrics.py): counted here (and on each _LiveRoute), read on scrape
-        self._live: dict[str, _LiveRoute] = {}  # by tag
-        self.rejected_by_label: dict[str, int] = {}  # "_unknown", "_invalid"
-        self.error_replies: dict[str, int] = {}
+        self.error_replies: dict[str, int] = {}  # by code, counted by Context.error
         self._on_resume: Callable[[Context, set[str]], None] | None = None
         self.resumption: Resumption | None = None
-        self._sessions_changed: set[int] = set()  # the resumption's, or one that stays empty
+        self.dispatcher = Dispatcher(self)
         if resume is not None:
             self.resumption = Resumption(self, resume)
-            self._sessions_changed = self.resumption.changed
             self.router.add(self.resumption.handler())
             self.push(SessionOpened)
             self.push(RoomLost)
@@ -198,7 +153,6 @@ class App(Application):
         route = self.router.add(func, actor=actor)
         if rate_limit is not None:
             self.type_rate_limits[route.tag] = rate_limit
-            self._rate_limited = True
         return route
 
     def authenticate(self, func: Authenticator) -> Authenticator:
@@ -258,7 +212,7 @@ class App(Application):
 
     def on_bytes(self, func: Callable[[bytes, Context], None]) -> Callable[[bytes, Context], None]:
         """`func(data, ctx)` receives binary frames (without it they get `unsupported_data`)."""
-        self._on_bytes = func
+        self.bytes_handler = func
         return func
 
     def add_actor(self, name: str, factory: Callable[[], Actor]) -> None:
@@ -294,13 +248,14 @@ class App(Application):
         if self.supervisor is not None:
             return
         self.router.build()
-        self._rate_limited = self.rate_limit is not None or bool(self.type_rate_limits)
+        self.dispatcher.start()
         ref = Supervisor.start(self.restart_policy)
         supervisor = ref.actor
         assert supervisor is not None
+        dispatcher = self.dispatcher
         for name in sorted({r.actor for r in self.router.routes.values() if r.actor}):
             supervisor.supervise(
-                name, lambda: _HandlerActor(self, self.actor_mailbox_size), self._dead_letter
+                name, lambda: HandlerActor(dispatcher, self.actor_mailbox_size), dispatcher.dead_letter
             )
         for name, factory in self._actors.items():
             supervisor.supervise(name, factory, _drop_letter)
@@ -373,7 +328,7 @@ class App(Application):
             self.resumption.connected(conn)
 
     def handle_close(self, conn: Connection, code: int, reason: str) -> None:
-        self._limits.pop(conn.id, None)
+        self.dispatcher.closed(conn)
         if self.supervisor is None:
             return
         kept = self.resumption.closed(conn, code) if self.resumption is not None else False
@@ -395,7 +350,8 @@ class App(Application):
             if self.resumption is not None and self.resumption.numbered is not None:
                 self.resumption.numbered.left(rooms)
 
-    def _save_sessions(self) -> None:
+    def save_sessions(self) -> None:
+        """After a handler: write the sessions whose rooms it changed."""
         if self.resumption is not None:
             self.resumption.save_changed()
 
@@ -408,123 +364,15 @@ class App(Application):
     def _context(self, conn: Connection, request_id: Any = None) -> Context:
         return Context(conn, self, request_id)
 
-    def _new_live_route(self, tag: str) -> _LiveRoute:
-        """At a route's first message: whatever registered it, and when."""
-        live = self._live[tag] = _LiveRoute(self.router.routes[tag])
-        return live
-
     def handle_message(self, conn: Connection, message: str | bytes) -> None:
-        if self._rate_limited and self._over_limit(conn, message):
-            return
-        if isinstance(message, bytes):
-            ctx = self._context(conn)
-            if self._on_bytes is None:
-                ctx.error("unsupported_data", "binary frames are not accepted here; send JSON text")
-            else:
-                self._run_bytes(message, ctx)
-            return
-        try:
-            msg = self.router.decode(message)
-        except InvalidMessage as exc:
-            label = "_unknown" if exc.code == "unknown_type" else "_invalid"
-            counts = self.rejected_by_label
-            counts[label] = counts.get(label, 0) + 1
-            self._context(conn, exc.message_id).error(exc.code, exc.detail, exc.errors)
-            return
-        fields = msg.__dict__  # routed models have `type` and `id` (Router.add checks)
-        try:
-            live = self._live[fields["type"]]
-        except KeyError:
-            live = self._new_live_route(fields["type"])
-        live.received += 1
-        ctx = Context(conn, self, fields["id"])
-        if live.actor is None:
-            self._run(live, msg, ctx, False)  # positional: a faster call
-            return
-        assert self.supervisor is not None
-        try:
-            self.supervisor.child(live.actor).tell((live, msg, ctx))
-        except MailboxFull:
-            ctx.error("overloaded", f"actor {live.actor!r} is busy; try again later")
-        except ActorStopped:
-            ctx.error("handler_unavailable", f"actor {live.actor!r} is down")
-
-    def _over_limit(self, conn: Connection, message: str | bytes) -> bool:
-        """Take the message's tokens, before validation; or answer `rate_limited` (and close
-        with 1008 after `close_after` refusals in a row) and return True."""
-        limits = self._limits.get(conn.id)
-        if limits is None:
-            limits = self._limits[conn.id] = ConnectionLimits(self.rate_limit, self.type_rate_limits)
-        message_id: Any = None
-        tag: object = None
-        text = not isinstance(message, bytes)
-        if text and self.type_rate_limits:  # the type is needed first: one light scan
-            message_id, tag = peek(message)
-        bucket = limits.take(tag)
-        if bucket is None:
-            return False
-        if text and not self.type_rate_limits:
-            message_id, _ = peek(message)  # the error path only
-        what = "messages" if bucket is limits.total else f"{tag!r} messages"
-        ctx = self._context(conn, message_id)
-        ctx.error("rate_limited", f"too many {what}; slow down", retry_after_ms=retry_after_ms(bucket))
-        close_after = bucket.limit.close_after
-        if close_after is not None and limits.rejected >= close_after:
-            log.debug("%r: %d rate-limited messages in a row: closed", conn, limits.rejected)
-            conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
-        return True
-
-    def _run(self, live: _LiveRoute, msg: BaseModel, ctx: Context, crash: bool) -> None:
-        """Call the handler and answer; with `crash`, re-raise so the actor is restarted."""
-        started = perf_counter()
-        try:
-            result = live.handler(msg, ctx)
-        except MessageError as exc:
-            live.histogram.observe(perf_counter() - started)
-            ctx.error(exc.code, exc.detail)
-            return
-        except Exception:
-            live.histogram.observe(perf_counter() - started)
-            name = getattr(live.handler, "__name__", "?")
-            log.exception("handler %s() failed on a %r message", name, live.tag)
-            ctx.error("handler_error", f"the {live.tag!r} handler failed")
-            if crash:
-                raise
-            return
-        finally:
-            if self._sessions_changed:  # rooms joined or left: the session, state included, before the reply
-                self._save_sessions()
-        live.histogram.observe(perf_counter() - started)
-        request_id = ctx.request_id
-        if type(result) is live.reply and request_id is not None:
-            # The common answer, what ctx.reply does without its general checks: the
-            # declared reply model has an `id`, stamped with the request's unless set.
-            fields = result.__dict__
-            if fields["id"] is None:
-                fields["id"] = request_id  # validated coming in: no validation round trip
-                result.__pydantic_fields_set__.add("id")
-            ctx.replied = True
-            try:
-                ctx.conn.send(result.__pydantic_serializer__.to_json(result).decode())
-            except ConnectionClosed:
-                pass
-        elif result is not None:
-            ctx.reply(result)
-        elif request_id is not None and not ctx.replied:
-            ctx.reply(Ack())
+        self.dispatcher.handle(conn, message)
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Messages and handler time by type, error replies by code, broadcasts, restarts."""
         figures: dict[str, dict[str, Any]] = {
-            "websock_messages_received_total": {
-                **{tag: live.received for tag, live in self._live.items() if live.received},
-                **self.rejected_by_label,
-            },
-            "websock_handler_seconds": {
-                tag: live.histogram.snapshot() for tag, live in self._live.items() if live.received
-            },
+            **self.dispatcher.metrics(),
             "websock_error_replies_total": dict(self.error_replies),
-            "websock_broadcast_deliveries_total": {"": getattr(self.rooms, "deliveries", 0)},
+            "websock_broadcast_deliveries_total": {"": self.rooms.deliveries},
             "websock_dropped_messages_total": {"broadcast_refused": self.rooms.broadcast_failures},
         }
         if self.supervisor is not None:
@@ -547,21 +395,6 @@ class App(Application):
         if stats is not None:
             figures["websock_backplane_publish_failures_total"] = {"": stats.publish_failures}
         return figures
-
-    def _run_bytes(self, data: bytes, ctx: Context) -> None:
-        assert self._on_bytes is not None
-        try:
-            self._on_bytes(data, ctx)
-        except MessageError as exc:
-            ctx.error(exc.code, exc.detail)
-        except Exception:
-            log.exception("bytes handler failed")
-            ctx.error("handler_error", "the bytes handler failed")
-
-    def _dead_letter(self, job: _Job) -> None:
-        """A message queued for an actor that went down for good."""
-        live, _msg, ctx = job
-        ctx.error("handler_unavailable", f"actor {live.actor!r} is down")
 
     # -- description ---------------------------------------------------------------
 

@@ -52,7 +52,7 @@ def uses_rooms(app: App) -> bool:
     hooks: list[tuple[Callable[..., Any] | None, int]] = [
         (app._on_connect, 0),
         (app._on_disconnect, 0),
-        (app._on_bytes, 1),
+        (app.bytes_handler, 1),
     ]
     hooks.extend((route.handler, 1) for route in app.router.routes.values())
     return any(func is not None and _calls_rooms(func, position, app) for func, position in hooks)

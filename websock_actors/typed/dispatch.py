@@ -1,0 +1,226 @@
+"""The typed message path, per message: rate limit, decode, route, run, reply.
+
+`App` registers handlers and runs the app's lifecycle; a `Dispatcher` is what the server
+calls with each message. A handler without an actor runs in the connection's own actor (in
+order per connection); one with `actor=` is told to that named actor (`HandlerActor`), which
+runs its messages one at a time. Whatever the handler does, the sender gets one answer: its
+reply, `ack` for a request whose handler returned None, or a typed error
+(`invalid_json`, `unknown_type`, `validation_error`, `rate_limited`, `handler_error`,
+`overloaded`, `handler_unavailable`, `unsupported_data`).
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ..actors.actor import Actor
+from ..errors import ActorStopped, CloseCode, ConnectionClosed, InvalidMessage, MailboxFull, MessageError
+from ..server.metrics import Histogram
+from .context import Context
+from .messages import Ack, ErrorReply
+from .ratelimit import ConnectionLimits, retry_after_ms
+from .router import Route, peek
+
+if TYPE_CHECKING:
+    from ..server.connection import Connection
+    from .app import App
+
+__all__ = ["Dispatcher", "HandlerActor", "LiveRoute"]
+
+log = logging.getLogger("websock_actors")
+
+Job = tuple["LiveRoute", BaseModel, Context]
+
+
+class LiveRoute:
+    """A route as the message path uses it: its handler, its counters, and whether its
+    reply can be serialized as is (a model with an `id`, without to_json's exclusions)."""
+
+    __slots__ = ("actor", "handler", "histogram", "received", "reply", "tag")
+
+    def __init__(self, route: Route) -> None:
+        self.tag = route.tag
+        self.handler = route.handler
+        self.actor = route.actor
+        # ErrorReply drops a None `retry_after_ms`: it keeps the general path.
+        self.reply = route.reply if route.reply is not ErrorReply else None
+        self.received = 0
+        self.histogram = Histogram()
+
+
+class HandlerActor(Actor):
+    """A named handler actor: its messages run one at a time; `ctx.actor_state` is its state."""
+
+    def __init__(self, dispatcher: Dispatcher, mailbox_size: int) -> None:
+        self.dispatcher = dispatcher
+        self.mailbox_size = mailbox_size
+        self.state: dict[str, Any] = {}
+
+    def on_receive(self, message: Any) -> None:
+        live, msg, ctx = message
+        ctx.actor_state = self.state
+        self.dispatcher.run(live, msg, ctx, True)
+
+
+class Dispatcher:
+    """The message path of one App (see the module's docstring)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.router = app.router
+        self.rate_limited = False  # the one check on the hot path (set at start)
+        self.limits: dict[int, ConnectionLimits] = {}  # by connection id, while open
+        # metrics (server/metrics.py): counted here (and on each LiveRoute), read on scrape
+        self.live: dict[str, LiveRoute] = {}  # by tag
+        self.rejected_by_label: dict[str, int] = {}  # "_unknown", "_invalid"
+        # connection ids whose session must be written once their handler is done: the
+        # resumption's set, or one that stays empty
+        self.sessions_changed: set[int] = set()
+
+    def start(self) -> None:
+        """After registration: whether any rate limit applies."""
+        app = self.app
+        self.rate_limited = app.rate_limit is not None or bool(app.type_rate_limits)
+        if app.resumption is not None:
+            self.sessions_changed = app.resumption.changed
+
+    def closed(self, conn: Connection) -> None:
+        self.limits.pop(conn.id, None)
+
+    def _new_live_route(self, tag: str) -> LiveRoute:
+        """At a route's first message: whatever registered it, and when."""
+        live = self.live[tag] = LiveRoute(self.router.routes[tag])
+        return live
+
+    def handle(self, conn: Connection, message: str | bytes) -> None:
+        app = self.app
+        if self.rate_limited and self._over_limit(conn, message):
+            return
+        if isinstance(message, bytes):
+            self._run_bytes(message, Context(conn, app))
+            return
+        try:
+            msg = self.router.decode(message)
+        except InvalidMessage as exc:
+            label = "_unknown" if exc.code == "unknown_type" else "_invalid"
+            counts = self.rejected_by_label
+            counts[label] = counts.get(label, 0) + 1
+            Context(conn, app, exc.message_id).error(exc.code, exc.detail, exc.errors)
+            return
+        fields = msg.__dict__  # routed models have `type` and `id` (Router.add checks)
+        try:
+            live = self.live[fields["type"]]
+        except KeyError:
+            live = self._new_live_route(fields["type"])
+        live.received += 1
+        ctx = Context(conn, app, fields["id"])
+        if live.actor is None:
+            self.run(live, msg, ctx, False)  # positional: a faster call
+            return
+        assert app.supervisor is not None
+        try:
+            app.supervisor.child(live.actor).tell((live, msg, ctx))
+        except MailboxFull:
+            ctx.error("overloaded", f"actor {live.actor!r} is busy; try again later")
+        except ActorStopped:
+            ctx.error("handler_unavailable", f"actor {live.actor!r} is down")
+
+    def _over_limit(self, conn: Connection, message: str | bytes) -> bool:
+        """Take the message's tokens, before validation; or answer `rate_limited` (and close
+        with 1008 after `close_after` refusals in a row) and return True."""
+        app = self.app
+        limits = self.limits.get(conn.id)
+        if limits is None:
+            limits = self.limits[conn.id] = ConnectionLimits(app.rate_limit, app.type_rate_limits)
+        message_id: Any = None
+        tag: object = None
+        text = not isinstance(message, bytes)
+        if text and app.type_rate_limits:  # the type is needed first: one light scan
+            message_id, tag = peek(message)
+        bucket = limits.take(tag)
+        if bucket is None:
+            return False
+        if text and not app.type_rate_limits:
+            message_id, _ = peek(message)  # the error path only
+        what = "messages" if bucket is limits.total else f"{tag!r} messages"
+        ctx = Context(conn, app, message_id)
+        ctx.error("rate_limited", f"too many {what}; slow down", retry_after_ms=retry_after_ms(bucket))
+        close_after = bucket.limit.close_after
+        if close_after is not None and limits.rejected >= close_after:
+            log.debug("%r: %d rate-limited messages in a row: closed", conn, limits.rejected)
+            conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+        return True
+
+    def run(self, live: LiveRoute, msg: BaseModel, ctx: Context, crash: bool) -> None:
+        """Call the handler and answer; with `crash`, re-raise so the actor is restarted."""
+        started = perf_counter()
+        try:
+            result = live.handler(msg, ctx)
+        except MessageError as exc:
+            live.histogram.observe(perf_counter() - started)
+            ctx.error(exc.code, exc.detail)
+            return
+        except Exception:
+            live.histogram.observe(perf_counter() - started)
+            name = getattr(live.handler, "__name__", "?")
+            log.exception("handler %s() failed on a %r message", name, live.tag)
+            ctx.error("handler_error", f"the {live.tag!r} handler failed")
+            if crash:
+                raise
+            return
+        finally:
+            if self.sessions_changed:  # rooms joined or left: the session, state included, before the reply
+                self.app.save_sessions()
+        live.histogram.observe(perf_counter() - started)
+        request_id = ctx.request_id
+        if type(result) is live.reply and request_id is not None:
+            # The common answer, what ctx.reply does without its general checks: the
+            # declared reply model has an `id`, stamped with the request's unless set.
+            fields = result.__dict__
+            if fields["id"] is None:
+                fields["id"] = request_id  # validated coming in: no validation round trip
+                result.__pydantic_fields_set__.add("id")
+            ctx.replied = True
+            try:
+                ctx.conn.send(result.__pydantic_serializer__.to_json(result).decode())
+            except ConnectionClosed:
+                pass
+        elif result is not None:
+            ctx.reply(result)
+        elif request_id is not None and not ctx.replied:
+            ctx.reply(Ack())
+
+    def _run_bytes(self, data: bytes, ctx: Context) -> None:
+        on_bytes = self.app.bytes_handler
+        if on_bytes is None:
+            ctx.error("unsupported_data", "binary frames are not accepted here; send JSON text")
+            return
+        try:
+            on_bytes(data, ctx)
+        except MessageError as exc:
+            ctx.error(exc.code, exc.detail)
+        except Exception:
+            log.exception("bytes handler failed")
+            ctx.error("handler_error", "the bytes handler failed")
+
+    def dead_letter(self, job: Job) -> None:
+        """A message queued for an actor that went down for good."""
+        live, _msg, ctx = job
+        ctx.error("handler_unavailable", f"actor {live.actor!r} is down")
+
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Messages and handler time by type."""
+        live = self.live
+        return {
+            "websock_messages_received_total": {
+                **{tag: route.received for tag, route in live.items() if route.received},
+                **self.rejected_by_label,
+            },
+            "websock_handler_seconds": {
+                tag: route.histogram.snapshot() for tag, route in live.items() if route.received
+            },
+        }

@@ -27,10 +27,28 @@ __all__ = ["NUMBERED", "RedisStream"]
 
 NUMBERED = b"S"  # the kind of a Redis message that carries a numbered broadcast
 
-# KEYS: the room's hash, its stream, the retained set, the room's presence.
+# Both scripts' KEYS: the room's hash, its stream, the retained set, the room's presence.
+# `retain`: the room has no member anywhere: its keys expire after the retention, it goes to
+# the end of the retained set, and the oldest retained rooms beyond the cap are dropped now.
+_RETAIN = """
+local function retain(retention, room, now, cap, prefix)
+  redis.call('EXPIRE', KEYS[1], retention)
+  redis.call('EXPIRE', KEYS[2], retention)
+  redis.call('ZADD', KEYS[3], now, room)
+  local excess = redis.call('ZCARD', KEYS[3]) - tonumber(cap)
+  if excess > 0 then
+    for i, old in ipairs(redis.call('ZPOPMIN', KEYS[3], excess)) do
+      if i % 2 == 1 then
+        redis.call('DEL', prefix .. 'seq:' .. old, prefix .. 'history:' .. old)
+      end
+    end
+  end
+end
+"""
+
 # ARGV: a fresh epoch, the stamp prefix, the history size, the skip key, the origin, the
-# channel, the room, the retention (s), the cap on retained rooms.
-_APPEND = """
+# channel, the room, the retention (s), the cap on retained rooms, now, the key prefix.
+_APPEND = _RETAIN + """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -42,39 +60,18 @@ local text = ARGV[2] .. seq .. ',"epoch":"' .. epoch .. '"}'
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', text, 'x', ARGV[4], 'o', ARGV[5])
 redis.call('PUBLISH', ARGV[6], 'S' .. ARGV[5] .. ' ' .. seq .. ':' .. epoch .. ' ' .. text)
 if redis.call('ZCARD', KEYS[4]) == 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-  redis.call('EXPIRE', KEYS[2], ARGV[8])
-  if redis.call('ZADD', KEYS[3], 'NX', ARGV[10], ARGV[7]) == 1 then
-    local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[9])
-    if excess > 0 then
-      for i, room in ipairs(redis.call('ZPOPMIN', KEYS[3], excess)) do
-        if i % 2 == 1 then
-          redis.call('DEL', ARGV[11] .. 'seq:' .. room, ARGV[11] .. 'history:' .. room)
-        end
-      end
-    end
-  end
+  retain(ARGV[8], ARGV[7], ARGV[10], ARGV[9], ARGV[11])
 end
 return seq
 """
 
 # A room's last member here left: if nobody anywhere is left, its history is retained.
-# KEYS: hash, stream, retained set, presence. ARGV: retention, room, now, cap, prefix.
-_VACATED = """
+# ARGV: the retention, the room, now, the cap, the key prefix.
+_VACATED = _RETAIN + """
 if redis.call('ZCARD', KEYS[4]) > 0 or redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
-local excess = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
-if excess > 0 then
-  for i, room in ipairs(redis.call('ZPOPMIN', KEYS[3], excess)) do
-    if i % 2 == 1 then
-      redis.call('DEL', ARGV[5] .. 'seq:' .. room, ARGV[5] .. 'history:' .. room)
-    end
-  end
-end
+retain(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 return 1
 """
 

@@ -245,9 +245,10 @@ def run_once(
             result["busy"] = {name: round(us / elapsed_us, 2) for name, us in cpu_us.items()}
         if url:
             result["redis_cpu_us_per_broadcast"] = cpu_us["redis"] / args.messages
-            command = "eval" if mode == "on" else "publish"
-            calls = cmd1.get(command, {}).get("calls", 0) - cmd0.get(command, {}).get("calls", 0)
-            usec = cmd1.get(command, {}).get("usec", 0) - cmd0.get(command, {}).get("usec", 0)
+            # on: the numbering script, by its text once and then by its SHA
+            commands = ("eval", "evalsha") if mode == "on" else ("publish",)
+            calls = sum(cmd1.get(c, {}).get("calls", 0) - cmd0.get(c, {}).get("calls", 0) for c in commands)
+            usec = sum(cmd1.get(c, {}).get("usec", 0) - cmd0.get(c, {}).get("usec", 0) for c in commands)
             result["redis_calls"] = calls
             result["redis_usec_per_broadcast"] = usec / calls if calls else None
             result["redis_failed_calls"] = sum(

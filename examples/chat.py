@@ -160,6 +160,7 @@ def say(msg: Say, ctx: Context) -> Said | None:
 def leave(msg: Leave, ctx: Context) -> Left:
     name = _require_member(ctx, msg.room)
     ctx.leave(msg.room)
+    del _names(ctx)[msg.room]  # the session keeps only the rooms the member is in
     ctx.broadcast(msg.room, MemberLeft(room=msg.room, name=name))
     return Left(room=msg.room)
 

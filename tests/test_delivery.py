@@ -716,3 +716,29 @@ def test_resumes_per_minute_are_bounded(nodes) -> None:
             assert join(bob, "r", "bob")["members"] == ["ann", "bob"]
     resumes = server.call(lambda: dict(server.app.resumption.resumes))  # type: ignore[attr-defined]
     assert resumes["refused"] == 1 and resumes["recovered"] == 2, resumes
+
+
+# -- acknowledged means kept, and replies keep their order --------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_said_comes_once_the_message_is_kept_and_replies_keep_their_order(shared_redis) -> None:
+    """A sender's says in flight together: each `said` comes only once its message is in the
+    room's stream, and the replies come in the order of the requests (the handler did not
+    wait for Redis: the replies did)."""
+    app = chat_app()
+    app.use_backplane(RedisBackplane(shared_redis.url))
+    with ServerThread(app) as server, connect(server.url) as ann:
+        join(ann, "r", "ann")
+        count = 15  # within the chat's burst of 20 says
+        for i in range(count):
+            ann.send(json.dumps({"type": "say", "id": f"s{i}", "room": "r", "text": f"m{i}"}))
+        answered: list[str] = []
+        while len(answered) < count:
+            message = ann.recv_json(timeout=5)
+            if message["type"] == "said":
+                kept = shared_redis.command("XRANGE", "wsa:history:r", "-", "+")
+                texts = [json.loads(fields[1])["text"] for _, fields in kept if b'"text"' in fields[1]]
+                assert f"m{len(answered)}" in texts, (message, texts)
+                answered.append(message["id"])
+        assert answered == [f"s{i}" for i in range(count)]

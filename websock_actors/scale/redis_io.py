@@ -190,12 +190,18 @@ class Publisher:
         """Send `command` with the others of this moment and wait for its reply; raises
         BackplaneUnavailable when the connection breaks first, Redis refuses it, or no
         reply comes within `timeout` (then it may still have run)."""
-        waiter: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
-        self._submit(command, waiter)
+        waiter = self.submit(*command)
         try:
             return waiter.get(timeout=timeout)
         except gevent.Timeout:
             raise BackplaneUnavailable("Redis did not answer in time") from None
+
+    def submit(self, *command: Any) -> gevent.event.AsyncResult[Any]:
+        """Send `command` with the others of this moment; its reply, or BackplaneUnavailable,
+        comes in the result. Raises BackplaneUnavailable at once when Redis is known down."""
+        waiter: gevent.event.AsyncResult[Any] = gevent.event.AsyncResult()
+        self._submit(command, waiter)
+        return waiter
 
     def _submit(self, command: tuple[Any, ...], waiter: gevent.event.AsyncResult[Any] | None) -> None:
         if not self.healthy:

@@ -90,24 +90,30 @@ class PresenceWrites:
 
 
 class PresenceCache:
-    """The presence of the rooms this node has members in, kept by the diffs on their channels."""
+    """The presence of the rooms this node has members in, kept by the diffs on their channels.
+    Each entry is decoded once, when it arrives: a join lists the room without a read of
+    Redis and without decoding every member again."""
 
     def __init__(self, node: str) -> None:
         self._node = node.encode()
-        self.rooms: dict[str, dict[bytes, float]] = {}
+        self.rooms: dict[str, dict[bytes, tuple[float, Any]]] = {}  # entry -> (score, presence)
 
     def load(self, room: str, scored: list[Any]) -> None:
         """The set as ZRANGE WITHSCORES read it, right after the room's subscription."""
-        self.rooms[room] = {scored[i]: float(scored[i + 1]) for i in range(0, len(scored), 2)}
+        self.rooms[room] = {
+            scored[i]: (float(scored[i + 1]), PresenceEntry.decode(scored[i]).presence)
+            for i in range(0, len(scored), 2)
+        }
 
     def drop(self, room: str) -> None:
         self.rooms.pop(room, None)
 
     def added(self, room: str, score: float, entry: str) -> None:
         """Our own write, at once (its diff, when it comes back, is skipped)."""
-        entries = self.rooms.get(room)
-        if entries is not None:
-            entries[entry.encode()] = score
+        members = self.rooms.get(room)
+        if members is not None:
+            raw = entry.encode()
+            members[raw] = (score, PresenceEntry.decode(raw).presence)
 
     def removed(self, room: str, entries: list[Any]) -> None:
         members = self.rooms.get(room)
@@ -125,7 +131,7 @@ class PresenceCache:
             return
         if diff[1:2] == b"+":
             score, _, entry = rest.partition(b" ")
-            members[entry] = float(score)
+            members[entry] = (float(score), PresenceEntry.decode(entry).presence)
         else:
             members.pop(rest, None)
 
@@ -134,8 +140,8 @@ class PresenceCache:
         members = self.rooms.get(room)
         if members is None:
             return None
-        ordered = sorted(members.items(), key=lambda item: (item[1], item[0]))
-        return [PresenceEntry.decode(entry).presence for entry, _ in ordered]
+        ordered = sorted(members.items(), key=lambda item: (item[1][0], item[0]))
+        return [shown for _, (_, shown) in ordered]
 
 
 class NodeLiveness:

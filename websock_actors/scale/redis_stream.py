@@ -3,9 +3,11 @@
 A room's numbered broadcasts live in two keys: `<prefix>:seq:<room>` (a hash: the last seq
 and the epoch) and `<prefix>:history:<room>` (a stream of the kept broadcasts, entry id
 `<seq>-0`). One script numbers a broadcast, keeps it and publishes it on the room's channel,
-so every node receives a room's messages in seq order; the sender is answered only once
-the script ran (an acknowledged broadcast is in the stream). A room without history (never
-used, expired, or lost with a Redis restart) starts a new epoch.
+so every node receives a room's messages in seq order. `append` does not wait: it returns a
+result that is set once the script ran, and the sender's reply waits for it (an
+acknowledged broadcast is in the stream) without holding up the sender's next messages. A
+room without history (never used, expired, or lost with a Redis restart) starts a new
+epoch. The script goes by its SHA-1 (EVALSHA) once Redis has it.
 
 The keys expire `retention` seconds after the room's last member anywhere left (a node
 whose last member leaves sets the expiry when the room's presence is empty); while the
@@ -16,11 +18,14 @@ The pub/sub message is `S<origin> <seq>:<epoch> <text>`; the subscriber hands it
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
+import gevent.event
+
 from ..errors import BackplaneUnavailable
-from ..typed.streams import Kept, Position, StreamRead, StreamSink
+from ..typed.streams import Kept, Pending, Position, StreamRead, StreamSink
 from .redis_io import CommandPool, Publisher
 
 __all__ = ["NUMBERED", "RedisStream"]
@@ -29,20 +34,26 @@ NUMBERED = b"S"  # the kind of a Redis message that carries a numbered broadcast
 
 # Both scripts' KEYS: the room's hash, its stream, the retained set, the room's presence.
 # `retain`: the room has no member anywhere: its keys expire after the retention, it goes to
-# the end of the retained set, and the oldest retained rooms beyond the cap are dropped now.
+# the end of the retained set, and the oldest retained rooms beyond the cap are dropped now
+# (returns the keys dropped). The set forgets rooms past the retention, and expires itself
+# when no room was retained for that long.
 _RETAIN = """
 local function retain(retention, room, now, cap, prefix)
   redis.call('EXPIRE', KEYS[1], retention)
   redis.call('EXPIRE', KEYS[2], retention)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
   redis.call('ZADD', KEYS[3], now, room)
+  redis.call('EXPIRE', KEYS[3], retention)
+  local dropped = 0
   local excess = redis.call('ZCARD', KEYS[3]) - tonumber(cap)
   if excess > 0 then
     for i, old in ipairs(redis.call('ZPOPMIN', KEYS[3], excess)) do
       if i % 2 == 1 then
-        redis.call('DEL', prefix .. 'seq:' .. old, prefix .. 'history:' .. old)
+        dropped = dropped + redis.call('DEL', prefix .. 'seq:' .. old, prefix .. 'history:' .. old)
       end
     end
   end
+  return dropped
 end
 """
 
@@ -59,11 +70,14 @@ local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local text = ARGV[2] .. seq .. ',"epoch":"' .. epoch .. '"}'
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', text, 'x', ARGV[4], 'o', ARGV[5])
 redis.call('PUBLISH', ARGV[6], 'S' .. ARGV[5] .. ' ' .. seq .. ':' .. epoch .. ' ' .. text)
+local dropped = 0
 if redis.call('ZCARD', KEYS[4]) == 0 then
-  retain(ARGV[8], ARGV[7], ARGV[10], ARGV[9], ARGV[11])
+  dropped = retain(ARGV[8], ARGV[7], ARGV[10], ARGV[9], ARGV[11])
 end
-return seq
+return {seq, dropped}
 """
+
+_APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()  # Redis names scripts by SHA-1
 
 # A room's last member here left: if nobody anywhere is left, its history is retained.
 # ARGV: the retention, the room, now, the cap, the key prefix.
@@ -71,8 +85,7 @@ _VACATED = _RETAIN + """
 if redis.call('ZCARD', KEYS[4]) > 0 or redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-retain(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-return 1
+return retain(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 
 
@@ -80,7 +93,6 @@ class RedisStream:
     """See the module's docstring."""
 
     inline = False
-    dropped = 0  # Redis drops the oldest retained histories itself, in the scripts
 
     def __init__(
         self,
@@ -104,6 +116,8 @@ class RedisStream:
         self.retained = retained
         self._retained_key = f"{prefix}:retained"
         self._epochs = 0  # fresh epochs offered to the script
+        self._loaded = False  # Redis has the append script: EVALSHA, not the whole text
+        self.dropped = 0  # history keys dropped by this node's scripts: over the cap
         self.sink: StreamSink | None = None
 
     def open(self, sink: StreamSink) -> None:
@@ -113,20 +127,10 @@ class RedisStream:
         p = self._prefix
         return f"{p}:seq:{room}", f"{p}:history:{room}", self._retained_key, f"{p}:presence:{room}"
 
-    def append(self, room: str, prefix: str, skip: str, origin: str) -> None:
+    def append(self, room: str, prefix: str, skip: str, origin: str) -> Pending:
+        """Send the script (by its SHA once Redis knows it); the result is set when it ran."""
         self._epochs += 1
-        try:
-            self._call_append(room, prefix, skip, origin)
-        except BackplaneUnavailable:
-            self._stats.publish_failures += 1
-            raise
-        self._stats.published += 1
-
-    def _call_append(self, room: str, prefix: str, skip: str, origin: str) -> None:
-        self._publisher.call(
-            "EVAL",
-            _APPEND,
-            4,
+        args = (
             *self._keys(room),
             f"{self._node}{self._epochs:x}",
             prefix,
@@ -140,6 +144,39 @@ class RedisStream:
             time.time(),
             f"{self._prefix}:",
         )
+        try:
+            if self._loaded:
+                sent = self._publisher.submit("EVALSHA", _APPEND_SHA, 4, *args)
+            else:
+                sent = self._publisher.submit("EVAL", _APPEND, 4, *args)
+        except BackplaneUnavailable:
+            self._stats.publish_failures += 1
+            raise
+        kept: Pending = gevent.event.AsyncResult()
+        sent.rawlink(lambda result: self._answered(result, kept, args))
+        return kept
+
+    def _answered(self, result: Any, kept: Pending, args: tuple[Any, ...]) -> None:
+        """The script's reply: kept, or sent once more in full when Redis lost the script."""
+        if result.successful():
+            self._loaded = True
+            self._stats.published += 1
+            seq, dropped = result.value
+            self.dropped += int(dropped) // 2  # two keys a room
+            kept.set(seq)
+            return
+        error = result.exception
+        if "NOSCRIPT" in str(error) or "No matching script" in str(error):  # a restarted Redis
+            self._loaded = False
+            try:
+                self._publisher.submit("EVAL", _APPEND, 4, *args).rawlink(
+                    lambda again: self._answered(again, kept, args)
+                )
+                return
+            except BackplaneUnavailable as exc:
+                error = exc
+        self._stats.publish_failures += 1
+        kept.set_exception(error)
 
     def read(self, room: str, after: int, count: int) -> StreamRead:
         meta, stream = self._pool.run(
@@ -165,12 +202,16 @@ class RedisStream:
 
     def vacated(self, room: str) -> None:
         try:
-            self._pool.execute(
+            dropped = self._pool.execute(
                 "EVAL", _VACATED, 4, *self._keys(room), self.retention, room, time.time(), self.retained,
                 f"{self._prefix}:",
             )  # fmt: skip
+            self.dropped += int(dropped) // 2
         except BackplaneUnavailable:
             pass  # the keys keep no expiry until the next vacate: bounded by the cap
+
+    def expire(self) -> None:
+        """Redis expires the keys itself."""
 
     def on_message(self, room: str, data: bytes) -> None:
         """`S<origin> <seq>:<epoch> <text>` from the room's channel."""

@@ -36,7 +36,7 @@ from ..server.app import Application
 from ..server.broadcast import encode_broadcast
 from .auth import Authenticator, AuthRequest
 from .context import Context
-from .dispatch import Dispatcher, HandlerActor
+from .dispatch import Dispatcher, HandlerActor, wait_kept
 from .messages import to_json
 from .numbered import RoomLost
 from .ratelimit import RateLimit
@@ -227,12 +227,22 @@ class App(Application):
             return 0
         return self.send_to_room(room, message)
 
-    def send_to_room(self, room: str, message: BaseModel, exclude: Connection | None = None) -> int:
+    def send_to_room(
+        self, room: str, message: BaseModel, exclude: Connection | None = None, ctx: Context | None = None
+    ) -> int:
         """The one place that decides how a room broadcast goes: numbered (resumption on:
-        seq, epoch, kept for replays) or plain. Returns the deliveries queued here."""
+        seq, epoch, kept for replays) or plain. Returns the deliveries queued here. A
+        numbered one is acknowledged only once kept: a handler's replies wait for it
+        (`ctx.pending`), anyone else waits here (BackplaneUnavailable when it was not)."""
         resumption = self.resumption
         if resumption is not None and resumption.numbered is not None:
-            return resumption.numbered.broadcast(room, message, exclude)
+            delivered, pending = resumption.numbered.broadcast(room, message, exclude)
+            if pending is not None:
+                if ctx is not None and ctx.pending is not None:
+                    ctx.pending.append(pending)
+                else:
+                    wait_kept(pending)
+            return delivered
         frame = encode_broadcast(to_json(message))
         return self.rooms.broadcast(room, frame, () if exclude is None else (exclude,))
 

@@ -24,7 +24,7 @@ __all__ = ["Context"]
 class Context:
     """The handler's view of its connection and of the rooms."""
 
-    __slots__ = ("_actor_state", "_app", "conn", "replied", "request_id")
+    __slots__ = ("_actor_state", "_app", "conn", "pending", "replied", "request_id")
 
     def __init__(self, conn: Connection, app: App, request_id: MessageId | None = None) -> None:
         # Made per message: the app's rooms, sessions and error counts are read through it.
@@ -33,6 +33,9 @@ class Context:
         self.request_id = request_id
         self.replied = False
         self._actor_state: dict[str, Any] | None = None
+        # Numbered broadcasts of this handler not kept yet: what it sends waits for them (the
+        # dispatcher's handlers); None: a broadcast waits until it is kept (hooks, actors).
+        self.pending: list[Any] | None = None
 
     @property
     def actor_state(self) -> dict[str, Any]:
@@ -109,9 +112,15 @@ class Context:
         self.send(message)
 
     def send(self, message: BaseModel) -> None:
-        """Push a message to this connection (dropped quietly once it is closed)."""
+        """Push a message to this connection (dropped quietly once it is closed), after
+        whatever waits for a broadcast of this connection to be kept."""
+        text = to_json(message)
+        dispatcher = self._app.dispatcher
+        if self.pending or dispatcher.held:
+            dispatcher.send_after(self, text)
+            return
         try:
-            self.conn.send(to_json(message))
+            self.conn.send(text)
         except ConnectionClosed:
             pass
 
@@ -186,4 +195,4 @@ class Context:
         in this process. With a backplane, the same frame goes to the other processes with
         members; when it is down, `BackplaneUnavailable` is raised after the local delivery.
         """
-        return self._app.send_to_room(room, message, self.conn if exclude_self else None)
+        return self._app.send_to_room(room, message, self.conn if exclude_self else None, self)

@@ -12,16 +12,26 @@ reply, `ack` for a request whose handler returned None, or a typed error
 from __future__ import annotations
 
 import logging
+from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+import gevent
 from pydantic import BaseModel
 
 from ..actors.actor import Actor
-from ..errors import ActorStopped, CloseCode, ConnectionClosed, InvalidMessage, MailboxFull, MessageError
+from ..errors import (
+    ActorStopped,
+    BackplaneUnavailable,
+    CloseCode,
+    ConnectionClosed,
+    InvalidMessage,
+    MailboxFull,
+    MessageError,
+)
 from ..server.metrics import Histogram
 from .context import Context
-from .messages import Ack, ErrorReply
+from .messages import Ack, ErrorReply, to_json
 from .ratelimit import ConnectionLimits, retry_after_ms
 from .router import Route, peek
 
@@ -29,11 +39,25 @@ if TYPE_CHECKING:
     from ..server.connection import Connection
     from .app import App
 
-__all__ = ["Dispatcher", "HandlerActor", "LiveRoute"]
+__all__ = ["Dispatcher", "HandlerActor", "LiveRoute", "wait_kept"]
 
 log = logging.getLogger("websock_actors")
 
 Job = tuple["LiveRoute", BaseModel, Context]
+# What a connection sends after numbered broadcasts of its own are kept: (their pending
+# results, the text or "" for nothing, the request's id for the error when one was not).
+Held = tuple[list[Any], str, Any]
+
+# Seconds a broadcast may take to be kept before its sender is told it was not.
+KEEP_TIMEOUT = 5.0
+
+
+def wait_kept(pending: Any) -> None:
+    """Wait until a numbered broadcast is kept; BackplaneUnavailable when it was not."""
+    try:
+        pending.get(timeout=KEEP_TIMEOUT)
+    except gevent.Timeout:
+        raise BackplaneUnavailable("Redis did not keep the broadcast in time") from None
 
 
 class LiveRoute:
@@ -80,6 +104,8 @@ class Dispatcher:
         # connection ids whose session must be written once their handler is done: the
         # resumption's set, or one that stays empty
         self.sessions_changed: set[int] = set()
+        # what connections send after their numbered broadcasts are kept, in order
+        self.held: dict[int, deque[Held]] = {}
 
     def start(self) -> None:
         """After registration: whether any rate limit applies."""
@@ -158,6 +184,7 @@ class Dispatcher:
     def run(self, live: LiveRoute, msg: BaseModel, ctx: Context, crash: bool) -> None:
         """Call the handler and answer; with `crash`, re-raise so the actor is restarted."""
         started = perf_counter()
+        ctx.pending = []  # its numbered broadcasts hold its replies back, not the handler
         try:
             result = live.handler(msg, ctx)
         except MessageError as exc:
@@ -185,14 +212,62 @@ class Dispatcher:
                 fields["id"] = request_id  # validated coming in: no validation round trip
                 result.__pydantic_fields_set__.add("id")
             ctx.replied = True
-            try:
-                ctx.conn.send(result.__pydantic_serializer__.to_json(result).decode())
-            except ConnectionClosed:
-                pass
+            text = result.__pydantic_serializer__.to_json(result).decode()
+            if ctx.pending or self.held:
+                self.send_after(ctx, text)
+            else:
+                try:
+                    ctx.conn.send(text)
+                except ConnectionClosed:
+                    pass
         elif result is not None:
             ctx.reply(result)
         elif request_id is not None and not ctx.replied:
             ctx.reply(Ack())
+        if ctx.pending:  # broadcasts after the reply, or without one: tell the sender if lost
+            self.send_after(ctx, "")
+
+    def send_after(self, ctx: Context, text: str) -> None:
+        """Send `text` ("": nothing) to ctx's connection once the broadcasts it has pending,
+        and whatever that connection holds already, are kept: in order. A broadcast that was
+        not kept turns it into a `backplane_unavailable` error (the sender was not answered)."""
+        conn = ctx.conn
+        pending = ctx.pending or []
+        ctx.pending = []
+        queue = self.held.get(conn.id)
+        if queue is None:
+            if not pending:
+                try:
+                    conn.send(text)
+                except ConnectionClosed:
+                    pass
+                return
+            queue = self.held[conn.id] = deque()
+        queue.append((pending, text, ctx.request_id))
+        for result in pending:
+            result.rawlink(lambda _result, conn=conn: self._release(conn))
+        self._release(conn)
+
+    def _release(self, conn: Connection) -> None:
+        queue = self.held.get(conn.id)
+        while queue:
+            pending, text, request_id = queue[0]
+            if not all(result.ready() for result in pending):
+                return
+            queue.popleft()
+            failed = next((result for result in pending if not result.successful()), None)
+            if failed is not None:
+                counts = self.app.error_replies
+                counts["backplane_unavailable"] = counts.get("backplane_unavailable", 0) + 1
+                detail = getattr(failed.exception, "detail", str(failed.exception))
+                error = ErrorReply(id=request_id, code="backplane_unavailable", detail=detail)
+                text = to_json(error)
+            if text:
+                try:
+                    conn.send(text)
+                except ConnectionClosed:
+                    pass
+        self.held.pop(conn.id, None)
 
     def _run_bytes(self, data: bytes, ctx: Context) -> None:
         on_bytes = self.app.bytes_handler

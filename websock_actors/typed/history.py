@@ -59,7 +59,7 @@ class LocalStream:
     def open(self, sink: StreamSink) -> None:
         self._sink = sink
 
-    def append(self, room: str, prefix: str, skip: str, origin: str) -> None:
+    def append(self, room: str, prefix: str, skip: str, origin: str) -> None:  # kept at once
         log = self.logs.get(room)
         if log is None:
             log = self.logs[room] = _RoomLog(self.size)
@@ -98,6 +98,9 @@ class LocalStream:
     def _vacate(self, room: str) -> None:
         self._vacant[room] = time.monotonic()
         self._vacant.move_to_end(room)
+        self._sweep()
+
+    def expire(self) -> None:
         self._sweep()
 
     def _sweep(self) -> None:

@@ -32,7 +32,7 @@ from ..errors import BackplaneUnavailable
 from .history import stamp_prefix
 from .messages import to_json
 from .rooms import Encoder, Rooms
-from .streams import Position, Reattached, RoomStream
+from .streams import Pending, Position, Reattached, RoomStream
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -87,8 +87,12 @@ class NumberedBroadcasts:
         self.duplicates = 0  # live messages dropped: a catch-up had delivered them
         self.caught_up = 0  # messages delivered from the stream after a gap
         self.lost_reports = 0  # room_lost pushes sent (per room, not per member)
-        self.replays_cut = 0  # resumes whose replay hit ReplayLimits
+        self.replays_cut = 0  # resumes whose replay hit ReplayLimits (some rooms lost)
         stream.open(self)
+
+    def expire(self) -> None:
+        """Now and then: the stream drops histories past their retention."""
+        self._stream.expire()
 
     @property
     def histories_dropped(self) -> int:
@@ -97,15 +101,18 @@ class NumberedBroadcasts:
 
     # -- sending ----------------------------------------------------------------------------
 
-    def broadcast(self, room: str, message: BaseModel, exclude: Connection | None = None) -> int:
-        """Number `message`, keep it, deliver it; returns the deliveries queued here (0 when
-        they come back through Redis). Raises BackplaneUnavailable when it was not kept."""
+    def broadcast(
+        self, room: str, message: BaseModel, exclude: Connection | None = None
+    ) -> tuple[int, Pending | None]:
+        """Number `message`, keep it, deliver it: the deliveries queued here (0 when they come
+        back through Redis), and None when it is kept already, or the `Pending` result of
+        its keeping. Raises BackplaneUnavailable when it cannot be sent."""
         text = to_json(message)
         skip = self._session_key(exclude) if exclude is not None else ""
         origin = f"{self._rooms.node}:{exclude.id}" if exclude is not None else ""
         before = self._rooms.deliveries
-        self._stream.append(room, stamp_prefix(text, room, type(message)), skip, origin)
-        return self._rooms.deliveries - before if self._stream.inline else 0
+        pending = self._stream.append(room, stamp_prefix(text, room, type(message)), skip, origin)
+        return self._rooms.deliveries - before, pending
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -241,6 +248,8 @@ class NumberedBroadcasts:
             join()
             budget = [self.limits.messages, self.limits.bytes]
             missed = {room: self._missed(conn, room, at, key, budget) for room, at in after.items()}
+            if budget[0] < 0:  # some room did not fit
+                self.replays_cut += 1
             # No wait from here to the backlog: what is held back now is all there will be.
             result = Reattached()
             backlog: list[bytes] = []
@@ -268,6 +277,10 @@ class NumberedBroadcasts:
         nothing was lost. Within `budget` (messages and bytes left, spent here) or not at
         all: a room past it is lost, and goes on from the cursor."""
         cursor = self.joined(room)
+        if position == cursor:
+            return [], cursor, True  # nothing missed here (what is on its way comes live)
+        if budget[0] < 0:
+            return [], cursor, False  # the resume's budget is spent: no reads for nothing
         complete = True
         seq = position.seq
         if position.epoch != cursor.epoch and not (position.epoch == "" and position.seq == 0):
@@ -296,7 +309,7 @@ class NumberedBroadcasts:
                 frame = self._encode(entry.text)
                 size += len(frame)
                 if len(frames) >= budget[0] or size > budget[1]:
-                    self.replays_cut += 1
+                    budget[0] = -1  # the rooms after this one are lost too
                     return [], self._cursors.get(room, cursor), False
                 frames.append(frame)
         budget[0] -= len(frames)

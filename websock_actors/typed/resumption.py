@@ -77,10 +77,17 @@ class Resumption:
             self._refresher = None
 
     def _refresh(self) -> None:
-        """Write the open sessions again now and then: they outlive their process by `window`."""
+        """Write the open sessions again now and then (they outlive their process by
+        `window`), and let the history drop what is past its retention, even when idle."""
+        every = max(1.0, self.policy.window / 3)
+        due = time.monotonic() + every
         while True:
-            gevent.sleep(max(1.0, self.policy.window / 3))
-            self._write_all(new=False)
+            gevent.sleep(min(every, max(1.0, self.policy.history_ttl / 2)))
+            if self.numbered is not None:
+                self.numbered.expire()
+            if time.monotonic() >= due:
+                due = time.monotonic() + every
+                self._write_all(new=False)
 
     def reset(self) -> None:
         """The store lost every session (a Redis restart): write them again, at once."""

@@ -8,9 +8,13 @@ delivers goes to a `StreamSink`, typed/numbered.py's `NumberedBroadcasts`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Kept", "Position", "Reattached", "RoomStream", "StreamRead", "StreamSink"]
+__all__ = ["Kept", "Pending", "Position", "Reattached", "RoomStream", "StreamRead", "StreamSink"]
+
+# A broadcast on its way into a stream: a gevent AsyncResult, set once it is kept (or with
+# BackplaneUnavailable); `get`, `ready`, `successful` and `rawlink` are what is used of it.
+Pending = Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +86,9 @@ class RoomStream(Protocol):
 
     def open(self, sink: StreamSink) -> None: ...
 
-    def append(self, room: str, prefix: str, skip: str, origin: str) -> None:
-        """Number, keep and deliver one broadcast (`prefix`: stamp_prefix's); returns once
-        it is kept: an acknowledged broadcast is never lost."""
+    def append(self, room: str, prefix: str, skip: str, origin: str) -> Pending | None:
+        """Number, keep and deliver one broadcast (`prefix`: stamp_prefix's): None once it
+        is kept, or a `Pending` result set when it is (an acknowledgement waits for it)."""
         ...
 
     def read(self, room: str, after: int, count: int) -> StreamRead: ...
@@ -97,4 +101,8 @@ class RoomStream(Protocol):
 
     def vacated(self, room: str) -> None:
         """`room`'s last member here left: its history is kept for the retention only."""
+        ...
+
+    def expire(self) -> None:
+        """Drop the histories past their retention (called now and then, also when idle)."""
         ...

@@ -67,6 +67,21 @@ def nodes(backplane: str, request: pytest.FixtureRequest) -> Iterator[Callable[.
 
 
 @pytest.fixture
+def two_nodes(shared_redis: Any) -> Iterator[tuple[ServerThread, ServerThread]]:
+    """Two chat servers on the shared Redis, stopped after the test."""
+    servers: list[ServerThread] = []
+    try:
+        for _ in range(2):
+            app = chat_app()
+            app.use_backplane(RedisBackplane(shared_redis.url))
+            servers.append(ServerThread(app).start())
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
 def redis_nodes(redis_server: Any) -> Iterator[Callable[..., tuple[ServerThread, RedisBackplane]]]:
     """`node(**backplane_options)`: a chat server on its own RedisBackplane (the test's Redis)."""
     started: list[ServerThread] = []
@@ -185,64 +200,46 @@ def test_a_session_is_resumable_after_its_process_is_killed(shared_redis, tmp_pa
 # -- 2. a half-open connection on another node is taken over --------------------------------------
 
 
-def test_a_half_open_connection_is_taken_over_from_another_node(shared_redis) -> None:
-    servers = []
-    for _ in range(2):
-        app = chat_app()
-        app.use_backplane(RedisBackplane(shared_redis.url))
-        servers.append(ServerThread(app).start())
-    a, b = servers
-    try:
-        with connect(a.url) as ann, connect(b.url) as bob:
-            join(ann, "r", "ann")
-            join(bob, "r", "bob")
-            say(bob, "r", "before")
-            last = position(read_until(ann, text_is("before"))[-1])
-            token = ann.session
-            assert token is not None
-            with connect(b.url) as ann2:  # ann's old connection is still open on a
-                answer = resume(ann2, token, {"r": last})
-                assert answer["restored"] is True and answer["recovered"] is True, answer
-                assert answer["lost"] == [] and answer["replayed"] == 0, answer
-                # node a drops the old connection
-                assert closed_by_server(ann, 5.0), "node a did not close the taken-over connection"
-                wait_until(lambda: a.call(lambda: len(a.server.connections)) == 0, 5, "a's close of ann")
-                # the room heard nothing: no member_left before a marker said after the close
-                say(bob, "r", "marker")
-                by = read_until(bob, text_is("marker"))
-                assert of_type(by, "member_left") == [], by
-                assert [m["type"] for m in by] == ["message", "message"]  # before, marker
-                assert texts(read_until(ann2, text_is("marker"))) == ["marker"]
-                assert join(bob, "r", "bob")["members"] == ["ann", "bob"]
-    finally:
-        a.stop()
-        b.stop()
+def test_a_half_open_connection_is_taken_over_from_another_node(two_nodes) -> None:
+    a, b = two_nodes
+    with connect(a.url) as ann, connect(b.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        say(bob, "r", "before")
+        last = position(read_until(ann, text_is("before"))[-1])
+        token = ann.session
+        assert token is not None
+        with connect(b.url) as ann2:  # ann's old connection is still open on a
+            answer = resume(ann2, token, {"r": last})
+            assert answer["restored"] is True and answer["recovered"] is True, answer
+            assert answer["lost"] == [] and answer["replayed"] == 0, answer
+            # node a drops the old connection
+            assert closed_by_server(ann, 5.0), "node a did not close the taken-over connection"
+            wait_until(lambda: a.call(lambda: len(a.server.connections)) == 0, 5, "a's close of ann")
+            # the room heard nothing: no member_left before a marker said after the close
+            say(bob, "r", "marker")
+            by = read_until(bob, text_is("marker"))
+            assert of_type(by, "member_left") == [], by
+            assert [m["type"] for m in by] == ["message", "message"]  # before, marker
+            assert texts(read_until(ann2, text_is("marker"))) == ["marker"]
+            assert join(bob, "r", "bob")["members"] == ["ann", "bob"]
 
 
-def test_state_set_after_a_join_is_resumed_from_another_node(shared_redis) -> None:
+def test_state_set_after_a_join_is_resumed_from_another_node(two_nodes) -> None:
     """The chat's `join` handler sets ctx.state (the member's name in the room) after
     ctx.join: a session resumed from a node that never saw its connection close (here a
     half-open one taken over; kill -9 alike) must have that state, not the join's snapshot."""
-    servers = []
-    for _ in range(2):
-        app = chat_app()
-        app.use_backplane(RedisBackplane(shared_redis.url))
-        servers.append(ServerThread(app).start())
-    a, b = servers
-    try:
-        with connect(a.url) as ann, connect(b.url) as bob:
-            join(ann, "r", "ann")
-            join(bob, "r", "bob")
-            token = ann.session
-            assert token is not None
-            with connect(b.url) as ann2:
-                assert resume(ann2, token)["restored"] is True
-                assert closed_by_server(ann, 5.0)
-                say(ann2, "r", "from b")  # chat.py's say reads ctx.state["names"]["r"]
-                assert read_until(bob, text_is("from b"))[-1]["name"] == "ann"
-    finally:
-        a.stop()
-        b.stop()
+    a, b = two_nodes
+    with connect(a.url) as ann, connect(b.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        token = ann.session
+        assert token is not None
+        with connect(b.url) as ann2:
+            assert resume(ann2, token)["restored"] is True
+            assert closed_by_server(ann, 5.0)
+            say(ann2, "r", "from b")  # chat.py's say reads ctx.state["names"]["r"]
+            assert read_until(bob, text_is("from b"))[-1]["name"] == "ann"
 
 
 # -- 3. a token resumes once ----------------------------------------------------------------------

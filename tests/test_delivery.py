@@ -739,3 +739,30 @@ def test_said_comes_once_the_message_is_kept_and_replies_keep_their_order(shared
                 assert f"m{len(answered)}" in texts, (message, texts)
                 answered.append(message["id"])
         assert answered == [f"s{i}" for i in range(count)]
+
+
+class Note(Message):
+    type: Literal["note"]
+    room: str
+
+
+def test_a_state_that_is_not_json_is_not_kept_and_the_join_is_answered(nodes, caplog) -> None:
+    """A session whose ctx.state cannot be stored is not kept (a warning says so); the
+    handler that joined is answered as usual, and a resume of it starts afresh."""
+    app = chat_app()
+
+    @app.handler
+    def note(msg: Note, ctx: Context) -> None:
+        ctx.state["opaque"] = object()  # not JSON-able
+        ctx.join(msg.room, presence="ann")
+
+    server = nodes(app)
+    with connect(server.url) as ann:
+        assert ann.request({"type": "note", "room": "r"})["type"] == "ack"
+        token = ann.session
+        assert token is not None
+        assert ann.request({"type": "note", "room": "s"})["type"] == "ack"  # still served
+        ann.abort()
+    with connect(server.url) as ann2:
+        assert resume(ann2, token)["restored"] is False
+    assert any("not JSON-able" in record.getMessage() for record in caplog.records)

@@ -10,6 +10,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -45,8 +46,7 @@ class Resumption:
         self._opening_rooms: dict[int, set[str]] = {}  # rooms joined in on_connect
         self.changed: set[int] = set()  # connection ids whose session must be written again
         self._stored: set[int] = set()  # open connection ids whose session the store has had
-        self.graced: dict[str, tuple[Connection, gevent.Greenlet[Any, Any]]] = {}  # token -> (conn, timer)
-        self._graced_records: dict[str, tuple[SessionRecord, float]] = {}  # token -> (record, grace end)
+        self.graced: dict[str, _Grace] = {}  # token -> the closed connection's grace
         self._saved: dict[str, gevent.event.Event] = {}  # tokens whose old connection is being dropped
         self._refresher: gevent.Greenlet[Any, Any] | None = None
         self.resumes: dict[str, int] = {"recovered": 0, "partial": 0, "fresh": 0, "refused": 0}
@@ -68,10 +68,9 @@ class Resumption:
 
     def stop(self) -> None:
         """The server stops: graces still running end with it (other nodes end them with Redis)."""
-        for _conn, timer in self.graced.values():
-            timer.kill(block=False)
+        for grace in self.graced.values():
+            grace.timer.kill(block=False)
         self.graced.clear()
-        self._graced_records.clear()
         if self._refresher is not None:
             self._refresher.kill(block=False)
             self._refresher = None
@@ -104,14 +103,16 @@ class Resumption:
     def _restore_graces(self) -> None:
         """The store lost the sessions in their grace: keep them again, for what is left of it."""
         now = time.time()
-        for token, (record, grace_end) in list(self._graced_records.items()):
-            if self._write(token, record, new=True):
-                try:
-                    self.app.rooms.sessions.close(
-                        token, record.dumps(), self.policy.window, max(0.1, grace_end - now)
-                    )
-                except BackplaneUnavailable as exc:
-                    log.debug("grace of session %s not restored: %s", record.sid, exc)
+        for token, grace in list(self.graced.items()):
+            data = _encoded(grace.record)
+            if data is None:
+                continue
+            try:
+                self.app.rooms.sessions.close(
+                    token, data, self.policy.window, max(0.1, grace.ends - now), new=True
+                )
+            except BackplaneUnavailable as exc:
+                log.debug("grace of session %s not restored: %s", grace.record.sid, exc)
 
     # -- the connection's life -----------------------------------------------------------
 
@@ -139,10 +140,11 @@ class Resumption:
         conn = self.live.get(token)
         if conn is not None:
             record.state = conn.state
+        data = _encoded(record)
+        if data is None:
+            return False
         try:
-            saved = self.app.rooms.sessions.save(token, record.dumps(), self.policy.window, new=new)
-        except (TypeError, ValueError) as exc:
-            log.warning("session %s not kept: its state is not JSON-able (%s)", record.sid, exc)
+            saved = self.app.rooms.sessions.save(token, data, self.policy.window, new=new)
         except BackplaneUnavailable as exc:
             log.debug("session %s not written: %s", record.sid, exc)
             return False
@@ -192,39 +194,35 @@ class Resumption:
         waiting = self._saved.pop(token, None)
         sessions = self.app.rooms.sessions
         try:
-            if code not in RESUMABLE_CLOSE_CODES:
+            record.state = conn.state
+            record.closed = True
+            data = _encoded(record) if code in RESUMABLE_CLOSE_CODES else None
+            if data is None:  # the session ends here (a close from the client, or state not storable)
                 try:
                     sessions.discard(token)
                 except BackplaneUnavailable as exc:
                     log.debug("%r: session not discarded: %s", conn, exc)
                 return False
-            record.state = conn.state
-            record.closed = True
             try:
                 # never stored (Redis was away): nobody can have taken it, so it is new
-                new = not stored
-                kept = sessions.close(token, record.dumps(), self.policy.window, self.policy.grace, new=new)
-            except (TypeError, ValueError) as exc:
-                log.warning("%r: session not kept: its state is not JSON-able (%s)", conn, exc)
-                return False
+                kept = sessions.close(token, data, self.policy.window, self.policy.grace, new=not stored)
             except BackplaneUnavailable as exc:
                 log.warning("%r: session not kept: %s", conn, exc)
                 return False
             if not kept:
                 return None
-            self.graced[token] = (conn, gevent.spawn_later(self.policy.grace, self._grace_over, token))
-            self._graced_records[token] = (record, time.time() + self.policy.grace)
+            timer = gevent.spawn_later(self.policy.grace, self._grace_over, token)
+            self.graced[token] = _Grace(conn, timer, record, time.time() + self.policy.grace)
             return True
         finally:
             if waiting is not None:
                 waiting.set()
 
     def _grace_over(self, token: str) -> None:
-        self._graced_records.pop(token, None)
-        entry = self.graced.pop(token, None)
-        if entry is None:
+        grace = self.graced.pop(token, None)
+        if grace is None:
             return
-        conn = entry[0]
+        conn = grace.conn
         while True:
             try:
                 mine = self.app.rooms.sessions.claim_grace(token)
@@ -270,13 +268,12 @@ class Resumption:
             return
         del self.live[token]  # one resume per connection: its own token is no longer live
         old = self.graced.pop(msg.session, None)
-        self._graced_records.pop(msg.session, None)
         if old is not None:
-            old[1].kill(block=False)
+            old.timer.kill(block=False)
         new_token = secrets.token_urlsafe(24)
         try:
             adopted = sessions.claim_grace(msg.session) if record.closed else True
-            result = self._attach(conn, record, msg.rooms, adopted, old[0] if old is not None else None)
+            result = self._attach(conn, record, msg.rooms, adopted, old.conn if old is not None else None)
         except BackplaneUnavailable:
             sessions.save(msg.session, data, self.policy.window, new=True)  # type: ignore[arg-type]
             self.live[token] = conn
@@ -376,6 +373,26 @@ class Resumption:
         saved = self._saved[token] = gevent.event.Event()
         old.abort(CloseCode.ABNORMAL, "resumed elsewhere")
         saved.wait(5.0)
+
+
+@dataclass
+class _Grace:
+    """A closed connection's session waiting for its resume: the timer that ends the grace,
+    the record (written again if the store loses it), and when the grace ends."""
+
+    conn: Connection
+    timer: gevent.Greenlet[Any, Any]
+    record: SessionRecord
+    ends: float
+
+
+def _encoded(record: SessionRecord) -> bytes | None:
+    """The record as stored; None (and a warning) when its state or identity is not JSON-able."""
+    try:
+        return record.dumps()
+    except (TypeError, ValueError) as exc:
+        log.warning("session %s not kept: its state is not JSON-able (%s)", record.sid, exc)
+        return None
 
 
 def _replay_from(asked: dict[str, RoomPosition], rooms: dict[str, RoomMembership]) -> dict[str, Position]:

@@ -38,37 +38,9 @@ if str(ROOT) not in sys.path:  # run as a script: examples/ and websock_actors/ 
 import gevent  # noqa: E402
 
 from examples import chat  # noqa: E402
-from websock_actors import App, Context, LocalRooms, RedisBackplane, ResumePolicy, Server  # noqa: E402
-from websock_actors.typed.streams import RoomStream  # noqa: E402
+from websock_actors import App, Context, RedisBackplane, ResumePolicy, Server  # noqa: E402
 
-__all__ = ["StreamKeepingBackplane", "StreamKeepingRooms", "app", "build_app", "policy"]
-
-
-class StreamKeepingRooms(LocalRooms):
-    """LocalRooms that keep the stream they open, so STATS can count its histories (the
-    app holds it only inside its numbered broadcasts, which have no public handle on it)."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stream: RoomStream | None = None
-
-    def open_stream(self, size: int, retention: float, retained: int) -> RoomStream:
-        self.stream = super().open_stream(size, retention, retained)
-        return self.stream
-
-
-class StreamKeepingBackplane(RedisBackplane):
-    """A RedisBackplane that keeps the stream it opens (as StreamKeepingRooms)."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.stream: RoomStream | None = None
-
-    def open_stream(self, size: int, retention: float, retained: int) -> RoomStream:
-        self.stream = super().open_stream(size, retention, retained)
-        return self.stream
+__all__ = ["app", "build_app", "policy"]
 
 
 def policy(
@@ -110,16 +82,13 @@ def build_app(
     """The chat demo's handlers and hooks in a new App with `resume`; its rate limits when
     `chat_limits`; rooms on Redis when `redis` is a URL, else in this process; `quiet`: join
     and leave tell the room nothing."""
-    rooms: LocalRooms = StreamKeepingRooms()
     app = App(
         "websock_actors chat (hostile bounds)",
         "1.0.0",
         rate_limit=chat.app.rate_limit if chat_limits else None,
         resume=resume,
-        backplane=StreamKeepingBackplane(redis) if redis else None,
+        backplane=RedisBackplane(redis) if redis else None,
     )
-    if not redis:
-        app.rooms = rooms  # before the server starts: the stream is opened at start
     app.add(quiet_join if quiet else chat.join)
     app.add(chat.say, rate_limit=chat.app.type_rate_limits.get("say") if chat_limits else None)
     app.add(quiet_leave if quiet else chat.leave)
@@ -153,15 +122,15 @@ def stats(served: App) -> dict[str, Any]:
         "deliveries": rooms.deliveries,
         "broadcast_failures": rooms.broadcast_failures,
     }
-    stream = getattr(rooms, "stream", None)
-    logs = getattr(stream, "logs", None)
+    resumption = served.resumption
+    numbered = resumption.numbered if resumption is not None else None
+    logs = getattr(numbered.stream, "logs", None) if numbered is not None else None
     if logs is not None:  # in process: every history, of rooms with members or retained
         out["histories"] = len(logs)
     records = getattr(rooms.sessions, "records", None)
     if records is not None:  # LocalSessions; with Redis the sessions are keys there
         out["sessions_kept"] = len(records)
         out["session_bytes"] = sum(len(record) for record, _expires in records.values())
-    resumption = served.resumption
     if resumption is not None:
         out["graced"] = len(resumption.graced)
         out["replayed"] = resumption.replayed

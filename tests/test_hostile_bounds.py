@@ -22,9 +22,8 @@ from typing import Any
 
 import pytest
 
-from websock_actors import App, LocalRooms, RedisBackplane, ResumePolicy
+from websock_actors import App, RedisBackplane, ResumePolicy
 from websock_actors.client import ClientConnection, connect
-from websock_actors.typed.streams import RoomStream
 
 from .helpers import ServerThread, fresh_chat_app
 from .redis_server import SharedRedis
@@ -38,21 +37,6 @@ CAP = 20  # retained_rooms: small, so that a few hundred rooms cycle through it 
 # shortest expiry it takes (whole seconds), where the cap is checked on the retained set.
 LOCAL_RETENTION = 3.0
 RETENTION = 1.0
-
-
-class StreamKeepingRooms(LocalRooms):
-    """LocalRooms that keep the stream they open: its histories can be counted (the app holds
-    it only inside its numbered broadcasts)."""
-
-    __slots__ = ("stream",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stream: RoomStream | None = None
-
-    def open_stream(self, size: int, retention: float, retained: int) -> RoomStream:
-        self.stream = super().open_stream(size, retention, retained)
-        return self.stream
 
 
 def chat_app(**policy: Any) -> App:
@@ -105,12 +89,10 @@ def command_calls(redis: SharedRedis, command: str) -> int:
 
 def test_room_churn_keeps_at_most_retained_rooms_histories_in_process(started: list[ServerThread]) -> None:
     app = chat_app(history_ttl=LOCAL_RETENTION, retained_rooms=CAP)
-    rooms = StreamKeepingRooms()
-    app.rooms = rooms  # before the start, where the stream is opened
     server = ServerThread(app, metrics=True, ping_interval=None).start()
     started.append(server)
-    stream = rooms.stream
-    assert stream is not None
+    assert app.resumption is not None and app.resumption.numbered is not None
+    stream = app.resumption.numbered.stream
 
     def histories() -> int:
         return server.call(lambda: len(stream.logs))  # type: ignore[attr-defined]

@@ -49,8 +49,8 @@ _CATCH_UP_BATCH = 500
 class ReplayLimits:
     """At most `messages` and `bytes` replayed per resume (rooms past it are lost)."""
 
-    messages: int = 1000
-    bytes: int = 1 << 20
+    messages: int = 2000
+    bytes: int = 2 << 20
 
 
 class RoomLost(BaseModel):
@@ -89,6 +89,11 @@ class NumberedBroadcasts:
         self.lost_reports = 0  # room_lost pushes sent (per room, not per member)
         self.replays_cut = 0  # resumes whose replay hit ReplayLimits (some rooms lost)
         stream.open(self)
+
+    @property
+    def stream(self) -> RoomStream:
+        """Where this app's numbered broadcasts are kept."""
+        return self._stream
 
     def expire(self) -> None:
         """Now and then: the stream drops histories past their retention."""
@@ -178,13 +183,20 @@ class NumberedBroadcasts:
             if not floors:
                 del self._floors[room]
         if self._holding:
-            for conn, held in self._holding.items():
-                frames = held.get(room)
-                if frames is not None:
-                    skip.add(conn)
-                    frames.append((position, frame, True))
+            skip.update(self._hold(room, position, frame, True))
         self._rooms.broadcast_here(room, frame, skip)
         self._cursors[room] = position
+
+    def _hold(self, room: str, at: Position, frame: bytes, message: bool) -> list[Connection]:
+        """Keep `frame` (a message, or a notice) for the members of `room` whose resume is
+        being replayed; returns them, to be left out of the live delivery."""
+        held_for: list[Connection] = []
+        for conn, held in self._holding.items():
+            frames = held.get(room)
+            if frames is not None:
+                frames.append((at, frame, message))
+                held_for.append(conn)
+        return held_for
 
     def _catch_up(self, room: str, cursor: Position, upto: Position | None) -> Position:
         """Deliver what the stream has after `cursor` (up to `upto`, or all of it); tell the
@@ -227,10 +239,7 @@ class NumberedBroadcasts:
         log.warning("room %r: messages lost before seq %d of epoch %s", room, at.seq, at.epoch)
         notice = RoomLost(room=room, seq=at.seq, epoch=at.epoch).model_dump_json()
         frame = self._encode(notice)
-        self._rooms.broadcast_here(room, frame, self._holding)
-        for held in self._holding.values():
-            if room in held:
-                held[room].append((at, frame, False))
+        self._rooms.broadcast_here(room, frame, self._hold(room, at, frame, False))
         self._cursors[room] = at
         return at
 

@@ -42,6 +42,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import CloseCode
 from .messages import Message
+from .numbered import ReplayLimits
 
 __all__ = ["RESUMABLE_CLOSE_CODES", "Resume", "ResumePolicy", "Resumed", "RoomPosition", "SessionOpened"]
 
@@ -68,8 +69,8 @@ class ResumePolicy:
     grace: float = 10.0
     history_ttl: float = 300.0
     retained_rooms: int = 5_000
-    replay_messages: int = 2000
-    replay_bytes: int = 2 << 20
+    replay_messages: int = ReplayLimits.messages
+    replay_bytes: int = ReplayLimits.bytes
     resumes_per_minute: int = 10
 
 

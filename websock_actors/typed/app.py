@@ -360,11 +360,6 @@ class App(Application):
             if self.resumption is not None and self.resumption.numbered is not None:
                 self.resumption.numbered.left(rooms)
 
-    def save_sessions(self) -> None:
-        """After a handler: write the sessions whose rooms it changed."""
-        if self.resumption is not None:
-            self.resumption.save_changed()
-
     def _rejoined(self, ctx: Context, rooms: set[str]) -> None:
         if self._on_resume is not None:
             self._on_resume(ctx, rooms)

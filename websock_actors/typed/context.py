@@ -86,7 +86,7 @@ class Context:
 
     @property
     def scheme(self) -> str:
-        """ "ws", or "wss" when a trusted proxy says the client connected with TLS."""
+        """"ws", or "wss" when a trusted proxy says the client connected with TLS."""
         request = self.conn.request
         return request.scheme if request is not None else "ws"
 

@@ -104,6 +104,7 @@ class Dispatcher:
         # connection ids whose session must be written once their handler is done: the
         # resumption's set, or one that stays empty
         self.sessions_changed: set[int] = set()
+        self.numbered = False  # broadcasts may be pending: a handler's replies wait for them
         # what connections send after their numbered broadcasts are kept, in order
         self.held: dict[int, deque[Held]] = {}
 
@@ -113,6 +114,7 @@ class Dispatcher:
         self.rate_limited = app.rate_limit is not None or bool(app.type_rate_limits)
         if app.resumption is not None:
             self.sessions_changed = app.resumption.changed
+            self.numbered = True
 
     def closed(self, conn: Connection) -> None:
         self.limits.pop(conn.id, None)
@@ -184,7 +186,8 @@ class Dispatcher:
     def run(self, live: LiveRoute, msg: BaseModel, ctx: Context, crash: bool) -> None:
         """Call the handler and answer; with `crash`, re-raise so the actor is restarted."""
         started = perf_counter()
-        ctx.pending = []  # its numbered broadcasts hold its replies back, not the handler
+        if self.numbered:
+            ctx.pending = []  # its numbered broadcasts hold its replies back, not the handler
         try:
             result = live.handler(msg, ctx)
         except MessageError as exc:
@@ -201,7 +204,8 @@ class Dispatcher:
             return
         finally:
             if self.sessions_changed:  # rooms joined or left: the session, state included, before the reply
-                self.app.save_sessions()
+                assert self.app.resumption is not None
+                self.app.resumption.save_changed()
         live.histogram.observe(perf_counter() - started)
         request_id = ctx.request_id
         if type(result) is live.reply and request_id is not None:

@@ -7,10 +7,10 @@ import pytest
 
 from websock_actors import Application
 
-from .helpers import ServerThread
-from .redis_server import redis_server as redis_server  # a real Redis: tests/redis_server.py
-from .redis_server import redis_session as redis_session
-from .redis_server import shared_redis as shared_redis
+from .support.apps import ServerThread
+from .support.redis_server import redis_server as redis_server  # a real Redis: tests/support/redis_server.py
+from .support.redis_server import redis_session as redis_session
+from .support.redis_server import shared_redis as shared_redis
 
 
 @pytest.fixture

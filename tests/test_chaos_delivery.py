@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .redis_server import redis_server_executable
+from .support.redis_server import redis_server_executable
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "chaos_delivery.py"

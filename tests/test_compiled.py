@@ -26,15 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPILED_SUITE = [
     "tests/protocol",
     "tests/test_conformance.py",
-    "tests/test_limits.py",
-    "tests/test_shutdown.py",
-    "tests/test_tls.py",
-    "tests/test_inline.py",
-    "tests/test_server.py",
+    "tests/server/test_limits.py",
+    "tests/server/test_shutdown.py",
+    "tests/server/test_tls.py",
+    "tests/server/test_inline.py",
+    "tests/server/test_server.py",
     "tests/test_rough_edges.py",
-    "tests/test_client.py",
-    "tests/test_typed.py",
-    "tests/test_compat.py",
+    "tests/client/test_client.py",
+    "tests/typed/test_handlers.py",
+    "tests/compat/test_websock.py",
 ]
 # What the build and those tests read: the package, its build files, the tests, the examples and
 # the conformance runner.

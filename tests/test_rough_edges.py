@@ -19,7 +19,7 @@ from websockets.sync.client import connect as ws_connect
 from websock_actors import App, Context, Message, WebSocketError, WebSocketServer
 from websock_actors.client import connect
 
-from .rawws import BINARY, TEXT, RawClient, free_port
+from .support.raw import BINARY, TEXT, RawClient, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

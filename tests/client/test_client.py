@@ -37,8 +37,8 @@ from websock_actors.client import (
 )
 from websock_actors.protocol import Response
 
-from .helpers import RoomSequence
-from .rawws import free_port
+from ..support.apps import RoomSequence
+from ..support.raw import free_port
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -20,7 +20,7 @@ import websock_actors
 from websock_actors import FrameType, WebSocketInvalidDataFrame, WebSocketInvalidHandshake, WebSocketServer
 from websock_actors.compat import Client
 
-from .helpers import raw_exchange, status_of, upgrade_request
+from ..support.apps import raw_exchange, status_of, upgrade_request
 
 
 class CompatThread:

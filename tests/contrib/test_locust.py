@@ -18,7 +18,7 @@ import pytest
 from examples.chat import app as chat_app
 from websock_actors import App, CloseCode, Connection, ResumePolicy, WebSocketApp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat.py"
 
 pytestmark = pytest.mark.timeout(90)

@@ -21,9 +21,9 @@ import pytest
 
 from examples.chat import app as chat_app
 
-from .helpers import ServerThread
+from ..support.apps import ServerThread
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHAT = str(ROOT / "locustfiles" / "chat.py")
 USERS = 20
 ROOM_SIZE = 5

@@ -25,7 +25,16 @@ from websock_actors.protocol import (
     is_valid_close_code,
 )
 
-from ._support import client, close_body, frames_of, header_only, masked, raw_frame, sent_frames, server
+from ..support.frames import (
+    client,
+    close_body,
+    frames_of,
+    header_only,
+    masked,
+    raw_frame,
+    sent_frames,
+    server,
+)
 
 
 def failure_code(events: list[object]) -> int:

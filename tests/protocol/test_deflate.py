@@ -40,7 +40,7 @@ from websock_actors.protocol import (
 )
 from websock_actors.protocol.deflate import parse_parameters
 
-from ._support import FIXED_KEY, close_body, frames_of, raw_frame, sent_frames
+from ..support.frames import FIXED_KEY, close_body, frames_of, raw_frame, sent_frames
 from .test_properties import FAST, check_event_sequence
 
 P = DeflateParameters

@@ -12,7 +12,7 @@ from websock_actors.errors import CloseCode, ProtocolError
 from websock_actors.protocol import Frame, FrameParser, Opcode, apply_mask, encode_frame
 from websock_actors.protocol.frames import CONTROL_OPCODES, DATA_OPCODES, _apply_mask_int
 
-from ._support import FIXED_KEY, header_only, raw_frame
+from ..support.frames import FIXED_KEY, header_only, raw_frame
 
 
 def parse_all(data: bytes, *, expect_mask: bool, **options: object) -> list[Frame]:

@@ -32,7 +32,7 @@ from websock_actors.protocol import (
 )
 from websock_actors.protocol.connection import Event
 
-from ._support import FIXED_KEY, close_body, frames_of, raw_frame
+from ..support.frames import FIXED_KEY, close_body, frames_of, raw_frame
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -23,10 +23,10 @@ from websock_actors import App, BackplaneUnavailable, RedisBackplane, WebSocketE
 from websock_actors.client import connect
 from websock_actors.errors import RequestError
 
-from .helpers import RoomSequence, ServerThread, fresh_chat_app, unnumbered
-from .rawws import free_port
+from ..support.apps import RoomSequence, ServerThread, fresh_chat_app, unnumbered
+from ..support.raw import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat.py"
 
 pytestmark = pytest.mark.timeout(90)

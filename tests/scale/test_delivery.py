@@ -27,12 +27,22 @@ from websock_actors import App, AuthRequest, ConnectionClosed, Context, Message,
 from websock_actors.client import ClientConnection, connect
 from websock_actors.errors import RequestError
 
-from .helpers import RoomSequence, ServerThread
-from .rawws import free_port
-from .test_backplane import wait_until
-from .test_resume import both_join, chat_app, join, position, read_until, resume, say, text_is, wait_kept
+from ..scale.test_backplane import wait_until
+from ..support.apps import RoomSequence, ServerThread
+from ..support.raw import free_port
+from ..typed.test_resume import (
+    both_join,
+    chat_app,
+    join,
+    position,
+    read_until,
+    resume,
+    say,
+    text_is,
+    wait_kept,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(60)
 

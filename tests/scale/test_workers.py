@@ -1,6 +1,6 @@
 """`websock-actors run --workers N`: one port served by N forked processes, and the room check.
 
-The server runs in a subprocess on 127.0.0.1; `tests/pid_app.py` answers every message with
+The server runs in a subprocess on 127.0.0.1; `tests/support/pid_app.py` answers every message with
 its worker's PID, so a test sees which worker took a connection.
 """
 
@@ -31,9 +31,9 @@ from websock_actors.scale.workers import parse_workers
 from websock_actors.typed.room_use import uses_rooms
 from websock_actors.typed.rooms import LocalRooms
 
-from .rawws import free_port
+from ..support.raw import free_port
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_LINE = re.compile(r"websock-actors: worker (\d+) \(pid (\d+)\) serving (\S+) on (ws://\S+)")
 ROOMS_ERROR = (
     "error: examples.chat:app uses rooms: with --workers 2 every process would keep its own rooms"
@@ -111,7 +111,7 @@ def start(tmp_path: Path) -> Iterator[object]:
     whatever is left running is killed afterwards (the master, then its workers, by PID)."""
     clusters: list[Cluster] = []
 
-    def run(*options: str, app: str = "tests.pid_app:app", prelude: str | None = None) -> Cluster:
+    def run(*options: str, app: str = "tests.support.pid_app:app", prelude: str | None = None) -> Cluster:
         port = free_port()
         command = _command(app, port, *(options or ("--workers", "2")))
         if prelude is not None:  # code to run first in the server's interpreter
@@ -295,7 +295,7 @@ def test_an_app_with_rooms_needs_redis_with_several_workers() -> None:
 
 @pytest.mark.timeout(60)
 def test_several_workers_need_a_fixed_port() -> None:
-    (line,) = _refused(*_command("tests.pid_app:app", 0, "--workers", "2"))
+    (line,) = _refused(*_command("tests.support.pid_app:app", 0, "--workers", "2"))
     assert line.startswith("error: --workers needs a fixed --port")
 
 
@@ -305,13 +305,13 @@ def test_a_taken_port_is_refused_before_any_fork() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        (line,) = _refused(*_command("tests.pid_app:app", port, "--workers", "2"))
+        (line,) = _refused(*_command("tests.support.pid_app:app", port, "--workers", "2"))
     assert line.startswith(f"error: cannot listen on 127.0.0.1:{port}")
 
 
 @pytest.mark.timeout(60)
 def test_redis_needs_a_typed_app() -> None:
-    (line,) = _refused(*_command("tests.pid_app:app", free_port(), "--redis", "redis://127.0.0.1:1/0"))
+    (line,) = _refused(*_command("tests.support.pid_app:app", free_port(), "--redis", "redis://127.0.0.1:1/0"))
     assert line == "error: --redis needs a typed App"
 
 

@@ -19,10 +19,10 @@ from examples.chat import app as chat_app
 from websock_actors import App, AuthRequest, Context, ErrorReply, Message, RateLimit, Refuse
 from websock_actors.typed.messages import to_json
 
-from .helpers import RoomSequence, session_opened, unnumbered, upgrade_request
-from .rawws import CLOSE, TEXT, RawClient, close_code, masked_frame, refuse
+from ..support.apps import RoomSequence, session_opened, unnumbered, upgrade_request
+from ..support.raw import CLOSE, TEXT, RawClient, close_code, masked_frame, refuse
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Join(Message):

@@ -15,8 +15,8 @@ from websockets.sync.client import connect
 from websock_actors import ConfigurationError, Connection, Server, WebSocketApp
 from websock_actors.protocol import Headers, Request, Response, error_response
 
-from .helpers import upgrade_request
-from .rawws import RawClient, read_until_eof, refuse, split_response
+from ..support.apps import upgrade_request
+from ..support.raw import RawClient, read_until_eof, refuse, split_response
 
 GOOD_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 

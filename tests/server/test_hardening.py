@@ -26,8 +26,19 @@ from websock_actors import (
 )
 from websock_actors.protocol import DEFAULT_MAX_FRAGMENTS, Request, Response, error_response
 
-from .helpers import upgrade_request
-from .rawws import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient, close_code, masked_frame, refuse
+from ..support.apps import upgrade_request
+from ..support.raw import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    RawClient,
+    close_code,
+    masked_frame,
+    refuse,
+)
 
 
 class Join(Message):

@@ -10,8 +10,8 @@ import pytest
 from examples.echo import app as echo_app
 from websock_actors import ConfigurationError, RedisBackplane, Server
 
-from .rawws import RawClient, refuse
-from .test_backplane import chat_app, wait_until
+from ..scale.test_backplane import chat_app, wait_until
+from ..support.raw import RawClient, refuse
 
 
 def get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:

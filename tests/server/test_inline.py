@@ -19,7 +19,7 @@ from websock_actors import App, ConfigurationError, Connection, Context, Message
 from websock_actors.testing import ServerThread
 from websock_actors.typed.rooms import LocalRooms
 
-from .rawws import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient, close_code, masked_frame
+from ..support.raw import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient, close_code, masked_frame
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,14 +12,16 @@ from pathlib import Path
 from websock_actors.client import connect
 from websock_actors.server.logs import JSONFormatter, mask_secrets
 
-from .rawws import free_port
+from ..support.raw import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_json_lines_with_connection_code_and_masked_secrets() -> None:
     port = free_port()
-    command = [sys.executable, "-m", "websock_actors", "run", "tests.log_app:app", "--port", str(port)]
+    command = [
+        sys.executable, "-m", "websock_actors", "run", "tests.support.log_app:app", "--port", str(port)
+    ]
     proc = subprocess.Popen(
         [*command, "--no-patch", "--log-format", "json", "--log-level", "DEBUG"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

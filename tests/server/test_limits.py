@@ -14,8 +14,8 @@ from websockets.sync.client import connect
 
 from websock_actors import Connection, WebSocketApp
 
-from .helpers import RecordingEchoApp
-from .rawws import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient, close_code
+from ..support.apps import RecordingEchoApp
+from ..support.raw import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient, close_code
 
 # -- message size and fragments ---------------------------------------------------------
 

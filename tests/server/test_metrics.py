@@ -14,10 +14,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from websock_actors.client import connect
 
-from .rawws import free_port, refuse
-from .test_backplane import chat_app, wait_until
+from ..scale.test_backplane import chat_app, wait_until
+from ..support.raw import free_port, refuse
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -93,7 +93,9 @@ def test_metrics_are_off_by_default(serve) -> None:
 @pytest.mark.timeout(60)
 def test_with_two_workers_the_figures_are_summed(tmp_path) -> None:
     port, metrics_port = free_port(), free_port()
-    command = [sys.executable, "-m", "websock_actors", "run", "tests.pid_app:app", "--port", str(port)]
+    command = [
+        sys.executable, "-m", "websock_actors", "run", "tests.support.pid_app:app", "--port", str(port)
+    ]
     proc = subprocess.Popen(
         [*command, "--no-patch", "--workers", "2", "--metrics-port", str(metrics_port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -14,8 +14,8 @@ from websockets.sync.client import connect
 
 from websock_actors import Connection, WebSocketApp
 
-from .helpers import upgrade_request
-from .rawws import CLOSE, PING, PONG, TEXT, RawClient, close_code, masked_frame
+from ..support.apps import upgrade_request
+from ..support.raw import CLOSE, PING, PONG, TEXT, RawClient, close_code, masked_frame
 
 
 class App(WebSocketApp):

@@ -18,10 +18,19 @@ from websockets.sync.client import connect
 
 from websock_actors import Connection
 
-from .helpers import RecordingEchoApp, upgrade_request
-from .rawws import BINARY, CLOSE, TEXT, RawClient, close_code, free_port, read_until_eof, split_response
+from ..support.apps import RecordingEchoApp, upgrade_request
+from ..support.raw import (
+    BINARY,
+    CLOSE,
+    TEXT,
+    RawClient,
+    close_code,
+    free_port,
+    read_until_eof,
+    split_response,
+)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_stop_closes_every_connection_with_1001_after_queued_messages(serve):

@@ -26,11 +26,11 @@ from websock_actors.protocol.http import error_response
 from websock_actors.server.metrics import HANDLER_BUCKETS
 from websock_actors.server.status_page import histogram_quantile, status_point
 
-from .helpers import RecordingEchoApp, upgrade_request
-from .rawws import free_port, refuse
-from .test_backplane import chat_app
+from ..scale.test_backplane import chat_app
+from ..support.apps import RecordingEchoApp, upgrade_request
+from ..support.raw import free_port, refuse
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-token"
 
 pytestmark = pytest.mark.timeout(60)
@@ -315,7 +315,8 @@ def test_status_token_needs_status_page() -> None:
 def test_with_two_workers_every_page_shows_the_sum() -> None:
     port = free_port()
     proc = _start(
-        "tests.pid_app:app", "--port", str(port), "--workers", "2", "--status-page", "--status-token", TOKEN
+        "tests.support.pid_app:app", "--port", str(port), "--workers", "2",
+        "--status-page", "--status-token", TOKEN,
     )
     clients: list[ClientConnection] = []
     try:

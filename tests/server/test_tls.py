@@ -22,10 +22,10 @@ from websock_actors import WebSocketApp, tls_context
 from websock_actors.client import connect
 from websock_actors.errors import ConfigurationError
 
-from .helpers import RecordingEchoApp, upgrade_request
-from .rawws import TEXT, free_port, masked_frame
+from ..support.apps import RecordingEchoApp, upgrade_request
+from ..support.raw import TEXT, free_port, masked_frame
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ UPGRADE_TEMPLATE = (
 )
 
 
-CHAT = Path(__file__).resolve().parent.parent / "examples" / "chat.py"
+CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat.py"
 _chat_copies = itertools.count(1)
 
 

@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 
-from .helpers import upgrade_request
+from .apps import upgrade_request
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

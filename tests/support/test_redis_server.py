@@ -1,4 +1,4 @@
-"""The Redis fixtures themselves (tests/redis_server.py): a real redis-server per test, and
+"""The Redis fixtures themselves (tests/support/redis_server.py): a real redis-server per test, and
 the shared one."""
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from examples.chat import app as chat_app
 
-from .helpers import RoomSequence, session_opened
-from .rawws import TEXT, RawClient
+from ..support.apps import RoomSequence, session_opened
+from ..support.raw import TEXT, RawClient
 
 
 def send(ws: ClientConnection, **message: Any) -> None:

@@ -25,9 +25,9 @@ import pytest
 from websock_actors import App, RedisBackplane, ResumePolicy
 from websock_actors.client import ClientConnection, connect
 
-from .helpers import ServerThread, fresh_chat_app
-from .redis_server import SharedRedis
-from .test_backplane import wait_until
+from ..scale.test_backplane import wait_until
+from ..support.apps import ServerThread, fresh_chat_app
+from ..support.redis_server import SharedRedis
 
 pytestmark = pytest.mark.timeout(60)
 

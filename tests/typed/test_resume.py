@@ -23,10 +23,10 @@ from websock_actors import App, ConnectionClosed, RedisBackplane, Refuse, Resume
 from websock_actors.client import ClientConnection, connect
 from websock_actors.errors import RequestError
 
-from .helpers import ServerThread, fresh_chat_app
-from .rawws import free_port
+from ..support.apps import ServerThread, fresh_chat_app
+from ..support.raw import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat.py"
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from examples.chat import app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_json_schema_matches_the_code() -> None:

@@ -12,14 +12,14 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-import gevent
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from websock_actors import App, Context, Message, WebSocketError, WebSocketServer
+from websock_actors import App, Context, Message, WebSocketError
 from websock_actors.client import connect
 
 from .support.raw import BINARY, TEXT, RawClient, free_port
+from .support.websock_thread import WebSockThread
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,37 +88,24 @@ def test_recv_gives_the_frame_recv_json_the_message_and_pushes_have_no_id(serve)
 
 def test_websock_send_of_bytes_is_binary_unless_text_is_asked_for() -> None:
     ready = threading.Event()
-    holder: dict[str, Any] = {}
 
     def opened(client: Any) -> None:
-        server = holder["server"]
+        server = thread.server
         server.send(client, b"\xff\xfe")  # not UTF-8: a binary frame now
         server.send(client, "text")
         server.send(client, b"as text", 1)  # FrameType.TEXT: WebSock's own behaviour
         ready.set()
 
-    def run() -> None:
-        server = WebSocketServer("127.0.0.1", 0, on_connection_open=opened)
-        holder["server"] = server
-        server.serve_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    port = 0
-    while port == 0:
-        port = holder["server"].port if "server" in holder else 0
+    thread = WebSockThread(on_connection_open=opened).start()
     try:
-        with RawClient(port) as client:
+        with RawClient(thread.port) as client:
             assert ready.wait(5)
             assert client.recv_frame() == (BINARY, b"\xff\xfe")
             assert client.recv_frame() == (TEXT, b"text")
             assert client.recv_frame() == (TEXT, b"as text")
     finally:
-        server = holder["server"]
-        # In a greenlet of the server's hub: close_server waits for the connections to go.
-        server.server._stream.loop_hub.loop.run_callback_threadsafe(gevent.spawn, server.close_server)
-        thread.join(10)
-        assert not thread.is_alive(), "serve_forever did not return"
+        thread.stop()  # close_server in the hub waits for the connections to go
+        assert not thread.thread.is_alive(), "serve_forever did not return"
 
 
 def test_cli_port_in_use_is_a_one_line_error() -> None:

@@ -21,63 +21,15 @@ from websock_actors import FrameType, WebSocketInvalidDataFrame, WebSocketInvali
 from websock_actors.compat import Client
 
 from ..support.apps import raw_exchange, status_of, upgrade_request
-
-
-class CompatThread:
-    """A WebSocketServer serving forever in its own thread (own gevent hub)."""
-
-    def __init__(self, **callbacks: Any) -> None:
-        self.events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-        self.server = WebSocketServer("127.0.0.1", 0, **callbacks)
-        self._hub: Any = None
-        self._ready = threading.Event()
-        self.finished = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        self.server._ensure_started()
-        self._hub = gevent.get_hub()
-        self._ready.set()
-        self.server.serve_forever()
-        self.finished.set()
-
-    def start(self) -> CompatThread:
-        self.thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.server.port}/"
-
-    def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run func in the server's hub, as a callback of legacy code would, and return its result."""
-        results: queue.Queue[tuple[bool, Any]] = queue.Queue()
-
-        def run() -> None:
-            try:
-                results.put((True, func(*args, **kwargs)))
-            except BaseException as exc:
-                results.put((False, exc))
-
-        self._hub.loop.run_callback_threadsafe(gevent.spawn, run)
-        ok, value = results.get(timeout=10)
-        if not ok:
-            raise value
-        return value
-
-    def stop(self) -> None:
-        if self.server.alive:
-            self.call(self.server.close_server)
-        self.thread.join(10)
+from ..support.websock_thread import WebSockThread
 
 
 @pytest.fixture
-def compat() -> Iterator[Callable[..., CompatThread]]:
-    started: list[CompatThread] = []
+def compat() -> Iterator[Callable[..., WebSockThread]]:
+    started: list[WebSockThread] = []
 
-    def start(**callbacks: Any) -> CompatThread:
-        server = CompatThread(**callbacks).start()
+    def start(**callbacks: Any) -> WebSockThread:
+        server = WebSockThread(**callbacks).start()
         started.append(server)
         return server
 
@@ -117,7 +69,7 @@ def test_constructor_signature_and_exports_match_websock() -> None:
 
 def test_callbacks_text_binary_and_close(compat) -> None:
     events: queue.Queue[tuple[Any, ...]] = queue.Queue()
-    holder: dict[str, CompatThread] = {}
+    holder: dict[str, WebSockThread] = {}
 
     def on_open(client: Client) -> None:
         events.put(("open", client.getpeername()))
@@ -149,7 +101,7 @@ def test_callbacks_text_binary_and_close(compat) -> None:
 
 
 def test_send_all_skips_sender_unless_echo(compat) -> None:
-    holder: dict[str, CompatThread] = {}
+    holder: dict[str, WebSockThread] = {}
 
     def on_data(client: Client, data: str | bytes) -> None:
         holder["s"].server.send_all(client, data, echo=(data == "echo"))
@@ -248,7 +200,7 @@ def test_protocol_error_reports_invalid_data_frame(compat) -> None:
 
 
 def test_recv_inside_a_callback_takes_the_next_message(compat) -> None:
-    holder: dict[str, CompatThread] = {}
+    holder: dict[str, WebSockThread] = {}
     seen: queue.Queue[tuple[str, Any]] = queue.Queue()
 
     def on_open(client: Client) -> None:
@@ -269,7 +221,7 @@ def test_recv_inside_a_callback_takes_the_next_message(compat) -> None:
 
 def test_callback_error_goes_to_on_error_and_connection_stays(compat) -> None:
     errors: queue.Queue[Exception] = queue.Queue()
-    holder: dict[str, CompatThread] = {}
+    holder: dict[str, WebSockThread] = {}
 
     def on_data(client: Client, data: str | bytes) -> None:
         if data == "boom":
@@ -322,7 +274,7 @@ def test_serve_once_returns_after_one_client() -> None:
 
 
 def test_send_all_is_not_held_up_by_a_client_that_never_reads(compat) -> None:
-    holder: dict[str, CompatThread] = {}
+    holder: dict[str, WebSockThread] = {}
     opened: queue.Queue[Client] = queue.Queue()
 
     def on_data(client: Client, data: str | bytes) -> None:

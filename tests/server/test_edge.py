@@ -313,7 +313,7 @@ def test_connections_per_ip_are_capped_with_429(serve) -> None:
         status, headers, _ = refuse(server.port, upgrade_request())
         assert status == 429
         assert headers["retry-after"] == "1"
-        assert server.call(lambda: dict(server.server._per_ip.open)) == {"127.0.0.1": 2}
+        assert server.open_per_ip() == {"127.0.0.1": 2}
 
 
 def test_handshakes_per_second_per_ip_are_capped_with_429(serve) -> None:
@@ -362,7 +362,7 @@ def test_per_ip_caps_count_the_forwarded_client(serve) -> None:
     with RawClient(server.port, extra=first), RawClient(server.port, extra=second):
         status, _, _ = refuse(server.port, upgrade_request(extra=first))
         assert status == 429
-        opened = server.call(lambda: dict(server.server._per_ip.open))
+        opened = server.open_per_ip()
     assert opened == {"203.0.113.7": 1, "203.0.113.8": 1}
 
 
@@ -382,7 +382,7 @@ def test_a_closed_connection_no_longer_counts_against_its_ip(serve) -> None:
             assert close_code(client.recv_until(CLOSE)) == 1000
             client.expect_eof()
         assert server.call(gone[-1].wait, 5)
-        assert server.call(lambda: dict(server.server._per_ip.open)) == {}
+        assert server.open_per_ip() == {}
 
 
 def test_refused_authentications_count_against_the_handshake_rate(serve) -> None:

@@ -9,7 +9,6 @@ import threading
 import time
 from typing import Any, Literal
 
-import gevent
 import pytest
 from pydantic import BaseModel, Field
 from websockets.exceptions import ConnectionClosedError
@@ -22,7 +21,6 @@ from websock_actors import (
     Context,
     Message,
     WebSocketApp,
-    WebSocketServer,
 )
 from websock_actors.protocol import DEFAULT_MAX_FRAGMENTS, Request, Response, error_response
 
@@ -39,6 +37,7 @@ from ..support.raw import (
     masked_frame,
     refuse,
 )
+from ..support.websock_thread import WebSockThread
 
 
 class Join(Message):
@@ -209,14 +208,14 @@ def test_silent_sockets_beyond_the_handshake_cap_are_closed_at_once(serve) -> No
     try:
         # Wait until the server has taken the three (each is an actor in its handshake).
         deadline = time.monotonic() + 5
-        while server.call(lambda: len(server.server._actors)) < 3:
+        while server.actor_count() < 3:
             assert time.monotonic() < deadline
         extra = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(5)]
         for sock in extra:
             assert sock.recv(10) == b""  # closed at once, unanswered
             sock.close()
         assert server.call(lambda: server.server.refused_sockets) == 5
-        assert server.call(lambda: len(server.server._actors)) == 3
+        assert server.actor_count() == 3
     finally:
         for sock in held:
             sock.close()
@@ -236,7 +235,7 @@ def test_a_client_that_never_reads_a_big_page_loses_it_at_the_handshake_deadline
     sock.connect(("127.0.0.1", server.port))
     try:
         sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert server.call(lambda: server.server._all_gone.wait(10), timeout=15)  # the actor let go
+        assert server.wait_all_gone(10)  # the actor let go
     finally:
         sock.close()
 
@@ -405,7 +404,6 @@ def test_an_abort_interrupts_a_compat_client_whose_callback_is_stuck() -> None:
     release = threading.Event()
     closed = threading.Event()
     started = threading.Event()
-    holder: dict[str, Any] = {}
 
     def stuck(client: Any, data: Any) -> None:
         import gevent
@@ -414,38 +412,24 @@ def test_an_abort_interrupts_a_compat_client_whose_callback_is_stuck() -> None:
         while not release.is_set():
             gevent.sleep(0.05)
 
-    def run() -> None:
-        server = WebSocketServer(
-            "127.0.0.1", 0, on_data_receive=stuck, on_connection_close=lambda c: closed.set()
-        )
-        holder["server"] = server
-        server.serve_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while "server" not in holder or holder["server"].port == 0:
-        assert time.monotonic() < deadline
-    port = holder["server"].port
+    server = WebSockThread(on_data_receive=stuck, on_connection_close=lambda c: closed.set()).start()
     try:
-        with RawClient(port) as client:
+        with RawClient(server.port) as client:
             for i in range(200):  # the inbox holds 64: the connection actor blocks on the rest
                 client.send_text(f"m{i}")
             assert started.wait(5)
-            hub_server = holder["server"].server
+            hub_server = server.server.server
+            assert hub_server is not None
             conn = next(iter(hub_server.connections.values()))
-            hub_server._stream.loop_hub.loop.run_callback_threadsafe(conn.abort, 1001, "going")
+            server.call(conn.abort, 1001, "going")
             deadline = time.monotonic() + 5
             while hub_server.connections:
                 assert time.monotonic() < deadline, "the aborted connection's actor is still blocked"
                 time.sleep(0.02)
     finally:
         release.set()
-        server = holder["server"]
-        # In a greenlet of the server's hub: close_server waits for the connections to go.
-        server.server._stream.loop_hub.loop.run_callback_threadsafe(gevent.spawn, server.close_server)
-        thread.join(10)
-        assert not thread.is_alive(), "serve_forever did not return"
+        server.stop()  # close_server in the hub waits for the connections to go
+        assert not server.thread.is_alive(), "serve_forever did not return"
 
 
 # -- 10. the mailbox counts bytes -------------------------------------------------------------------

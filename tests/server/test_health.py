@@ -34,7 +34,7 @@ def test_not_ready_while_draining(serve) -> None:
     stopping = threading.Thread(target=server.call, args=(server.server.stop, 3.0), kwargs={"timeout": 10})
     stopping.start()
     try:
-        wait_until(lambda: server.call(lambda: server.server._stopping), 5, "the drain to start")
+        wait_until(lambda: server.call(server.server.not_ready), 5, "the drain to start")
         assert server.call(server.server.not_ready) == "draining: the server is shutting down"
     finally:
         stubborn.sock.close()

@@ -62,7 +62,7 @@ def test_stop_closes_every_connection_with_1001_after_queued_messages(serve):
             assert info.value.rcvd.code == 1001
         assert split_response(read_until_eof(pending))[0] == 503
         pending.close()
-        server._thread.join(10)  # serve_forever returns once stop has finished
+        assert server.join(10)  # serve_forever returns once stop has finished
         assert srv.stopped
     assert app.all_closed.wait(5)
     assert sorted(code for code, _ in app.closes) == [1001, 1001]
@@ -111,7 +111,7 @@ def test_stop_with_a_blocked_writer_delivers_its_queue_then_1001(serve):
     assert app.all_closed.wait(10)
     assert app.closes[0][0] == 1001
     # Let stop finish before the fixture's teardown talks to the server's hub.
-    server._thread.join(10)
+    assert server.join(10)
     assert srv.stopped
 
 

@@ -143,7 +143,7 @@ def test_plain_tcp_garbage_or_silence_on_the_tls_port_is_dropped(serve, cert_fil
         except ConnectionResetError:
             pass
     assert not data.startswith(b"HTTP/")  # never an unencrypted answer
-    assert server.call(lambda: server.server._all_gone.wait(5), timeout=10)
+    assert server.wait_all_gone(5)
     assert server.app.conns == []
 
 
@@ -201,6 +201,6 @@ def test_a_client_that_vanishes_right_after_sending_ends_quietly(serve, ca, cert
         tls.sendall(masked_frame(TEXT, b"x" * 100_000))
         tls.shutdown(socket.SHUT_WR)  # a FIN, without TLS's close_notify
         tls.close()
-    assert server.call(lambda: server.server._all_gone.wait(5), timeout=10)
+    assert server.wait_all_gone(5)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert {code for code, _ in app.closes} == {1006}

@@ -2,13 +2,15 @@
 
 The test's thread needs no monkey-patching and may block as it likes (a blocking client,
 `time.sleep`, a debugger): the server's hub runs in its own thread. `call` runs a function
-in that hub, for looking at the server's state without racing it.
+in that hub, for looking at the server's state without racing it; `actor_count`,
+`open_per_ip` and `wait_all_gone` are the looks tests need most, read in the hub too.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,7 +25,11 @@ T = TypeVar("T")
 
 
 class ServerThread:
-    """Run `Server(app, "127.0.0.1", 0, **options)` in a thread; `call` runs code in its hub."""
+    """Run `Server(app, "127.0.0.1", 0, **options)` in a thread; `call` runs code in its hub.
+
+    `port` and `url` say where it listens once `start` returned; `server` is the `Server`,
+    whose state is read with `call` (or the looks below), never from the test's thread.
+    """
 
     def __init__(self, app: Application, **options: Any) -> None:
         self.app = app
@@ -76,10 +82,47 @@ class ServerThread:
             raise value
         return value  # type: ignore[no-any-return]
 
+    # -- looks at the server's state, each read in its hub ------------------------------------
+    # Server keeps these counts private (they are its bookkeeping, not its API); this is the
+    # one place that reads them, so a change there is one change here.
+
+    def actor_count(self) -> int:
+        """How many connections the server holds: admitted ones and those still in their
+        handshake (`server.connections` has the admitted ones only)."""
+        server = self._started()
+        return self.call(lambda: len(server._actors))
+
+    def open_per_ip(self) -> dict[str, int]:
+        """Admitted connections still open per client IP, as the per-IP cap counts them
+        (`max_connections_per_ip`); empty when the server has no per-IP cap."""
+        server = self._started()
+        return self.call(lambda: dict(server._per_ip.open) if server._per_ip is not None else {})
+
+    def wait_all_gone(self, timeout: float = 5.0) -> bool:
+        """Wait until the server holds no connection, handshaking ones included; False if some
+        are still there after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.actor_count():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def _started(self) -> Server:
+        if self.server is None:
+            raise RuntimeError("the server thread is not started")
+        return self.server
+
     def stop(self, timeout: float = 5.0) -> None:
         if self.server is not None and self._thread.is_alive() and not self.server.stopped:
             self.call(self.server.stop, timeout, timeout=timeout + 10)
         self._thread.join(10)
+
+    def join(self, timeout: float = 10.0) -> bool:
+        """Wait until the thread ends: `serve_forever` returned, so a stop begun with `call`
+        has finished. False if it is still running after `timeout` seconds."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def __enter__(self) -> ServerThread:
         return self.start()

@@ -38,6 +38,7 @@ from websock_actors.client import (
 from websock_actors.protocol import Response
 
 from ..support.apps import RoomSequence
+from ..support.frames import raw_frame, read_frame
 from ..support.raw import free_port
 
 pytestmark = pytest.mark.timeout(30)
@@ -436,31 +437,14 @@ def test_connect_retries_with_backoff_then_gives_up() -> None:
 
 
 def server_frame(opcode: int, payload: bytes = b"", fin: bool = True, mask: bytes | None = None) -> bytes:
-    first = (0x80 if fin else 0) | opcode
-    assert len(payload) < 126
-    if mask is None:
-        return bytes((first, len(payload))) + payload
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes((first, 0x80 | len(payload))) + mask + masked
+    return raw_frame((0x80 if fin else 0) | opcode, payload, mask_key=mask)
 
 
 def read_client_frame(sock: socket.socket) -> tuple[int, bytes]:
-    """One masked client frame (small payloads only): (opcode, unmasked payload)."""
-    head = recv_exactly(sock, 2)
-    length = head[1] & 0x7F
-    assert head[1] & 0x80 and length < 126, "client frames are masked"
-    mask = recv_exactly(sock, 4)
-    payload = recv_exactly(sock, length)
-    return head[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        assert chunk, "peer closed"
-        data += chunk
-    return data
+    """One client frame, read to its end and no further: (opcode, unmasked payload)."""
+    frame = read_frame(sock, bytearray())
+    assert frame.masked, "client frames are masked"
+    return frame.opcode, frame.payload
 
 
 @pytest.fixture

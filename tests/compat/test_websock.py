@@ -20,7 +20,7 @@ import websock_actors
 from websock_actors import FrameType, WebSocketInvalidDataFrame, WebSocketInvalidHandshake, WebSocketServer
 from websock_actors.compat import Client
 
-from ..support.apps import raw_exchange, status_of, upgrade_request
+from ..support.raw import raw_exchange, status_of, upgrade_request
 from ..support.websock_thread import WebSockThread
 
 

@@ -12,7 +12,7 @@ from websockets.sync.client import connect
 from websock_actors import WebSocketApp
 from websock_actors.compat import WSGIMount
 
-from ..support.apps import raw_exchange, status_of, upgrade_request
+from ..support.raw import raw_exchange, status_of, upgrade_request
 
 flask_app = pytest.importorskip("examples.flask_app")
 

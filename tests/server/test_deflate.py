@@ -40,7 +40,8 @@ from websock_actors.protocol import (
     validate_response,
 )
 
-from ..support.apps import ServerThread, raw_exchange, status_of, upgrade_request
+from ..support.apps import ServerThread
+from ..support.raw import raw_exchange, status_of, upgrade_request
 
 SAMPLE = b"".join(b'{"id": %d, "user": "ann", "text": "hello, world, hello"}' % i for i in range(2000))
 TEXT = SAMPLE.decode() + " ü€"

@@ -19,8 +19,8 @@ from examples.chat import app as chat_app
 from websock_actors import App, AuthRequest, Context, ErrorReply, Message, RateLimit, Refuse
 from websock_actors.typed.messages import to_json
 
-from ..support.apps import RoomSequence, session_opened, unnumbered, upgrade_request
-from ..support.raw import CLOSE, TEXT, RawClient, close_code, masked_frame, refuse
+from ..support.apps import RoomSequence, session_opened, unnumbered
+from ..support.raw import CLOSE, TEXT, RawClient, close_code, masked_frame, refuse, upgrade_request
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,7 @@ from websockets.sync.client import connect
 from websock_actors import ConfigurationError, Connection, Server, WebSocketApp
 from websock_actors.protocol import Headers, Request, Response, error_response
 
-from ..support.apps import upgrade_request
-from ..support.raw import RawClient, read_until_eof, refuse, split_response
+from ..support.raw import RawClient, read_until_eof, refuse, split_response, upgrade_request
 
 GOOD_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 

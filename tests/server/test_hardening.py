@@ -24,7 +24,7 @@ from websock_actors import (
 )
 from websock_actors.protocol import DEFAULT_MAX_FRAGMENTS, Request, Response, error_response
 
-from ..support.apps import upgrade_request
+from ..support.frames import parse_frames
 from ..support.raw import (
     BINARY,
     CLOSE,
@@ -36,6 +36,7 @@ from ..support.raw import (
     close_code,
     masked_frame,
     refuse,
+    upgrade_request,
 )
 from ..support.websock_thread import WebSockThread
 
@@ -90,16 +91,11 @@ def raw_session(port: int, request: bytes, timeout: float = 5.0) -> tuple[bytes,
         head, _, rest = data.partition(b"\r\n\r\n")
         frames: list[tuple[int, bytes]] = []
         while True:
-            while len(rest) >= 2 and len(rest) >= 2 + (rest[1] & 0x7F if rest[1] & 0x7F < 126 else 2):
-                n, start = rest[1] & 0x7F, 2
-                if n == 126:
-                    n, start = int.from_bytes(rest[2:4], "big"), 4
-                if len(rest) < start + n:
-                    break
-                frames.append((rest[0] & 0x0F, rest[start : start + n]))
-                if frames[-1][0] == CLOSE:
-                    sock.sendall(masked_frame(CLOSE, frames[-1][1][:2]))
-                rest = rest[start + n :]
+            complete, rest = parse_frames(rest)
+            for frame in complete:
+                frames.append((frame.opcode, frame.payload))
+                if frame.opcode == CLOSE:
+                    sock.sendall(masked_frame(CLOSE, frame.payload[:2]))
             try:
                 chunk = sock.recv(65536)
             except ConnectionResetError:

@@ -15,6 +15,7 @@ from websockets.sync.client import connect
 from websock_actors import Connection, WebSocketApp
 
 from ..support.apps import RecordingEchoApp
+from ..support.frames import parse_frames
 from ..support.raw import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, RawClient, close_code
 
 # -- message size and fragments ---------------------------------------------------------
@@ -298,25 +299,5 @@ def _read_all(client: RawClient) -> bytes:
 
 
 def _frames(stream: bytes) -> list[tuple[int, bytes]]:
-    """Parse unmasked frames; a truncated frame at the end is ignored."""
-    frames = []
-    pos = 0
-    while len(stream) - pos >= 2:
-        first, second = stream[pos], stream[pos + 1]
-        n = second & 0x7F
-        head = 2
-        if n == 126:
-            if len(stream) - pos < 4:
-                break
-            (n,) = struct.unpack_from("!H", stream, pos + 2)
-            head = 4
-        elif n == 127:
-            if len(stream) - pos < 10:
-                break
-            (n,) = struct.unpack_from("!Q", stream, pos + 2)
-            head = 10
-        if len(stream) - pos < head + n:
-            break
-        frames.append((first & 0x0F, stream[pos + head : pos + head + n]))
-        pos += head + n
-    return frames
+    """(opcode, payload) of each frame; a truncated frame at the end is ignored."""
+    return [(frame.opcode, frame.payload) for frame in parse_frames(stream)[0]]

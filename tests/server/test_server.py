@@ -14,8 +14,7 @@ from websockets.sync.client import connect
 
 from websock_actors import Connection, WebSocketApp
 
-from ..support.apps import upgrade_request
-from ..support.raw import CLOSE, PING, PONG, TEXT, RawClient, close_code, masked_frame
+from ..support.raw import CLOSE, PING, PONG, TEXT, RawClient, close_code, masked_frame, upgrade_request
 
 
 class App(WebSocketApp):

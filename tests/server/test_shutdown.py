@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 from websock_actors import Connection
 
-from ..support.apps import RecordingEchoApp, upgrade_request
+from ..support.apps import RecordingEchoApp
 from ..support.raw import (
     BINARY,
     CLOSE,
@@ -28,6 +28,7 @@ from ..support.raw import (
     free_port,
     read_until_eof,
     split_response,
+    upgrade_request,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -22,8 +22,8 @@ from websock_actors import WebSocketApp, tls_context
 from websock_actors.client import connect
 from websock_actors.errors import ConfigurationError
 
-from ..support.apps import RecordingEchoApp, upgrade_request
-from ..support.raw import TEXT, free_port, masked_frame
+from ..support.apps import RecordingEchoApp
+from ..support.raw import TEXT, free_port, masked_frame, upgrade_request
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,11 +7,8 @@ thread with its own hub, so tests can drive it with ordinary blocking clients
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import itertools
-import os
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -19,17 +16,6 @@ from typing import Any
 
 from websock_actors import App, Connection, WebSocketApp
 from websock_actors.testing import ServerThread as ServerThread  # the library's own, re-exported
-
-UPGRADE_TEMPLATE = (
-    "GET {path} HTTP/1.1\r\n"
-    "Host: 127.0.0.1\r\n"
-    "Upgrade: websocket\r\n"
-    "Connection: Upgrade\r\n"
-    "Sec-WebSocket-Key: {key}\r\n"
-    "Sec-WebSocket-Version: 13\r\n"
-    "{extra}\r\n"
-)
-
 
 CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat.py"
 _chat_copies = itertools.count(1)
@@ -48,32 +34,6 @@ def fresh_chat_app() -> App:
     app.rate_limit = None
     app.type_rate_limits = {}
     return app
-
-
-def upgrade_request(path: str = "/", extra: str = "", key: str | None = None) -> bytes:
-    """A valid upgrade request; `extra` adds header lines ending in CRLF."""
-    key = key or base64.b64encode(os.urandom(16)).decode()
-    return UPGRADE_TEMPLATE.format(path=path, key=key, extra=extra).encode()
-
-
-def raw_exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
-    """Send raw bytes, read until the server closes; return everything it sent."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def status_of(response: bytes) -> int:
-    return int(response.split(b" ", 2)[1])
 
 
 # -- typed apps with session resumption (typed/resume.py) --------------------------------------

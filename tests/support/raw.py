@@ -1,8 +1,8 @@
-"""A minimal raw WebSocket client for tests: plain blocking sockets, frames built by hand.
+"""Raw sockets for tests: a minimal WebSocket client, upgrade requests, HTTP answers.
 
-Independent of the package's own codec, so that the server is checked against an
-implementation it does not share code with. Also a few socket helpers (read to EOF,
-read an HTTP answer, pick a free port).
+Plain blocking sockets, with frames written and read by `frames.py`'s hand-written codec, so
+that the server is checked against an implementation it does not share code with. Also a
+few socket helpers (a free port, read to EOF, wait until a port listens).
 """
 
 from __future__ import annotations
@@ -12,18 +12,77 @@ import hashlib
 import os
 import socket
 import struct
+import subprocess
+import time
 
-from .apps import upgrade_request
+from .frames import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    close_code,
+    masked_frame,
+    read_frame,
+)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+UPGRADE_TEMPLATE = (
+    "GET {path} HTTP/1.1\r\n"
+    "Host: 127.0.0.1\r\n"
+    "Upgrade: websocket\r\n"
+    "Connection: Upgrade\r\n"
+    "Sec-WebSocket-Key: {key}\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+    "{extra}\r\n"
+)
+
+
+def upgrade_request(path: str = "/", extra: str = "", key: str | None = None) -> bytes:
+    """A valid upgrade request; `extra` adds header lines ending in CRLF."""
+    key = key or base64.b64encode(os.urandom(16)).decode()
+    return UPGRADE_TEMPLATE.format(path=path, key=key, extra=extra).encode()
+
+
+def raw_exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, read until the server closes; return everything it sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Poll until the port accepts TCP (the process starts in the background)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited early"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
 
 
 def read_until_eof(sock: socket.socket) -> bytes:
@@ -64,22 +123,6 @@ def refuse(port: int, request: bytes, timeout: float = 5.0) -> tuple[int, dict[s
     return split_response(data)
 
 
-def masked_frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
-    """One client frame, masked with a random key."""
-    first = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        header = bytes((first, 0x80 | n))
-    elif n < 65536:
-        header = struct.pack("!BBH", first, 0x80 | 126, n)
-    else:
-        header = struct.pack("!BBQ", first, 0x80 | 127, n)
-    mask = os.urandom(4)
-    repeated = (mask * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
-    return header + mask + masked
-
-
 class RawClient:
     """A WebSocket client on a plain socket: masked frames out, frames parsed by hand in."""
 
@@ -98,7 +141,8 @@ class RawClient:
             if not chunk:
                 raise EOFError(f"server closed during the handshake: {buffer!r}")
             buffer += chunk
-        head, _, self._buffer = buffer.partition(b"\r\n\r\n")
+        head, _, rest = buffer.partition(b"\r\n\r\n")
+        self._buffer = bytearray(rest)
         status, headers, _ = split_response(head + b"\r\n\r\n")
         self.status = status
         self.headers = headers
@@ -119,27 +163,13 @@ class RawClient:
     def send_close(self, code: int, reason: str = "") -> None:
         self.send_frame(CLOSE, struct.pack("!H", code) + reason.encode())
 
-    def _need(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise EOFError("connection closed by the server")
-            self._buffer += chunk
-        data, self._buffer = self._buffer[:n], self._buffer[n:]
-        return data
-
     def recv_frame(self) -> tuple[int, bytes]:
         """(opcode, payload) of the next frame; EOFError at end of stream."""
-        first, second = self._need(2)
-        assert not second & 0x80, "server frames must not be masked"
-        assert first & 0x80, "this helper does not reassemble fragments"
-        assert not first & 0x70, "reserved bits set"
-        n = second & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", self._need(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", self._need(8))
-        return first & 0x0F, self._need(n)
+        frame = read_frame(self.sock, self._buffer, read_size=1 << 20)
+        assert not frame.masked, "server frames must not be masked"
+        assert frame.fin, "this helper does not reassemble fragments"
+        assert not frame.rsv, "reserved bits set"
+        return frame.opcode, frame.payload
 
     def recv_until(self, opcode: int) -> bytes:
         """Skip frames until one with `opcode`; return its payload."""
@@ -150,8 +180,8 @@ class RawClient:
 
     def expect_eof(self) -> None:
         """The server closes the TCP connection (a socket timeout propagates)."""
-        rest = self._buffer
-        self._buffer = b""
+        rest = bytes(self._buffer)
+        self._buffer.clear()
         try:
             while True:
                 chunk = self.sock.recv(65536)
@@ -172,6 +202,22 @@ class RawClient:
         self.close()
 
 
-def close_code(payload: bytes) -> int:
-    assert len(payload) >= 2, f"close frame without a code: {payload!r}"
-    return int(struct.unpack("!H", payload[:2])[0])
+__all__ = [
+    "BINARY",
+    "CLOSE",
+    "CONTINUATION",
+    "PING",
+    "PONG",
+    "TEXT",
+    "RawClient",
+    "close_code",
+    "free_port",
+    "masked_frame",
+    "raw_exchange",
+    "read_until_eof",
+    "refuse",
+    "split_response",
+    "status_of",
+    "upgrade_request",
+    "wait_listening",
+]

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from ..test_examples import ROOT, free_port, wait_listening
+from ..support.raw import free_port, wait_listening
+from ..test_examples import ROOT
 
 
 class SlowEndpoint:

@@ -20,7 +20,7 @@ import websock_actors
 from websock_actors import FrameType, WebSocketInvalidDataFrame, WebSocketInvalidHandshake, WebSocketServer
 from websock_actors.compat import Client
 
-from ..support.raw import raw_exchange, status_of, upgrade_request
+from ..support.raw import BINARY, TEXT, RawClient, raw_exchange, status_of, upgrade_request
 from ..support.websock_thread import WebSockThread
 
 
@@ -316,3 +316,25 @@ def test_close_server_from_a_data_callback_closes_at_once(compat) -> None:
                 peer.recv(timeout=5)
             assert peer.close_code == 1001
     assert server.finished.wait(5)  # serve_forever returned well before the stop timeout
+
+
+def test_websock_send_of_bytes_is_binary_unless_text_is_asked_for() -> None:
+    ready = threading.Event()
+
+    def opened(client: Any) -> None:
+        server = thread.server
+        server.send(client, b"\xff\xfe")  # not UTF-8: a binary frame now
+        server.send(client, "text")
+        server.send(client, b"as text", 1)  # FrameType.TEXT: WebSock's own behaviour
+        ready.set()
+
+    thread = WebSockThread(on_connection_open=opened).start()
+    try:
+        with RawClient(thread.port) as client:
+            assert ready.wait(5)
+            assert client.recv_frame() == (BINARY, b"\xff\xfe")
+            assert client.recv_frame() == (TEXT, b"text")
+            assert client.recv_frame() == (TEXT, b"as text")
+    finally:
+        thread.stop()  # close_server in the hub waits for the connections to go
+        assert not thread.thread.is_alive(), "serve_forever did not return"

@@ -97,6 +97,7 @@ def test_chat_and_echo_users_against_real_servers(serve, tmp_path: Path) -> None
     echoes = stats(tmp_path / "echo")
     for name in ("connect", "echo text", "echo binary"):
         assert int(echoes[("WS", name)]["Request Count"]) > 0, (name, echo_output)
+    assert int(echoes[("WS", "connect")]["Request Count"]) == 20  # one per user: the 20 closes below
     assert int(echoes[("", "Aggregated")]["Failure Count"]) == 0
     # Stopping closed every connection cleanly.
     assert all_closed.wait(10)

@@ -20,8 +20,7 @@ import psutil
 import pytest
 
 from examples.chat import app as chat_app
-
-from ..support.apps import ServerThread
+from websock_actors.testing import ServerThread
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = str(ROOT / "locustfiles" / "chat.py")

@@ -19,45 +19,20 @@ from typing import Any
 
 import pytest
 
-from websock_actors import App, BackplaneUnavailable, RedisBackplane, WebSocketError
+from websock_actors import BackplaneUnavailable, RedisBackplane, WebSocketError
 from websock_actors.client import connect
 from websock_actors.errors import RequestError
+from websock_actors.testing import ServerThread
 
-from ..support.apps import RoomSequence, ServerThread, fresh_chat_app, unnumbered
+from ..support.apps import RoomSequence, unnumbered
+from ..support.apps import fresh_chat_app as chat_app
 from ..support.raw import free_port
+from ..support.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat.py"
 
 pytestmark = pytest.mark.timeout(90)
-
-_copies = 0
-
-
-def chat_app(resume: bool = True) -> App:
-    """A fresh copy of examples/chat.py's app (each node of a test needs its own).
-
-    `resume=False`: without the demo's session resumption, so with plain (unnumbered) broadcasts.
-    """
-    app = fresh_chat_app()
-    if not resume:
-        assert app.resumption is not None
-        app.resumption = None
-        del app.router.routes["resume"]
-    return app
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `condition` until it is true (returned) or `timeout` passes (failure)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
 
 @pytest.fixture
 def nodes(redis_server: Any) -> Iterator[Callable[..., tuple[ServerThread, RedisBackplane]]]:

@@ -26,21 +26,13 @@ from pydantic import BaseModel
 from websock_actors import App, AuthRequest, ConnectionClosed, Context, Message, RedisBackplane, Refuse
 from websock_actors.client import ClientConnection, connect
 from websock_actors.errors import RequestError
+from websock_actors.testing import ServerThread
 
-from ..scale.test_backplane import wait_until
-from ..support.apps import RoomSequence, ServerThread
+from ..support.apps import RoomSequence
+from ..support.apps import fresh_chat_app as chat_app
+from ..support.chat import both_join, join, position, read_until, resume, say, text_is, wait_kept
 from ..support.raw import free_port
-from ..typed.test_resume import (
-    both_join,
-    chat_app,
-    join,
-    position,
-    read_until,
-    resume,
-    say,
-    text_is,
-    wait_kept,
-)
+from ..support.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -39,8 +39,8 @@ from websock_actors.protocol import (
     parse_response,
     validate_response,
 )
+from websock_actors.testing import ServerThread
 
-from ..support.apps import ServerThread
 from ..support.raw import raw_exchange, status_of, upgrade_request
 
 SAMPLE = b"".join(b'{"id": %d, "user": "ann", "text": "hello, world, hello"}' % i for i in range(2000))

@@ -30,7 +30,6 @@ from ..support.raw import (
     CLOSE,
     CONTINUATION,
     PING,
-    PONG,
     TEXT,
     RawClient,
     close_code,
@@ -249,65 +248,7 @@ def test_fragment_limit_has_a_default_and_closes_with_1009(serve) -> None:
         assert close_code(client.recv_until(CLOSE)) == 1009
 
 
-# -- 5. a trickled frame does not keep a connection alive ------------------------------------------
-
-
-def test_a_frame_trickled_byte_by_byte_is_closed_by_keepalive(serve) -> None:
-    server = serve(WebSocketApp(), ping_interval=0.3, ping_timeout=0.3)
-    with RawClient(server.port) as client:
-        frame = masked_frame(BINARY, b"x" * (1 << 20))
-        stop = threading.Event()
-
-        def trickle() -> None:
-            for byte in frame[:200]:
-                if stop.wait(0.02):
-                    return
-                try:
-                    client.sock.send(bytes([byte]))
-                except OSError:
-                    return
-
-        sender = threading.Thread(target=trickle, daemon=True)
-        sender.start()
-        try:
-            opcodes = []
-            while True:
-                op, payload = client.recv_frame()
-                opcodes.append(op)
-                if op == CLOSE:
-                    break
-            assert PING in opcodes and close_code(payload) == 1011
-        finally:
-            stop.set()
-            sender.join(5)
-
-
-def test_a_large_message_at_a_steady_rate_gets_through_keepalive(serve) -> None:
-    echo = WebSocketApp()
-    echo.on_message(lambda conn, message: conn.send(str(len(message))))
-    server = serve(echo, ping_interval=0.3, ping_timeout=0.3)
-    with RawClient(server.port) as client:
-        frame = masked_frame(BINARY, b"x" * (1 << 20))
-        for start in range(0, len(frame), 1 << 16):  # 16 pieces over about 0.3 s
-            client.sock.sendall(frame[start : start + (1 << 16)])
-            time.sleep(0.02)  # pacing the sender, not waiting for the server
-        while True:
-            op, payload = client.recv_frame()
-            if op == TEXT:
-                break
-            assert op == PING
-        assert payload == str(1 << 20).encode()
-
-
-def test_pongs_keep_a_quiet_connection_alive(serve) -> None:
-    server = serve(WebSocketApp(), ping_interval=0.2, ping_timeout=0.3)
-    with RawClient(server.port) as client:
-        for _ in range(4):  # about 1.5 s: several intervals
-            payload = client.recv_until(PING)
-            client.send_frame(PONG, payload)
-        client.send_text("still here")  # the connection is open
-        client.send_close(1000)
-        assert close_code(client.recv_until(CLOSE)) == 1000
+# -- 5. a trickled frame does not keep a connection alive: test_keepalive.py -----------------
 
 
 # -- 6. per-connection noise stays out of the default log ----------------------------------------

@@ -10,8 +10,9 @@ import pytest
 from examples.echo import app as echo_app
 from websock_actors import ConfigurationError, RedisBackplane, Server
 
-from ..scale.test_backplane import chat_app, wait_until
+from ..support.apps import fresh_chat_app as chat_app
 from ..support.raw import RawClient, refuse
+from ..support.waits import wait_until
 
 
 def get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:

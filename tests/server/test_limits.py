@@ -1,9 +1,8 @@
-"""Limits and liveness over real sockets: message size and fragment count, keepalive pings,
-and a slow reader that must neither stall the other connections nor grow without bound."""
+"""Limits over real sockets: message size and fragment count, and a slow reader that must
+neither stall the other connections nor grow without bound (keepalive: test_keepalive.py)."""
 
 from __future__ import annotations
 
-import logging
 import struct
 import threading
 
@@ -94,73 +93,6 @@ def test_max_fragments_closes_with_1009(serve):
             ws.recv(timeout=5)
     assert info.value.rcvd is not None
     assert info.value.rcvd.code == 1009
-
-
-# -- keepalive ----------------------------------------------------------------------------
-
-
-def test_keepalive_closes_peer_that_never_answers_pings(serve):
-    app = RecordingEchoApp()
-    server = serve(app, ping_interval=0.2, ping_timeout=0.3)
-    with RawClient(server.port, timeout=3.0) as client:
-        # Each read must complete within the socket timeout: a bounded time overall.
-        op, payload = client.recv_frame()
-        assert (op, payload) == (PING, b"keepalive")
-        op, payload = client.recv_frame()
-        assert op == CLOSE
-        assert close_code(payload) == 1011
-        client.expect_eof()
-    assert app.all_closed.wait(5)
-    assert app.closes[0][0] == 1011
-
-
-def test_keepalive_spares_peer_that_answers_pings(serve):
-    app = RecordingEchoApp()
-    server = serve(app, ping_interval=0.2, ping_timeout=0.3)
-    with RawClient(server.port, timeout=3.0) as client:
-        for _ in range(4):
-            op, payload = client.recv_frame()
-            assert op == PING
-            client.send_frame(PONG, payload)
-        client.send_text("alive")
-        assert client.recv_until(TEXT) == b"alive"
-        assert server.call(lambda: app.conns[0].open)
-        assert app.closes == []
-
-
-class _PingCounter(logging.Handler):
-    def __init__(self, wanted: int) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-        self.wanted = wanted
-        self.done = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage().startswith("< PING"):
-            self.count += 1
-            if self.count >= self.wanted:
-                self.done.set()
-
-
-def test_keepalive_keeps_a_responsive_websockets_client_open(serve):
-    app = RecordingEchoApp()
-    server = serve(app, ping_interval=0.2, ping_timeout=0.3)
-    counter = _PingCounter(wanted=4)
-    logger = logging.getLogger("tests.keepalive.client")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    logger.addHandler(counter)
-    try:
-        with connect(server.url, compression=None, ping_interval=None, logger=logger) as ws:
-            # Four server pings, each answered by the client's automatic pong.
-            assert counter.done.wait(10), f"only {counter.count} pings arrived"
-            ws.send("still open")
-            assert ws.recv(timeout=5) == "still open"
-            assert server.call(lambda: app.conns[0].open)
-    finally:
-        logger.removeHandler(counter)
-    assert app.all_closed.wait(5)
-    assert app.closes[0][0] == 1000
 
 
 # -- a slow reader --------------------------------------------------------------------------

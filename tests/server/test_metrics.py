@@ -14,8 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from websock_actors.client import connect
 
-from ..scale.test_backplane import chat_app, wait_until
+from ..support.apps import fresh_chat_app as chat_app
 from ..support.raw import free_port, refuse
+from ..support.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

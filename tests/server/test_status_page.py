@@ -26,8 +26,8 @@ from websock_actors.protocol.http import error_response
 from websock_actors.server.metrics import HANDLER_BUCKETS
 from websock_actors.server.status_page import histogram_quantile, status_point
 
-from ..scale.test_backplane import chat_app
 from ..support.apps import RecordingEchoApp
+from ..support.apps import fresh_chat_app as chat_app
 from ..support.raw import free_port, refuse, upgrade_request
 
 ROOT = Path(__file__).resolve().parents[2]

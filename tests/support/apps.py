@@ -1,8 +1,11 @@
-"""Test helpers: a server running in its own thread (with its own gevent hub), raw sockets.
+"""Applications the tests serve, and checks of what such apps send.
 
-The pytest process never monkey-patches. The server under test runs in a background OS
-thread with its own hub, so tests can drive it with ordinary blocking clients
-(`websockets.sync.client`, plain sockets) from the main thread.
+`fresh_chat_app` loads a copy of the chat demo per node; `RecordingEchoApp` echoes and
+records; `session_opened`, `unnumbered` and `RoomSequence` check the session and numbered
+broadcasts of apps with session resumption.
+
+The pytest process never monkey-patches: servers run in `websock_actors.testing.ServerThread`
+(a thread with its own hub), so tests drive them with ordinary blocking clients.
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from websock_actors import App, Connection, WebSocketApp
-from websock_actors.testing import ServerThread as ServerThread  # the library's own, re-exported
+from websock_actors import App, Connection, ResumePolicy, WebSocketApp
 
 CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat.py"
 _chat_copies = itertools.count(1)
 
 
-def fresh_chat_app() -> App:
+def fresh_chat_app(resume: bool = True, **policy: Any) -> App:
     """A fresh copy of examples/chat.py's app, without its rate limits (the tests send faster
-    than a person types): each node of a test needs an App and a backplane of its own."""
+    than a person types): each node of a test needs an App and a backplane of its own.
+
+    `resume=False`: without the demo's session resumption, so with plain (unnumbered)
+    broadcasts; `policy` changes its ResumePolicy (window 120 s, history 1000, grace 10 s,
+    unless given).
+    """
     name = f"chat_copy_{next(_chat_copies)}"
     spec = importlib.util.spec_from_file_location(name, CHAT)
     assert spec is not None and spec.loader is not None
@@ -33,6 +40,12 @@ def fresh_chat_app() -> App:
     app: App = module.app
     app.rate_limit = None
     app.type_rate_limits = {}
+    assert app.resumption is not None, "the chat demo has resumption on"
+    if not resume:
+        app.resumption = None
+        del app.router.routes["resume"]
+    elif policy:
+        app.resumption.policy = ResumePolicy(**{"window": 120, "history": 1000, "grace": 10, **policy})
     return app
 
 

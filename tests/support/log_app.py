@@ -1,4 +1,4 @@
-"""An app for tests/test_json_logs.py: its authentication hook logs what a careless app would
+"""An app for tests/server/test_json_logs.py: its authentication hook logs what a careless app would
 (the request target and credentials), so the test can see them masked."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A raw app for tests/test_workers.py: answers any message with the serving process's PID,
+"""A raw app for tests/scale/test_workers.py: answers any message with the serving process's PID,
 so that a test sees which worker took its connection."""
 
 import os

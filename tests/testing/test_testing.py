@@ -12,7 +12,7 @@ from examples.echo import app as echo_app
 from websock_actors import App, AuthRequest, Context, HandshakeRejected, Message, RedisBackplane, RequestError
 from websock_actors.testing import TestClient
 
-from ..scale.test_backplane import chat_app as fresh_chat_app
+from ..support.apps import fresh_chat_app
 
 
 def test_chat_through_the_test_client() -> None:

@@ -18,16 +18,16 @@ from __future__ import annotations
 import re
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from websock_actors import App, RedisBackplane, ResumePolicy
+from websock_actors import RedisBackplane
 from websock_actors.client import ClientConnection, connect
+from websock_actors.testing import ServerThread
 
-from ..scale.test_backplane import wait_until
-from ..support.apps import ServerThread, fresh_chat_app
+from ..support.apps import fresh_chat_app as chat_app
 from ..support.redis_server import SharedRedis
+from ..support.waits import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,14 +37,6 @@ CAP = 20  # retained_rooms: small, so that a few hundred rooms cycle through it 
 # shortest expiry it takes (whole seconds), where the cap is checked on the retained set.
 LOCAL_RETENTION = 3.0
 RETENTION = 1.0
-
-
-def chat_app(**policy: Any) -> App:
-    """A fresh copy of the chat demo (its rate limits off) with these ResumePolicy fields."""
-    app = fresh_chat_app()
-    assert app.resumption is not None, "the chat demo has resumption on"
-    app.resumption.policy = ResumePolicy(**{"window": 120, "history": 1000, "grace": 10, **policy})
-    return app
 
 
 @pytest.fixture

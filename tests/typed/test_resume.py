@@ -19,26 +19,19 @@ from typing import Any
 
 import pytest
 
-from websock_actors import App, ConnectionClosed, RedisBackplane, Refuse, ResumePolicy
-from websock_actors.client import ClientConnection, connect
+from websock_actors import App, ConnectionClosed, RedisBackplane, Refuse
+from websock_actors.client import connect
 from websock_actors.errors import RequestError
+from websock_actors.testing import ServerThread
 
-from ..support.apps import ServerThread, fresh_chat_app
+from ..support.apps import fresh_chat_app as chat_app
+from ..support.chat import both_join, join, position, read_until, resume, say, text_is, wait_kept
 from ..support.raw import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat.py"
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def chat_app(**policy: Any) -> App:
-    """A fresh copy of the chat demo's app (each node needs its own), with `policy` changes."""
-    app = fresh_chat_app()
-    assert app.resumption is not None, "the chat demo has resumption on"
-    if policy:
-        app.resumption.policy = ResumePolicy(**{"window": 120, "history": 1000, "grace": 10, **policy})
-    return app
 
 
 @pytest.fixture(params=["local", "redis"])
@@ -63,58 +56,6 @@ def nodes(backplane: str, request: pytest.FixtureRequest) -> Iterator[Callable[.
     yield start
     for server in started:
         server.stop()
-
-
-def join(ws: ClientConnection, room: str, name: str) -> dict[str, Any]:
-    return ws.request({"type": "join", "room": room, "name": name})
-
-
-def both_join(ann: ClientConnection, bob: ClientConnection, room: str = "r") -> str:
-    """ann, then bob, join `room`; ann's session token (the one a resume names)."""
-    join(ann, room, "ann")
-    join(bob, room, "bob")
-    assert ann.session is not None
-    return ann.session
-
-
-def say(ws: ClientConnection, room: str, text: str) -> None:
-    ws.request({"type": "say", "room": room, "text": text})
-
-
-def read_until(
-    ws: ClientConnection, last: Callable[[dict[str, Any]], bool], timeout: float = 5.0
-) -> list[dict[str, Any]]:
-    """Every message read up to and including the first for which `last` is true."""
-    deadline = time.monotonic() + timeout
-    seen: list[dict[str, Any]] = []
-    while True:
-        message: dict[str, Any] = ws.recv_json(timeout=max(0.01, deadline - time.monotonic()))
-        seen.append(message)
-        if last(message):
-            return seen
-
-
-def text_is(text: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda m: m.get("type") == "message" and m.get("text") == text
-
-
-def resume(
-    ws: ClientConnection, session: str, rooms: dict[str, dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    return ws.request({"type": "resume", "session": session, "rooms": rooms or {}})
-
-
-def position(message: dict[str, Any]) -> dict[str, Any]:
-    return {"seq": message["seq"], "epoch": message["epoch"]}
-
-
-def wait_kept(server: ServerThread, count: int = 1, timeout: float = 5.0) -> None:
-    """Until the server keeps `count` dropped sessions (it saw the connection end)."""
-    deadline = time.monotonic() + timeout
-    resumption = server.app.resumption  # type: ignore[attr-defined]
-    while server.call(lambda: len(resumption.graced)) < count:
-        assert time.monotonic() < deadline, "the server did not keep the session"
-        time.sleep(0.02)
 
 
 def cut_on_server(server: ServerThread, name: str) -> None:

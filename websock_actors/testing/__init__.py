@@ -8,7 +8,7 @@ def test_greet():
 
 server_thread.py  ServerThread: a Server in a background OS thread with its own hub
 client.py         TestClient, TestConnection: waits that fail with what did arrive
-pytest_plugin.py  the `websock_client` fixture (registered as a pytest plugin)
+pytest_plugin.py  the `websock_client` and `websock_server` fixtures (a pytest plugin)
 """
 
 from .client import TestClient, TestConnection

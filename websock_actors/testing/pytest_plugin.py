@@ -1,8 +1,11 @@
-"""The pytest plugin (entry point `pytest11`): the `websock_client` fixture.
+"""The pytest plugin (entry point `pytest11`): the `websock_client` and `websock_server` fixtures.
 
 def test_chat(websock_client):
     client = websock_client(app)           # served until the end of the test
     ws = client.connect()
+
+def test_raw(websock_server):
+    server = websock_server(app)           # a ServerThread: its port, url and hub hooks
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import pytest
 
 from ..server.app import Application
 from .client import TestClient
+from .server_thread import ServerThread
 
-__all__ = ["websock_client"]
+__all__ = ["websock_client", "websock_server"]
 
 
 @pytest.fixture
@@ -31,3 +35,19 @@ def websock_client() -> Iterator[Callable[..., TestClient]]:
     yield start
     for client in started:
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def websock_server() -> Iterator[Callable[..., ServerThread]]:
+    """`websock_server(app, **server_options)`: a started ServerThread on 127.0.0.1 and a free
+    port, stopped after the test; for tests that bring their own client."""
+    started: list[ServerThread] = []
+
+    def start(app: Application, **server_options: Any) -> ServerThread:
+        server = ServerThread(app, **server_options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

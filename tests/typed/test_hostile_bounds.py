@@ -8,7 +8,7 @@
 - A join into a big room on a RedisBackplane answers the room's presence from the node's
   own copy: Redis's ZRANGE calls do not grow with the joins.
 
-The replay bound of a resume has its regression test in tests/test_delivery.py
+The replay bound of a resume has its regression test in tests/scale/test_delivery.py
 (`test_replay_is_bounded`). Real sockets on 127.0.0.1, the chat demo (a fresh copy per
 server), a real redis-server (`shared_redis`).
 """

@@ -67,7 +67,9 @@ class ServerThread:
         return f"ws://127.0.0.1:{self.port}/"
 
     def call(self, func: Callable[..., T], *args: Any, timeout: float = 10.0) -> T:
-        """Run `func(*args)` in a new greenlet of the server's hub; return its result."""
+        """Run `func(*args)` in a new greenlet of the server's hub and return its result (or
+        raise what it raised): the way to read or change the server's state from the test's
+        thread without racing the hub."""
         results: queue.Queue[tuple[bool, Any]] = queue.Queue()
 
         def run() -> None:
@@ -114,6 +116,7 @@ class ServerThread:
         return self.server
 
     def stop(self, timeout: float = 5.0) -> None:
+        """`Server.stop(timeout)` in the hub (closing every connection), then the thread ends."""
         if self.server is not None and self._thread.is_alive() and not self.server.stopped:
             self.call(self.server.stop, timeout, timeout=timeout + 10)
         self._thread.join(10)

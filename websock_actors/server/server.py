@@ -24,7 +24,6 @@ from greenlet import greenlet
 
 from ..errors import CloseCode, ConfigurationError
 from ..protocol.deflate import CompressorPool
-from ..protocol.handshake import HandshakePolicy
 from ..protocol.http import Response, error_response
 from .app import Application
 from .broadcast import encode_broadcast
@@ -33,7 +32,6 @@ from .edge import PerIPLimits, TrustedProxies, peer_ip
 from .endpoints import builtin_router
 from .keepalive import Keepalive
 from .metrics import Snapshot
-from .options import ConnectionOptions
 from .server_metrics import ServerMetrics
 from .server_options import (
     GROUPS,
@@ -42,12 +40,13 @@ from .server_options import (
     LimitOptions,
     ListenOptions,
     TimeoutOptions,
+    connection_options,
     group_flat_keywords,
 )
 from .status_page import StatusPage
 from .tls import TLSConnection
 
-__all__ = ["Server", "tls_context"]
+__all__ = ["Server", "bind_listener", "tls_context"]
 
 log = logging.getLogger("websock_actors")
 
@@ -107,10 +106,9 @@ class Server:
         **flat: Any,
     ) -> None:
         if flat:
-            given = {"limits": limits, "timeouts": timeouts, "handshake": handshake, "listen": listen}
-            groups = group_flat_keywords(flat, {**given, "endpoints": endpoints}, warn=True)
-            limits, timeouts, handshake = groups["limits"], groups["timeouts"], groups["handshake"]
-            listen, endpoints = groups["listen"], groups["endpoints"]
+            given = (limits, timeouts, handshake, listen, endpoints)
+            groups = group_flat_keywords(flat, dict(zip(GROUPS, given, strict=True)), warn=True)
+            limits, timeouts, handshake, listen, endpoints = (groups.get(name) for name in GROUPS)
         self.limits = limits = limits or LimitOptions()
         self.timeouts = timeouts = timeouts or TimeoutOptions()
         self.handshake = handshake = handshake or HandshakeOptions()
@@ -132,22 +130,7 @@ class Server:
         self._actors: set[Connection] = set()  # every connection, handshaking ones too
         self.refused_sockets = 0  # closed at once: too many handshakes in progress
         self._handshaking = 0  # connections still in their opening handshake
-        self.options = ConnectionOptions(
-            handshake=HandshakePolicy(
-                max_header_bytes=limits.max_header_bytes,
-                origins=None if handshake.origins is None else tuple(handshake.origins),
-                subprotocols=tuple(handshake.subprotocols),
-                compression=handshake.deflate(),
-                max_message_size=app.max_message_size
-                if limits.max_message_size == "app"
-                else limits.max_message_size,
-                max_fragments=limits.max_fragments,
-            ),
-            handshake_timeout=timeouts.handshake_timeout,
-            close_timeout=timeouts.close_timeout,
-            max_queue_bytes=limits.max_queue_bytes,
-            overflow=limits.overflow,
-        )
+        self.options = connection_options(limits, timeouts, handshake, app.max_message_size)
         self._metrics = ServerMetrics(self.options.stats, self.connections, app, endpoints.metrics_dir)
         self.status_page: StatusPage | None = None
         if endpoints.status_token is not None:
@@ -199,7 +182,9 @@ class Server:
         """Bind, listen and start accepting in the background of the current hub."""
         if self._stream is not None:
             return
-        listener = self.listen.listener if self.listen.listener is not None else self._bind()
+        listener = self.listen.listener
+        if listener is None:
+            listener = bind_listener(self.host, self.port, self.listen)
         listener.setblocking(False)  # an inherited socket may be blocking: the acceptor never waits
         self._stream = _Acceptor(listener, self._handle)
         self._stream.loop_hub = gevent.get_hub()
@@ -208,29 +193,12 @@ class Server:
         if self._keepalive is not None:
             self._keepalive.start()
         # (the status page's sampler saves the figures every second already, through metrics_total)
-        metrics_port = self.endpoints.metrics_port
-        metrics_listener = None if metrics_port is None else self._bind(metrics_port)
+        port = self.endpoints.metrics_port
+        metrics_listener = None if port is None else bind_listener(self.host, port, self.listen)
         self._metrics.start(write=self.status_page is None, listener=metrics_listener)
         if self.status_page is not None:
             self.status_page.start()
         log.info("serving on %s:%d", *self.address)
-
-    def _bind(self, port: int | None = None) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = gevent.socket.socket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.listen.reuse_port:
-                reuse_port = getattr(socket, "SO_REUSEPORT", None)  # not on every platform
-                if reuse_port is None:
-                    raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
-                listener.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
-            listener.bind((self.host, self.port if port is None else port))
-            listener.listen(self.listen.backlog)
-        except BaseException:
-            listener.close()
-            raise
-        return listener
 
     def serve_forever(self) -> None:
         """Start, then block the calling greenlet until `stop` has finished."""
@@ -400,6 +368,25 @@ class Server:
         if connections is None and self.status_page is not None and self.status_page.viewers:
             targets = [conn for conn in targets if conn.app is not self.status_page]  # not the page's
         return sum(1 for conn in list(targets) if conn.send_frame(frame))
+
+
+def bind_listener(host: str, port: int, listen: ListenOptions) -> socket.socket:
+    """A socket bound to (host, port) and listening, with SO_REUSEPORT if `listen` asks."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = gevent.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if listen.reuse_port:
+            reuse_port = getattr(socket, "SO_REUSEPORT", None)  # not on every platform
+            if reuse_port is None:
+                raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
+            listener.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
+        listener.bind((host, port))
+        listener.listen(listen.backlog)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 def tls_context(

@@ -24,8 +24,9 @@ from typing import Any, Literal
 from ..errors import ConfigurationError
 from ..protocol.connection import DEFAULT_MAX_FRAGMENTS
 from ..protocol.deflate import DeflateOptions
+from ..protocol.handshake import HandshakePolicy
 from ..protocol.http import DEFAULT_MAX_HEADER_BYTES, Request, Response
-from .options import OverflowPolicy
+from .options import ConnectionOptions, OverflowPolicy
 
 __all__ = [
     "FLAT_KEYWORDS",
@@ -35,6 +36,7 @@ __all__ = [
     "LimitOptions",
     "ListenOptions",
     "TimeoutOptions",
+    "connection_options",
     "group_flat_keywords",
 ]
 
@@ -228,3 +230,25 @@ def group_flat_keywords(
         base = groups.get(group)
         result[group] = GROUPS[group](**fields) if base is None else dataclasses.replace(base, **fields)
     return result
+
+
+def connection_options(
+    limits: LimitOptions, timeouts: TimeoutOptions, handshake: HandshakeOptions, app_message_size: int | None
+) -> ConnectionOptions:
+    """What every connection of a server is given; `app_message_size` is the application's
+    own limit, taken where `limits.max_message_size` is "app"."""
+    size = limits.max_message_size
+    return ConnectionOptions(
+        handshake=HandshakePolicy(
+            max_header_bytes=limits.max_header_bytes,
+            origins=None if handshake.origins is None else tuple(handshake.origins),
+            subprotocols=tuple(handshake.subprotocols),
+            compression=handshake.deflate(),
+            max_message_size=app_message_size if size == "app" else size,
+            max_fragments=limits.max_fragments,
+        ),
+        handshake_timeout=timeouts.handshake_timeout,
+        close_timeout=timeouts.close_timeout,
+        max_queue_bytes=limits.max_queue_bytes,
+        overflow=limits.overflow,
+    )

@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="origins",
         metavar="ORIGIN",
         help="an allowed Origin, e.g. https://chat.example.com (repeatable); others get 403."
-        " Without it any Origin is accepted: see the README on cross-site WebSocket hijacking",
+        " Without it any Origin is accepted: see 'Cross-site WebSocket hijacking' in"
+        " docs/howto/deployment.md",
     )
     run.add_argument("--ping-interval", type=float, default=20.0, help="seconds; 0 turns keepalive off")
     run.add_argument("--ping-timeout", type=float, default=20.0)
@@ -347,7 +348,7 @@ def _serve(
 
     from .errors import ConfigurationError
     from .scale.workers import say
-    from .server import Server
+    from .server import EndpointOptions, HandshakeOptions, LimitOptions, ListenOptions, Server, TimeoutOptions
 
     if args.redis is not None:
         typed = _typed(app)
@@ -361,24 +362,28 @@ def _serve(
             app,
             args.host,
             args.port,
-            max_connections=args.max_connections,
-            max_handshakes=args.max_handshakes,
-            max_connections_per_ip=args.max_connections_per_ip,
-            max_handshakes_per_second_per_ip=args.max_handshakes_per_ip,
-            forwarded_allow_ips=args.forwarded_allow_ips.split(",") if args.forwarded_allow_ips else None,
-            max_message_size="app" if args.max_message_size is None else args.max_message_size,
-            max_fragments=args.max_fragments,
-            origins=args.origins,
-            ping_interval=args.ping_interval or None,
-            ping_timeout=args.ping_timeout or None,
-            compression=_compression(args),
-            ssl_context=context,
-            reuse_port=worker is not None and worker.listener is None,
-            listener=None if worker is None else worker.listener,
-            metrics=args.metrics and args.metrics_port is None,
-            metrics_port=args.metrics_port,
-            metrics_dir=getattr(args, "metrics_dir", None),
-            status_token=args.status_token if args.status_page else None,
+            limits=LimitOptions(
+                max_connections=args.max_connections,
+                max_handshakes=args.max_handshakes,
+                max_connections_per_ip=args.max_connections_per_ip,
+                max_handshakes_per_second_per_ip=args.max_handshakes_per_ip,
+                max_message_size="app" if args.max_message_size is None else args.max_message_size,
+                max_fragments=args.max_fragments,
+            ),
+            timeouts=TimeoutOptions(args.ping_interval or None, args.ping_timeout or None),  # 0: off
+            handshake=HandshakeOptions(origins=args.origins, compression=_compression(args)),
+            listen=ListenOptions(
+                reuse_port=worker is not None and worker.listener is None,
+                listener=None if worker is None else worker.listener,
+                ssl_context=context,
+                forwarded_allow_ips=args.forwarded_allow_ips.split(",") if args.forwarded_allow_ips else None,
+            ),
+            endpoints=EndpointOptions(
+                metrics=args.metrics and args.metrics_port is None,
+                metrics_port=args.metrics_port,
+                metrics_dir=getattr(args, "metrics_dir", None),
+                status_token=args.status_token if args.status_page else None,
+            ),
         )
     except ConfigurationError as exc:
         raise SystemExit(f"error: {exc}") from None

@@ -6,7 +6,7 @@ fills it from plain functions registered by decorator. The typed layer builds on
 same interface.
 
 Names: the server calls an application's `handle_*` methods; what a user registers or
-passes is an `on_*` hook (`@app.on_message`, `Server(on_request=...)`, `Actor.on_receive`).
+passes is an `on_*` hook (`@app.on_message`, `HandshakeOptions(on_request=...)`, `Actor.on_receive`).
 """
 
 from __future__ import annotations

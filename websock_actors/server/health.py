@@ -6,7 +6,7 @@
                    reason while draining or not ready (readiness)
 
 They are answered before the application's hooks (authentication does not guard them) and
-for GET and HEAD only; `Server(health=False)` turns them off.
+for GET and HEAD only; `EndpointOptions(health=False)` turns them off.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The server admits or refuses connections (capacity, the `on_request` hook), keeps the
 registry of open connections, runs keepalive over them, and shuts them all down in order
 on `stop`: stop accepting, close every connection with 1001 after what its mailbox holds,
-wait up to a timeout, then drop the rest.
+wait up to a timeout, then drop the rest. Its options come in groups (server_options.py),
+its own HTTP endpoints are routed by endpoints.py, its figures gathered by server_metrics.py.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import errno
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, cast
+from collections.abc import Iterable
+from typing import Any, cast
 
 import gevent
 import gevent.event
@@ -23,22 +24,30 @@ from gevent.server import StreamServer
 from greenlet import greenlet
 
 from ..errors import CloseCode, ConfigurationError
-from ..protocol.connection import DEFAULT_MAX_FRAGMENTS
-from ..protocol.deflate import CompressorPool, DeflateOptions
-from ..protocol.handshake import HandshakePolicy
-from ..protocol.http import DEFAULT_MAX_HEADER_BYTES, Headers, Request, Response, error_response
+from ..protocol.deflate import CompressorPool
+from ..protocol.http import Response, error_response
 from .app import Application
 from .broadcast import encode_broadcast
 from .connection import Connection
 from .edge import PerIPLimits, TrustedProxies, peer_ip
-from .health import HEALTH_PATHS, health_answer
+from .endpoints import builtin_router
 from .keepalive import Keepalive
-from .metrics import Snapshot, merge_snapshots, metrics_response, read_worker_snapshots, write_snapshot
-from .options import ConnectionOptions, OverflowPolicy
-from .status_page import StatusPage, is_status_path
+from .metrics import Snapshot
+from .server_metrics import ServerMetrics
+from .server_options import (
+    GROUPS,
+    EndpointOptions,
+    HandshakeOptions,
+    LimitOptions,
+    ListenOptions,
+    TimeoutOptions,
+    connection_options,
+    group_flat_keywords,
+)
+from .status_page import StatusPage
 from .tls import TLSConnection
 
-__all__ = ["Server", "tls_context"]
+__all__ = ["Server", "bind_listener", "tls_context"]
 
 log = logging.getLogger("websock_actors")
 
@@ -63,7 +72,25 @@ class _Acceptor(StreamServer):
 
 
 class Server:
-    """Serve `app` on `host:port` (port 0 picks a free port; see `address`)."""
+    """Serve `app` on `host:port` (port 0 picks a free port; see `address`).
+
+    Args:
+        app: the application the server calls (a raw `Application`, or a typed `App`).
+        host: the address to bind.
+        port: the port to bind (0: a free one).
+        limits: what the server admits and buffers (`LimitOptions`).
+        timeouts: keepalive pings and the handshake and close deadlines (`TimeoutOptions`).
+        handshake: origins, subprotocols, compression and the `on_request` hook
+            (`HandshakeOptions`).
+        listen: the listening socket: backlog, SO_REUSEPORT, an inherited listener, TLS,
+            trusted proxies (`ListenOptions`).
+        endpoints: the server's own HTTP endpoints: health, metrics, the status page
+            (`EndpointOptions`).
+        backplane: a `RedisBackplane`, say, for a typed App's rooms (as
+            `App(backplane=...)`); other applications have no rooms to share.
+        **flat: the groups' fields as keywords (`max_connections=...`): deprecated, each
+            warns and names its group. `Server.from_keywords` takes them without a warning.
+    """
 
     def __init__(
         self,
@@ -71,138 +98,57 @@ class Server:
         host: str = "127.0.0.1",
         port: int = 8000,
         *,
-        max_connections: int | None = 10_000,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        handshake_timeout: float = 10.0,
-        close_timeout: float = 10.0,
-        max_message_size: int | Literal["app"] | None = "app",
-        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
-        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-        max_queue_bytes: int = 4 * 1024 * 1024,
-        overflow: OverflowPolicy = "close",
-        origins: Sequence[str | None] | None = None,
-        subprotocols: Sequence[str] = (),
-        on_request: Callable[[Request], Response | None] | None = None,
-        backlog: int = 1024,
-        compression: bool | DeflateOptions = False,
-        process_request: Callable[[Request], Response | None] | None = None,
-        max_handshakes: int | None = None,
-        max_connections_per_ip: int | None = None,
-        max_handshakes_per_second_per_ip: float | None = None,
-        forwarded_allow_ips: Sequence[str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        reuse_port: bool = False,
-        listener: socket.socket | None = None,
+        limits: LimitOptions | None = None,
+        timeouts: TimeoutOptions | None = None,
+        handshake: HandshakeOptions | None = None,
+        listen: ListenOptions | None = None,
+        endpoints: EndpointOptions | None = None,
         backplane: Any = None,
-        health: bool = True,
-        metrics: bool = False,
-        metrics_port: int | None = None,
-        metrics_dir: str | None = None,
-        status_token: str | None = None,
+        **flat: Any,
     ) -> None:
-        """`on_request(request)` runs before the upgrade, after the application's own hook:
-        return a `Response` to refuse (authentication) or to answer plain HTTP.
-        `process_request` is its older name.
-
-        `max_message_size`: "app" (the default) takes the application's own limit (16 MiB
-        for a raw app, 1 MiB for a typed App); None is no limit. `max_handshakes`: sockets
-        still in the opening handshake (default: as many as `max_connections`); beyond it a
-        new socket is closed at once, so silent sockets cannot exhaust file descriptors.
-        `max_connections_per_ip` and `max_handshakes_per_second_per_ip` cap one client IP
-        (None: no cap); beyond them the handshake gets HTTP 429 with `Retry-After`.
-        `forwarded_allow_ips`: the proxies (IPs, networks, or "*") whose `X-Forwarded-For`
-        and `X-Forwarded-Proto` give the client's address (`conn.address`, `request.peer`)
-        and scheme (`request.scheme`); from any other peer those headers are ignored.
-        `ssl_context` (built once, e.g. by `tls_context`) serves wss:// and https://; the TLS
-        handshake runs in each connection's actor, within `handshake_timeout`.
-
-        `reuse_port` sets SO_REUSEPORT before the bind, so that several processes (`--workers`)
-        each listen on the same port and the kernel spreads new connections over them.
-        `listener` is a socket already bound and listening, served instead of binding one (host,
-        port and backlog then come from it; `stop` closes it): where SO_REUSEPORT is missing,
-        the workers share the one socket their master bound before forking.
-        `backplane` (a `RedisBackplane`, say) puts a typed App's rooms on it, as
-        `App(backplane=...)` does; other applications have no rooms to share.
-        `health`: answer GET /healthz and /readyz (server/health.py) before the application.
-        `metrics`: answer GET /metrics (Prometheus, server/metrics.py) on this port, before the
-        application; `metrics_port`: on a port of its own instead (plain HTTP, any path;
-        with `reuse_port` too); `metrics_snapshot()` gives the figures in any case. `metrics_dir`
-        (set by the `--workers` master): where the workers' snapshots meet, so that any
-        worker answers with the sum.
-        `status_token`: serve the live status page at GET /_status (server/status_page.py) to
-        whoever gives this token (`?token=` or `Authorization: Bearer`), its WebSocket at
-        /_status/ws; None (the default): off, and /_status is the application's like any path.
-        """
-        if on_request is not None and process_request is not None:
-            raise ConfigurationError("give on_request or process_request (its older name), not both")
-        if overflow not in ("close", "drop"):
-            raise ConfigurationError(f"overflow must be 'close' or 'drop', not {overflow!r}")
-        if max_connections is not None and max_connections < 1:
-            raise ConfigurationError("max_connections must be at least 1")
-        if max_handshakes is None:
-            max_handshakes = max_connections
-        elif max_handshakes < 1 or (max_connections is not None and max_handshakes > max_connections):
-            raise ConfigurationError("max_handshakes must be from 1 to max_connections")
+        if flat:
+            given = (limits, timeouts, handshake, listen, endpoints)
+            groups = group_flat_keywords(flat, dict(zip(GROUPS, given, strict=True)), warn=True)
+            limits, timeouts, handshake, listen, endpoints = (groups.get(name) for name in GROUPS)
+        self.limits = limits = limits or LimitOptions()
+        self.timeouts = timeouts = timeouts or TimeoutOptions()
+        self.handshake = handshake = handshake or HandshakeOptions()
+        self.listen = listen = listen or ListenOptions()
+        self.endpoints = endpoints = endpoints or EndpointOptions()
         if backplane is not None:
             use_backplane = getattr(app, "use_backplane", None)
             if use_backplane is None:
                 raise ConfigurationError("a backplane shares the rooms of a typed App; this app has none")
             use_backplane(backplane)
-        if max_message_size == "app":
-            max_message_size = app.max_message_size
         self.app = app
         self.host = host
         self.port = port
-        self.max_connections = max_connections
-        self.max_handshakes = max_handshakes
-        self.ssl_context = ssl_context
-        self.health = health
-        self.metrics = metrics
-        self.metrics_dir = metrics_dir
-        self.metrics_port = metrics_port
-        self._metrics_writer: Any = None
-        self._metrics_server: Any = None
-        self.status_page: StatusPage | None = None
-        if status_token is not None:
-            try:
-                self.status_page = StatusPage(
-                    status_token, self.metrics_total, app, summed=metrics_dir is not None
-                )
-            except ValueError as exc:
-                raise ConfigurationError(str(exc)) from None
-        self.on_request = on_request or process_request
-        self.trusted_proxies = TrustedProxies(forwarded_allow_ips) if forwarded_allow_ips else None
-        self._per_ip = (
-            PerIPLimits(max_connections_per_ip, max_handshakes_per_second_per_ip)
-            if max_connections_per_ip is not None or max_handshakes_per_second_per_ip is not None
-            else None
-        )
-        self.options = ConnectionOptions(
-            handshake=HandshakePolicy(
-                max_header_bytes=max_header_bytes,
-                origins=None if origins is None else tuple(origins),
-                subprotocols=tuple(subprotocols),
-                compression=_compression_options(compression),
-                max_message_size=max_message_size,
-                max_fragments=max_fragments,
-            ),
-            handshake_timeout=handshake_timeout,
-            close_timeout=close_timeout,
-            max_queue_bytes=max_queue_bytes,
-            overflow=overflow,
-        )
+        self.max_connections = limits.max_connections
+        self.max_handshakes = limits.handshakes
+        self.ssl_context = listen.ssl_context
+        self.on_request = handshake.on_request
         self.connections: dict[int, Connection] = {}  # admitted connections, by id
         self._actors: set[Connection] = set()  # every connection, handshaking ones too
         self.refused_sockets = 0  # closed at once: too many handshakes in progress
         self._handshaking = 0  # connections still in their opening handshake
-        self._backlog = backlog
-        self.reuse_port = reuse_port
-        self._listener = listener
+        self.options = connection_options(limits, timeouts, handshake, app.max_message_size)
+        self._metrics = ServerMetrics(self.options.stats, self.connections, app, endpoints.metrics_dir)
+        self.status_page: StatusPage | None = None
+        if endpoints.status_token is not None:
+            try:
+                self.status_page = StatusPage(
+                    endpoints.status_token, self.metrics_total, app, summed=endpoints.metrics_dir is not None
+                )
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
+        self._router = builtin_router(endpoints, self.not_ready, self.metrics_total, self.status_page)
+        proxies = listen.forwarded_allow_ips
+        self.trusted_proxies = TrustedProxies(proxies) if proxies else None
+        per_ip = limits.max_connections_per_ip, limits.max_handshakes_per_second_per_ip
+        self._per_ip = PerIPLimits(*per_ip) if per_ip != (None, None) else None
         self._stream: StreamServer | None = None
-        self._keepalive = (
-            Keepalive(self.connections.values, ping_interval, ping_timeout) if ping_interval else None
-        )
+        interval, timeout = timeouts.ping_interval, timeouts.ping_timeout
+        self._keepalive = Keepalive(self.connections.values, interval, timeout) if interval else None
         self._stopping = False
         self._hooks: tuple[Any, ...] | None = None  # the connections' callbacks, bound once
         self._stopped = gevent.event.Event()
@@ -212,6 +158,17 @@ class Server:
         # The permessage-deflate compressors shared by this server's connections.
         deflate = self.options.handshake.compression
         self._compressors = None if deflate is None else CompressorPool(deflate)
+
+    @classmethod
+    def from_keywords(
+        cls, app: Application, host: str = "127.0.0.1", port: int = 8000, **keywords: Any
+    ) -> Server:
+        """A Server from the groups' fields as flat keywords (`max_connections=...`), mixed
+        with groups and `backplane` if need be, without a deprecation warning: the form of
+        the testing helpers (`websock_actors.testing`), whose callers list a few options."""
+        groups = {name: keywords.pop(name) for name in GROUPS if name in keywords}
+        backplane = keywords.pop("backplane", None)
+        return cls(app, host, port, backplane=backplane, **group_flat_keywords(keywords, groups))
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -226,7 +183,9 @@ class Server:
         """Bind, listen and start accepting in the background of the current hub."""
         if self._stream is not None:
             return
-        listener = self._listener if self._listener is not None else self._bind()
+        listener = self.listen.listener
+        if listener is None:
+            listener = bind_listener(self.host, self.port, self.listen)
         listener.setblocking(False)  # an inherited socket may be blocking: the acceptor never waits
         self._stream = _Acceptor(listener, self._handle)
         self._stream.loop_hub = gevent.get_hub()
@@ -234,34 +193,13 @@ class Server:
         self._stream.start()
         if self._keepalive is not None:
             self._keepalive.start()
-        if self.metrics_dir is not None and self.status_page is None:
-            # (the status page's sampler writes it every second already, through metrics_total)
-            self._metrics_writer = gevent.spawn(self._write_metrics)
+        # (the status page's sampler saves the figures every second already, through metrics_total)
+        port = self.endpoints.metrics_port
+        metrics_listener = None if port is None else bind_listener(self.host, port, self.listen)
+        self._metrics.start(write=self.status_page is None, listener=metrics_listener)
         if self.status_page is not None:
             self.status_page.start()
-        if self.metrics_port is not None:
-            from gevent.pywsgi import WSGIServer
-
-            self._metrics_server = WSGIServer(self._bind(self.metrics_port), self._metrics_wsgi, log=None)
-            self._metrics_server.start()
         log.info("serving on %s:%d", *self.address)
-
-    def _bind(self, port: int | None = None) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = gevent.socket.socket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.reuse_port:
-                reuse_port = getattr(socket, "SO_REUSEPORT", None)  # not on every platform
-                if reuse_port is None:
-                    raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
-                listener.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
-            listener.bind((self.host, self.port if port is None else port))
-            listener.listen(self._backlog)
-        except BaseException:
-            listener.close()
-            raise
-        return listener
 
     def serve_forever(self) -> None:
         """Start, then block the calling greenlet until `stop` has finished."""
@@ -283,12 +221,7 @@ class Server:
             self._stream.close()
         if self._keepalive is not None:
             self._keepalive.stop()
-        if self._metrics_writer is not None:
-            self._metrics_writer.kill(block=False)  # it waits in gevent.sleep only
-            self._metrics_writer = None
-        if self._metrics_server is not None:
-            self._metrics_server.stop(timeout=1.0)
-            self._metrics_server = None
+        self._metrics.stop()
         if self.status_page is not None:
             self.status_page.stop()
         code, reason = self.app.drain_close()
@@ -307,8 +240,7 @@ class Server:
             self.app.handle_stop()
         except Exception:
             log.exception("the application failed to stop")
-        if self.metrics_dir is not None:  # the last counts of this worker stay in the sum
-            self._save_metrics()
+        self._metrics.save()  # with --workers, the last counts of this worker stay in the sum
         self._stopped.set()
 
     # -- connections ---------------------------------------------------------------
@@ -326,7 +258,7 @@ class Server:
             pass
         hooks = self._hooks
         if hooks is None:  # bound once: four bound methods less to keep per connection
-            hooks = self._hooks = (self._admit, self._received, self._handshake_ended, self._forget)
+            hooks = self._hooks = (self._on_open, self._on_received, self._on_handshake_end, self._on_finish)
         conn = (Connection if self.ssl_context is None else TLSConnection)(
             sock,
             address,
@@ -346,13 +278,14 @@ class Server:
         self._handshaking += 1
         conn.run()
 
-    def _handshake_ended(self, conn: Connection) -> None:
+    def _on_handshake_end(self, conn: Connection) -> None:
         self._handshaking -= 1
 
-    def _received(self, conn: Connection, upgrade: bool) -> Response | None:
+    def _on_received(self, conn: Connection, upgrade: bool) -> Response | None:
         """Called as soon as a request is parsed, before any hook of the application's: who
-        the client is (behind a trusted proxy), and for an upgrade the per-IP caps, so that a
-        refusal by the application (authentication) still counts against them."""
+        the client is (behind a trusted proxy), the server's own endpoints, and for an
+        upgrade the per-IP caps, so that a refusal by the application (authentication)
+        still counts against them."""
         request = conn.request
         assert request is not None
         if self.ssl_context is not None:
@@ -362,20 +295,12 @@ class Server:
             if resolved is not None:
                 conn.address, request.scheme = resolved
                 request.peer = conn.address
-        path = request.bare_path
-        if not upgrade and self.health and path in HEALTH_PATHS:
-            return health_answer(request, self.not_ready())
-        if not upgrade and self.metrics and path == "/metrics" and request.method == "GET":
-            body, content_type = metrics_response(self.metrics_total())
-            return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
-        status_page = self.status_page
-        if status_page is not None and is_status_path(path):
-            answer = status_page.answer(request, upgrade)
-            if answer is not None:
-                return answer
-            # A viewer of the page: served by the status page's application, never the user's
-            # (its hooks, authentication and rooms). It counts as a connection like any other.
-            conn.app = status_page
+        if self._router:
+            routed = self._router.route(request, upgrade)
+            if isinstance(routed, Response):
+                return routed
+            if routed is not None:  # the endpoint's own application serves this connection
+                conn.app = routed
         per_ip = self._per_ip
         if upgrade and per_ip is not None:
             answer = per_ip.admit(peer_ip(conn.address))
@@ -388,61 +313,16 @@ class Server:
 
     def metrics_snapshot(self) -> Snapshot:
         """This process's figures, by metric name and label value (server/metrics.py)."""
-        stats = self.options.stats
-        snapshot: Snapshot = {
-            "websock_connections": {"": len(self.connections)},
-            "websock_connections_total": {"": stats.connections_total},
-            "websock_handshake_failures_total": dict(stats.handshake_failures),
-            "websock_closes_total": dict(stats.closes),
-            "websock_messages_received_total": {"text": stats.messages_text, "binary": stats.messages_binary},
-            "websock_messages_sent_total": {"": stats.messages_sent},
-            "websock_bytes_received_total": {"": stats.bytes_received},
-            "websock_bytes_sent_total": {"": stats.bytes_sent},
-            "websock_dropped_messages_total": dict(stats.dropped),
-            "websock_mailbox_bytes": {"": max((c._queued for c in self.connections.values()), default=0)},
-        }
-        for name, values in self.app.metrics().items():
-            if name == "websock_messages_received_total":  # the app knows the types
-                snapshot[name] = dict(values)
-            else:
-                into = snapshot.setdefault(name, {})
-                for label, value in values.items():
-                    into[label] = into[label] + value if label in into else value
-        return snapshot
+        return self._metrics.snapshot()
 
     def metrics_total(self) -> Snapshot:
         """The figures to expose: this process's, or with `metrics_dir` every worker's summed."""
-        snapshot = self.metrics_snapshot()
-        if self.metrics_dir is None:
-            return snapshot
-        write_snapshot(self.metrics_dir, snapshot)
-        live, dead = read_worker_snapshots(self.metrics_dir)
-        return merge_snapshots(live, dead)
+        return self._metrics.total()
 
     @property
     def metrics_address(self) -> tuple[str, int] | None:
         """Where `metrics_port` serves (its port, when 0 was asked for), once started."""
-        if self._metrics_server is None:
-            return None
-        return str(self._metrics_server.server_host), int(self._metrics_server.server_port)
-
-    def _metrics_wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        body, content_type = metrics_response(self.metrics_total())
-        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
-        return [body]
-
-    def _write_metrics(self) -> None:
-        while True:
-            self._save_metrics()
-            gevent.sleep(1.0)
-
-    def _save_metrics(self) -> None:
-        """This worker's snapshot into `metrics_dir`, for whichever worker answers a scrape."""
-        assert self.metrics_dir is not None
-        try:
-            write_snapshot(self.metrics_dir, self.metrics_snapshot())
-        except OSError as exc:
-            log.warning("cannot write the metrics snapshot: %s", exc)
+        return self._metrics.address
 
     def not_ready(self) -> str | None:
         """Why GET /readyz answers 503 (draining, or the application's reason), or None."""
@@ -450,7 +330,7 @@ class Server:
             return "draining: the server is shutting down"
         return self.app.not_ready()
 
-    def _admit(self, conn: Connection) -> Response | None:
+    def _on_open(self, conn: Connection) -> Response | None:
         """Called with the validated upgrade request, before the 101: refuse with an HTTP
         answer, or admit (the connection then counts against the capacity)."""
         if self._stopping:
@@ -459,7 +339,7 @@ class Server:
             return error_response(503, "too many connections", [("Retry-After", "1")])
         request = conn.request
         assert request is not None
-        if self.on_request is not None and (self.status_page is None or conn.app is not self.status_page):
+        if self.on_request is not None and conn.app is self.app:  # not an endpoint's connection
             answer = self.on_request(request)
             if answer is not None:
                 return answer
@@ -469,7 +349,8 @@ class Server:
             self._per_ip.opened(peer_ip(conn.address))
         return None
 
-    def _forget(self, conn: Connection) -> None:
+    def _on_finish(self, conn: Connection) -> None:
+        """The connection's actor has ended: out of the registry and the per-IP counts."""
         self._actors.discard(conn)
         if self.connections.pop(conn.id, None) is not None:
             self.options.stats.closed(conn.close_code)
@@ -490,12 +371,23 @@ class Server:
         return sum(1 for conn in list(targets) if conn.send_frame(frame))
 
 
-def _compression_options(compression: bool | DeflateOptions) -> DeflateOptions | None:
-    if isinstance(compression, DeflateOptions):
-        return compression
-    if compression is True or compression is False:
-        return DeflateOptions() if compression else None
-    raise ConfigurationError(f"compression must be a bool or DeflateOptions, not {compression!r}")
+def bind_listener(host: str, port: int, listen: ListenOptions) -> socket.socket:
+    """A socket bound to (host, port) and listening, with SO_REUSEPORT if `listen` asks."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = gevent.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if listen.reuse_port:
+            reuse_port = getattr(socket, "SO_REUSEPORT", None)  # not on every platform
+            if reuse_port is None:
+                raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
+            listener.setsockopt(socket.SOL_SOCKET, reuse_port, 1)
+        listener.bind((host, port))
+        listener.listen(listen.backlog)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 def tls_context(

@@ -1,6 +1,6 @@
 """A live status page at GET /_status: what an operator looks at first, without Prometheus.
 
-Off by default; `Server(status_token=...)` (the CLI's `--status-page`) turns it on behind a
+Off by default; `EndpointOptions(status_token=...)` (the CLI's `--status-page`) turns it on behind a
 token, given as `?token=` or `Authorization: Bearer`, compared in constant time. The page
 (status_page.html, no external script: it works offline) opens a WebSocket to `/_status/ws`,
 which the server hands to `StatusPage` instead of the application: the status connections

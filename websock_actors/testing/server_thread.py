@@ -43,7 +43,7 @@ class ServerThread:
 
     def _run(self) -> None:
         try:
-            self.server = Server(self.app, "127.0.0.1", 0, **self.options)
+            self.server = Server.from_keywords(self.app, "127.0.0.1", 0, **self.options)
             self.server.start()
             self.port = self.server.address[1]
             self._hub = gevent.get_hub()

@@ -1,0 +1,99 @@
+"""The server's own HTTP endpoints: reserved paths answered before the application.
+
+A route maps a reserved path to a handler; `EndpointRouter.route` runs the handler of a
+request's path. A handler returns one of three things:
+
+    a Response     the answer: the application never sees the request
+    an Application the endpoint's own application takes the connection over (the status
+                   page's WebSocket): the user's hooks, authentication and rooms never see it
+    None           not this endpoint's request (another method, say): the application's
+
+`builtin_router` routes what `EndpointOptions` turns on: /healthz and /readyz (health.py),
+/metrics (metrics.py) and /_status with everything under it (status_page.py). Admission
+(capacity, the per-IP caps) is not routing: the server does it for every upgrade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..protocol.http import Headers, Request, Response
+from .app import Application
+from .health import HEALTH_PATHS, health_answer
+from .metrics import Snapshot, metrics_response
+from .server_options import EndpointOptions
+from .status_page import STATUS_PATH, StatusPage
+
+__all__ = ["EndpointHandler", "EndpointRouter", "builtin_router"]
+
+# (request, is it an upgrade) -> an answer, an application to take the connection, or None
+EndpointHandler = Callable[[Request, bool], Response | Application | None]
+
+
+class EndpointRouter:
+    """Reserved paths, each answered by a handler: exact paths, and subtrees (a path and
+    everything under it)."""
+
+    __slots__ = ("_exact", "_subtrees")
+
+    def __init__(self) -> None:
+        self._exact: dict[str, EndpointHandler] = {}
+        self._subtrees: list[tuple[str, EndpointHandler]] = []
+
+    def add(self, path: str, handler: EndpointHandler, *, subtree: bool = False) -> None:
+        """Route `path` (with `subtree`: and every path under it) to `handler`."""
+        self._exact[path] = handler
+        if subtree:
+            self._subtrees.append((path.rstrip("/") + "/", handler))
+
+    def __bool__(self) -> bool:
+        return bool(self._exact)
+
+    def route(self, request: Request, upgrade: bool) -> Response | Application | None:
+        """What the endpoint of the request's path makes of it (None: no endpoint's)."""
+        path = request.bare_path
+        handler = self._exact.get(path)
+        if handler is None:
+            for prefix, under in self._subtrees:
+                if path.startswith(prefix):
+                    handler = under
+                    break
+            else:
+                return None
+        return handler(request, upgrade)
+
+
+def builtin_router(
+    options: EndpointOptions,
+    not_ready: Callable[[], str | None],
+    metrics_total: Callable[[], Snapshot],
+    status_page: StatusPage | None,
+) -> EndpointRouter:
+    """The routes of the endpoints `options` turns on.
+
+    `not_ready` says why /readyz answers 503 (None: ready), `metrics_total` gives the
+    figures /metrics exposes, `status_page` serves /_status (None: off)."""
+    router = EndpointRouter()
+
+    def health(request: Request, upgrade: bool) -> Response | None:
+        return None if upgrade else health_answer(request, not_ready())
+
+    def metrics(request: Request, upgrade: bool) -> Response | None:
+        if upgrade or request.method != "GET":
+            return None
+        body, content_type = metrics_response(metrics_total())
+        return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
+
+    def status(request: Request, upgrade: bool) -> Response | Application:
+        assert status_page is not None
+        answer = status_page.answer(request, upgrade)
+        return status_page if answer is None else answer  # a viewer: served by the page itself
+
+    if options.health:
+        for path in HEALTH_PATHS:
+            router.add(path, health)
+    if options.metrics:
+        router.add("/metrics", metrics)
+    if status_page is not None:
+        router.add(STATUS_PATH, status, subtree=True)
+    return router

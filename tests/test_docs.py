@@ -15,6 +15,7 @@ Tracebacks point at the block's lines in its Markdown file.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -141,6 +142,35 @@ def test_python_blocks_are_found_where_expected(tmp_path: Path) -> None:
         (9, "connect()\n", True),
         (19, "if True:\n    y = 2\n", False),
     ]
+
+
+_LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
+_IMPORT = re.compile(
+    r"^[ \t]*from[ \t]+(websock_actors[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)", re.MULTILINE
+)
+
+
+def test_the_index_links_every_page() -> None:
+    """docs/index.md is where a reader starts: every other page of docs/ is linked from it."""
+    docs = ROOT / "docs"
+    index = (docs / "index.md").read_text(encoding="utf-8")
+    linked = {(docs / target).resolve() for target in _LINK.findall(index)}
+    pages = {page.resolve() for page in docs.rglob("*.md")} - {(docs / "index.md").resolve()}
+    assert sorted(str(page.relative_to(docs)) for page in pages - linked) == []
+
+
+def test_the_imports_in_the_documentation_exist() -> None:
+    """Every `from websock_actors... import X` in README.md and docs/ names what the package has
+    (blocks marked no-test included, which are never run)."""
+    missing = []
+    for path in documentation_files():
+        for match in _IMPORT.finditer(path.read_text(encoding="utf-8")):
+            module = importlib.import_module(match[1])
+            for item in match[2].strip("()").replace("\n", " ").split(","):
+                name = item.split(" as ")[0].strip()
+                if name and not hasattr(module, name):
+                    missing.append(f"{path.relative_to(ROOT)}: from {match[1]} import {name}")
+    assert missing == []
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:

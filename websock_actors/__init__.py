@@ -3,17 +3,21 @@
 Every connection is an actor that alone owns its socket and its sans-I/O codec. The
 package never monkey-patches on import; only the command line does, and only when asked.
 
-The layers, each a package whose modules import only the layers below it:
+The layers, in order; a module imports only from its own layer and those listed above it
+(tests/test_layers.py):
 
-    errors      the one exception tree
-    protocol/   sans-I/O RFC 6455 and 7692: frames, HTTP heads, handshake, state machine
-    actors/     Actor and ActorRef, Supervisor with restart policy, offload
-    server/     the connection actor, its transport, keepalive, broadcast, Server
-    typed/      pydantic messages, router, context, rooms, App, schema
-    client/     connect, ClientConnection, typed requests
-    compat/     WebSock's API, WSGIMount
-    contrib/    Locust's WebSocketUser; cli.py the command line
-    compiled    which hot modules run compiled (setup.py's optional mypyc build)
+    errors.py    the one exception tree
+    protocol/    sans-I/O RFC 6455 and 7692: frames, HTTP heads, handshake, state machine
+    actors/      Actor and ActorRef, Supervisor with restart policy, offload
+    server/      the connection actor, its transport, keepalive, broadcast, edge, Server
+    typed/       pydantic messages, router, dispatch, context, rooms, resumption, App, schema
+    scale/       the Redis backplane (rooms, presence, streams, sessions) and --workers
+    client/      connect, ClientConnection, typed requests
+    compat/      WebSock's API, WSGIMount
+    contrib/     Locust's WebSocketUser
+    testing/     TestClient, ServerThread, the pytest plugin
+    compiled.py  which hot modules run compiled (setup.py's optional mypyc build)
+    cli.py       the command line (`websock-actors`, also `python -m websock_actors`)
 
 The names below are imported on first use (PEP 562), so `import websock_actors.protocol`
 works where gevent and pydantic cannot be imported.

@@ -1,2 +1,5 @@
 """Integrations with other tools. Nothing in the library imports these modules: some (Locust)
-monkey-patch the process when imported."""
+monkey-patch the process when imported.
+
+    locust.py  WebSocketUser: a Locust user over websock_actors' client, pushes counted
+"""

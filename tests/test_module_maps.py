@@ -1,5 +1,5 @@
 """The module maps say what is in the tree: each package's docstring, and the tables of
-docs/design.md and README.md, list exactly the modules and sub-packages that exist.
+docs/design.md, list exactly the modules and sub-packages that exist.
 
 The format of a package docstring's map: an indented block of lines, each one entry, the
 name then at least one space and what it is:
@@ -14,7 +14,7 @@ What a map must list: every `.py` file of the package and every directory with a
 `__init__.py`, except `__init__.py` itself and names starting with `_` (`__main__.py`).
 Other files (`py.typed`, `status_page.html`) are not modules.
 
-The tables of the two Markdown files: one row per layer, the package in the second column
+The table of docs/design.md: one row per layer, the package in the second column
 (`websock_actors/server/`) and its modules in the third (`connection.py` ...); a module
 named by its path in the second column (`websock_actors/cli.py`) counts as listed too.
 """
@@ -86,7 +86,7 @@ def test_the_package_docstring_maps_its_modules(package: Path) -> None:
     }
 
 
-@pytest.mark.parametrize("document", ["docs/design.md", "README.md"])
+@pytest.mark.parametrize("document", ["docs/design.md"])
 def test_the_layer_table_maps_every_module(document: str) -> None:
     listed = table_maps((ROOT / document).read_text(encoding="utf-8"))
     wrong = {}

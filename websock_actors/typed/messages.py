@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-__all__ = ["Ack", "ErrorReply", "Message", "MessageId", "to_json"]
+__all__ = ["Ack", "ErrorReply", "Message", "MessageId", "stamp_request_id", "to_json"]
 
 MessageId = str | int
 
@@ -43,6 +43,21 @@ class ErrorReply(Message):
     detail: str = ""
     errors: list[dict[str, Any]] = []
     retry_after_ms: int | None = None  # with `rate_limited`: when to try again
+
+
+def stamp_request_id(message: BaseModel, request_id: MessageId) -> None:
+    """Give a reply the request's `id`, unless it carries one already. A model without an
+    `id` field raises (pydantic's own error), as assigning it would."""
+    fields = message.__dict__
+    if fields.get("id") is not None:
+        return
+    if "id" in type(message).__pydantic_fields__:  # the class attribute: model_fields is a slower descriptor
+        # What pydantic's assignment does, without its validation round trip on the hot
+        # path: the request's id was validated coming in.
+        fields["id"] = request_id
+        message.__pydantic_fields_set__.add("id")
+    else:
+        message.id = request_id  # type: ignore[attr-defined]  # raises: no such field
 
 
 _WITHOUT_ID = {"id"}

@@ -25,12 +25,13 @@ from pydantic import BaseModel
 
 from ..actors.actor import Actor, ActorRef
 from ..actors.supervisor import RestartPolicy, Supervisor
-from ..errors import BackplaneUnavailable, CloseCode, ConfigurationError
+from ..errors import CloseCode, ConfigurationError
 from ..protocol.http import Request, Response
 from ..server.app import Application
 from .auth import Authenticator
 from .context import Context
-from .dispatch import Dispatcher, HandlerActor
+from .dispatch import Dispatcher
+from .members import MemberHooks
 from .metrics import app_metrics
 from .numbered import RoomLost
 from .pages import HttpSide
@@ -105,20 +106,17 @@ class App(Application):
         self._supervisor_ref: ActorRef[Supervisor] | None = None
         self.http = HttpSide()  # pages and the authentication hook
         self._actors: dict[str, Callable[[], Actor]] = {}
-        self._on_connect: Callable[[Context], bool | None] | None = None
-        self._on_disconnect: Callable[[Context], None] | None = None
-        self._on_member_lost: Callable[[str, Any], BaseModel | None] | None = None
+        self.members = MemberHooks(self.services)  # on_connect, on_disconnect, ...
         self.bytes_handler: Callable[[bytes, Context], None] | None = None
         self.rate_limit = rate_limit
         self.type_rate_limits: dict[str, RateLimit] = {}  # per message type, by tag
-        self._on_resume: Callable[[Context, set[str]], None] | None = None
         self.resumption: Resumption | None = None
         if resume is not None:
             self.resumption = Resumption(
                 resume,
                 self.rooms,
-                member_gone=self._member_gone,
-                rejoined=self._rejoined,
+                member_gone=self.members.gone,
+                rejoined=self.members.rejoined,
                 authenticates=lambda: self.authenticates,
             )
             self.services.resumption = self.resumption
@@ -133,9 +131,8 @@ class App(Application):
     @overload
     def handler(self, func: H) -> H: ...
     @overload
-    def handler(
-        self, *, actor: str | None = None, rate_limit: RateLimit | None = None
-    ) -> Callable[[H], H]: ...
+    def handler(self, *, actor: str | None = None, rate_limit: RateLimit | None = None) -> Callable[[H], H]:
+        ...
 
     def handler(
         self, func: H | None = None, *, actor: str | None = None, rate_limit: RateLimit | None = None
@@ -171,12 +168,12 @@ class App(Application):
 
     def on_connect(self, func: Callable[[Context], bool | None]) -> Callable[[Context], bool | None]:
         """`func(ctx)` runs when a connection opens; returning False refuses it (close 1008)."""
-        self._on_connect = func
+        self.members.on_connect = func
         return func
 
     def on_disconnect(self, func: Callable[[Context], None]) -> Callable[[Context], None]:
         """`func(ctx)` runs when a connection closed, before it leaves its rooms."""
-        self._on_disconnect = func
+        self.members.on_disconnect = func
         return func
 
     def on_member_lost(
@@ -186,7 +183,7 @@ class App(Application):
         member of a process that vanished without closing its connections (kill -9, a lost
         host): the message it returns goes to the room, as `on_disconnect` would have sent.
         Only a backplane can notice such a loss."""
-        self._on_member_lost = func
+        self.members.on_member_lost = func
         return func
 
     def use_backplane(self, backplane: Rooms) -> None:
@@ -235,7 +232,7 @@ class App(Application):
     def on_resume(self, func: Callable[[Context, set[str]], None]) -> Callable[[Context, set[str]], None]:
         """`func(ctx, rooms)` runs after a resume that came after the member's grace: it was
         reported as left (`on_disconnect`) and has just joined `rooms` again (tell the room)."""
-        self._on_resume = func
+        self.members.on_resume = func
         return func
 
     @property
@@ -280,17 +277,13 @@ class App(Application):
         ref = Supervisor.start(self.restart_policy)
         supervisor = ref.actor
         assert supervisor is not None
-        dispatcher = self.dispatcher
-        for name in sorted({r.actor for r in self.router.routes.values() if r.actor}):
-            supervisor.supervise(
-                name, lambda: HandlerActor(dispatcher, self.actor_mailbox_size), dispatcher.dead_letter
-            )
+        self.dispatcher.supervise_actors(supervisor, self.actor_mailbox_size)
         for name, factory in self._actors.items():
             supervisor.supervise(name, factory, _drop_letter)
         self.supervisor, self._supervisor_ref = supervisor, ref
         if self.resumption is not None:
             self.resumption.start()
-        lost = self._report_lost if self._on_member_lost is not None else None
+        lost = self.members.lost if self.members.on_member_lost is not None else None
         self.rooms.start(lost, self.resumption.reset if self.resumption is not None else None)
 
     def handle_stop(self) -> None:
@@ -315,56 +308,19 @@ class App(Application):
             return CloseCode.SERVICE_RESTART, "service restart"
         return super().drain_close()
 
-    def _report_lost(self, room: str, presence: Any) -> None:
-        """A member gone without a connection to close here: the app's message to the room."""
-        assert self._on_member_lost is not None
-        message = self._on_member_lost(room, presence)
-        if message is not None:
-            self.send_to_room(room, message)
-
     def handle_request(self, request: Request) -> Response | None:
         """Plain GETs get the app's pages; an upgrade runs the authentication hook."""
         return self.http.handle_request(request)
 
     def handle_connect(self, conn: Connection) -> None:
-        if self.resumption is not None:
-            self.resumption.opened(conn)
-        if self._on_connect is not None and self._on_connect(self._context(conn)) is False:
-            conn.close(CloseCode.POLICY_VIOLATION, "refused")
-        elif self.resumption is not None:
-            self.resumption.connected(conn)
+        self.members.opened(conn)
 
     def handle_close(self, conn: Connection, code: int, reason: str) -> None:
         self.dispatcher.closed(conn)
-        if self.supervisor is None:
-            return
-        kept = self.resumption.closed(conn, code) if self.resumption is not None else False
-        if kept:
-            return  # kept for a resume: the member leaves when its grace ends
-        self._member_gone(conn, kept is False)  # None: resumed elsewhere, no word
-
-    def _member_gone(self, conn: Connection, report: bool) -> None:
-        """`conn` leaves its rooms; `report`: run `on_disconnect` first (it tells the rooms)."""
-        try:
-            if report and self._on_disconnect is not None:
-                self._on_disconnect(self._context(conn))
-        except BackplaneUnavailable as exc:  # logged and counted by the backplane
-            log.debug("%r: on_disconnect: %s", conn, exc)
-        except Exception:
-            log.exception("%r: on_disconnect failed", conn)
-        finally:
-            rooms = self.rooms.forget(conn)
-            if self.resumption is not None and self.resumption.numbered is not None:
-                self.resumption.numbered.left(rooms)
-
-    def _rejoined(self, ctx: Context, rooms: set[str]) -> None:
-        if self._on_resume is not None:
-            self._on_resume(ctx, rooms)
+        if self.supervisor is not None:
+            self.members.closed(conn, code)
 
     # -- messages --------------------------------------------------------------------
-
-    def _context(self, conn: Connection, request_id: Any = None) -> Context:
-        return Context(conn, self.services, request_id)
 
     def handle_message(self, conn: Connection, message: str | bytes) -> None:
         self.dispatcher.handle(conn, message)
@@ -376,19 +332,13 @@ class App(Application):
     # -- description ---------------------------------------------------------------
 
     def json_schema(self) -> dict[str, Any]:
-        """JSON Schema of every message the app accepts and sends."""
-        return json_schema_document(
-            self.title, self.router, self.pushes, numbered=self.resumption is not None
-        )
+        """JSON Schema of every message the app accepts and sends (typed/schema.py)."""
+        numbered = self.resumption is not None
+        return json_schema_document(self.title, self.router, self.pushes, numbered=numbered)
 
     def asyncapi(self, *, address: str = "/", host: str = "localhost:8000") -> dict[str, Any]:
-        """An AsyncAPI 3.0 document of the app."""
+        """An AsyncAPI 3.0 document of the app (typed/schema.py)."""
+        numbered = self.resumption is not None
         return asyncapi_document(
-            self.title,
-            self.version,
-            self.router,
-            self.pushes,
-            address=address,
-            host=host,
-            numbered=self.resumption is not None,
+            self.title, self.version, self.router, self.pushes, address=address, host=host, numbered=numbered
         )

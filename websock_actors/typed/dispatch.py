@@ -34,6 +34,7 @@ from .ratelimit import ConnectionLimits, retry_after_ms
 from .router import Route, peek
 
 if TYPE_CHECKING:
+    from ..actors.supervisor import Supervisor
     from ..server.connection import Connection
     from .app import App
 
@@ -102,6 +103,11 @@ class Dispatcher:
         if app.resumption is not None:
             self.sessions_changed = app.resumption.changed
             self.numbered = True
+
+    def supervise_actors(self, supervisor: Supervisor, mailbox_size: int) -> None:
+        """Start a HandlerActor for each actor named by a route, under `supervisor`."""
+        for name in sorted({r.actor for r in self.router.routes.values() if r.actor}):
+            supervisor.supervise(name, lambda: HandlerActor(self, mailbox_size), self.dead_letter)
 
     def closed(self, conn: Connection) -> None:
         self.limits.pop(conn.id, None)

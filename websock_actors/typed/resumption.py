@@ -20,10 +20,11 @@ from ..errors import BackplaneUnavailable, CloseCode, MessageError
 from .context import Context
 from .graces import Grace, Graces, MemberGone, encoded
 from .numbered import NumberedBroadcasts, ReplayLimits
+from .reattach import reattach
 from .resume import RESUMABLE_CLOSE_CODES, Resume, Resumed, ResumePolicy, RoomPosition, SessionOpened
-from .rooms import MemberRef, Rooms
+from .rooms import Rooms
 from .sessions import RoomMembership, SessionRecord
-from .streams import Position, Reattached
+from .streams import Position
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -61,21 +62,12 @@ class Resumption:
         self.changed: set[int] = set()  # connection ids whose session must be written again
         self._stored: set[int] = set()  # open connection ids whose session the store has had
         self.graces = Graces(lambda: self.rooms.sessions, policy.window, member_gone)
+        self.graced: dict[str, Grace] = self.graces.running  # token -> its grace (the same dict)
         self._saved: dict[str, gevent.event.Event] = {}  # tokens whose old connection is being dropped
         self._refresher: gevent.Greenlet[Any, Any] | None = None
         self.resumes: dict[str, int] = {"recovered": 0, "partial": 0, "fresh": 0, "refused": 0}
         self.replayed = 0
         self.rate_refused = 0  # resumes past resumes_per_minute
-
-    @property
-    def graced(self) -> dict[str, Grace]:
-        """The sessions of closed connections in their grace, by token."""
-        return self.graces.running
-
-    @property
-    def grace_ended(self) -> int:
-        """Members reported as left when their grace ran out."""
-        return self.graces.ended
 
     def start(self) -> None:
         """Number the app's broadcasts; keep the open sessions' records from expiring."""
@@ -85,7 +77,7 @@ class Resumption:
 
         stream = rooms.open_stream(policy.history, policy.history_ttl, policy.retained_rooms)
         limits = ReplayLimits(policy.replay_messages, policy.replay_bytes)
-        self.numbered = NumberedBroadcasts(rooms, stream, encode_broadcast, self.key, limits)
+        self.numbered = NumberedBroadcasts(rooms, stream, encode_broadcast, self.skip_key, limits)
         rooms.sessions.watch(self._taken_elsewhere)
         self._refresher = gevent.spawn(self._refresh)
 
@@ -159,8 +151,9 @@ class Resumption:
             self._stored.add(conn.id)
         return saved
 
-    def key(self, conn: Connection) -> str:
-        """The key broadcasts that exclude `conn` are marked with (skipped on replay)."""
+    def skip_key(self, conn: Connection) -> str:
+        """What a broadcast that skips `conn` (exclude_self) is marked with: its session id
+        (a replay to that session skips it too)."""
         record = self.records.get(conn.id)
         return record.sid if record is not None else ""
 
@@ -262,7 +255,17 @@ class Resumption:
         new_token = secrets.token_urlsafe(24)
         try:
             adopted = sessions.claim_grace(msg.session) if record.closed else True
-            result = self._attach(conn, record, msg.rooms, adopted, old.conn if old is not None else None)
+            assert self.numbered is not None
+            result = reattach(
+                self.rooms,
+                self.numbered,
+                conn,
+                record,
+                msg.rooms,
+                adopted=adopted,
+                old=old.conn if old is not None else None,
+                opening=self._opening_rooms.pop(conn.id, set()),
+            )
         except BackplaneUnavailable:
             sessions.save(msg.session, data, self.policy.window, new=True)  # type: ignore[arg-type]
             self.open_by_token[token] = conn
@@ -315,37 +318,6 @@ class Resumption:
             self.rate_refused += 1
             raise MessageError("rate_limited", "too many resumes of this session; try again in a minute")
 
-    def _attach(
-        self,
-        conn: Connection,
-        record: SessionRecord,
-        asked: dict[str, RoomPosition],
-        adopted: bool,
-        old: Connection | None,
-    ) -> Reattached:
-        """Join the session's rooms again, in its old place, with what it missed replayed."""
-        numbered = self.numbered
-        assert numbered is not None
-        rooms = self.rooms
-        for room in self._opening_rooms.pop(conn.id, set()):  # on_connect's: the session has its own
-            rooms.leave(conn, room)
-        now = time.time()
-        previous = MemberRef(record.node, record.conn_id) if adopted else None
-        after = _replay_from(asked, record.rooms)
-
-        replacing = previous
-        if old is not None:  # still a (closed) member here: the new connection takes its place
-            replacing = MemberRef(rooms.node, old.id)
-
-        def join() -> None:
-            for room, member in record.rooms.items():
-                since = member.joined_at if adopted else now
-                rooms.join(conn, room, member.presence, since=since, replacing=replacing)
-            if old is not None:
-                rooms.forget(old)
-
-        return numbered.replay(conn, after, record.sid, join)
-
     def _taken_elsewhere(self, token: str) -> None:
         """Another node resumed the session of a connection open here: drop it (its close
         finds the session gone, so the rooms hear nothing)."""
@@ -362,22 +334,3 @@ class Resumption:
         saved = self._saved[token] = gevent.event.Event()
         old.abort(CloseCode.ABNORMAL, "resumed elsewhere")
         saved.wait(5.0)
-
-
-def _replay_from(asked: dict[str, RoomPosition], rooms: dict[str, RoomMembership]) -> dict[str, Position]:
-    """Where the replay of each of the session's rooms starts: the client's position, but
-    never before the member joined the room (a client may still hold the position of an
-    earlier membership: it left, joined again, and heard nothing since)."""
-    after: dict[str, Position] = {}
-    for room, membership in rooms.items():
-        position = asked.get(room)
-        joined = Position(membership.seq, membership.epoch)
-        if (
-            position is None
-            or (position.seq == 0 and position.epoch == "")
-            or (position.epoch == membership.epoch and position.seq < membership.seq)
-        ):
-            after[room] = joined
-        else:
-            after[room] = Position(position.seq, position.epoch)
-    return after

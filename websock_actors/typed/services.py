@@ -80,11 +80,18 @@ class HandlerServices:
             resumption.numbered.left({room})
         return left
 
+    def forget(self, conn: Connection) -> None:
+        """`conn` is gone: it leaves every room (numbered rooms let go of what they kept)."""
+        rooms = self.rooms.forget(conn)
+        resumption = self.resumption
+        if resumption is not None and resumption.numbered is not None:
+            resumption.numbered.left(rooms)
+
     def send_to_room(
         self,
         room: str,
         message: BaseModel,
-        skipped: Connection | None = None,
+        skip: Connection | None = None,
         pending: list[Any] | None = None,
     ) -> int:
         """Numbered (resumption on: seq, epoch, kept for replays) or plain; `skip` (the
@@ -94,7 +101,7 @@ class HandlerServices:
         self.check_rooms()
         resumption = self.resumption
         if resumption is not None and resumption.numbered is not None:
-            delivered, kept = resumption.numbered.broadcast(room, message, skipped)
+            delivered, kept = resumption.numbered.broadcast(room, message, skip)
             if kept is not None:
                 if pending is not None:
                     pending.append(kept)
@@ -102,4 +109,4 @@ class HandlerServices:
                     wait_kept(kept)
             return delivered
         frame = encode_broadcast(to_json(message))
-        return self.rooms.broadcast(room, frame, () if skipped is None else (skipped,))
+        return self.rooms.broadcast(room, frame, () if skip is None else (skip,))

@@ -51,7 +51,8 @@ def stamp_request_id(message: BaseModel, request_id: MessageId) -> None:
     fields = message.__dict__
     if fields.get("id") is not None:
         return
-    if "id" in type(message).__pydantic_fields__:  # the class attribute: model_fields is a slower descriptor
+    # The class attribute: model_fields is a descriptor, slower per reply (benchmarks/typed_bench.sh).
+    if "id" in type(message).__pydantic_fields__:
         # What pydantic's assignment does, without its validation round trip on the hot
         # path: the request's id was validated coming in.
         fields["id"] = request_id
@@ -69,8 +70,9 @@ def to_json(message: BaseModel) -> str:
     """The message as it goes on the wire: its JSON text, without `id` when that is None (a
     push, or the reply to a request that carried none), and without an error's
     `retry_after_ms` when that is None."""
-    # The model's serializer itself, as model_dump_json calls it with its defaults: without
-    # that wrapper's keyword handling, 0.4 instead of 1.0 µs for a small reply.
+    # The model's serializer itself, as model_dump_json calls it with its defaults: that
+    # wrapper's keyword handling costs more than the serializing of a small reply
+    # (benchmarks/typed_bench.sh).
     to_bytes = message.__pydantic_serializer__.to_json
     no_id = getattr(message, "id", 0) is None
     if type(message) is ErrorReply and message.retry_after_ms is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import warnings
 from collections import OrderedDict, deque
 from itertools import islice
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 
 from .streams import Kept, Position, StreamRead, StreamSink
 
-__all__ = ["LocalStream", "stamp_head"]
+__all__ = ["LocalStream", "stamp_head", "stamp_prefix"]
 
 
 def stamp_head(text: str, room: str, model: type[BaseModel]) -> str:
@@ -31,6 +32,12 @@ def stamp_head(text: str, room: str, model: type[BaseModel]) -> str:
     if "room" not in model.__pydantic_fields__:
         return f'{text[:-1]},"room":{json.dumps(room)},"seq":'
     return f'{text[:-1]},"seq":'
+
+
+def stamp_prefix(text: str, room: str, model: type[BaseModel]) -> str:
+    """Deprecated name of `stamp_head` (a "prefix" is a Redis key prefix elsewhere)."""
+    warnings.warn("stamp_prefix is deprecated: use stamp_head", DeprecationWarning, stacklevel=2)
+    return stamp_head(text, room, model)
 
 
 class _RoomLog:

@@ -48,15 +48,13 @@ class ErrorReply(Message):
 def stamp_request_id(message: BaseModel, request_id: MessageId) -> None:
     """Give a reply the request's `id`, unless it carries one already. A model without an
     `id` field raises (pydantic's own error), as assigning it would."""
-    fields = message.__dict__
-    if fields.get("id") is not None:
-        return
-    # The class attribute: model_fields is a descriptor, slower per reply (benchmarks/typed_bench.sh).
-    if "id" in type(message).__pydantic_fields__:
-        # What pydantic's assignment does, without its validation round trip on the hot
-        # path: the request's id was validated coming in.
-        fields["id"] = request_id
-        message.__pydantic_fields_set__.add("id")
+    fields = message.__dict__  # every field of the model is in it; extras and privates are not
+    if "id" in fields:
+        if fields["id"] is None:
+            # What pydantic's assignment does, without its validation round trip on the hot
+            # path (benchmarks/typed_bench.sh): the request's id was validated coming in.
+            fields["id"] = request_id
+            message.__pydantic_fields_set__.add("id")
     else:
         message.id = request_id  # type: ignore[attr-defined]  # raises: no such field
 

@@ -225,15 +225,14 @@ def _run(args: argparse.Namespace) -> int:
         if typed is None:
             raise SystemExit("error: --redis needs a typed App")
         _backplane_class()  # imported once, before any fork: a missing redis-py fails here
-    if args.workers > 1 and args.redis is None and typed is not None:
-        from .typed.room_use import uses_rooms
-
-        if uses_rooms(typed) and not typed.has_backplane:
-            raise SystemExit(
-                f"error: {args.app} uses rooms: with --workers {args.workers} every process would keep"
-                " its own rooms (a message reaches only the members in its process);"
-                " add --redis redis://HOST:PORT/DB to share them"
-            )
+    if args.workers > 1 and args.redis is None and typed is not None and not typed.has_backplane:
+        # Whether the app uses rooms shows when it does: each use raises ConfigurationError
+        # (a handler's sender gets `handler_error`, the log says why).
+        typed.refuse_rooms(
+            f"{args.app} uses rooms: with --workers {args.workers} every process would keep"
+            " its own rooms (a message reaches only the members in its process);"
+            " add --redis redis://HOST:PORT/DB to share them"
+        )
     context = _tls_context(args)
     if args.workers == 1:
         return _serve(args, app, context)

@@ -1,4 +1,5 @@
-"""`websock-actors run --workers N`: one port served by N forked processes, and the room check.
+"""`websock-actors run --workers N`: one port served by N forked processes, and the room check
+(rooms used without a backplane raise ConfigurationError at their first use).
 
 The server runs in a subprocess on 127.0.0.1; `tests/support/pid_app.py` answers every message with
 its worker's PID, so a test sees which worker took a connection.
@@ -6,6 +7,7 @@ its worker's PID, so a test sees which worker took a connection.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -27,8 +29,9 @@ from websockets.sync.client import ClientConnection, connect
 
 from websock_actors import App, Context, Message, WebSocketApp
 from websock_actors.cli import load_app
+from websock_actors.errors import ConnectionClosed as ClosedHere
 from websock_actors.scale.workers import parse_workers
-from websock_actors.typed.room_use import uses_rooms
+from websock_actors.testing import TestClient
 from websock_actors.typed.rooms import LocalRooms
 
 from ..support.raw import free_port
@@ -36,8 +39,9 @@ from ..support.raw import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_LINE = re.compile(r"websock-actors: worker (\d+) \(pid (\d+)\) serving (\S+) on (ws://\S+)")
 ROOMS_ERROR = (
-    "error: examples.chat:app uses rooms: with --workers 2 every process would keep its own rooms"
-    " (a message reaches only the members in its process); add --redis redis://HOST:PORT/DB to share them"
+    "ConfigurationError: examples.chat:app uses rooms: with --workers 2 every process would keep"
+    " its own rooms (a message reaches only the members in its process);"
+    " add --redis redis://HOST:PORT/DB to share them"
 )
 
 
@@ -288,9 +292,19 @@ def _refused(*command: str) -> list[str]:
 
 
 @pytest.mark.timeout(60)
-def test_an_app_with_rooms_needs_redis_with_several_workers() -> None:
-    lines = _refused(*_command("examples.chat:app", free_port(), "--workers", "2"))
-    assert lines == [ROOMS_ERROR]
+def test_an_app_with_rooms_needs_redis_with_several_workers(start) -> None:
+    cluster = start("--workers", "2", "--no-patch", app="examples.chat:app")
+    cluster.wait_for_workers(2)
+    with connect(cluster.url, open_timeout=10) as ws:
+        ws.send('{"type": "join", "id": 1, "room": "r", "name": "ann"}')
+        reply = json.loads(ws.recv(timeout=10))
+        while reply.get("id") != 1:  # session_opened first (the chat resumes sessions)
+            reply = json.loads(ws.recv(timeout=10))
+    assert (reply["type"], reply["code"]) == ("error", "handler_error")
+    deadline = time.monotonic() + 10
+    while ROOMS_ERROR not in cluster.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ROOMS_ERROR in cluster.log()
 
 
 @pytest.mark.timeout(60)
@@ -324,7 +338,9 @@ def test_parse_workers() -> None:
             parse_workers(bad)
 
 
-# -- uses_rooms -------------------------------------------------------------------------------
+# -- rooms refused (what the CLI does for --workers N without --redis) -------------------------
+
+REFUSAL = "rooms refused here"
 
 
 class Ping(Message):
@@ -355,11 +371,34 @@ def _typed_app(handler: object, *, backplane: LocalRooms | None = None) -> App:
     return app
 
 
-def test_uses_rooms_of_the_examples() -> None:
-    assert uses_rooms(load_app("examples.chat:app"))
-    assert uses_rooms(load_app("examples.ticker:app"))  # subscribe: ctx.join (its actors are not read)
-    assert not uses_rooms(load_app("examples.echo:app"))
-    assert not uses_rooms(load_app("examples.legacy_sync:app"))
+def uses_rooms(app: object, message: dict[str, object] | bytes | None = None) -> bool:
+    """Serve `app` with its rooms refused, as `--workers 2` without `--redis` does, and send
+    it `message` (a ping by default): True when the refusal answered it (`handler_error`,
+    ConfigurationError logged), or ended the connection (in on_connect)."""
+    assert isinstance(app, App)
+    app.refuse_rooms(REFUSAL)
+    try:
+        with TestClient(app) as client, client.connect() as ws:
+            try:
+                if isinstance(message, bytes):
+                    ws.send(message)
+                else:
+                    ws.send_json(message or {"type": "ping", "id": 1, "names": ["r"]})
+                reply = ws.receive_json(timeout=5)
+            except ClosedHere:
+                return ws.close_code in (1006, 1011)  # on_connect failed: aborted
+        return bool(reply.get("type") == "error" and reply.get("code") == "handler_error")
+    finally:
+        app.services.rooms_refusal = None  # the examples' apps are shared by the other tests
+
+
+def test_uses_rooms_of_the_examples(caplog: pytest.LogCaptureFixture) -> None:
+    join = {"type": "join", "id": 1, "room": "r", "name": "ann"}
+    assert uses_rooms(load_app("examples.chat:app"), join)
+    assert f"ConfigurationError: {REFUSAL}" in caplog.text
+    subscribe = {"type": "subscribe", "id": 1, "symbols": ["ACME"]}
+    assert uses_rooms(load_app("examples.ticker:app"), subscribe)  # subscribe: ctx.join
+    assert not uses_rooms(load_app("examples.legacy_sync:app"), {"type": "ping", "id": 1})
 
 
 def test_a_string_join_is_no_room() -> None:
@@ -367,7 +406,7 @@ def test_a_string_join_is_no_room() -> None:
         return Pong(text=", ".join(msg.names) + _format("; ", msg.names))
 
     assert not uses_rooms(_typed_app(ping))
-    assert not uses_rooms(WebSocketApp())  # type: ignore[arg-type]
+    assert not isinstance(WebSocketApp(), App)  # a raw application has no rooms to refuse
 
 
 def _joins(msg: Ping, context: Context) -> None:
@@ -448,15 +487,15 @@ def test_room_use_in_the_hooks_and_a_given_backplane() -> None:
     def hello(ctx: Context) -> None:
         ctx.join("lobby")
 
-    assert uses_rooms(app)
+    assert uses_rooms(app)  # refused in on_connect: the connection is aborted
     app = _typed_app(ping)
 
     @app.on_bytes
     def data(data: bytes, ctx: Context) -> None:
         ctx.broadcast("r", Pong())
 
-    assert uses_rooms(app)
-    assert uses_rooms(_typed_app(ping, backplane=LocalRooms()))
+    assert uses_rooms(app, b"\x00")
+    assert _typed_app(ping, backplane=LocalRooms()).has_backplane  # the CLI refuses no rooms then
 
 
 def join(msg: Ping, ctx: Context) -> None:  # a handler named like the str method

@@ -6,7 +6,7 @@
 Each process (a "node", with a fresh random id per start) keeps its own members in a
 `LocalRooms`, and Redis carries what the others need. The jobs are split by module:
 
-- redis_subscriber.py: one pub/sub channel per room, `<prefix>:room:<room>`, subscribed
+- redis_subscriber.py: one pub/sub channel per room, `<key_prefix>:room:<room>`, subscribed
   while this node has members there (and `linger` seconds after).
 - redis_presence.py: who is in each room, node heartbeats, dead nodes' members reported
   as left, and a Redis that lost its data noticed by every node.
@@ -95,7 +95,7 @@ class RedisBackplane:
             connection_options(url, connect_timeout=beat_timeout, timeout=beat_timeout), 1
         )
         self._publisher = Publisher(options, self._publishes_lost, self._publish_refused)
-        self._prefix = prefix
+        self._key_prefix = prefix  # Redis keys and channels start with it
         self._channel_prefix = f"{prefix}:room:".encode()
         self._header = _FRAME + self.node.encode()
         self.sessions = RedisSessions(self._pool, prefix)
@@ -192,7 +192,7 @@ class RedisBackplane:
         self._stream = RedisStream(
             self._pool,
             self._publisher,
-            self._prefix,
+            self._key_prefix,
             self.node,
             self.stats,
             size=size,

@@ -1,14 +1,14 @@
 """Presence and node liveness in Redis: who is in a room, which nodes live.
 
-- Presence: a sorted set per room, `<prefix>:presence:<room>`, of `PresenceEntry`s
+- Presence: a sorted set per room, `<key_prefix>:presence:<room>`, of `PresenceEntry`s
   (`node:connection:presence JSON`) scored by join time: a room's presence is the union
   over nodes, in join order. Every write of it also goes out on the room's channel as a
   diff (`P+<writer> <score> <entry>`, `P-<writer> <entry>`), so a node with members in a
   room keeps the room's presence itself (`PresenceCache`: read once when it subscribes,
   then changed by the diffs): a join costs no read of the whole set.
-- Liveness: every node writes its heartbeat into `<prefix>:nodes` (a sorted set scored by
+- Liveness: every node writes its heartbeat into `<key_prefix>:nodes` (a sorted set scored by
   time) every `heartbeat` seconds, on a connection of its own with a short timeout, and
-  lists its rooms in `<prefix>:node:<id>:rooms`. A node silent for `node_timeout` seconds
+  lists its rooms in `<key_prefix>:node:<id>:rooms`. A node silent for `node_timeout` seconds
   is dead: the first survivor to remove it (ZREM answers 1 to one node only) removes its
   presence and reports each of its members as left, exactly once.
 - A Redis that lost its data (restarted without persistence, flushed) shows to every node
@@ -65,15 +65,15 @@ class PresenceEntry:
 class PresenceWrites:
     """The commands that change a room's presence, each with its diff for the other nodes."""
 
-    def __init__(self, prefix: str, node: str) -> None:
-        self._prefix = prefix
+    def __init__(self, key_prefix: str, node: str) -> None:
+        self._key_prefix = key_prefix
         self._writer = node.encode()
 
     def key(self, room: str) -> str:
-        return f"{self._prefix}:presence:{room}"
+        return f"{self._key_prefix}:presence:{room}"
 
     def _channel(self, room: str) -> str:
-        return f"{self._prefix}:room:{room}"
+        return f"{self._key_prefix}:room:{room}"
 
     def added(self, room: str, score: float, entry: str) -> list[tuple[Any, ...]]:
         diff = b"P+%s %r %s" % (self._writer, score, entry.encode())
@@ -150,7 +150,7 @@ class NodeLiveness:
     def __init__(
         self,
         beats: CommandPool,
-        prefix: str,
+        key_prefix: str,
         node: str,
         *,
         writes: PresenceWrites,
@@ -165,7 +165,7 @@ class NodeLiveness:
         self._beats = beats
         self._writes = writes
         self._cache = cache
-        self._prefix = prefix
+        self._key_prefix = key_prefix
         self.node = node
         self._entries = entries  # (connection id, room) -> (presence entry, join time)
         self._local_rooms = local_rooms
@@ -173,9 +173,9 @@ class NodeLiveness:
         self._on_reset = on_reset
         self.heartbeat = heartbeat
         self.node_timeout = node_timeout
-        self.nodes_key = f"{prefix}:nodes"
-        self.rooms_key = f"{prefix}:node:{node}:rooms"
-        self.graces_key = f"{prefix}:graces"
+        self.nodes_key = f"{key_prefix}:nodes"
+        self.rooms_key = f"{key_prefix}:node:{node}:rooms"
+        self.graces_key = f"{key_prefix}:graces"
         self.dirty = True  # presence must be written again (at start, after an outage)
         self._run_id = b""
         self._last_beat = 0.0  # monotonic time of the last successful beat
@@ -273,7 +273,7 @@ class NodeLiveness:
         for token in due:
             if not self._beats.execute("ZREM", self.graces_key, token):
                 continue  # resumed, or ended by another node meanwhile
-            data = self._beats.execute("GET", f"{self._prefix}:session:{token.decode()}")
+            data = self._beats.execute("GET", f"{self._key_prefix}:session:{token.decode()}")
             if data is None:
                 continue
             record = SessionRecord.loads(data)
@@ -288,13 +288,13 @@ class NodeLiveness:
         """Report the members of a dead node as left; only the node whose ZREM counts does."""
         if not self._beats.execute("ZREM", self.nodes_key, node):
             return
-        rooms_key = f"{self._prefix}:node:{node}:rooms"
-        prefix = f"{node}:".encode()
+        rooms_key = f"{self._key_prefix}:node:{node}:rooms"
+        entry_head = f"{node}:".encode()
         lost = 0
         for raw_room in self._beats.execute("SMEMBERS", rooms_key):
             room = raw_room.decode()
             key = self.presence_key(room)
-            entries = [e for e in self._beats.execute("ZRANGE", key, 0, -1) if e.startswith(prefix)]
+            entries = [e for e in self._beats.execute("ZRANGE", key, 0, -1) if e.startswith(entry_head)]
             if not entries:
                 continue
             self._beats.run(self._writes.removed(room, entries))

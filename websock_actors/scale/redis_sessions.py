@@ -1,13 +1,13 @@
 """Resumable sessions in Redis, so that a client can resume on any node or worker.
 
-A session is `<prefix>:session:<token>` (its record, JSON, expiring after the policy's
+A session is `<key_prefix>:session:<token>` (its record, JSON, expiring after the policy's
 window, written again whenever it changes) and, once its connection closed, an entry of
-`<prefix>:graces`, a sorted set scored by the end of the member's grace. Taking a record is
+`<key_prefix>:graces`, a sorted set scored by the end of the member's grace. Taking a record is
 one GETDEL (a session resumes once); rewriting it is a SET XX, which finds it gone when a
 resume took it meanwhile; ending a grace is one ZREM, which answers 1 to exactly one
 caller: the resuming node (which takes the presence over) or the node that reports the
 member as left. A resume that takes the record of a connection still open on another node
-(half-open: its client is gone) tells that node on its own channel, `<prefix>:node:<id>`,
+(half-open: its client is gone) tells that node on its own channel, `<key_prefix>:node:<id>`,
 and that node drops the connection without a word to its rooms.
 """
 
@@ -29,14 +29,14 @@ class RedisSessions:
 
     shared = True
 
-    def __init__(self, pool: CommandPool, prefix: str) -> None:
+    def __init__(self, pool: CommandPool, key_prefix: str) -> None:
         self._pool = pool
-        self._prefix = prefix
-        self.graces_key = f"{prefix}:graces"
+        self._key_prefix = key_prefix
+        self.graces_key = f"{key_prefix}:graces"
         self._on_taken: Callable[[str], None] | None = None
 
     def control_channel(self, node: str) -> bytes:
-        return f"{self._prefix}:node:{node}".encode()
+        return f"{self._key_prefix}:node:{node}".encode()
 
     def watch(self, on_taken: Callable[[str], None]) -> None:
         """`on_taken(token)`: another node resumed the session of an open connection here."""
@@ -55,7 +55,7 @@ class RedisSessions:
                 log.exception("dropping the connection of a session resumed elsewhere failed")
 
     def key(self, token: str) -> str:
-        return f"{self._prefix}:session:{token}"
+        return f"{self._key_prefix}:session:{token}"
 
     def save(self, token: str, record: bytes, window: float, *, new: bool = False) -> bool:
         ttl = max(1, int(window * 1000))

@@ -1,7 +1,7 @@
 """Numbered broadcasts in Redis: `RedisStream`, the `RoomStream` of a RedisBackplane.
 
-A room's numbered broadcasts live in two keys: `<prefix>:seq:<room>` (a hash: the last seq
-and the epoch) and `<prefix>:history:<room>` (a stream of the kept broadcasts, entry id
+A room's numbered broadcasts live in two keys: `<key_prefix>:seq:<room>` (a hash: the last seq
+and the epoch) and `<key_prefix>:history:<room>` (a stream of the kept broadcasts, entry id
 `<seq>-0`). One script numbers a broadcast, keeps it and publishes it on the room's channel,
 so every node receives a room's messages in seq order. `append` does not wait: it returns a
 result that is set once the script ran, and the sender's reply waits for it (an
@@ -12,7 +12,7 @@ epoch. The script goes by its SHA-1 (EVALSHA) once Redis has it.
 The keys expire `retention` seconds after the room's last member anywhere left (a node
 whose last member leaves sets the expiry when the room's presence is empty); while the
 room has members they do not expire. At most `retained` rooms without members keep their
-history: `<prefix>:retained` lists them by when they emptied, and the oldest are dropped.
+history: `<key_prefix>:retained` lists them by when they emptied, and the oldest are dropped.
 The pub/sub message is `S<origin> <seq>:<epoch> <text>`; the subscriber hands it to `deliver`.
 """
 
@@ -57,7 +57,7 @@ local function retain(retention, room, now, cap, prefix)
 end
 """
 
-# ARGV: a fresh epoch, the stamp prefix, the history size, the skip key, the origin, the
+# ARGV: a fresh epoch, the stamped head, the history size, the skip key, the origin, the
 # channel, the room, the retention (s), the cap on retained rooms, now, the key prefix.
 _APPEND = _RETAIN + """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -98,7 +98,7 @@ class RedisStream:
         self,
         pool: CommandPool,
         publisher: Publisher,
-        prefix: str,
+        key_prefix: str,
         node: str,
         stats: Any,
         *,
@@ -108,13 +108,13 @@ class RedisStream:
     ) -> None:
         self._pool = pool
         self._publisher = publisher
-        self._prefix = prefix
+        self._key_prefix = key_prefix
         self._node = node
         self._stats = stats  # the backplane's: published, publish_failures
         self.size = size
         self.retention = max(1, int(retention))
         self.retained = retained
-        self._retained_key = f"{prefix}:retained"
+        self._retained_key = f"{key_prefix}:retained"
         self._epochs = 0  # fresh epochs offered to the script
         self._loaded = False  # Redis has the append script: EVALSHA, not the whole text
         self.dropped = 0  # history keys dropped by this node's scripts: over the cap
@@ -124,25 +124,25 @@ class RedisStream:
         self.sink = sink
 
     def _keys(self, room: str) -> tuple[str, str, str, str]:
-        p = self._prefix
+        p = self._key_prefix
         return f"{p}:seq:{room}", f"{p}:history:{room}", self._retained_key, f"{p}:presence:{room}"
 
-    def append(self, room: str, prefix: str, skip: str, origin: str) -> Pending:
+    def append(self, room: str, head: str, skip: str, origin: str) -> Pending:
         """Send the script (by its SHA once Redis knows it); the result is set when it ran."""
         self._epochs += 1
         args = (
             *self._keys(room),
             f"{self._node}{self._epochs:x}",
-            prefix,
+            head,
             self.size,
             skip,
             origin,
-            f"{self._prefix}:room:{room}",
+            f"{self._key_prefix}:room:{room}",
             room,
             self.retention,
             self.retained,
             time.time(),
-            f"{self._prefix}:",
+            f"{self._key_prefix}:",
         )
         try:
             if self._loaded:
@@ -179,17 +179,18 @@ class RedisStream:
         kept.set_exception(error)
 
     def read(self, room: str, after: int, count: int) -> StreamRead:
+        seq_key, history_key, _, _ = self._keys(room)
         meta, stream = self._pool.run(
             [
-                ("HMGET", f"{self._prefix}:seq:{room}", "seq", "epoch"),
-                ("XRANGE", f"{self._prefix}:history:{room}", f"{after + 1}-0", "+", "COUNT", max(1, count)),
+                ("HMGET", seq_key, "seq", "epoch"),
+                ("XRANGE", history_key, f"{after + 1}-0", "+", "COUNT", max(1, count)),
             ]
         )
         now = Position(int(meta[0] or 0), (meta[1] or b"").decode())
         return StreamRead([_kept(entry) for entry in stream], now)
 
     def position(self, room: str) -> Position:
-        seq, epoch = self._pool.execute("HMGET", f"{self._prefix}:seq:{room}", "seq", "epoch")
+        seq, epoch = self._pool.execute("HMGET", f"{self._key_prefix}:seq:{room}", "seq", "epoch")
         return Position(int(seq or 0), (epoch or b"").decode())
 
     def occupied(self, room: str) -> None:
@@ -204,7 +205,7 @@ class RedisStream:
         try:
             dropped = self._pool.execute(
                 "EVAL", _VACATED, 4, *self._keys(room), self.retention, room, time.time(), self.retained,
-                f"{self._prefix}:",
+                f"{self._key_prefix}:",
             )  # fmt: skip
             self.dropped += int(dropped) // 2
         except BackplaneUnavailable:

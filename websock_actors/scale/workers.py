@@ -261,7 +261,7 @@ class _Master:
             self._exited(child, os.waitstatus_to_exitcode(status))
 
     def _exited(self, child: _Child, code: int) -> None:
-        what = f"worker {child.index} (pid {child.pid}) {_describe(code)}"
+        what = f"worker {child.index} (pid {child.pid}) {_exit_reason(code)}"
         if self.stopping is not None:
             if code != 0 and not self.boot_failure:  # a boot failure was reported already
                 self.failed = True
@@ -373,7 +373,7 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _describe(code: int) -> str:
+def _exit_reason(code: int) -> str:
     if code >= 0:
         return f"exited with code {code}"
     try:

@@ -1,21 +1,26 @@
 """Typed applications: a pydantic model per JSON message `type`, validated, routed, answered.
 
-    messages.py    the wire protocol's base models: Message, Ack, ErrorReply
+    messages.py    the wire protocol's base models (Message, Ack, ErrorReply), the request-id stamp
     router.py      registration (type hints read once) and the one validator over all models
+    app.py         App: registration and lifecycle (what the server calls)
     dispatch.py    Dispatcher: the message path (rate limit, decode, route, run, reply)
-    context.py     Context: what a handler may do (reply, push, rooms, close)
-    app.py         App: registration and lifecycle; the one place a broadcast is sent from
+    context.py     Context: what a handler may do (reply, push, rooms, close), one per message
+    services.py    HandlerServices: what the Contexts share (rooms, the one broadcast, error counts)
+    members.py     MemberHooks: on_connect, on_disconnect, on_member_lost, on_resume
+    pages.py       HttpSide: the app's HTTP pages and the authentication hook
+    auth.py        AuthRequest: what an `@app.authenticate` hook sees, before the upgrade
+    ratelimit.py   RateLimit: token buckets per connection, in total and per message type
+    metrics.py     app_metrics: the app's figures for /metrics and the status page
+    schema.py      JSON Schema and AsyncAPI documents of an app's messages
     rooms.py       Rooms: membership, presence and fan-out of bytes (LocalRooms in process)
     streams.py     what numbered broadcasting is made of: Position, RoomStream
     numbered.py    NumberedBroadcasts: seq, epoch, catch-up, replay (resumption on)
-    history.py     LocalStream: the in-process history of each room
+    history.py     LocalStream: the in-process history of each room; stamp_head
     resume.py      ResumePolicy and the resume protocol's messages
-    resumption.py  Resumption: the sessions of one App
+    resumption.py  Resumption: the sessions of one App (open, resumable close, resume)
+    graces.py      Graces: closed sessions waiting for their resume, and their timers
+    reattach.py    reattach: a resumed session back in its rooms, with what it missed
     sessions.py    session records and where they are kept (SessionStore, in process)
-    auth.py        AuthRequest: what an `@app.authenticate` hook sees, before the upgrade
-    ratelimit.py   RateLimit: token buckets per connection, in total and per message type
-    schema.py      JSON Schema and AsyncAPI documents of an app's messages
-    room_use.py    whether an app uses rooms (the CLI's check for --workers without --redis)
 """
 
 from .app import App

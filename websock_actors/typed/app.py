@@ -25,26 +25,23 @@ from pydantic import BaseModel
 
 from ..actors.actor import Actor, ActorRef
 from ..actors.supervisor import RestartPolicy, Supervisor
-from ..errors import (
-    BackplaneUnavailable,
-    CloseCode,
-    ConfigurationError,
-    Refuse,
-)
-from ..protocol.http import Headers, Request, Response, error_response, header_tokens
+from ..errors import CloseCode, ConfigurationError
+from ..protocol.http import Request, Response
 from ..server.app import Application
-from ..server.broadcast import encode_broadcast
-from .auth import Authenticator, AuthRequest
+from .auth import Authenticator
 from .context import Context
-from .dispatch import Dispatcher, HandlerActor, wait_kept
-from .messages import to_json
+from .dispatch import Dispatcher
+from .members import MemberHooks
+from .metrics import app_metrics
 from .numbered import RoomLost
+from .pages import HttpSide
 from .ratelimit import RateLimit
 from .resume import ResumePolicy, SessionOpened
 from .resumption import Resumption
 from .rooms import LocalRooms, Rooms
 from .router import Handler, Route, Router
 from .schema import asyncapi_document, json_schema_document
+from .services import HandlerServices
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -102,27 +99,29 @@ class App(Application):
         self.pushes: list[type[BaseModel]] = []  # server-initiated messages, for the schema
         self.restart_policy = restart or RestartPolicy()
         self.actor_mailbox_size = actor_mailbox_size
-        self.rooms: Rooms = backplane if backplane is not None else LocalRooms()
+        # what the Contexts reach: rooms, broadcasts, error counts (one per app)
+        self.services = HandlerServices(backplane if backplane is not None else LocalRooms(), max_rooms)
         self.has_backplane = backplane is not None
-        self.max_rooms = max_rooms
-        self.rooms_refused = 0  # joins past max_rooms
         self.supervisor: Supervisor | None = None
         self._supervisor_ref: ActorRef[Supervisor] | None = None
-        self._pages: dict[str, Response] = {}
+        self.http = HttpSide()  # pages and the authentication hook
         self._actors: dict[str, Callable[[], Actor]] = {}
-        self._on_connect: Callable[[Context], bool | None] | None = None
-        self._on_disconnect: Callable[[Context], None] | None = None
-        self._on_member_lost: Callable[[str, Any], BaseModel | None] | None = None
-        self._authenticate: Authenticator | None = None
+        self.members = MemberHooks(self.services)  # on_connect, on_disconnect, ...
         self.bytes_handler: Callable[[bytes, Context], None] | None = None
         self.rate_limit = rate_limit
         self.type_rate_limits: dict[str, RateLimit] = {}  # per message type, by tag
-        self.error_replies: dict[str, int] = {}  # by code, counted by Context.error
-        self._on_resume: Callable[[Context, set[str]], None] | None = None
         self.resumption: Resumption | None = None
-        self.dispatcher = Dispatcher(self)
         if resume is not None:
-            self.resumption = Resumption(self, resume)
+            self.resumption = Resumption(
+                resume,
+                self.rooms,
+                member_gone=self.members.gone,
+                rejoined=self.members.rejoined,
+                authenticates=lambda: self.authenticates,
+            )
+            self.services.resumption = self.resumption
+        self.dispatcher = self.services.dispatcher = Dispatcher(self)
+        if self.resumption is not None:
             self.router.add(self.resumption.handler())
             self.push(SessionOpened)
             self.push(RoomLost)
@@ -132,9 +131,8 @@ class App(Application):
     @overload
     def handler(self, func: H) -> H: ...
     @overload
-    def handler(
-        self, *, actor: str | None = None, rate_limit: RateLimit | None = None
-    ) -> Callable[[H], H]: ...
+    def handler(self, *, actor: str | None = None, rate_limit: RateLimit | None = None) -> Callable[[H], H]:
+        ...
 
     def handler(
         self, func: H | None = None, *, actor: str | None = None, rate_limit: RateLimit | None = None
@@ -159,7 +157,7 @@ class App(Application):
         """`func(request: AuthRequest) -> identity` runs before the upgrade of every WebSocket
         request: an identity (not None) admits it and is kept as `ctx.identity`;
         `raise Refuse(401 | 403, reason)` refuses it with that HTTP status, and None with 401."""
-        self._authenticate = func
+        self.http.authenticator = func
         return func
 
     def push(self, model: M) -> M:
@@ -170,12 +168,12 @@ class App(Application):
 
     def on_connect(self, func: Callable[[Context], bool | None]) -> Callable[[Context], bool | None]:
         """`func(ctx)` runs when a connection opens; returning False refuses it (close 1008)."""
-        self._on_connect = func
+        self.members.on_connect = func
         return func
 
     def on_disconnect(self, func: Callable[[Context], None]) -> Callable[[Context], None]:
         """`func(ctx)` runs when a connection closed, before it leaves its rooms."""
-        self._on_disconnect = func
+        self.members.on_disconnect = func
         return func
 
     def on_member_lost(
@@ -185,7 +183,7 @@ class App(Application):
         member of a process that vanished without closing its connections (kill -9, a lost
         host): the message it returns goes to the room, as `on_disconnect` would have sent.
         Only a backplane can notice such a loss."""
-        self._on_member_lost = func
+        self.members.on_member_lost = func
         return func
 
     def use_backplane(self, backplane: Rooms) -> None:
@@ -196,6 +194,37 @@ class App(Application):
         self.rooms = backplane
         self.has_backplane = True
 
+    def refuse_rooms(self, reason: str) -> None:
+        """From now on, using a room (join, leave, broadcast, list) raises
+        ConfigurationError(reason): the CLI's `--workers N` without a backplane calls it,
+        since every process would keep rooms of its own."""
+        self.services.rooms_refusal = reason
+
+    @property
+    def rooms(self) -> Rooms:
+        """Where rooms, presence and broadcasts live (see `backplane`)."""
+        return self.services.rooms
+
+    @rooms.setter
+    def rooms(self, rooms: Rooms) -> None:
+        self.services.rooms = rooms
+        if self.resumption is not None:
+            self.resumption.rooms = rooms
+
+    @property
+    def max_rooms(self) -> int:
+        return self.services.max_rooms
+
+    @property
+    def rooms_refused(self) -> int:
+        """Joins refused past `max_rooms`."""
+        return self.services.rooms_refused
+
+    @property
+    def error_replies(self) -> dict[str, int]:
+        """Typed error replies sent, by code."""
+        return self.services.error_replies
+
     def _check_inline_backplane(self) -> None:
         if self.inline:
             raise ConfigurationError("inline=True needs the in-process rooms: Redis calls may wait")
@@ -203,12 +232,12 @@ class App(Application):
     def on_resume(self, func: Callable[[Context, set[str]], None]) -> Callable[[Context, set[str]], None]:
         """`func(ctx, rooms)` runs after a resume that came after the member's grace: it was
         reported as left (`on_disconnect`) and has just joined `rooms` again (tell the room)."""
-        self._on_resume = func
+        self.members.on_resume = func
         return func
 
     @property
     def authenticates(self) -> bool:
-        return self._authenticate is not None
+        return self.http.authenticator is not None
 
     def on_bytes(self, func: Callable[[bytes, Context], None]) -> Callable[[bytes, Context], None]:
         """`func(data, ctx)` receives binary frames (without it they get `unsupported_data`)."""
@@ -230,26 +259,12 @@ class App(Application):
     def send_to_room(
         self, room: str, message: BaseModel, exclude: Connection | None = None, ctx: Context | None = None
     ) -> int:
-        """The one place that decides how a room broadcast goes: numbered (resumption on:
-        seq, epoch, kept for replays) or plain. Returns the deliveries queued here. A
-        numbered one is acknowledged only once kept: a handler's replies wait for it
-        (`ctx.pending`), anyone else waits here (BackplaneUnavailable when it was not)."""
-        resumption = self.resumption
-        if resumption is not None and resumption.numbered is not None:
-            delivered, pending = resumption.numbered.broadcast(room, message, exclude)
-            if pending is not None:
-                if ctx is not None and ctx.pending is not None:
-                    ctx.pending.append(pending)
-                else:
-                    wait_kept(pending)
-            return delivered
-        frame = encode_broadcast(to_json(message))
-        return self.rooms.broadcast(room, frame, () if exclude is None else (exclude,))
+        """Send a model to `room` (not to `exclude`): see `HandlerServices.send_to_room`."""
+        return self.services.send_to_room(room, message, exclude, ctx.pending if ctx is not None else None)
 
     def page(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> None:
         """Serve `body` to plain HTTP GETs of `path` on the WebSocket's port."""
-        data = body.encode("utf-8") if isinstance(body, str) else body
-        self._pages[path] = Response(200, "OK", Headers([("Content-Type", content_type)]), data)
+        self.http.add_page(path, body, content_type)
 
     # -- lifecycle (called by the server) ------------------------------------------------
 
@@ -262,17 +277,13 @@ class App(Application):
         ref = Supervisor.start(self.restart_policy)
         supervisor = ref.actor
         assert supervisor is not None
-        dispatcher = self.dispatcher
-        for name in sorted({r.actor for r in self.router.routes.values() if r.actor}):
-            supervisor.supervise(
-                name, lambda: HandlerActor(dispatcher, self.actor_mailbox_size), dispatcher.dead_letter
-            )
+        self.dispatcher.supervise_actors(supervisor, self.actor_mailbox_size)
         for name, factory in self._actors.items():
             supervisor.supervise(name, factory, _drop_letter)
         self.supervisor, self._supervisor_ref = supervisor, ref
         if self.resumption is not None:
             self.resumption.start()
-        lost = self._report_lost if self._on_member_lost is not None else None
+        lost = self.members.lost if self.members.on_member_lost is not None else None
         self.rooms.start(lost, self.resumption.reset if self.resumption is not None else None)
 
     def handle_stop(self) -> None:
@@ -297,126 +308,37 @@ class App(Application):
             return CloseCode.SERVICE_RESTART, "service restart"
         return super().drain_close()
 
-    def _report_lost(self, room: str, presence: Any) -> None:
-        """A member gone without a connection to close here: the app's message to the room."""
-        assert self._on_member_lost is not None
-        message = self._on_member_lost(room, presence)
-        if message is not None:
-            self.send_to_room(room, message)
-
     def handle_request(self, request: Request) -> Response | None:
-        """Plain GETs get the app's pages; with pages, an unknown path gets 404 (not 426)."""
-        plain = "websocket" not in header_tokens(request.headers.get("Upgrade"))
-        if plain and request.method in ("GET", "HEAD"):
-            page = self._pages.get(request.bare_path)
-            if page is None and self._pages:
-                return error_response(404, "not found")
-            return page
-        if not plain and self._authenticate is not None:
-            return self._authenticated(request, self._authenticate)
-        return None
-
-    def _authenticated(self, request: Request, authenticate: Authenticator) -> Response | None:
-        """Run the hook: None to go on (the identity kept on the request), or the refusal.
-        Any exception but Refuse propagates: the server answers 500 and logs it."""
-        try:
-            identity = authenticate(AuthRequest.of(request))
-        except Refuse as exc:
-            log.debug("%s: authentication refused (%d): %s", request.peer, exc.status, exc.reason[:64])
-            return error_response(exc.status, exc.reason, exc.headers)
-        if identity is None:
-            return error_response(401, "authentication required")
-        request.identity = identity
-        return None
+        """Plain GETs get the app's pages; an upgrade runs the authentication hook."""
+        return self.http.handle_request(request)
 
     def handle_connect(self, conn: Connection) -> None:
-        if self.resumption is not None:
-            self.resumption.opened(conn)
-        if self._on_connect is not None and self._on_connect(self._context(conn)) is False:
-            conn.close(CloseCode.POLICY_VIOLATION, "refused")
-        elif self.resumption is not None:
-            self.resumption.connected(conn)
+        self.members.opened(conn)
 
     def handle_close(self, conn: Connection, code: int, reason: str) -> None:
         self.dispatcher.closed(conn)
-        if self.supervisor is None:
-            return
-        kept = self.resumption.closed(conn, code) if self.resumption is not None else False
-        if kept:
-            return  # kept for a resume: the member leaves when its grace ends
-        self._member_gone(conn, report=kept is False)  # None: resumed elsewhere, no word
-
-    def _member_gone(self, conn: Connection, *, report: bool) -> None:
-        """`conn` leaves its rooms; `report`: run `on_disconnect` first (it tells the rooms)."""
-        try:
-            if report and self._on_disconnect is not None:
-                self._on_disconnect(self._context(conn))
-        except BackplaneUnavailable as exc:  # logged and counted by the backplane
-            log.debug("%r: on_disconnect: %s", conn, exc)
-        except Exception:
-            log.exception("%r: on_disconnect failed", conn)
-        finally:
-            rooms = self.rooms.forget(conn)
-            if self.resumption is not None and self.resumption.numbered is not None:
-                self.resumption.numbered.left(rooms)
-
-    def _rejoined(self, ctx: Context, rooms: set[str]) -> None:
-        if self._on_resume is not None:
-            self._on_resume(ctx, rooms)
+        if self.supervisor is not None:
+            self.members.closed(conn, code)
 
     # -- messages --------------------------------------------------------------------
-
-    def _context(self, conn: Connection, request_id: Any = None) -> Context:
-        return Context(conn, self, request_id)
 
     def handle_message(self, conn: Connection, message: str | bytes) -> None:
         self.dispatcher.handle(conn, message)
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Messages and handler time by type, error replies by code, broadcasts, restarts."""
-        figures: dict[str, dict[str, Any]] = {
-            **self.dispatcher.metrics(),
-            "websock_error_replies_total": dict(self.error_replies),
-            "websock_broadcast_deliveries_total": {"": self.rooms.deliveries},
-            "websock_dropped_messages_total": {"broadcast_refused": self.rooms.broadcast_failures},
-        }
-        if self.supervisor is not None:
-            figures["websock_actor_restarts_total"] = dict(self.supervisor.restarts_by_actor)
-        limits = {"rooms_per_connection": self.rooms_refused}
-        resumption = self.resumption
-        if resumption is not None:
-            figures["websock_resumes_total"] = dict(resumption.resumes)
-            figures["websock_replayed_messages_total"] = {"": resumption.replayed}
-            figures["websock_sessions_graced"] = {"": len(resumption.graced)}
-            limits["resumes_per_minute"] = resumption.rate_refused
-            numbered = resumption.numbered
-            if numbered is not None:
-                limits["replay"] = numbered.replays_cut
-                limits["retained_rooms"] = numbered.histories_dropped
-                figures["websock_room_lost_total"] = {"": numbered.lost_reports}
-                figures["websock_room_caught_up_total"] = {"": numbered.caught_up}
-        figures["websock_limit_hits_total"] = limits
-        stats = getattr(self.rooms, "stats", None)
-        if stats is not None:
-            figures["websock_backplane_publish_failures_total"] = {"": stats.publish_failures}
-        return figures
+        return app_metrics(self)
 
     # -- description ---------------------------------------------------------------
 
     def json_schema(self) -> dict[str, Any]:
-        """JSON Schema of every message the app accepts and sends."""
-        return json_schema_document(
-            self.title, self.router, self.pushes, numbered=self.resumption is not None
-        )
+        """JSON Schema of every message the app accepts and sends (typed/schema.py)."""
+        numbered = self.resumption is not None
+        return json_schema_document(self.title, self.router, self.pushes, numbered=numbered)
 
     def asyncapi(self, *, address: str = "/", host: str = "localhost:8000") -> dict[str, Any]:
-        """An AsyncAPI 3.0 document of the app."""
+        """An AsyncAPI 3.0 document of the app (typed/schema.py)."""
+        numbered = self.resumption is not None
         return asyncapi_document(
-            self.title,
-            self.version,
-            self.router,
-            self.pushes,
-            address=address,
-            host=host,
-            numbered=self.resumption is not None,
+            self.title, self.version, self.router, self.pushes, address=address, host=host, numbered=numbered
         )

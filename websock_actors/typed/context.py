@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ..errors import CloseCode, ConnectionClosed, MessageError
+from ..errors import CloseCode, ConnectionClosed
 from ..protocol.http import Headers
-from .messages import ErrorReply, MessageId, to_json
+from .messages import ErrorReply, MessageId, stamp_request_id, to_json
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
-    from .app import App
+    from .services import HandlerServices
 
 __all__ = ["Context"]
 
@@ -24,12 +24,15 @@ __all__ = ["Context"]
 class Context:
     """The handler's view of its connection and of the rooms."""
 
-    __slots__ = ("_actor_state", "_app", "conn", "pending", "replied", "request_id")
+    __slots__ = ("_actor_state", "_services", "conn", "pending", "replied", "request_id")
 
-    def __init__(self, conn: Connection, app: App, request_id: MessageId | None = None) -> None:
-        # Made per message: the app's rooms, sessions and error counts are read through it.
+    def __init__(
+        self, conn: Connection, services: HandlerServices, request_id: MessageId | None = None
+    ) -> None:
+        # Made per message: the app's rooms and error counts are reached through `services`,
+        # made once per app.
         self.conn = conn
-        self._app = app
+        self._services = services
         self.request_id = request_id
         self.replied = False
         self._actor_state: dict[str, Any] | None = None
@@ -99,15 +102,8 @@ class Context:
 
     def reply(self, message: BaseModel) -> None:
         """Answer the request: the reply carries the request's `id`."""
-        request_id = self.request_id
-        if request_id is not None and getattr(message, "id", None) is None:
-            if "id" in type(message).__pydantic_fields__:  # model_fields: a descriptor, 4x slower
-                # What pydantic's own assignment does, without its validation round trip (a
-                # few µs per reply on the hot path): the request's id was validated coming in.
-                message.__dict__["id"] = request_id
-                message.__pydantic_fields_set__.add("id")
-            else:
-                message.id = request_id  # type: ignore[attr-defined]  # raises: no such field
+        if self.request_id is not None:
+            stamp_request_id(message, self.request_id)
         self.replied = True
         self.send(message)
 
@@ -115,8 +111,8 @@ class Context:
         """Push a message to this connection (dropped quietly once it is closed), after
         whatever waits for a broadcast of this connection to be kept."""
         text = to_json(message)
-        dispatcher = self._app.dispatcher
-        if self.pending or dispatcher.held:
+        dispatcher = self._services.dispatcher
+        if dispatcher is not None and (self.pending or dispatcher.held):
             dispatcher.send_after(self, text)
             return
         try:
@@ -133,8 +129,7 @@ class Context:
     ) -> None:
         """Answer with a typed error (the request's `id` included)."""
         self.replied = True
-        counts = self._app.error_replies
-        counts[code] = counts.get(code, 0) + 1
+        self._services.count_error(code)
         reply = ErrorReply(
             id=self.request_id, code=code, detail=detail, errors=errors or [], retry_after_ms=retry_after_ms
         )
@@ -149,41 +144,30 @@ class Context:
         """Join `room`, shown to `presence(room)` as `presence` (JSON-able, e.g. a name);
         False when already a member. Past the app's `max_rooms`: `too_many_rooms`. With a
         backplane: `BackplaneUnavailable` (not joined) when it is down."""
-        app = self._app
-        rooms = app.rooms
-        if len(rooms.rooms_of(self.conn)) >= app.max_rooms and not rooms.is_member(self.conn, room):
-            app.rooms_refused += 1
-            raise MessageError("too_many_rooms", f"a connection may be in {app.max_rooms} rooms at most")
-        joined = rooms.join(self.conn, room, presence)
-        resumption = app.resumption
-        if joined and resumption is not None and resumption.numbered is not None:
-            resumption.joined(self.conn, room, presence, resumption.numbered.joined(room))
-        return joined
+        return self._services.join(self.conn, room, presence)
 
     def leave(self, room: str) -> bool:
         """Leave `room`; False when not a member."""
-        resumption = self._app.resumption
-        if resumption is not None:
-            resumption.left(self.conn, room)
-        left = self._app.rooms.leave(self.conn, room)
-        if left and resumption is not None and resumption.numbered is not None:
-            resumption.numbered.left({room})
-        return left
+        return self._services.leave(self.conn, room)
 
     @property
     def rooms(self) -> set[str]:
-        return self._app.rooms.rooms_of(self.conn)
+        self._services.check_rooms()
+        return self._services.rooms.rooms_of(self.conn)
 
     def in_room(self, room: str) -> bool:
-        return self._app.rooms.is_member(self.conn, room)
+        self._services.check_rooms()
+        return self._services.rooms.is_member(self.conn, room)
 
     def members(self, room: str) -> list[Connection]:
         """The members of `room` in this process (with a backplane, others live elsewhere)."""
-        return self._app.rooms.members(room)
+        self._services.check_rooms()
+        return self._services.rooms.members(room)
 
     def presence(self, room: str) -> list[Any]:
         """What every member of `room` showed when joining, in every process, in join order."""
-        return self._app.rooms.presence(room)
+        self._services.check_rooms()
+        return self._services.rooms.presence(room)
 
     def broadcast(self, room: str, message: BaseModel, exclude_self: bool = False) -> int:
         """Send to every member of `room`: serialized and framed once, the same bytes for all.
@@ -195,4 +179,4 @@ class Context:
         in this process. With a backplane, the same frame goes to the other processes with
         members; when it is down, `BackplaneUnavailable` is raised after the local delivery.
         """
-        return self._app.send_to_room(room, message, self.conn if exclude_self else None, self)
+        return self._services.send_to_room(room, message, self.conn if exclude_self else None, self.pending)

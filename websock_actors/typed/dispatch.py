@@ -16,13 +16,11 @@ from collections import deque
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import gevent
 from pydantic import BaseModel
 
 from ..actors.actor import Actor
 from ..errors import (
     ActorStopped,
-    BackplaneUnavailable,
     CloseCode,
     ConnectionClosed,
     InvalidMessage,
@@ -31,15 +29,16 @@ from ..errors import (
 )
 from ..server.metrics import Histogram
 from .context import Context
-from .messages import Ack, ErrorReply, to_json
+from .messages import Ack, ErrorReply, stamp_request_id, to_json
 from .ratelimit import ConnectionLimits, retry_after_ms
 from .router import Route, peek
 
 if TYPE_CHECKING:
+    from ..actors.supervisor import Supervisor
     from ..server.connection import Connection
     from .app import App
 
-__all__ = ["Dispatcher", "HandlerActor", "LiveRoute", "wait_kept"]
+__all__ = ["Dispatcher", "HandlerActor", "LiveRoute"]
 
 log = logging.getLogger("websock_actors")
 
@@ -47,18 +46,6 @@ Job = tuple["LiveRoute", BaseModel, Context]
 # What a connection sends after numbered broadcasts of its own are kept: (their pending
 # results, the text or "" for nothing, the request's id for the error when one was not).
 Held = tuple[list[Any], str, Any]
-
-# Seconds a broadcast may take to be kept before its sender is told it was not.
-KEEP_TIMEOUT = 5.0
-
-
-def wait_kept(pending: Any) -> None:
-    """Wait until a numbered broadcast is kept; BackplaneUnavailable when it was not."""
-    try:
-        pending.get(timeout=KEEP_TIMEOUT)
-    except gevent.Timeout:
-        raise BackplaneUnavailable("Redis did not keep the broadcast in time") from None
-
 
 class LiveRoute:
     """A route as the message path uses it: its handler, its counters, and whether its
@@ -95,6 +82,7 @@ class Dispatcher:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.services = app.services
         self.router = app.router
         self.rate_limited = False  # the one check on the hot path (set at start)
         self.limits: dict[int, ConnectionLimits] = {}  # by connection id, while open
@@ -116,6 +104,11 @@ class Dispatcher:
             self.sessions_changed = app.resumption.changed
             self.numbered = True
 
+    def supervise_actors(self, supervisor: Supervisor, mailbox_size: int) -> None:
+        """Start a HandlerActor for each actor named by a route, under `supervisor`."""
+        for name in sorted({r.actor for r in self.router.routes.values() if r.actor}):
+            supervisor.supervise(name, lambda: HandlerActor(self, mailbox_size), self.dead_letter)
+
     def closed(self, conn: Connection) -> None:
         self.limits.pop(conn.id, None)
 
@@ -126,10 +119,11 @@ class Dispatcher:
 
     def handle(self, conn: Connection, message: str | bytes) -> None:
         app = self.app
+        services = self.services
         if self.rate_limited and self._over_limit(conn, message):
             return
         if isinstance(message, bytes):
-            self._run_bytes(message, Context(conn, app))
+            self._run_bytes(message, Context(conn, services))
             return
         try:
             msg = self.router.decode(message)
@@ -137,7 +131,7 @@ class Dispatcher:
             label = "_unknown" if exc.code == "unknown_type" else "_invalid"
             counts = self.rejected_by_label
             counts[label] = counts.get(label, 0) + 1
-            Context(conn, app, exc.message_id).error(exc.code, exc.detail, exc.errors)
+            Context(conn, services, exc.message_id).error(exc.code, exc.detail, exc.errors)
             return
         fields = msg.__dict__  # routed models have `type` and `id` (Router.add checks)
         try:
@@ -145,7 +139,7 @@ class Dispatcher:
         except KeyError:
             live = self._new_live_route(fields["type"])
         live.received += 1
-        ctx = Context(conn, app, fields["id"])
+        ctx = Context(conn, services, fields["id"])
         if live.actor is None:
             self.run(live, msg, ctx, False)  # positional: a faster call
             return
@@ -175,7 +169,7 @@ class Dispatcher:
         if text and not app.type_rate_limits:
             message_id, _ = peek(message)  # the error path only
         what = "messages" if bucket is limits.total else f"{tag!r} messages"
-        ctx = Context(conn, app, message_id)
+        ctx = Context(conn, self.services, message_id)
         ctx.error("rate_limited", f"too many {what}; slow down", retry_after_ms=retry_after_ms(bucket))
         close_after = bucket.limit.close_after
         if close_after is not None and limits.rejected >= close_after:
@@ -209,12 +203,8 @@ class Dispatcher:
         live.histogram.observe(perf_counter() - started)
         request_id = ctx.request_id
         if type(result) is live.reply and request_id is not None:
-            # The common answer, what ctx.reply does without its general checks: the
-            # declared reply model has an `id`, stamped with the request's unless set.
-            fields = result.__dict__
-            if fields["id"] is None:
-                fields["id"] = request_id  # validated coming in: no validation round trip
-                result.__pydantic_fields_set__.add("id")
+            # The common answer, what ctx.reply does without its general send path.
+            stamp_request_id(result, request_id)
             ctx.replied = True
             text = result.__pydantic_serializer__.to_json(result).decode()
             if ctx.pending or self.held:
@@ -261,8 +251,7 @@ class Dispatcher:
             queue.popleft()
             failed = next((result for result in pending if not result.successful()), None)
             if failed is not None:
-                counts = self.app.error_replies
-                counts["backplane_unavailable"] = counts.get("backplane_unavailable", 0) + 1
+                self.services.count_error("backplane_unavailable")
                 detail = getattr(failed.exception, "detail", str(failed.exception))
                 error = ErrorReply(id=request_id, code="backplane_unavailable", detail=detail)
                 text = to_json(error)

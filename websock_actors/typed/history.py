@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import warnings
 from collections import OrderedDict, deque
 from itertools import islice
 
@@ -21,15 +22,22 @@ from pydantic import BaseModel
 
 from .streams import Kept, Position, StreamRead, StreamSink
 
-__all__ = ["LocalStream", "stamp_prefix"]
+__all__ = ["LocalStream", "stamp_head", "stamp_prefix"]
+
+
+def stamp_head(text: str, room: str, model: type[BaseModel]) -> str:
+    """The stamped head of `text` (a `model` as JSON), opened for its stamp: `... ,"seq":` with the seq, then
+    `,"epoch":"<epoch>"}` to follow; `"room"` added when the model has no such field."""
+    # The class attribute: model_fields is a descriptor, slower per broadcast (benchmarks/typed_bench.sh).
+    if "room" not in model.__pydantic_fields__:
+        return f'{text[:-1]},"room":{json.dumps(room)},"seq":'
+    return f'{text[:-1]},"seq":'
 
 
 def stamp_prefix(text: str, room: str, model: type[BaseModel]) -> str:
-    """`text` (a `model` as JSON) opened for its stamp: `... ,"seq":` with the seq, then
-    `,"epoch":"<epoch>"}` to follow; `"room"` added when the model has no such field."""
-    if "room" not in model.__pydantic_fields__:  # model_fields: a descriptor, 4x slower
-        return f'{text[:-1]},"room":{json.dumps(room)},"seq":'
-    return f'{text[:-1]},"seq":'
+    """Deprecated name of `stamp_head` (a "prefix" is a Redis key prefix elsewhere)."""
+    warnings.warn("stamp_prefix is deprecated: use stamp_head", DeprecationWarning, stacklevel=2)
+    return stamp_head(text, room, model)
 
 
 class _RoomLog:
@@ -59,7 +67,7 @@ class LocalStream:
     def open(self, sink: StreamSink) -> None:
         self._sink = sink
 
-    def append(self, room: str, prefix: str, skip: str, origin: str) -> None:  # kept at once
+    def append(self, room: str, head: str, skip: str, origin: str) -> None:  # kept at once
         log = self.logs.get(room)
         if log is None:
             log = self.logs[room] = _RoomLog(self.size)
@@ -67,7 +75,7 @@ class LocalStream:
                 self._vacate(room)
         self._sweep()
         log.seq += 1
-        text = f'{prefix}{log.seq},"epoch":"{log.epoch}"}}'
+        text = f'{head}{log.seq},"epoch":"{log.epoch}"}}'
         if self.size:
             log.entries.append(Kept(log.seq, text, skip, origin))
         assert self._sink is not None, "open() first"

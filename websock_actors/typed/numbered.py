@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from ..errors import BackplaneUnavailable
-from .history import stamp_prefix
+from .history import stamp_head
 from .messages import to_json
 from .rooms import Encoder, Rooms
 from .streams import Pending, Position, Reattached, RoomStream
@@ -71,13 +71,13 @@ class NumberedBroadcasts:
         rooms: Rooms,
         stream: RoomStream,
         encode: Encoder,
-        session_key: Callable[[Connection], str],
+        skip_key: Callable[[Connection], str],
         limits: ReplayLimits = ReplayLimits(),
     ) -> None:
         self._rooms = rooms
         self._stream = stream
         self._encode = encode
-        self._session_key = session_key
+        self._skip_key = skip_key
         self.limits = limits
         self._cursors: dict[str, Position] = {}
         # members whose resume is being replayed: conn -> room -> live frames held back
@@ -107,16 +107,16 @@ class NumberedBroadcasts:
     # -- sending ----------------------------------------------------------------------------
 
     def broadcast(
-        self, room: str, message: BaseModel, exclude: Connection | None = None
+        self, room: str, message: BaseModel, skip: Connection | None = None
     ) -> tuple[int, Pending | None]:
         """Number `message`, keep it, deliver it: the deliveries queued here (0 when they come
         back through Redis), and None when it is kept already, or the `Pending` result of
         its keeping. Raises BackplaneUnavailable when it cannot be sent."""
         text = to_json(message)
-        skip = self._session_key(exclude) if exclude is not None else ""
-        origin = f"{self._rooms.node}:{exclude.id}" if exclude is not None else ""
+        skip_key = self._skip_key(skip) if skip is not None else ""
+        origin = f"{self._rooms.node}:{skip.id}" if skip is not None else ""
         before = self._rooms.deliveries
-        pending = self._stream.append(room, stamp_prefix(text, room, type(message)), skip, origin)
+        pending = self._stream.append(room, stamp_head(text, room, type(message)), skip_key, origin)
         return self._rooms.deliveries - before, pending
 
     # -- membership ---------------------------------------------------------------------------
@@ -171,8 +171,8 @@ class NumberedBroadcasts:
         if origin:
             node, _, conn_id = origin.partition(":")
             if node == self._rooms.node:
-                excluded = int(conn_id)
-                skip.update(c for c in self._rooms.members(room) if c.id == excluded)
+                skip_id = int(conn_id)
+                skip.update(c for c in self._rooms.members(room) if c.id == skip_id)
         floors = self._floors.get(room)
         if floors is not None:
             for conn, floor in list(floors.items()):
@@ -246,7 +246,7 @@ class NumberedBroadcasts:
     # -- resume -------------------------------------------------------------------------------
 
     def replay(
-        self, conn: Connection, after: dict[str, Position], key: str, join: Callable[[], None]
+        self, conn: Connection, after: dict[str, Position], skip_key: str, join: Callable[[], None]
     ) -> Reattached:
         """Make `conn` a member again (`join` adds it to the rooms of `after`) and queue what
         it missed after each position, then the live messages that came meanwhile. A room
@@ -256,7 +256,7 @@ class NumberedBroadcasts:
         try:
             join()
             budget = [self.limits.messages, self.limits.bytes]
-            missed = {room: self._missed(conn, room, at, key, budget) for room, at in after.items()}
+            missed = {room: self._missed(conn, room, at, skip_key, budget) for room, at in after.items()}
             if budget[0] < 0:  # some room did not fit
                 self.replays_cut += 1
             # No wait from here to the backlog: what is held back now is all there will be.
@@ -279,7 +279,7 @@ class NumberedBroadcasts:
         return result
 
     def _missed(
-        self, conn: Connection, room: str, position: Position, key: str, budget: list[int]
+        self, conn: Connection, room: str, position: Position, skip_key: str, budget: list[int]
     ) -> tuple[list[bytes], Position, bool]:
         """The frames after `position` up to the stream's end (which may be ahead of the
         cursor: the node has yet to receive them), where the member then is, and whether
@@ -313,7 +313,7 @@ class NumberedBroadcasts:
                 complete = False  # trimmed: replay what is left
             for entry in entries:
                 seq = entry.seq
-                if entry.skip and entry.skip == key:
+                if entry.skip and entry.skip == skip_key:
                     continue
                 frame = self._encode(entry.text)
                 size += len(frame)

@@ -1,7 +1,8 @@
 """The sessions of one App: written at open, kept at a resumable close, restored by `resume`.
 
 The wire protocol and its models are in typed/resume.py; the records and where they are
-stored in typed/sessions.py; the replay of missed room messages in typed/numbered.py.
+stored in typed/sessions.py; the graces of closed sessions in typed/graces.py; the replay of
+missed room messages in typed/numbered.py. What it needs of its App comes as callbacks.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -18,15 +18,16 @@ import gevent.event
 
 from ..errors import BackplaneUnavailable, CloseCode, MessageError
 from .context import Context
+from .graces import Grace, Graces, MemberGone, encoded
 from .numbered import NumberedBroadcasts, ReplayLimits
+from .reattach import reattach
 from .resume import RESUMABLE_CLOSE_CODES, Resume, Resumed, ResumePolicy, RoomPosition, SessionOpened
-from .rooms import MemberRef
+from .rooms import Rooms
 from .sessions import RoomMembership, SessionRecord
-from .streams import Position, Reattached
+from .streams import Position
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
-    from .app import App
 
 __all__ = ["Resumption"]
 
@@ -36,41 +37,53 @@ log = logging.getLogger("websock_actors")
 class Resumption:
     """The sessions of one App: written at open, kept at a resumable close, restored by `resume`."""
 
-    def __init__(self, app: App, policy: ResumePolicy) -> None:
-        self.app = app
+    def __init__(
+        self,
+        policy: ResumePolicy,
+        rooms: Rooms,
+        *,
+        member_gone: MemberGone,
+        rejoined: Callable[[Context, set[str]], None],
+        authenticates: Callable[[], bool],
+    ) -> None:
+        """`rooms`: the app's (its `rooms` setter keeps this one current); `member_gone(conn,
+        report)`: the member leaves its rooms, reported or not; `rejoined(ctx, rooms)`: a
+        resume after the grace joined `rooms` again; `authenticates()`: whether the app has an
+        authentication hook (then a resume keeps the new connection's identity)."""
         self.policy = policy
+        self.rooms = rooms
+        self._rejoined = rejoined
+        self._authenticates = authenticates
         self.numbered: NumberedBroadcasts | None = None  # made at start, over the app's rooms
         self.tokens: dict[int, str] = {}  # open connection id -> its session token
-        self.live: dict[str, Connection] = {}  # token -> its open connection
+        self.open_by_token: dict[str, Connection] = {}  # token -> its open connection
         self.records: dict[int, SessionRecord] = {}  # open connection id -> its session
         self._opening_rooms: dict[int, set[str]] = {}  # rooms joined in on_connect
         self.changed: set[int] = set()  # connection ids whose session must be written again
         self._stored: set[int] = set()  # open connection ids whose session the store has had
-        self.graced: dict[str, _Grace] = {}  # token -> the closed connection's grace
+        self.graces = Graces(lambda: self.rooms.sessions, policy.window, member_gone)
+        self.graced: dict[str, Grace] = self.graces.running  # token -> its grace (the same dict)
         self._saved: dict[str, gevent.event.Event] = {}  # tokens whose old connection is being dropped
         self._refresher: gevent.Greenlet[Any, Any] | None = None
         self.resumes: dict[str, int] = {"recovered": 0, "partial": 0, "fresh": 0, "refused": 0}
         self.replayed = 0
         self.rate_refused = 0  # resumes past resumes_per_minute
-        self.grace_ended = 0  # members reported as left when their grace ran out
 
     def start(self) -> None:
         """Number the app's broadcasts; keep the open sessions' records from expiring."""
         policy = self.policy
-        rooms = self.app.rooms
+        rooms = self.rooms
         from ..server.broadcast import encode_broadcast
 
         stream = rooms.open_stream(policy.history, policy.history_ttl, policy.retained_rooms)
         limits = ReplayLimits(policy.replay_messages, policy.replay_bytes)
-        self.numbered = NumberedBroadcasts(rooms, stream, encode_broadcast, self.key, limits)
+        self.numbered = NumberedBroadcasts(rooms, stream, encode_broadcast, self.skip_key, limits)
         rooms.sessions.watch(self._taken_elsewhere)
         self._refresher = gevent.spawn(self._refresh)
 
     def stop(self) -> None:
         """The server stops: graces still running end with it (other nodes end them with Redis)."""
-        for grace in self.graced.values():
-            grace.timer.kill(block=False)
-        self.graced.clear()
+        self.graces.stop()
         if self._refresher is not None:
             self._refresher.kill(block=False)
             self._refresher = None
@@ -98,38 +111,24 @@ class Resumption:
             if record is not None:
                 self._write(token, record, new=new)
         if new:
-            self._restore_graces()
-
-    def _restore_graces(self) -> None:
-        """The store lost the sessions in their grace: keep them again, for what is left of it."""
-        now = time.time()
-        for token, grace in list(self.graced.items()):
-            data = _encoded(grace.record)
-            if data is None:
-                continue
-            try:
-                self.app.rooms.sessions.close(
-                    token, data, self.policy.window, max(0.1, grace.ends - now), new=True
-                )
-            except BackplaneUnavailable as exc:
-                log.debug("grace of session %s not restored: %s", grace.record.sid, exc)
+            self.graces.restore()
 
     # -- the connection's life -----------------------------------------------------------
 
     def opened(self, conn: Connection) -> None:
         token = secrets.token_urlsafe(24)
         self.tokens[conn.id] = token
-        self.live[token] = conn
+        self.open_by_token[token] = conn
         request = conn.request
         identity = request.identity if request is not None else None
-        record = self.records[conn.id] = SessionRecord(secrets.token_hex(8), self.app.rooms.node, conn.id)
+        record = self.records[conn.id] = SessionRecord(secrets.token_hex(8), self.rooms.node, conn.id)
         record.identity = identity
         self._write(token, record, new=True)
         conn.send(SessionOpened(session=token).model_dump_json())
 
     def connected(self, conn: Connection) -> None:
         """After the app's on_connect: the rooms it joined do not make a resume a late one."""
-        rooms = self.app.rooms.rooms_of(conn)
+        rooms = self.rooms.rooms_of(conn)
         if rooms:
             self._opening_rooms[conn.id] = rooms
         self.save_changed()
@@ -137,14 +136,14 @@ class Resumption:
     def _write(self, token: str, record: SessionRecord, *, new: bool = False) -> bool:
         """Store the record as it is now, with its connection's state; False when a resume
         took it, or Redis is away."""
-        conn = self.live.get(token)
+        conn = self.open_by_token.get(token)
         if conn is not None:
             record.state = conn.state
-        data = _encoded(record)
+        data = encoded(record)
         if data is None:
             return False
         try:
-            saved = self.app.rooms.sessions.save(token, data, self.policy.window, new=new)
+            saved = self.rooms.sessions.save(token, data, self.policy.window, new=new)
         except BackplaneUnavailable as exc:
             log.debug("session %s not written: %s", record.sid, exc)
             return False
@@ -152,8 +151,9 @@ class Resumption:
             self._stored.add(conn.id)
         return saved
 
-    def key(self, conn: Connection) -> str:
-        """The key broadcasts that exclude `conn` are marked with (skipped on replay)."""
+    def skip_key(self, conn: Connection) -> str:
+        """What a broadcast that skips `conn` (exclude_self) is marked with: its session id
+        (a replay to that session skips it too)."""
         record = self.records.get(conn.id)
         return record.sid if record is not None else ""
 
@@ -189,14 +189,14 @@ class Resumption:
         self._opening_rooms.pop(conn.id, None)
         if token is None or record is None:
             return False
-        if self.live.get(token) is conn:
-            del self.live[token]
+        if self.open_by_token.get(token) is conn:
+            del self.open_by_token[token]
         waiting = self._saved.pop(token, None)
-        sessions = self.app.rooms.sessions
+        sessions = self.rooms.sessions
         try:
             record.state = conn.state
             record.closed = True
-            data = _encoded(record) if code in RESUMABLE_CLOSE_CODES else None
+            data = encoded(record) if code in RESUMABLE_CLOSE_CODES else None
             if data is None:  # the session ends here (a close from the client, or state not storable)
                 try:
                     sessions.discard(token)
@@ -211,28 +211,11 @@ class Resumption:
                 return False
             if not kept:
                 return None
-            timer = gevent.spawn_later(self.policy.grace, self._grace_over, token)
-            self.graced[token] = _Grace(conn, timer, record, time.time() + self.policy.grace)
+            self.graces.start(token, conn, record, self.policy.grace)
             return True
         finally:
             if waiting is not None:
                 waiting.set()
-
-    def _grace_over(self, token: str) -> None:
-        grace = self.graced.pop(token, None)
-        if grace is None:
-            return
-        conn = grace.conn
-        while True:
-            try:
-                mine = self.app.rooms.sessions.claim_grace(token)
-                break
-            except BackplaneUnavailable as exc:  # the claim decides who reports: try again
-                log.debug("grace of %r: %s", conn, exc)
-                gevent.sleep(1.0)
-        if mine:
-            self.grace_ended += 1
-        self.app._member_gone(conn, report=mine)
 
     # -- resume ------------------------------------------------------------------------------
 
@@ -251,9 +234,10 @@ class Resumption:
         conn = ctx.conn
         token = self.tokens.get(conn.id, "")
         opening = self._opening_rooms.get(conn.id, set())
-        if token == msg.session or token not in self.live or not ctx.rooms <= opening:
+        first = token in self.open_by_token and self.rooms.rooms_of(conn) <= opening
+        if token == msg.session or not first:
             raise MessageError("resume_refused", "resume must be a connection's first message")
-        sessions = self.app.rooms.sessions
+        sessions = self.rooms.sessions
         data = sessions.peek(msg.session)
         record = SessionRecord.loads(data) if data is not None else None
         if record is not None:
@@ -266,17 +250,25 @@ class Resumption:
             lost = sorted(msg.rooms)
             ctx.reply(Resumed(recovered=False, restored=False, session=token, lost=lost))
             return
-        del self.live[token]  # one resume per connection: its own token is no longer live
-        old = self.graced.pop(msg.session, None)
-        if old is not None:
-            old.timer.kill(block=False)
+        del self.open_by_token[token]  # one resume per connection: its own token is no longer live
+        old = self.graces.take(msg.session)
         new_token = secrets.token_urlsafe(24)
         try:
             adopted = sessions.claim_grace(msg.session) if record.closed else True
-            result = self._attach(conn, record, msg.rooms, adopted, old.conn if old is not None else None)
+            assert self.numbered is not None
+            result = reattach(
+                self.rooms,
+                self.numbered,
+                conn,
+                record,
+                msg.rooms,
+                adopted=adopted,
+                old=old.conn if old is not None else None,
+                opening=self._opening_rooms.pop(conn.id, set()),
+            )
         except BackplaneUnavailable:
             sessions.save(msg.session, data, self.policy.window, new=True)  # type: ignore[arg-type]
-            self.live[token] = conn
+            self.open_by_token[token] = conn
             raise
         # No yield from attach to the reply: the replay, then `resumed`, then live messages.
         previous_node, was_open = record.node, not record.closed
@@ -288,11 +280,11 @@ class Resumption:
             member.seq, member.epoch = result.positions[room].seq, result.positions[room].epoch
         self.records[conn.id] = record
         self.tokens[conn.id] = new_token
-        self.live[new_token] = conn
+        self.open_by_token[new_token] = conn
         conn.state.clear()
         conn.state.update(record.state)
         request = conn.request
-        if request is not None and not self.app.authenticates:
+        if request is not None and not self._authenticates():
             request.identity = record.identity
         self.replayed += result.replayed
         self.resumes["partial" if result.lost else "recovered"] += 1
@@ -309,15 +301,15 @@ class Resumption:
         )
         self._write(new_token, record, new=True)
         sessions.discard(token)  # this connection's own first session is not used
-        if was_open and previous_node != self.app.rooms.node:
+        if was_open and previous_node != self.rooms.node:
             sessions.taken(previous_node, msg.session)  # its old connection may still be open there
         if not adopted:
-            self.app._rejoined(ctx, set(record.rooms))
+            self._rejoined(ctx, set(record.rooms))
 
     def _check(self, record: SessionRecord, ctx: Context) -> None:
         """Refuse (an error reply, nothing changed) a resume of another identity's session,
         or one past the policy's resumes per minute."""
-        if self.app.authenticates and record.identity != ctx.identity:
+        if self._authenticates() and record.identity != ctx.identity:
             self.resumes["refused"] += 1
             raise MessageError("resume_refused", "this session belongs to another identity")
         recent = [t for t in record.resumed_at if t > time.time() - 60.0]
@@ -326,89 +318,19 @@ class Resumption:
             self.rate_refused += 1
             raise MessageError("rate_limited", "too many resumes of this session; try again in a minute")
 
-    def _attach(
-        self,
-        conn: Connection,
-        record: SessionRecord,
-        asked: dict[str, RoomPosition],
-        adopted: bool,
-        old: Connection | None,
-    ) -> Reattached:
-        """Join the session's rooms again, in its old place, with what it missed replayed."""
-        numbered = self.numbered
-        assert numbered is not None
-        rooms = self.app.rooms
-        for room in self._opening_rooms.pop(conn.id, set()):  # on_connect's: the session has its own
-            rooms.leave(conn, room)
-        now = time.time()
-        previous = MemberRef(record.node, record.conn_id) if adopted else None
-        after = _replay_from(asked, record.rooms)
-
-        replacing = previous
-        if old is not None:  # still a (closed) member here: the new connection takes its place
-            replacing = MemberRef(rooms.node, old.id)
-
-        def join() -> None:
-            for room, member in record.rooms.items():
-                since = member.joined_at if adopted else now
-                rooms.join(conn, room, member.presence, since=since, replacing=replacing)
-            if old is not None:
-                rooms.forget(old)
-
-        return numbered.replay(conn, after, record.sid, join)
-
     def _taken_elsewhere(self, token: str) -> None:
         """Another node resumed the session of a connection open here: drop it (its close
         finds the session gone, so the rooms hear nothing)."""
-        conn = self.live.get(token)
+        conn = self.open_by_token.get(token)
         if conn is not None:
             conn.abort(CloseCode.ABNORMAL, "resumed elsewhere")
 
     def _drop_old(self, token: str) -> None:
         """The session's old connection is still open here (a half-open TCP connection the
         server has not noticed yet): drop it, and wait until its session is kept."""
-        old = self.live.get(token)
+        old = self.open_by_token.get(token)
         if old is None:
             return
         saved = self._saved[token] = gevent.event.Event()
         old.abort(CloseCode.ABNORMAL, "resumed elsewhere")
         saved.wait(5.0)
-
-
-@dataclass
-class _Grace:
-    """A closed connection's session waiting for its resume: the timer that ends the grace,
-    the record (written again if the store loses it), and when the grace ends."""
-
-    conn: Connection
-    timer: gevent.Greenlet[Any, Any]
-    record: SessionRecord
-    ends: float
-
-
-def _encoded(record: SessionRecord) -> bytes | None:
-    """The record as stored; None (and a warning) when its state or identity is not JSON-able."""
-    try:
-        return record.dumps()
-    except (TypeError, ValueError) as exc:
-        log.warning("session %s not kept: its state is not JSON-able (%s)", record.sid, exc)
-        return None
-
-
-def _replay_from(asked: dict[str, RoomPosition], rooms: dict[str, RoomMembership]) -> dict[str, Position]:
-    """Where the replay of each of the session's rooms starts: the client's position, but
-    never before the member joined the room (a client may still hold the position of an
-    earlier membership: it left, joined again, and heard nothing since)."""
-    after: dict[str, Position] = {}
-    for room, membership in rooms.items():
-        position = asked.get(room)
-        joined = Position(membership.seq, membership.epoch)
-        if (
-            position is None
-            or (position.seq == 0 and position.epoch == "")
-            or (position.epoch == membership.epoch and position.seq < membership.seq)
-        ):
-            after[room] = joined
-        else:
-            after[room] = Position(position.seq, position.epoch)
-    return after

@@ -126,11 +126,11 @@ class Router:
         adapter = self._adapter or self.build()
         if len(data) > _SCAN_ABOVE and _first_char(data) not in _OBJECT_START:
             # A large frame that cannot be an object is not validated at all: pydantic would
-            # build the whole value first (85 ms for 1 MiB of `[{},{},...]`).
+            # build the whole value first, and the hub waits (benchmarks/under_attack.py).
             raise _not_an_object(data)
         try:
             # The schema validator itself: TypeAdapter.validate_json is a Python wrapper
-            # around it that costs a quarter of a small message's validation.
+            # around it, a large share of a small message's validation (benchmarks/typed_bench.sh).
             message: BaseModel = adapter.validator.validate_json(data)
         except ValidationError as exc:
             raise self._explain(exc, data) from None
@@ -203,8 +203,9 @@ def _not_an_object(data: str | bytes, message_id: str | int | None = None) -> In
 
 
 def _first_errors(exc: ValidationError, count: int) -> list[Any]:
-    """The first _MAX_ERRORS errors. `errors()` builds a dict for every one of them (0.7 s for
-    200,000); past the limit, the first few are read off pydantic's own JSON rendering."""
+    """The first _MAX_ERRORS errors. `errors()` builds a dict for every one of them, which
+    a hostile message makes slow (benchmarks/under_attack.py); past the limit, the first few
+    are read off pydantic's own JSON rendering."""
     options: Any = {"include_url": False, "include_input": False, "include_context": False}
     if count <= _MAX_ERRORS:
         return exc.errors(**options)

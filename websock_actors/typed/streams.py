@@ -27,8 +27,8 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class Kept:
-    """A broadcast kept in a room's stream. `skip`: the session key a replay leaves it out
-    for (its sender's, with exclude_self); `origin`: `node:connection id` a live delivery
+    """A broadcast kept in a room's stream. `skip`: the sender's session id (with exclude_self):
+    a replay to that session leaves it out; `origin`: `node:connection id` a live delivery
     leaves it out for, or ""."""
 
     seq: int
@@ -86,8 +86,8 @@ class RoomStream(Protocol):
 
     def open(self, sink: StreamSink) -> None: ...
 
-    def append(self, room: str, prefix: str, skip: str, origin: str) -> Pending | None:
-        """Number, keep and deliver one broadcast (`prefix`: stamp_prefix's): None once it
+    def append(self, room: str, head: str, skip: str, origin: str) -> Pending | None:
+        """Number, keep and deliver one broadcast (`head`: stamp_head's): None once it
         is kept, or a `Pending` result set when it is (an acknowledgement waits for it)."""
         ...
 

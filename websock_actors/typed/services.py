@@ -1,0 +1,112 @@
+"""What the Contexts of one App share: its rooms, its broadcasts, its error counts.
+
+A `Context` is made per message; the `HandlerServices` it reaches through is made once per
+App. It is the one place a room broadcast is sent from (numbered with resumption on, plain
+otherwise), and where joins are capped at the app's `max_rooms`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from pydantic import BaseModel
+
+from ..errors import BackplaneUnavailable, ConfigurationError, MessageError
+from ..server.broadcast import encode_broadcast
+from .messages import to_json
+from .rooms import Rooms
+
+if TYPE_CHECKING:
+    from ..server.connection import Connection
+    from .dispatch import Dispatcher
+    from .resumption import Resumption
+
+__all__ = ["KEEP_TIMEOUT", "HandlerServices", "wait_kept"]
+
+# Seconds a broadcast may take to be kept before its sender is told it was not.
+KEEP_TIMEOUT = 5.0
+
+
+def wait_kept(pending: Any) -> None:
+    """Wait until a numbered broadcast is kept; BackplaneUnavailable when it was not."""
+    try:
+        pending.get(timeout=KEEP_TIMEOUT)
+    except gevent.Timeout:
+        raise BackplaneUnavailable("Redis did not keep the broadcast in time") from None
+
+
+class HandlerServices:
+    """The rooms, broadcasts, held replies and error counts of one App, for its Contexts."""
+
+    def __init__(self, rooms: Rooms, max_rooms: int) -> None:
+        self.rooms = rooms
+        self.max_rooms = max_rooms
+        self.rooms_refused = 0  # joins past max_rooms
+        self.error_replies: dict[str, int] = {}  # by code, counted by Context.error
+        self.resumption: Resumption | None = None
+        self.dispatcher: Dispatcher | None = None  # set by the App, which makes both
+        self.rooms_refusal: str | None = None  # set: rooms are not to be used (see App.refuse_rooms)
+
+    def count_error(self, code: str) -> None:
+        counts = self.error_replies
+        counts[code] = counts.get(code, 0) + 1
+
+    def check_rooms(self) -> None:
+        """Raise ConfigurationError when this app's rooms may not be used."""
+        if self.rooms_refusal is not None:
+            raise ConfigurationError(self.rooms_refusal)
+
+    def join(self, conn: Connection, room: str, presence: Any) -> bool:
+        """`conn` joins `room`, within `max_rooms` (`too_many_rooms` past it)."""
+        self.check_rooms()
+        rooms = self.rooms
+        if len(rooms.rooms_of(conn)) >= self.max_rooms and not rooms.is_member(conn, room):
+            self.rooms_refused += 1
+            raise MessageError("too_many_rooms", f"a connection may be in {self.max_rooms} rooms at most")
+        joined = rooms.join(conn, room, presence)
+        resumption = self.resumption
+        if joined and resumption is not None and resumption.numbered is not None:
+            resumption.joined(conn, room, presence, resumption.numbered.joined(room))
+        return joined
+
+    def leave(self, conn: Connection, room: str) -> bool:
+        self.check_rooms()
+        resumption = self.resumption
+        if resumption is not None:
+            resumption.left(conn, room)
+        left = self.rooms.leave(conn, room)
+        if left and resumption is not None and resumption.numbered is not None:
+            resumption.numbered.left({room})
+        return left
+
+    def forget(self, conn: Connection) -> None:
+        """`conn` is gone: it leaves every room (numbered rooms let go of what they kept)."""
+        rooms = self.rooms.forget(conn)
+        resumption = self.resumption
+        if resumption is not None and resumption.numbered is not None:
+            resumption.numbered.left(rooms)
+
+    def send_to_room(
+        self,
+        room: str,
+        message: BaseModel,
+        skip: Connection | None = None,
+        pending: list[Any] | None = None,
+    ) -> int:
+        """Numbered (resumption on: seq, epoch, kept for replays) or plain; `skip` (the
+        sender, with `exclude_self`) does not get it. Returns the deliveries queued here. A
+        numbered one is acknowledged only once kept: with `pending` (a handler's list) its
+        replies wait for it, without it this call waits (BackplaneUnavailable when not kept)."""
+        self.check_rooms()
+        resumption = self.resumption
+        if resumption is not None and resumption.numbered is not None:
+            delivered, kept = resumption.numbered.broadcast(room, message, skip)
+            if kept is not None:
+                if pending is not None:
+                    pending.append(kept)
+                else:
+                    wait_kept(kept)
+            return delivered
+        frame = encode_broadcast(to_json(message))
+        return self.rooms.broadcast(room, frame, () if skip is None else (skip,))

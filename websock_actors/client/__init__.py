@@ -13,14 +13,17 @@
     requests.py    typed request-reply: ids, replies matched on the way in, error replies
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ..errors import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
     HandshakeError,
-    HandshakeRejected,
+    RemoteHandshakeRefusal,
     RequestError,
     RequestTimeout,
+    deprecated_name,
 )
 from .connect import connect
 from .connection import RECONNECT_CODES, ClientConnection
@@ -34,8 +37,15 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "HandshakeError",
-    "HandshakeRejected",
+    "RemoteHandshakeRefusal",
     "RequestError",
     "RequestTimeout",
     "connect",
 ]
+
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any name from here
+
+    def __getattr__(name: str) -> Any:
+        if name == "HandshakeRejected":
+            return deprecated_name(__name__, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.exceptions import BlockingSwitchOutError
 
-from ..errors import CloseCode, HandshakeRefused
+from ..errors import CloseCode, LocalHandshakeRefusal
 from ..protocol.connection import (
     BinaryMessage,
     ConnectionState,
@@ -462,14 +462,14 @@ class Connection(Mailbox):
                 chunk = self._recv_nowait(options.read_size)
                 if chunk is None:
                     if self._park(WAIT_READ, deadline) == TIMEOUT:
-                        raise HandshakeRefused(408, "handshake timed out")
+                        raise LocalHandshakeRefusal(408, "handshake timed out")
                     if self._abort_reason is not None:
-                        raise HandshakeRefused(503, self._abort_reason[1] or "server shutting down")
+                        raise LocalHandshakeRefusal(503, self._abort_reason[1] or "server shutting down")
                     continue
                 if not chunk:
                     return None
                 request = handshake.receive_data(chunk)
-        except HandshakeRefused as exc:
+        except LocalHandshakeRefusal as exc:
             self._refuse(handshake, exc, deadline)
             return None
         request.peer = self.address
@@ -490,7 +490,7 @@ class Connection(Mailbox):
                 # Admission comes last: the server counts an admitted connection against
                 # its capacity, so nothing may refuse it after this.
                 answer = self._on_open(self) if self._on_open is not None else None
-        except HandshakeRefused as exc:
+        except LocalHandshakeRefusal as exc:
             self._refuse(handshake, exc, deadline)
             return None
         except Exception:
@@ -514,7 +514,7 @@ class Connection(Mailbox):
         """When the opening handshake must be over (a TLS connection counts its own from the start)."""
         return self._hub.loop.now() + self.options.handshake_timeout
 
-    def _refuse(self, handshake: ServerHandshake, error: HandshakeRefused, deadline: float) -> None:
+    def _refuse(self, handshake: ServerHandshake, error: LocalHandshakeRefusal, deadline: float) -> None:
         # a client's mistake: not the server's news
         log.debug("%r: handshake refused: %s", self, error, extra={"status": error.status})
         self.options.stats.failed(error.status)

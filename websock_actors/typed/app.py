@@ -26,10 +26,10 @@ from pydantic import BaseModel
 from ..actors.actor import Actor, ActorRef
 from ..actors.supervisor import RestartPolicy, Supervisor
 from ..errors import (
+    AppRefusal,
     BackplaneUnavailable,
     CloseCode,
     ConfigurationError,
-    Refuse,
 )
 from ..protocol.http import Headers, Request, Response, error_response, header_tokens
 from ..server.app import Application
@@ -158,7 +158,7 @@ class App(Application):
     def authenticate(self, func: Authenticator) -> Authenticator:
         """`func(request: AuthRequest) -> identity` runs before the upgrade of every WebSocket
         request: an identity (not None) admits it and is kept as `ctx.identity`;
-        `raise Refuse(401 | 403, reason)` refuses it with that HTTP status, and None with 401."""
+        `raise AppRefusal(401 | 403, reason)` refuses it with that HTTP status, and None with 401."""
         self._authenticate = func
         return func
 
@@ -318,10 +318,10 @@ class App(Application):
 
     def _authenticated(self, request: Request, authenticate: Authenticator) -> Response | None:
         """Run the hook: None to go on (the identity kept on the request), or the refusal.
-        Any exception but Refuse propagates: the server answers 500 and logs it."""
+        Any exception but AppRefusal propagates: the server answers 500 and logs it."""
         try:
             identity = authenticate(AuthRequest.of(request))
-        except Refuse as exc:
+        except AppRefusal as exc:
             log.debug("%s: authentication refused (%d): %s", request.peer, exc.status, exc.reason[:64])
             return error_response(exc.status, exc.reason, exc.headers)
         if identity is None:

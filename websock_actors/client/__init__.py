@@ -8,7 +8,8 @@
         joined = ws.request({"type": "join", "room": "lobby", "name": "ann"})
 
     connect.py     connect(url, ...): the options, then the first opening
-    connection.py  ClientConnection: send, recv, ping, close, reading by whoever waits
+    connection.py  ClientConnection: send, recv, request, ping, close, reopening and resuming
+    transport.py   ClientTransport: the socket read by whoever waits, the writes, the end
     endpoint.py    the URL, name resolution, TCP and TLS, Backoff
     requests.py    typed request-reply: ids, replies matched on the way in, error replies
 """

@@ -64,7 +64,7 @@ def _apply_mask_int(data: BytesLike, mask: bytes) -> bytes:
 
 
 def _load_apply_mask() -> Callable[[BytesLike, bytes], bytes]:
-    """The compiled XOR of `websockets` when installed (tens of GB/s), else pure Python."""
+    """The compiled XOR of `websockets` when installed (far faster), else pure Python."""
     try:
         from websockets.speedups import apply_mask as compiled
     except ImportError:  # pragma: no cover - depends on the installation

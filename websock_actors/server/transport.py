@@ -224,7 +224,7 @@ class Transport:
 
     def _start_timer(self, deadline: float, resume: Any) -> Any:
         """_park's timer, made out of _park: the C frame of a compiled _park, which every
-        parked actor keeps on its saved stack, is 80 bytes smaller without it."""
+        parked actor keeps on its saved stack, is smaller without it."""
         timer = self._hub.loop.timer(max(0.0, deadline - self._hub.loop.now()))
         timer.start(resume, TIMEOUT)
         return timer

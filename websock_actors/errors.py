@@ -28,8 +28,8 @@
 The side that refused is in the name, as h11 does with LocalProtocolError and
 RemoteProtocolError: Local for the refusal this end makes (a server answering a client),
 Remote for the refusal the other end made (the server's answer, seen by this client), App
-for the refusal the application raises. The names before the sides were spelled out,
-HandshakeRefused, HandshakeRejected and Refuse, still work and warn (DeprecationWarning).
+for the refusal the application raises. HandshakeRefused, HandshakeRejected and Refuse, the
+names without the side, remain as aliases that warn (DeprecationWarning).
 
 The sans-I/O core raises only LocalHandshakeRefusal, RemoteHandshakeRefusal and ProtocolError
 (which the connection state machine turns into a close): any other exception there is a bug.

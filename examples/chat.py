@@ -34,7 +34,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from websock_actors import App, AuthRequest, Context, Message, MessageError, RateLimit, Refuse, ResumePolicy
+from websock_actors import (
+    App,
+    AppRefusal,
+    AuthRequest,
+    Context,
+    Message,
+    MessageError,
+    RateLimit,
+    ResumePolicy,
+)
 
 # Resumption: a dropped client resumes within 2 minutes with its rooms and the messages it
 # missed (the last 1,000 per room); the room hears nothing of a drop shorter than 10 s.
@@ -67,7 +76,7 @@ if TOKENS:
         for token, name in TOKENS.items():
             if hmac.compare_digest(given, token.encode()):
                 return name  # the connection's chat name: ctx.identity
-        raise Refuse(401, "a valid ?token= is needed")
+        raise AppRefusal(401, "a valid ?token= is needed")
 
 Room = Field(min_length=1, max_length=64)
 

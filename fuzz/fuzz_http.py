@@ -10,7 +10,7 @@ lines, and numbers past int()'s 4,300-digit limit), which libFuzzer's own mutati
 only slowly. (With a custom mutator libFuzzer turns its length control off: inputs may be
 up to -max_len long from the start, which costs throughput.)
 
-Only HandshakeRefused and HandshakeRejected may come out; anything else is a bug and is
+Only LocalHandshakeRefusal and RemoteHandshakeRefusal may come out; anything else is a bug and is
 left to propagate, so that atheris reports it and saves the input.
 
     python fuzz/fuzz_http.py --seconds 60
@@ -25,7 +25,7 @@ import _harness
 import atheris
 
 with atheris.instrument_imports(include=["websock_actors"]):
-    from websock_actors.errors import HandshakeRefused, HandshakeRejected
+    from websock_actors.errors import LocalHandshakeRefusal, RemoteHandshakeRefusal
     from websock_actors.protocol import (
         DeflateOptions,
         HandshakePolicy,
@@ -41,7 +41,7 @@ with atheris.instrument_imports(include=["websock_actors"]):
     )
 
 DICT = Path(__file__).resolve().parent / "http.dict"
-ALLOWED = (HandshakeRefused, HandshakeRejected)
+ALLOWED = (LocalHandshakeRefusal, RemoteHandshakeRefusal)
 OPTIONS = DeflateOptions()
 SUBPROTOCOLS = ("chat", "superchat")
 POLICIES = {
@@ -71,7 +71,7 @@ def _server_handshake(flags: int, split: int, body: bytes) -> None:
             return
         assert isinstance(request, Request) and isinstance(request.headers, Headers)
         answer, connection = handshake.accept()
-    except HandshakeRefused as exc:
+    except LocalHandshakeRefusal as exc:
         # What the server sends back: it must render for any refusal.
         assert handshake.refuse(exc).startswith(b"HTTP/1.1 ")
         return

@@ -8,15 +8,16 @@ import pytest
 
 from websock_actors import errors
 from websock_actors.errors import (
+    AppRefusal,
     CloseCode,
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
     HandshakeError,
-    HandshakeRefused,
-    HandshakeRejected,
+    LocalHandshakeRefusal,
     OffloadTimeout,
     ProtocolError,
+    RemoteHandshakeRefusal,
     WebSocketError,
     WebSocketInvalidDataFrame,
     WebSocketInvalidHandshake,
@@ -34,9 +35,10 @@ def test_every_error_is_in_the_tree_and_drawn(cls: type) -> None:
 
 
 def test_the_splits() -> None:
-    assert issubclass(HandshakeRefused, HandshakeError) and issubclass(HandshakeRejected, HandshakeError)
-    assert not issubclass(HandshakeRefused, HandshakeRejected)
-    assert issubclass(WebSocketInvalidHandshake, HandshakeRefused)
+    assert issubclass(LocalHandshakeRefusal, HandshakeError)
+    assert issubclass(RemoteHandshakeRefusal, HandshakeError)
+    assert not issubclass(LocalHandshakeRefusal, RemoteHandshakeRefusal)
+    assert issubclass(WebSocketInvalidHandshake, LocalHandshakeRefusal)
     assert issubclass(WebSocketInvalidDataFrame, ProtocolError)
     assert issubclass(ConnectionClosedOK, ConnectionClosed)
     assert issubclass(ConnectionClosedError, ConnectionClosed)
@@ -63,6 +65,41 @@ def test_connection_closed_picks_the_kind_by_code(code: int | None, kind: type) 
 
 
 def test_the_rejection_keeps_the_real_status_or_none() -> None:
-    assert HandshakeRejected(403, "forbidden").status == 403
-    assert str(HandshakeRejected(None, "not HTTP")) == "not HTTP"
-    assert HandshakeRefused(431, "too large").headers == []
+    assert RemoteHandshakeRefusal(403, "forbidden").status == 403
+    assert str(RemoteHandshakeRefusal(None, "not HTTP")) == "not HTTP"
+    assert LocalHandshakeRefusal(431, "too large").headers == []
+
+
+OLD_NAMES = [
+    ("HandshakeRefused", LocalHandshakeRefusal),
+    ("HandshakeRejected", RemoteHandshakeRefusal),
+    ("Refuse", AppRefusal),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), OLD_NAMES, ids=[old for old, _ in OLD_NAMES])
+def test_the_names_without_the_side_still_work_and_warn(old: str, new: type) -> None:
+    import websock_actors
+
+    for module in (errors, websock_actors):
+        with pytest.warns(DeprecationWarning, match=new.__name__):
+            assert getattr(module, old) is new
+    with pytest.warns(DeprecationWarning, match=new.__name__):
+        exec(f"from websock_actors.errors import {old} as alias", namespace := {})
+    assert namespace["alias"] is new
+
+
+def test_the_client_keeps_its_old_name_with_a_warning() -> None:
+    import websock_actors.client as client
+
+    with pytest.warns(DeprecationWarning, match="RemoteHandshakeRefusal"):
+        assert client.HandshakeRejected is RemoteHandshakeRefusal
+    assert "HandshakeRejected" not in client.__all__
+
+
+def test_an_unknown_name_is_still_an_attribute_error() -> None:
+    import websock_actors.client as client
+
+    for module in (errors, client):
+        with pytest.raises(AttributeError):
+            module.NoSuchError  # noqa: B018

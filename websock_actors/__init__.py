@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     )
     from .errors import (
         ActorStopped,
+        AppRefusal,
         BackplaneUnavailable,
         CloseCode,
         ConfigurationError,
@@ -46,13 +47,12 @@ if TYPE_CHECKING:
         ConnectionClosedError,
         ConnectionClosedOK,
         HandshakeError,
-        HandshakeRefused,
-        HandshakeRejected,
         InvalidMessage,
+        LocalHandshakeRefusal,
         MailboxFull,
         MessageError,
         OffloadTimeout,
-        Refuse,
+        RemoteHandshakeRefusal,
         RequestError,
         RequestTimeout,
         WebSocketError,
@@ -84,6 +84,7 @@ _HOMES = {
     ),
     ".errors": (
         "ActorStopped",
+        "AppRefusal",
         "BackplaneUnavailable",
         "CloseCode",
         "ConfigurationError",
@@ -91,14 +92,13 @@ _HOMES = {
         "ConnectionClosedError",
         "ConnectionClosedOK",
         "HandshakeError",
-        "HandshakeRefused",
-        "HandshakeRejected",
         "InvalidMessage",
+        "LocalHandshakeRefusal",
         "MailboxFull",
         "MessageError",
         "OffloadTimeout",
         "ProtocolError",
-        "Refuse",
+        "RemoteHandshakeRefusal",
         "RequestError",
         "RequestTimeout",
         "WebSocketError",
@@ -120,6 +120,8 @@ _HOMES = {
     ),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+# Deprecated aliases of the exceptions (errors.DEPRECATED_NAMES), not imported to keep this light.
+_DEPRECATED = frozenset({"HandshakeRefused", "HandshakeRejected", "Refuse"})
 
 # ProtocolError stays importable from here (it was exported), but no user code receives
 # one: the connection turns it into a close. It is the parent of WebSocketInvalidDataFrame.
@@ -129,6 +131,7 @@ __all__ = [
     "ActorRef",
     "ActorStopped",
     "App",
+    "AppRefusal",
     "Application",
     "AuthRequest",
     "BackplaneUnavailable",
@@ -143,9 +146,8 @@ __all__ = [
     "ErrorReply",
     "FrameType",
     "HandshakeError",
-    "HandshakeRefused",
-    "HandshakeRejected",
     "InvalidMessage",
+    "LocalHandshakeRefusal",
     "LocalRooms",
     "MailboxFull",
     "Message",
@@ -153,7 +155,7 @@ __all__ = [
     "OffloadTimeout",
     "RateLimit",
     "RedisBackplane",
-    "Refuse",
+    "RemoteHandshakeRefusal",
     "Request",
     "RequestError",
     "RequestTimeout",
@@ -178,6 +180,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     module = _HOME_OF.get(name)
+    if module is None and name in _DEPRECATED:
+        from .errors import deprecated_name
+
+        return deprecated_name(__name__, name)  # not cached: every use warns
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)

@@ -17,6 +17,8 @@ HOT_MODULES = (
     "websock_actors.protocol.connection",
     "websock_actors.server.transport",
     "websock_actors.server.mailbox",
+    "websock_actors.server.inline",
+    "websock_actors.server.opening",
     "websock_actors.server.connection",
     "websock_actors.server.tls",  # a subclass of the compiled Connection must be compiled too
 )

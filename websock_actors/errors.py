@@ -2,10 +2,11 @@
 
     WebSocketError
     ├── HandshakeError              the opening handshake failed; `status` is its HTTP status
-    │   ├── HandshakeRefused        we refused a client's handshake; `status` is the answer we sent
+    │   ├── LocalHandshakeRefusal   this server refused a client's handshake; `status` is the
+    │   │   │                       answer it sent
     │   │   └── WebSocketInvalidHandshake   (WebSock's name, given to its `on_error`)
-    │   └── HandshakeRejected       the server did not accept ours: its real status (None when
-    │                               its answer was not HTTP) and its `response`
+    │   └── RemoteHandshakeRefusal  the server did not accept this client's handshake: its real
+    │                               status (None when its answer was not HTTP) and its `response`
     ├── ProtocolError               the peer broke RFC 6455; `code` is the close code to send
     │   └── WebSocketInvalidDataFrame       (WebSock's name, given to its `on_error`)
     ├── ConnectionClosed            the connection is closed; carries the close code and reason
@@ -18,22 +19,31 @@
     │   └── BackplaneUnavailable    the rooms' backplane (Redis) cannot be reached: the sender gets
     │                               `backplane_unavailable`; local members still got the message
     ├── ConfigurationError          the application or server was set up wrongly (found at start-up)
-    ├── Refuse                      an authentication hook refuses a handshake: HTTP 401 or 403
+    ├── AppRefusal                  the application's authentication hook refuses a handshake:
+    │                               HTTP 401 or 403
     ├── RequestError                the client's request got an `error` reply; carries code and detail
     ├── RequestTimeout              the client's request got no reply in time (also a TimeoutError)
     └── OffloadTimeout              an offloaded call did not finish in time (also a TimeoutError)
 
-The sans-I/O core raises only HandshakeRefused, HandshakeRejected and ProtocolError (which
-the connection state machine turns into a close): any other exception there is a bug.
+The side that refused is in the name, as h11 does with LocalProtocolError and
+RemoteProtocolError: Local for the refusal this end makes (a server answering a client),
+Remote for the refusal the other end made (the server's answer, seen by this client), App
+for the refusal the application raises. HandshakeRefused, HandshakeRejected and Refuse, the
+names without the side, remain as aliases that warn (DeprecationWarning).
+
+The sans-I/O core raises only LocalHandshakeRefusal, RemoteHandshakeRefusal and ProtocolError
+(which the connection state machine turns into a close): any other exception there is a bug.
 """
 
 from __future__ import annotations
 
+import warnings
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ActorStopped",
+    "AppRefusal",
     "BackplaneUnavailable",
     "CloseCode",
     "ConfigurationError",
@@ -41,14 +51,13 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "HandshakeError",
-    "HandshakeRefused",
-    "HandshakeRejected",
     "InvalidMessage",
+    "LocalHandshakeRefusal",
     "MailboxFull",
     "MessageError",
     "OffloadTimeout",
     "ProtocolError",
-    "Refuse",
+    "RemoteHandshakeRefusal",
     "RequestError",
     "RequestTimeout",
     "WebSocketError",
@@ -93,8 +102,9 @@ class HandshakeError(WebSocketError):
         self.reason = reason
 
 
-class HandshakeRefused(HandshakeError):
-    """We refuse a client's opening handshake: `status` and `headers` are the HTTP answer."""
+class LocalHandshakeRefusal(HandshakeError):
+    """This server refuses a client's opening handshake: `status` and `headers` are the HTTP
+    answer it sends."""
 
     status: int
 
@@ -103,8 +113,8 @@ class HandshakeRefused(HandshakeError):
         self.headers = headers or []
 
 
-class HandshakeRejected(HandshakeError):
-    """The server did not accept our opening handshake.
+class RemoteHandshakeRefusal(HandshakeError):
+    """The server did not accept this client's opening handshake.
 
     `status` is the status it really answered: a refusal (403, 503, ...), or 101 with headers
     that break RFC 6455 (a wrong `Sec-WebSocket-Accept`, say); None when its answer was not
@@ -116,7 +126,7 @@ class HandshakeRejected(HandshakeError):
         self.response = response
 
 
-class WebSocketInvalidHandshake(HandshakeRefused):
+class WebSocketInvalidHandshake(LocalHandshakeRefusal):
     """WebSock's name for a refused client handshake (signature: message, client)."""
 
     def __init__(self, message: str, client: Any, status: int = 400) -> None:
@@ -231,7 +241,7 @@ class ConfigurationError(WebSocketError):
     """Bad options or registrations, reported when the server or app is built."""
 
 
-class Refuse(WebSocketError):
+class AppRefusal(WebSocketError):
     """Raised by an `@app.authenticate` hook to refuse the handshake before the upgrade.
 
     `status` is the HTTP answer, 401 (who are you?) or 403 (not you); `reason` is its body.
@@ -242,7 +252,7 @@ class Refuse(WebSocketError):
         self, status: int = 401, reason: str = "", headers: list[tuple[str, str]] | None = None
     ) -> None:
         if status not in (401, 403):
-            raise ValueError(f"Refuse takes the status 401 or 403, not {status!r}")
+            raise ValueError(f"AppRefusal takes the status 401 or 403, not {status!r}")
         super().__init__(f"{status}: {reason}" if reason else str(status))
         self.status = status
         self.reason = reason
@@ -285,3 +295,30 @@ class RequestTimeout(WebSocketError, TimeoutError):
         super().__init__(f"no reply to request {message_id!r} within {timeout:g} s")
         self.message_id = message_id
         self.timeout = timeout
+
+
+# -- names kept for compatibility --------------------------------------------------------------
+
+# The earlier names, without the side: each still resolves, with a warning.
+DEPRECATED_NAMES = {
+    "HandshakeRefused": "LocalHandshakeRefusal",
+    "HandshakeRejected": "RemoteHandshakeRefusal",
+    "Refuse": "AppRefusal",
+}
+
+
+def deprecated_name(module: str, name: str) -> Any:
+    """The class a deprecated `name` stands for, after a DeprecationWarning naming the new one."""
+    new = DEPRECATED_NAMES[name]
+    warnings.warn(
+        f"{module}.{name} is deprecated; use {module}.{new}", DeprecationWarning, stacklevel=3
+    )
+    return globals()[new]
+
+
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any name from here
+
+    def __getattr__(name: str) -> Any:
+        if name in DEPRECATED_NAMES:
+            return deprecated_name(__name__, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,7 +30,7 @@ from websock_actors.client import (
     ConnectionClosedError,
     ConnectionClosedOK,
     HandshakeError,
-    HandshakeRejected,
+    RemoteHandshakeRefusal,
     RequestError,
     RequestTimeout,
     connect,
@@ -352,7 +352,7 @@ def test_handshake_options_reach_the_server(serve) -> None:
         assert headers["host"] == f"127.0.0.1:{server.port}"
         assert headers["sec-websocket-protocol"] == "chat.v1, other"
         assert app.conns[0].request is not None and app.conns[0].request.path == "/room?x=1"
-    with pytest.raises(HandshakeRejected) as info:
+    with pytest.raises(RemoteHandshakeRefusal) as info:
         connect(server.url, origin="http://evil.test")
     assert info.value.status == 403
 
@@ -367,7 +367,7 @@ def test_http_refusals_become_handshake_errors(serve) -> None:
         return error_response(401, "who are you") if request.path == "/private" else None
 
     server = serve(app)
-    with pytest.raises(HandshakeRejected) as info:
+    with pytest.raises(RemoteHandshakeRefusal) as info:
         connect(server.url + "private")
     assert info.value.status == 401
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from websock_actors.errors import HandshakeError, HandshakeRejected, ProtocolError
+from websock_actors.errors import HandshakeError, ProtocolError, RemoteHandshakeRefusal
 from websock_actors.protocol import (
     BinaryMessage,
     CompressorPool,
@@ -396,7 +396,7 @@ def test_client_accepts_valid_answers(answer: str, options: DeflateOptions) -> N
     ],
 )
 def test_client_rejects_invalid_answers_as_101(answer: str, options: DeflateOptions, says: str) -> None:
-    with pytest.raises(HandshakeRejected) as info:
+    with pytest.raises(RemoteHandshakeRefusal) as info:
         client_accept(answer, options)
     assert info.value.status == 101
     assert says in info.value.reason

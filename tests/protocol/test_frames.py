@@ -323,3 +323,20 @@ def test_pure_python_mask_keeps_leading_and_trailing_zero_bytes() -> None:
     data = b"\x01\x02\x03\x04\x01"
     assert _apply_mask_int(data, key) == b"\x00\x00\x00\x00\x00"
     assert apply_mask(data, key) == b"\x00\x00\x00\x00\x00"
+
+
+def test_the_short_message_fast_path_stops_where_feed_must_take_over() -> None:
+    texts = [encode_frame(Opcode.TEXT, b"hi", mask=True), encode_frame(Opcode.BINARY, b"\x00", mask=True)]
+    ping = encode_frame(Opcode.PING, b"", mask=True)
+    bad_text = encode_frame(Opcode.TEXT, b"\xff", mask=True)
+    data = b"".join(texts) + ping + texts[0]
+    messages: list[object] = []
+    taken = FrameParser(expect_mask=True).feed_short_messages(data, messages, str.upper, bytes)
+    assert (taken, messages) == (len(texts[0]) + len(texts[1]), ["HI", b"\x00"])
+    messages = []
+    taken = FrameParser(expect_mask=True).feed_short_messages(texts[0] + bad_text, messages, str, bytes)
+    assert (taken, messages) == (len(texts[0]), ["hi"])  # invalid UTF-8: feed fails on it
+    assert FrameParser(expect_mask=False).feed_short_messages(data, [], str, bytes) == 0
+    parser = FrameParser(expect_mask=True)
+    assert list(parser.feed(texts[0][:3])) == []
+    assert parser.feed_short_messages(texts[0], [], str, bytes) == 0  # bytes of a frame are buffered

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from websock_actors.errors import HandshakeError, HandshakeRefused, HandshakeRejected
+from websock_actors.errors import HandshakeError, LocalHandshakeRefusal, RemoteHandshakeRefusal
 from websock_actors.protocol import (
     DEFAULT_MAX_HEADER_BYTES,
     Headers,
@@ -59,8 +59,8 @@ def parsed(data: bytes, **options: int) -> Request:
     return request
 
 
-def refusal(data: bytes) -> HandshakeRefused:
-    with pytest.raises(HandshakeRefused) as info:
+def refusal(data: bytes) -> LocalHandshakeRefusal:
+    with pytest.raises(LocalHandshakeRefusal) as info:
         result = parse_request(data)
         assert result is not None
         validate_request(result[0])
@@ -382,14 +382,14 @@ def test_parse_response_without_reason() -> None:
     "status_line", ["HTTP/1.1", "HTTP/1.1 abc OK", "HTTP/2 101 OK", "ICY 200 OK", "HTTP/1.1 \xb2 OK", ""]
 )
 def test_parse_response_malformed_status_line_has_no_status(status_line: str) -> None:
-    with pytest.raises(HandshakeRejected) as info:
+    with pytest.raises(RemoteHandshakeRefusal) as info:
         parse_response(response_bytes(status_line))
     assert info.value.status is None  # not HTTP: no status is made up
 
 
 def test_parse_response_header_limit() -> None:
     data = response_bytes(headers=[*GOOD_RESPONSE_HEADERS, "X-Pad: " + "a" * 500])
-    with pytest.raises(HandshakeRejected, match="response headers too large") as info:
+    with pytest.raises(RemoteHandshakeRefusal, match="response headers too large") as info:
         parse_response(data, max_header_bytes=400)
     assert info.value.status is None
 
@@ -431,7 +431,7 @@ CLIENT_REFUSALS = [
 
 @pytest.mark.parametrize(("headers", "status"), CLIENT_REFUSALS)
 def test_validate_response_refusals(headers: list[str], status: int) -> None:
-    with pytest.raises(HandshakeRejected) as info:
+    with pytest.raises(RemoteHandshakeRefusal) as info:
         validated(headers)
     assert info.value.status == status  # the real status: a 101 that breaks RFC 6455
     assert info.value.response is not None and info.value.response.status == status
@@ -439,7 +439,7 @@ def test_validate_response_refusals(headers: list[str], status: int) -> None:
 
 @pytest.mark.parametrize("status", [200, 400, 403, 426, 503])
 def test_validate_response_non_101_carries_the_status(status: int) -> None:
-    with pytest.raises(HandshakeRejected) as info:
+    with pytest.raises(RemoteHandshakeRefusal) as info:
         validated(GOOD_RESPONSE_HEADERS, status_line=f"HTTP/1.1 {status} Nope")
     assert info.value.status == status
     assert info.value.response is not None and info.value.response.reason == "Nope"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from websock_actors.errors import CloseCode, HandshakeRefused, HandshakeRejected
+from websock_actors.errors import CloseCode, LocalHandshakeRefusal, RemoteHandshakeRefusal
 from websock_actors.protocol import (
     ClientHandshake,
     ConnectionState,
@@ -68,7 +68,7 @@ def test_subprotocol_is_the_servers_first_choice_among_the_offered() -> None:
 def test_origin_not_allowed_is_refused_with_403_and_rendered() -> None:
     server, _, request = pair(HandshakePolicy(origins=("https://ok.example",)), origin="https://evil.example")
     server.receive_data(request)
-    with pytest.raises(HandshakeRefused) as info:
+    with pytest.raises(LocalHandshakeRefusal) as info:
         server.accept()
     assert info.value.status == 403
     answer = server.refuse(info.value)
@@ -107,7 +107,7 @@ def test_compression_is_negotiated_and_declines_are_reported() -> None:
 
 def test_the_client_rejects_a_refusal_with_its_real_status() -> None:
     _, client, _ = pair()
-    with pytest.raises(HandshakeRejected) as info:
+    with pytest.raises(RemoteHandshakeRefusal) as info:
         client.receive_data(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\r\n")
     assert info.value.status == 503
     assert info.value.response.headers.get("Retry-After") == "1"
@@ -119,14 +119,14 @@ def test_the_client_rejects_a_wrong_accept_as_a_101() -> None:
     server.receive_data(request)
     answer, _ = server.accept()
     other = ClientHandshake("example.com:8000", "/chat")  # another key
-    with pytest.raises(HandshakeRejected, match="Sec-WebSocket-Accept") as info:
+    with pytest.raises(RemoteHandshakeRefusal, match="Sec-WebSocket-Accept") as info:
         other.receive_data(answer)
     assert info.value.status == 101
 
 
 def test_the_server_closing_during_the_handshake_has_no_status() -> None:
     _, client, _ = pair()
-    with pytest.raises(HandshakeRejected) as info:
+    with pytest.raises(RemoteHandshakeRefusal) as info:
         client.receive_data(b"")
     assert info.value.status is None
 

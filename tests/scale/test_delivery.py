@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel
 
-from websock_actors import App, AuthRequest, ConnectionClosed, Context, Message, RedisBackplane, Refuse
+from websock_actors import App, AppRefusal, AuthRequest, ConnectionClosed, Context, Message, RedisBackplane
 from websock_actors.client import ClientConnection, connect
 from websock_actors.errors import RequestError
 from websock_actors.testing import ServerThread
@@ -320,7 +320,7 @@ def personal_app() -> App:
     def by_query(request: AuthRequest) -> str:
         user = request.query.get("user", [""])[0]
         if not user:
-            raise Refuse(401, "who?")
+            raise AppRefusal(401, "who?")
         return str(user)
 
     @app.on_connect

@@ -19,7 +19,7 @@ from websockets.sync.server import ServerConnection
 from websockets.sync.server import serve as websockets_serve
 
 from websock_actors import Connection, WebSocketApp, encode_broadcast
-from websock_actors.errors import HandshakeRejected
+from websock_actors.errors import RemoteHandshakeRefusal
 from websock_actors.protocol import (
     BinaryMessage,
     CloseReceived,
@@ -343,7 +343,7 @@ def test_our_client_against_websockets_server() -> None:
 
 
 def test_our_client_fails_an_answer_it_did_not_ask_for() -> None:
-    with pytest.raises(HandshakeRejected) as info:
+    with pytest.raises(RemoteHandshakeRefusal) as info:
         client_accept("permessage-deflate; client_max_window_bits=15", DeflateOptions(window_bits=10))
     assert info.value.status == 101
 

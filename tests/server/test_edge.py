@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from examples.chat import app as chat_app
-from websock_actors import App, AuthRequest, Context, ErrorReply, Message, RateLimit, Refuse
+from websock_actors import App, AppRefusal, AuthRequest, Context, ErrorReply, Message, RateLimit
 from websock_actors.typed.messages import to_json
 
 from ..support.apps import RoomSequence, session_opened, unnumbered
@@ -98,7 +98,7 @@ def auth_app(handled: list[str], seen: list[AuthRequest]) -> App:
         seen.append(request)
         token = request.query.get("token", [""])[0] or request.cookies.get("session", "")
         if token == "banned":
-            raise Refuse(403, "you are banned")
+            raise AppRefusal(403, "you are banned")
         if token == "broken":
             raise RuntimeError("the user database is down")
         if token == "ann-token":
@@ -154,9 +154,9 @@ def test_an_identity_admits_and_is_ctx_identity(serve) -> None:
 
 
 def test_refuse_takes_401_or_403_only() -> None:
-    assert Refuse(403, "no").status == 403
+    assert AppRefusal(403, "no").status == 403
     with pytest.raises(ValueError):
-        Refuse(404, "no")
+        AppRefusal(404, "no")
 
 
 def test_plain_http_is_not_authenticated(serve) -> None:

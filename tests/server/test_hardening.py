@@ -414,7 +414,7 @@ def test_a_request_model_without_an_id_is_refused_at_registration() -> None:
 
 
 def test_fuzz_findings_stay_fixed() -> None:
-    from websock_actors.errors import HandshakeRejected, InvalidMessage
+    from websock_actors.errors import InvalidMessage, RemoteHandshakeRefusal
     from websock_actors.protocol import parse_response
 
     app = gated_app([])
@@ -424,5 +424,5 @@ def test_fuzz_findings_stay_fixed() -> None:
             app.router.decode(frame)  # a numeric tag is cut; the placeholder tag is no message
         assert info.value.code in ("unknown_type", "invalid_json") and len(info.value.detail) <= 100
     for answer in (b"HTTP/1.1 " + b"1" * 4301 + b" OK\r\n\r\n", b"HTTP/1.1 0000101 OK\r\n\r\n"):
-        with pytest.raises(HandshakeRejected):
+        with pytest.raises(RemoteHandshakeRefusal):
             parse_response(answer)  # not int()'s ValueError, and not read as 101

@@ -9,7 +9,15 @@ import pytest
 
 from examples.chat import app as chat_app
 from examples.echo import app as echo_app
-from websock_actors import App, AuthRequest, Context, HandshakeRejected, Message, RedisBackplane, RequestError
+from websock_actors import (
+    App,
+    AuthRequest,
+    Context,
+    Message,
+    RedisBackplane,
+    RemoteHandshakeRefusal,
+    RequestError,
+)
 from websock_actors.testing import TestClient
 
 from ..support.apps import fresh_chat_app
@@ -76,7 +84,7 @@ def test_query_headers_and_refusals() -> None:
             assert ws.request({"type": "whoami"})["name"] == "ann"
         with client.connect(headers={"X-User": "bob"}) as ws:
             assert ws.request({"type": "whoami"})["name"] == "bob"
-        with pytest.raises(HandshakeRejected) as rejected:
+        with pytest.raises(RemoteHandshakeRefusal) as rejected:
             client.connect()
         assert rejected.value.status == 401
 

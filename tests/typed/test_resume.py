@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from websock_actors import App, ConnectionClosed, RedisBackplane, Refuse
+from websock_actors import App, AppRefusal, ConnectionClosed, RedisBackplane
 from websock_actors.client import connect
 from websock_actors.errors import RequestError
 from websock_actors.testing import ServerThread
@@ -293,7 +293,7 @@ def test_another_identity_cannot_resume_a_session(nodes) -> None:
     def by_query(request: Any) -> str:
         user = request.query.get("user", [""])[0]
         if not user:
-            raise Refuse(401, "who?")
+            raise AppRefusal(401, "who?")
         return str(user)
 
     with connect(server.url + "?user=ann") as ann:

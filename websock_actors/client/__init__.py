@@ -8,19 +8,23 @@
         joined = ws.request({"type": "join", "room": "lobby", "name": "ann"})
 
     connect.py     connect(url, ...): the options, then the first opening
-    connection.py  ClientConnection: send, recv, ping, close, reading by whoever waits
+    connection.py  ClientConnection: send, recv, request, ping, close, reopening and resuming
+    transport.py   ClientTransport: the socket read by whoever waits, the writes, the end
     endpoint.py    the URL, name resolution, TCP and TLS, Backoff
     requests.py    typed request-reply: ids, replies matched on the way in, error replies
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionClosedOK,
     HandshakeError,
-    HandshakeRejected,
+    RemoteHandshakeRefusal,
     RequestError,
     RequestTimeout,
+    deprecated_name,
 )
 from .connect import connect
 from .connection import RECONNECT_CODES, ClientConnection
@@ -34,8 +38,15 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionClosedOK",
     "HandshakeError",
-    "HandshakeRejected",
+    "RemoteHandshakeRefusal",
     "RequestError",
     "RequestTimeout",
     "connect",
 ]
+
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any name from here
+
+    def __getattr__(name: str) -> Any:
+        if name == "HandshakeRejected":
+            return deprecated_name(__name__, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -55,7 +55,7 @@ def connect(
     - `ssl_context`: for wss:// (default: `ssl.create_default_context()`, which verifies the
       server's certificate and name).
 
-    Raises HandshakeRejected (its `status` is the status the server really answered: a
+    Raises RemoteHandshakeRefusal (its `status` is the status the server really answered: a
     refusal, 101 for an answer that breaks RFC 6455, None for one that is not HTTP),
     TimeoutError, or OSError.
     """

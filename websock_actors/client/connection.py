@@ -10,10 +10,10 @@
 Every wait is a gevent wait: connections used from many greenlets of one thread run side by
 side, and in a plain script without monkey-patching a wait runs gevent's hub on demand and
 blocks its caller as an ordinary socket would. A connection has no greenlet of its own:
-whoever waits (`recv`, `request`, `ping`, `close`) reads the socket, one greenlet at a time,
-and sorts what arrives. A reply whose `id` belongs to a pending `request` goes to that
-request; everything else goes to `on_push`, when given, and into a bounded queue that
-`recv` reads. Nothing is read while nobody waits: the kernel buffers what arrives.
+whoever waits (`recv`, `request`, `ping`, `close`) reads the socket (transport.py), one
+greenlet at a time, and sorts what arrives (`_message`, here). A reply whose `id` belongs to
+a pending `request` goes to that request; everything else goes to `on_push`, when given, and
+into a bounded queue that `recv` reads.
 
 A connection belongs to the thread that opened it.
 """
@@ -28,10 +28,6 @@ from time import monotonic
 from types import TracebackType
 from typing import Any
 
-from gevent.event import Event
-from gevent.lock import Semaphore
-from gevent.timeout import Timeout
-from greenlet import getcurrent
 from pydantic import BaseModel
 
 from ..errors import (
@@ -42,17 +38,10 @@ from ..errors import (
     WebSocketError,
     connection_closed,
 )
-from ..protocol.connection import (
-    BinaryMessage,
-    ConnectionState,
-    PongReceived,
-    Role,
-    TextMessage,
-    WebSocketConnection,
-)
 from ..protocol.http import Response
 from .endpoint import ClientOptions, open_with_retries, parse_url
 from .requests import PendingRequests, reply_or_raise
+from .transport import ClientTransport
 
 __all__ = ["RECONNECT_CODES", "ClientConnection", "PushHandler"]
 
@@ -77,7 +66,7 @@ _READ_SIZE = 65536
 PushHandler = Callable[[str | bytes], None]
 
 
-class ClientConnection:
+class ClientConnection(ClientTransport):
     """One client connection: raw messages (`send`, `recv`, iteration), `ping`, `close`, and
     typed request-reply (`request`). Make one with `connect`.
 
@@ -91,22 +80,10 @@ class ClientConnection:
     """
 
     __slots__ = (
-        "_generation",
         "_inbox",
-        "_opts",
-        "_parked",
-        "_pings",
-        "_protocol",
-        "_reader",
         "_requests",
-        "_sock",
         "_target",
         "_user_closed",
-        "_write_broken",
-        "_write_lock",
-        "close_code",
-        "close_reason",
-        "closed",
         "dropped",
         "on_push",
         "on_reconnect",
@@ -132,32 +109,21 @@ class ClientConnection:
     ) -> None:
         if max_queue < 0:
             raise ValueError("max_queue must be >= 0")
+        super().__init__(opts)
         self.url = url
         self._target = parse_url(url)
-        self._opts = opts
         self.on_push = on_push
         self.on_reconnect = on_reconnect
         self.response: Response | None = None
         self.subprotocol: str | None = None
-        self.close_code: int | None = None
-        self.close_reason = ""
-        self.closed = True  # until the opening handshake succeeds
         self.dropped = 0
         self.reconnects = 0
         self.resume = resume
         self.session: str | None = None
         self.positions: dict[str, dict[str, Any]] = {}
         self.resumed: dict[str, Any] | None = None
-        self._sock: Any = None
-        self._protocol = WebSocketConnection(Role.CLIENT)
         self._inbox: deque[str | bytes] = deque(maxlen=max_queue)
         self._requests = PendingRequests()
-        self._pings: dict[bytes, bool] = {}
-        self._reader: Any = None  # the greenlet reading the socket, if any
-        self._parked: Event | None = None  # set when the reader is done with a read
-        self._write_lock = Semaphore()
-        self._write_broken = False  # a write was cut short: the stream may end mid-frame
-        self._generation = 0  # counts transports, so waits on a lost one end
         self._user_closed = False
 
     # -- opening -----------------------------------------------------------------------
@@ -165,16 +131,10 @@ class ClientConnection:
     def _open_with_retries(self) -> None:
         """Open (retrying with `reconnect=`'s backoff) and take over the new transport."""
         sock, handshake, protocol = open_with_retries(self.url, self._target, self._opts)
-        self._sock = sock
-        self._protocol = protocol
+        self._start(sock, protocol)
         self.response = handshake.response
         self.subprotocol = handshake.subprotocol
-        self.closed = False
-        self.close_code = None
-        self.close_reason = ""
-        self._write_broken = False
         self._requests.reset()
-        self._generation += 1
         if handshake.rest:  # frames the server sent right behind its answer
             self._receive(handshake.rest)
 
@@ -223,115 +183,14 @@ class ClientConnection:
             self.positions.update({room: dict(p) for room, p in positions.items() if isinstance(p, dict)})
         return answer
 
-    def _closed_error(self) -> ConnectionClosed:
-        return connection_closed(self.close_code, self.close_reason)
+    # -- sorting what arrives (ClientTransport reads) ---------------------------------
 
-    def _finish(self, code: int, reason: str, *, drain: bool = False) -> None:
-        """The connection is over: after a close handshake (then `drain` waits, within
-        close_timeout, for the server to end TCP first, as RFC 6455 7.1.1 asks), a failure,
-        or a lost transport."""
-        if self.closed:
-            return
-        if drain:
-            deadline = monotonic() + self._opts.close_timeout
-            while (remaining := deadline - monotonic()) > 0 and self._recv(remaining):
-                pass
-        self.closed = True
-        self.close_code = code
-        self.close_reason = reason
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
-    # -- reading -----------------------------------------------------------------------
-
-    def _recv(self, timeout: float | None) -> bytes | None:
-        """One read: the bytes, b"" at the end of the stream (or a socket error), None on timeout."""
-        sock = self._sock
-        if sock is None:
-            return b""
-        timer = Timeout(timeout) if timeout is not None else None
-        if timer is not None:
-            timer.start()
-        try:
-            data: bytes = sock.recv(_READ_SIZE)
-            return data
-        except OSError:
-            return b""
-        except Timeout as exc:
-            if exc is not timer:
-                raise
-            return None
-        finally:
-            if timer is not None:
-                timer.close()
-
-    def _wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
-        """Read and sort what arrives until `ready()`: False if `timeout` ran out first.
-
-        Raises ConnectionClosed when the connection ends before. One greenlet reads at a
-        time; the others park until it has sorted what it read.
-        """
-        deadline = None if timeout is None else monotonic() + timeout
-        remaining = timeout
-        generation = self._generation
-        while not ready():
-            if self.closed or self._generation != generation:
-                raise self._closed_error()
-            if deadline is not None:
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    return False
-            if self._reader is None:
-                self._reader = getcurrent()
-                try:
-                    data = self._recv(remaining)
-                    if data is not None:
-                        self._receive(data)
-                finally:
-                    self._reader = None
-                    self._wake()
-            else:
-                parked = self._parked
-                if parked is None:
-                    parked = self._parked = Event()
-                parked.wait(remaining)
-        return True
-
-    def _wake(self) -> None:
-        parked = self._parked
-        if parked is not None:
-            self._parked = None
-            parked.set()
-
-    def _receive(self, data: bytes) -> None:
-        """Feed received bytes to the protocol; sort the messages; answer what it owes."""
-        if self.closed:
-            return
-        protocol = self._protocol
-        claim = self._requests.claim
-        for event in protocol.receive_data(data):
-            kind = type(event)
-            if kind is TextMessage:
-                if not claim(event.data):  # type: ignore[union-attr,arg-type]
-                    self._deliver(event.data)  # type: ignore[union-attr]
-            elif kind is BinaryMessage:
-                self._deliver(event.data)  # type: ignore[union-attr]
-            elif kind is PongReceived:
-                self._on_pong(event.payload)  # type: ignore[union-attr]
-        owed = protocol.data_to_send()  # pongs, the close reply, the close of a failure
-        if owed:
-            try:
-                self._write(b"".join(owed))
-            except ConnectionClosed:
-                return
-        if protocol.state is ConnectionState.CLOSED:
-            code = protocol.close_code or CloseCode.ABNORMAL
-            self._finish(code, protocol.close_reason, drain=protocol.close_received)
-
-    def _deliver(self, message: str | bytes) -> None:
-        """An unsolicited message: to `on_push`, then into the queue (the oldest out when full)."""
+    def _message(self, message: str | bytes) -> None:
+        """A data message read: a reply goes to its request; an unsolicited one to `on_push`,
+        then into the queue (the oldest out when full)."""
         if type(message) is str:
+            if self._requests.claim(message):
+                return
             if message.startswith('{"type":"session"'):
                 self.session = json.loads(message).get("session")
                 return
@@ -358,36 +217,6 @@ class ClientConnection:
         room, seq = data.get("room"), data.get("seq")
         if isinstance(room, str) and isinstance(seq, int):
             self.positions[room] = {"seq": seq, "epoch": str(data.get("epoch", ""))}
-
-    def _on_pong(self, payload: bytes) -> None:
-        pings = self._pings
-        if payload in pings:
-            # A pong may answer only the latest of several pings (RFC 6455 5.5.3).
-            for key in pings:
-                pings[key] = True
-                if key == payload:
-                    break
-
-    # -- writing -----------------------------------------------------------------------
-
-    def _write(self, data: bytes) -> None:
-        with self._write_lock:
-            sock = self._sock
-            if sock is None or self._write_broken:
-                raise self._closed_error()
-            try:
-                # One plain send is enough for a small frame; sendall only for what is left
-                # (gevent's sendall asks the kernel for the buffer size on every call).
-                sent = sock.send(data)
-                if sent < len(data):
-                    sock.sendall(memoryview(data)[sent:])
-            except OSError as exc:
-                self._write_broken = True
-                self._finish(CloseCode.ABNORMAL, f"write failed: {exc}")
-                raise self._closed_error() from None
-            except BaseException:  # killed or timed out mid-write: the frame may be cut
-                self._write_broken = True
-                raise
 
     # -- the API -----------------------------------------------------------------------
 

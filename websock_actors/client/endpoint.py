@@ -26,7 +26,7 @@ import gevent.socket
 import gevent.ssl
 from gevent.timeout import Timeout
 
-from ..errors import HandshakeRejected
+from ..errors import RemoteHandshakeRefusal
 from ..protocol.connection import WebSocketConnection
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import ClientHandshake
@@ -219,8 +219,8 @@ def open_with_retries(url: str, target: Target, opts: ClientOptions) -> Opened:
     while True:
         try:
             return open_connection(url, target, opts)
-        except (OSError, HandshakeRejected) as exc:
-            status = exc.status if isinstance(exc, HandshakeRejected) else None
+        except (OSError, RemoteHandshakeRefusal) as exc:
+            status = exc.status if isinstance(exc, RemoteHandshakeRefusal) else None
             if status is not None and status < 500 and status != 429:
                 raise  # a refusal (or a broken answer) that another try would repeat
             delay = next(delays, None)

@@ -30,7 +30,7 @@ import gevent
 import gevent.event
 import gevent.queue
 
-from ..errors import CloseCode, HandshakeRefused, WebSocketInvalidDataFrame, WebSocketInvalidHandshake
+from ..errors import CloseCode, LocalHandshakeRefusal, WebSocketInvalidDataFrame, WebSocketInvalidHandshake
 from ..protocol.frames import Opcode, encode_frame
 from ..server.app import Application
 from ..server.connection import Connection
@@ -90,7 +90,7 @@ class _CallbackApp(Application):
     def __init__(self, owner: WebSocketServer) -> None:
         self.owner = owner
 
-    def handle_refused(self, address: Any, error: HandshakeRefused) -> None:
+    def handle_refused(self, address: Any, error: LocalHandshakeRefusal) -> None:
         self.owner._report(WebSocketInvalidHandshake(error.reason, address, error.status))
 
     def handle_connect(self, conn: Connection) -> None:

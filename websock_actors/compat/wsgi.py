@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from ..errors import HandshakeRefused
+from ..errors import LocalHandshakeRefusal
 from ..protocol.http import Headers, Request, Response, error_response, header_tokens
 from ..server.app import Application
 
@@ -47,7 +47,7 @@ class WSGIMount(Application):
     def handle_stop(self) -> None:
         self.websocket_app.handle_stop()
 
-    def handle_refused(self, address: Any, error: HandshakeRefused) -> None:
+    def handle_refused(self, address: Any, error: LocalHandshakeRefusal) -> None:
         self.websocket_app.handle_refused(address, error)
 
     def handle_connect(self, conn: Connection) -> None:

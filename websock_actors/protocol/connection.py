@@ -19,7 +19,7 @@ from enum import Enum
 
 from ..errors import CloseCode, ProtocolError
 from .deflate import PerMessageDeflate
-from .frames import BytesLike, Frame, FrameParser, Opcode, apply_mask, encode_frame, encode_unmasked
+from .frames import BytesLike, Frame, FrameParser, Opcode, encode_frame, encode_unmasked
 
 __all__ = [
     "DEFAULT_MAX_FRAGMENTS",
@@ -210,34 +210,10 @@ class WebSocketConnection:
             data = bytes(data)
         parser = self._parser
         events: list[Event] = []
-        if parser.expect_mask and not parser._chunks and not self._fragment_opcode:
-            # The common shape, read whole: small unfragmented, uncompressed data frames from
-            # a client, one or several back to back: no frame object, no generator. The
-            # first frame of another shape (an empty payload, a control frame, a frame cut
-            # by the read, ...) and all after it take the general path below.
-            limit = parser.max_frame_size
-            end = len(data)
-            pos = 0
-            view = memoryview(data)
-            while end - pos > 6:
-                first = data[pos]
-                second = data[pos + 1]
-                if not (0x80 < second < 0xFE and (first == 0x81 or first == 0x82)):
-                    break  # not FIN + text/binary without RSV bits, masked, 1 to 125 bytes
-                stop = pos + second - 0x7A  # 2 header + 4 mask + payload bytes
-                if stop > end or (limit is not None and second - 0x80 > limit):
-                    break
-                payload = apply_mask(view[pos + 6 : stop], data[pos + 2 : pos + 6])
-                pos = stop
-                if first == 0x82:
-                    events.append(BinaryMessage(payload))
-                    continue
-                try:
-                    events.append(TextMessage(payload.decode()))
-                except UnicodeDecodeError:
-                    events.append(self._fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message"))
-                    return events
-            if pos == end:
+        if not self._fragment_opcode:
+            # Whole short data frames, the common shape, without a Frame each (FrameParser).
+            pos = parser.feed_short_messages(data, events, TextMessage, BinaryMessage)
+            if pos == len(data):
                 return events
             if pos:
                 data = data[pos:]

@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import CloseCode, HandshakeRefused, HandshakeRejected, ProtocolError
+from ..errors import CloseCode, LocalHandshakeRefusal, ProtocolError, RemoteHandshakeRefusal
 from .http import Extension, parse_extensions
 
 __all__ = [
@@ -116,14 +116,14 @@ class DeflateParameters:
 
 def _window_bits(name: str, value: str) -> int:
     if not _WINDOW_VALUE.fullmatch(value) or not 8 <= int(value) <= 15:
-        raise HandshakeRefused(400, f"{name}={value!r}: the value must be an integer from 8 to 15")
+        raise LocalHandshakeRefusal(400, f"{name}={value!r}: the value must be an integer from 8 to 15")
     return int(value)
 
 
 def parse_parameters(params: Sequence[tuple[str, str | None]], *, response: bool) -> DeflateParameters:
     """Read a permessage-deflate offer's (or, `response=True`, an answer's) parameters.
 
-    Raises HandshakeRefused(400) for what RFC 7692 section 7 says must make a server decline
+    Raises LocalHandshakeRefusal(400) for what RFC 7692 section 7 says must make a server decline
     the offer (or a client fail the connection): an unknown or repeated parameter, or an
     invalid value.
     """
@@ -132,11 +132,11 @@ def parse_parameters(params: Sequence[tuple[str, str | None]], *, response: bool
     seen: set[str] = set()
     for name, value in params:
         if name in seen:
-            raise HandshakeRefused(400, f"repeated parameter {name}")
+            raise LocalHandshakeRefusal(400, f"repeated parameter {name}")
         seen.add(name)
         if name in flags:
             if value is not None:
-                raise HandshakeRefused(400, f"{name} takes no value")
+                raise LocalHandshakeRefusal(400, f"{name} takes no value")
             flags[name] = True
         elif name in bits:
             if value is not None:
@@ -144,9 +144,9 @@ def parse_parameters(params: Sequence[tuple[str, str | None]], *, response: bool
             elif name == "client_max_window_bits" and not response:
                 bits[name] = 15
             else:
-                raise HandshakeRefused(400, f"{name} needs a value")
+                raise LocalHandshakeRefusal(400, f"{name} needs a value")
         else:
-            raise HandshakeRefused(400, f"unknown parameter {name!r}")
+            raise LocalHandshakeRefusal(400, f"unknown parameter {name!r}")
     return DeflateParameters(
         flags["server_no_context_takeover"],
         flags["client_no_context_takeover"],
@@ -160,8 +160,8 @@ def _deflate_offers(header: str | None) -> list[Extension]:
         return []
     try:
         extensions = parse_extensions(header)
-    except HandshakeRefused as exc:
-        raise HandshakeRefused(400, f"malformed Sec-WebSocket-Extensions header: {exc.reason}") from None
+    except LocalHandshakeRefusal as exc:
+        raise LocalHandshakeRefusal(400, f"malformed Sec-WebSocket-Extensions header: {exc.reason}") from None
     return [ext for ext in extensions if ext[0] == EXTENSION_NAME]
 
 
@@ -198,13 +198,13 @@ def server_negotiate(
     parameters are returned (render them with `header()`). Offers with an unknown, repeated
     or invalid parameter are declined, as RFC 7692 section 7 requires; the second item says
     why, for the log. Every configuration a valid offer can ask for is supported. A header
-    that does not parse at all (RFC 6455 section 9.1) raises HandshakeRefused(400).
+    that does not parse at all (RFC 6455 section 9.1) raises LocalHandshakeRefusal(400).
     """
     declined: list[str] = []
     for _, params in _deflate_offers(header):
         try:
             offer = parse_parameters(params, response=False)
-        except HandshakeRefused as exc:
+        except LocalHandshakeRefusal as exc:
             declined.append(exc.reason)
             continue
         return _answer(offer, options), declined
@@ -228,19 +228,19 @@ def client_offer(options: DeflateOptions) -> str:
 def client_accept(header: str | None, options: DeflateOptions) -> DeflateParameters | None:
     """Check the server's answer to `client_offer(options)`; None when it declined.
 
-    Raises HandshakeRejected (status 101) for an answer the client must fail the connection for
+    Raises RemoteHandshakeRefusal (status 101) for an answer the client must fail the connection for
     (RFC 7692 section 7.1): another extension, two answers, an invalid parameter, or a
     parameter that contradicts the offer.
     """
     if not header:
         return None
 
-    def fail(reason: str) -> HandshakeRejected:
-        return HandshakeRejected(101, f"invalid permessage-deflate answer: {reason}")
+    def fail(reason: str) -> RemoteHandshakeRefusal:
+        return RemoteHandshakeRefusal(101, f"invalid permessage-deflate answer: {reason}")
 
     try:
         extensions = parse_extensions(header)
-    except HandshakeRefused as exc:
+    except LocalHandshakeRefusal as exc:
         raise fail(exc.reason) from None
     if not extensions:
         return None
@@ -248,7 +248,7 @@ def client_accept(header: str | None, options: DeflateOptions) -> DeflateParamet
         raise fail(f"the server accepted extensions that were not offered: {header!r}")
     try:
         answer = parse_parameters(extensions[0][1], response=True)
-    except HandshakeRefused as exc:
+    except LocalHandshakeRefusal as exc:
         raise fail(exc.reason) from None
     offered = options.window_bits
     if not options.context_takeover and not answer.server_no_context_takeover:

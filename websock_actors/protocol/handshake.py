@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import HandshakeRefused, HandshakeRejected
+from ..errors import LocalHandshakeRefusal, RemoteHandshakeRefusal
 from .connection import (
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -75,32 +75,36 @@ def validate_request(request: Request) -> str:
     """Check a WebSocket upgrade request (RFC 6455 4.2.1); return its `Sec-WebSocket-Key`."""
     headers = request.headers
     if request.method != "GET":
-        raise HandshakeRefused(405, "WebSocket upgrade needs GET", [("Allow", "GET")])
+        raise LocalHandshakeRefusal(405, "WebSocket upgrade needs GET", [("Allow", "GET")])
     if request.version != "HTTP/1.1":
-        raise HandshakeRefused(400, "WebSocket upgrade needs HTTP/1.1")
+        raise LocalHandshakeRefusal(400, "WebSocket upgrade needs HTTP/1.1")
     if len(headers.get_all("Host")) != 1:
-        raise HandshakeRefused(400, "missing or repeated Host header")
+        raise LocalHandshakeRefusal(400, "missing or repeated Host header")
     if "websocket" not in header_tokens(headers.get("Upgrade")):
-        raise HandshakeRefused(
+        raise LocalHandshakeRefusal(
             426, "missing Upgrade: websocket header", [("Upgrade", "websocket"), ("Connection", "Upgrade")]
         )
     if "upgrade" not in header_tokens(headers.get("Connection")):
-        raise HandshakeRefused(400, "missing Connection: upgrade header")
+        raise LocalHandshakeRefusal(400, "missing Connection: upgrade header")
     version = headers.get("Sec-WebSocket-Version")
     if version is None:
-        raise HandshakeRefused(426, "missing Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")])
+        raise LocalHandshakeRefusal(
+            426, "missing Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")]
+        )
     if version.strip() != "13":
-        raise HandshakeRefused(426, "unsupported Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")])
+        raise LocalHandshakeRefusal(
+            426, "unsupported Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")]
+        )
     keys = headers.get_all("Sec-WebSocket-Key")
     if len(keys) != 1:
-        raise HandshakeRefused(400, "missing or repeated Sec-WebSocket-Key")
+        raise LocalHandshakeRefusal(400, "missing or repeated Sec-WebSocket-Key")
     key = keys[0].strip()
     try:
         raw = base64.b64decode(key.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
-        raise HandshakeRefused(400, "Sec-WebSocket-Key is not base64") from None
+        raise LocalHandshakeRefusal(400, "Sec-WebSocket-Key is not base64") from None
     if len(raw) != 16:
-        raise HandshakeRefused(400, "Sec-WebSocket-Key must be 16 bytes, base64-encoded")
+        raise LocalHandshakeRefusal(400, "Sec-WebSocket-Key must be 16 bytes, base64-encoded")
     return key
 
 
@@ -169,7 +173,7 @@ class ServerHandshake:
     """One client's opening handshake, as the server sees it.
 
     `receive_data` until it returns the request; then `accept` (which validates it and
-    negotiates) gives the 101 answer and the open connection, or raises HandshakeRefused,
+    negotiates) gives the 101 answer and the open connection, or raises LocalHandshakeRefusal,
     whose answer `refuse` renders. `state` is CONNECTING until then, OPEN or CLOSED after.
     """
 
@@ -188,7 +192,7 @@ class ServerHandshake:
     def receive_data(self, data: bytes) -> Request | None:
         """Feed bytes of the request head: the request once it is complete, else None.
 
-        Raises HandshakeRefused (400, 431, 505) for a head that cannot be a request.
+        Raises LocalHandshakeRefusal (400, 431, 505) for a head that cannot be a request.
         """
         if self.request is not None:
             self.rest += data
@@ -210,7 +214,7 @@ class ServerHandshake:
     def accept(self) -> tuple[bytes, WebSocketConnection]:
         """Check the request and negotiate: the 101 answer and the open connection.
 
-        Raises HandshakeRefused (405, 400, 426, 403) when the request may not be upgraded.
+        Raises LocalHandshakeRefusal (405, 400, 426, 403) when the request may not be upgraded.
         """
         request = self.request
         if request is None:
@@ -218,7 +222,7 @@ class ServerHandshake:
         policy = self.policy
         key = validate_request(request)
         if policy.origins is not None and request.headers.get("Origin") not in policy.origins:
-            raise HandshakeRefused(403, "origin not allowed")
+            raise LocalHandshakeRefusal(403, "origin not allowed")
         self.subprotocol = self._choose_subprotocol(request)
         params = self._negotiate_compression(request)
         deflate = None
@@ -239,7 +243,7 @@ class ServerHandshake:
         self.state = ConnectionState.OPEN
         return answer, connection
 
-    def refuse(self, error: HandshakeRefused) -> bytes:
+    def refuse(self, error: LocalHandshakeRefusal) -> bytes:
         """The HTTP answer for a refusal; the connection closes after it."""
         self.state = ConnectionState.CLOSED
         return render_response(error_response(error.status, error.reason, error.headers))
@@ -276,28 +280,30 @@ def validate_response(
     parameters with the extension's own code, e.g. `deflate.client_accept`).
     """
     if response.status != 101:
-        raise HandshakeRejected(
+        raise RemoteHandshakeRefusal(
             response.status, f"server answered {response.status} {response.reason}", response
         )
     headers = response.headers
     if "websocket" not in header_tokens(headers.get("Upgrade")):
-        raise HandshakeRejected(101, "response lacks Upgrade: websocket", response)
+        raise RemoteHandshakeRefusal(101, "response lacks Upgrade: websocket", response)
     if "upgrade" not in header_tokens(headers.get("Connection")):
-        raise HandshakeRejected(101, "response lacks Connection: upgrade", response)
+        raise RemoteHandshakeRefusal(101, "response lacks Connection: upgrade", response)
     if headers.get("Sec-WebSocket-Accept") != accept_key(key):
-        raise HandshakeRejected(101, "wrong Sec-WebSocket-Accept", response)
+        raise RemoteHandshakeRefusal(101, "wrong Sec-WebSocket-Accept", response)
     chosen = headers.get("Sec-WebSocket-Protocol")
     if chosen is not None and chosen not in set(subprotocols):
-        raise HandshakeRejected(101, f"server chose a subprotocol we did not offer: {chosen!r}", response)
+        raise RemoteHandshakeRefusal(
+            101, f"server chose a subprotocol we did not offer: {chosen!r}", response
+        )
     accepted = headers.get("Sec-WebSocket-Extensions")
     if accepted:
         try:
             names = {name for name, _ in parse_extensions(accepted)}
-        except HandshakeRefused as exc:
+        except LocalHandshakeRefusal as exc:
             reason = f"malformed Sec-WebSocket-Extensions: {exc.reason}"
-            raise HandshakeRejected(101, reason, response) from None
+            raise RemoteHandshakeRefusal(101, reason, response) from None
         if not names <= set(extensions):
-            raise HandshakeRejected(101, "server accepted an extension we did not offer", response)
+            raise RemoteHandshakeRefusal(101, "server accepted an extension we did not offer", response)
     return chosen
 
 
@@ -306,7 +312,7 @@ class ClientHandshake:
     reads the answer until it returns the open connection (then `response`, `subprotocol`
     and `rest`, the frames that came right behind the answer, are set).
 
-    Raises HandshakeRejected for an answer other than a valid 101.
+    Raises RemoteHandshakeRefusal for an answer other than a valid 101.
     """
 
     __slots__ = (
@@ -366,7 +372,7 @@ class ClientHandshake:
         the answer is complete and valid, else None."""
         if not data:
             self.state = ConnectionState.CLOSED
-            raise HandshakeRejected(None, "the server closed the connection during the handshake")
+            raise RemoteHandshakeRefusal(None, "the server closed the connection during the handshake")
         self._buffer += data
         try:
             parsed = parse_response(self._buffer, self._max_header_bytes)
@@ -382,7 +388,7 @@ class ClientHandshake:
                 params = client_accept(header, self._compression)
                 if params is not None:
                     deflate = PerMessageDeflate(params, self._compression, server=False)
-        except HandshakeRejected:
+        except RemoteHandshakeRefusal:
             self.state = ConnectionState.CLOSED
             raise
         self.state = ConnectionState.OPEN

@@ -15,7 +15,7 @@ from http import HTTPStatus
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs
 
-from ..errors import HandshakeRefused, HandshakeRejected
+from ..errors import LocalHandshakeRefusal, RemoteHandshakeRefusal
 
 __all__ = [
     "DEFAULT_MAX_HEADER_BYTES",
@@ -138,15 +138,15 @@ def parse_extensions(value: str) -> list[Extension]:
 
     `extension *( ";" param [ "=" ( token / quoted-string ) ] )`, comma-separated, with
     optional whitespace; a parameter without a value has None. Empty list elements are
-    skipped (RFC 9110 5.6.1). Raises HandshakeRefused(400) saying what is wrong and where.
+    skipped (RFC 9110 5.6.1). Raises LocalHandshakeRefusal(400) saying what is wrong and where.
     """
     extensions: list[Extension] = []
     end = len(value)
 
-    def fail(pos: int, expected: str) -> HandshakeRefused:
+    def fail(pos: int, expected: str) -> LocalHandshakeRefusal:
         found = repr(value[pos]) if pos < end else "the end"
         shown = value if len(value) <= 64 else value[:64] + "..."  # an error never quotes a whole header
-        return HandshakeRefused(400, f"expected {expected} at offset {pos} of {shown!r}, found {found}")
+        return LocalHandshakeRefusal(400, f"expected {expected} at offset {pos} of {shown!r}, found {found}")
 
     def skip(pos: int) -> int:
         return _OWS.match(value, pos).end()  # type: ignore[union-attr]
@@ -177,7 +177,7 @@ def parse_extensions(value: str) -> list[Extension]:
                     # RFC 6455 9.1: a quoted value must be a token once unquoted.
                     if not _TOKEN.fullmatch(argument):
                         shown = argument[:64]
-                        raise HandshakeRefused(400, f"quoted value of {param} is not a token: {shown!r}")
+                        raise LocalHandshakeRefusal(400, f"quoted value of {param} is not a token: {shown!r}")
                 else:
                     argument, pos = token(pos, "a parameter value")
                 pos = skip(pos)
@@ -192,27 +192,27 @@ def _split_head(data: bytes, max_bytes: int) -> tuple[bytes, bytes] | None:
     end = data.find(b"\r\n\r\n")
     if end < 0:
         if len(data) > max_bytes:
-            raise HandshakeRefused(431, "request headers too large")
+            raise LocalHandshakeRefusal(431, "request headers too large")
         return None
     if end + 4 > max_bytes:
-        raise HandshakeRefused(431, "request headers too large")
+        raise LocalHandshakeRefusal(431, "request headers too large")
     return data[:end], data[end + 4 :]
 
 
 def _parse_header_lines(lines: list[bytes]) -> Headers:
     if len(lines) > _MAX_HEADERS:
-        raise HandshakeRefused(431, "too many request headers")
+        raise LocalHandshakeRefusal(431, "too many request headers")
     items: list[tuple[str, str]] = []
     for raw in lines:
         try:
             line = raw.decode("ascii")
         except UnicodeDecodeError:
-            raise HandshakeRefused(400, "non-ASCII bytes in a header line") from None
+            raise LocalHandshakeRefusal(400, "non-ASCII bytes in a header line") from None
         name, sep, value = line.partition(":")
         if not sep or not _TOKEN.fullmatch(name):
-            raise HandshakeRefused(400, f"malformed header line {line[:64]!r}")
+            raise LocalHandshakeRefusal(400, f"malformed header line {line[:64]!r}")
         if _CONTROL.search(value):  # a bare CR or LF, NUL, ... (RFC 9110 5.5)
-            raise HandshakeRefused(400, f"control character in the value of {name[:64]}")
+            raise LocalHandshakeRefusal(400, f"control character in the value of {name[:64]}")
         items.append((name, value.strip(" \t")))
     return Headers(items)
 
@@ -228,15 +228,15 @@ def parse_request(
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3:
-        raise HandshakeRefused(400, "malformed request line")
+        raise LocalHandshakeRefusal(400, "malformed request line")
     try:
         method, path, version = (p.decode("ascii") for p in parts)
     except UnicodeDecodeError:
-        raise HandshakeRefused(400, "non-ASCII bytes in the request line") from None
+        raise LocalHandshakeRefusal(400, "non-ASCII bytes in the request line") from None
     if _CONTROL.search(method) or _CONTROL.search(path) or "\t" in path:
-        raise HandshakeRefused(400, "control character in the request line")
+        raise LocalHandshakeRefusal(400, "control character in the request line")
     if not version.startswith("HTTP/1."):
-        raise HandshakeRefused(505, "HTTP/1.1 required")
+        raise LocalHandshakeRefusal(505, "HTTP/1.1 required")
     # Interned: every connection keeps its request, and they all say "GET" and "HTTP/1.1".
     return Request(sys.intern(method), path, sys.intern(version), _parse_header_lines(lines[1:])), rest
 
@@ -275,7 +275,7 @@ def parse_response(
 ) -> tuple[Response, bytes] | None:
     """Parse a response head: (response, bytes after it), or None when incomplete.
 
-    An answer that is not HTTP/1.x raises HandshakeRejected with no status.
+    An answer that is not HTTP/1.x raises RemoteHandshakeRefusal with no status.
     """
     try:
         split = _split_head(data, max_header_bytes)
@@ -288,8 +288,8 @@ def parse_response(
         # a number of over 4,300 digits with a ValueError.
         status_ok = len(parts) >= 2 and len(parts[1]) == 3 and parts[1].isascii() and parts[1].isdigit()
         if not status_ok or not parts[0].startswith("HTTP/1."):
-            raise HandshakeRejected(None, "malformed status line")
+            raise RemoteHandshakeRefusal(None, "malformed status line")
         headers = _parse_header_lines(lines[1:])
-    except HandshakeRefused as exc:  # the head rules are the same both ways
-        raise HandshakeRejected(None, exc.reason.replace("request", "response")) from None
+    except LocalHandshakeRefusal as exc:  # the head rules are the same both ways
+        raise RemoteHandshakeRefusal(None, exc.reason.replace("request", "response")) from None
     return Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers), rest

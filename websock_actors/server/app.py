@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import CloseCode, HandshakeRefused
+from ..errors import CloseCode, LocalHandshakeRefusal
 from ..protocol.connection import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.http import Request, Response
 
@@ -49,7 +49,7 @@ class Application:
         """Called before the upgrade: return a `Response` to answer (refuse, or serve a page)."""
         return None
 
-    def handle_refused(self, address: Any, error: HandshakeRefused) -> None:
+    def handle_refused(self, address: Any, error: LocalHandshakeRefusal) -> None:
         """A client's opening handshake was refused with `error.status`; it never connected."""
 
     def not_ready(self) -> str | None:
@@ -89,7 +89,7 @@ class WebSocketApp(Application):
         """`inline`: the message handler never blocks (see `Application.inline`)."""
         self.inline = inline
         self._on_request: Callable[[Request], Response | None] | None = None
-        self._on_refused: Callable[[Any, HandshakeRefused], None] | None = None
+        self._on_refused: Callable[[Any, LocalHandshakeRefusal], None] | None = None
         self._on_connect: Callable[[Connection], None] | None = None
         self._on_message: Callable[[Connection, str | bytes], None] | None = None
         self._on_close: Callable[[Connection, int, str], None] | None = None
@@ -117,7 +117,7 @@ class WebSocketApp(Application):
     def handle_request(self, request: Request) -> Response | None:
         return self._on_request(request) if self._on_request else None
 
-    def handle_refused(self, address: Any, error: HandshakeRefused) -> None:
+    def handle_refused(self, address: Any, error: LocalHandshakeRefusal) -> None:
         if self._on_refused:
             self._on_refused(address, error)
 

@@ -56,21 +56,19 @@ class Mailbox(Transport):
     """The outgoing side of a connection actor; safe to call from any greenlet of its hub."""
 
     __slots__ = (
-        "_abort_reason",
+        "_broadcast_compressor",
         "_close_deadline",
         "_closing",
+        "_encode_now",
         "_finished",
         "_open",
         "_outbox",
+        "_protocol",
         "_queued",
+        "close_code",
+        "close_reason",
         "dropped",
     )
-
-    close_code: int | None
-    close_reason: str
-    _protocol: WebSocketConnection | None
-    _broadcast_compressor: MessageCompressor | None
-    _encode_now: bool
 
     def _init_mailbox(self) -> None:
         self.dropped = 0  # messages dropped by the "drop" overflow policy
@@ -79,9 +77,26 @@ class Mailbox(Transport):
         self._closing = False  # a close was requested: no more data is accepted
         self._open = False
         self._finished = False
-        self._abort_reason: tuple[int, str] | None = None
         # Once a close is requested: when the closing handshake (writes included) must be over.
         self._close_deadline: float | None = None
+        # How the connection ended, once it has: what `send` raises with after the end.
+        self.close_code: int | None = None
+        self.close_reason = ""
+        # The codec that encodes the mailbox, once the opening handshake accepted (`_start_protocol`).
+        self._protocol: WebSocketConnection | None = None
+        # permessage-deflate: the compressor of broadcasts to this connection (no context
+        # takeover), and whether `send` in the actor may encode at once (not when compression
+        # keeps context: then the mailbox's order decides).
+        self._broadcast_compressor: MessageCompressor | None = None
+        self._encode_now = True
+
+    def _start_protocol(self, protocol: WebSocketConnection) -> None:
+        """The handshake accepted: encode with `protocol` from now on."""
+        deflate = protocol.deflate
+        if deflate is not None:
+            self._broadcast_compressor = deflate.shared
+            self._encode_now = not deflate.local_context_takeover
+        self._protocol = protocol
 
     @property
     def open(self) -> bool:
@@ -170,7 +185,7 @@ class Mailbox(Transport):
                 # socket if need be: bounded memory, and backpressure on this connection only.
                 self._flush()
             # Else an inline handler's (the hub may not wait): it stays queued, the rest of
-            # the read goes to the actor (Connection._deliver), which writes it all.
+            # the read goes to the actor (inline.deliver), which writes it all.
         self._outbox.append(item)
         self._queued += size
         if self._wait_state == WAIT_READ and not self._wake_scheduled:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import _socket
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final, Literal
 
 import gevent
 from gevent.hub import Hub, get_hub
@@ -25,27 +26,37 @@ from .options import ConnectionOptions
 
 __all__ = [
     "HANDOFF",
+    "MAIL",
     "NOT_WAITING",
     "READABLE",
     "TIMEOUT",
     "WAIT_READ",
     "WAIT_WRITE",
+    "WRITABLE",
     "Abort",
+    "ParkState",
     "Transport",
     "TransportGone",
+    "WakeReason",
 ]
 
-# Why a parked actor was woken.
-READABLE = 1
-WRITABLE = 2
-MAIL = 3
-TIMEOUT = 4
-HANDOFF = 5  # the inline readiness callback left the rest to the actor (connection.py)
+# Why a parked actor was woken: what `_park` and `_park_inline` return, and what the watcher,
+# the timer, `_do_wake` and the inline reader switch into the actor with.
+WakeReason = Literal[1, 2, 3, 4, 5]
+READABLE: Final = 1  # the socket has bytes (or the end of the stream) to read
+WRITABLE: Final = 2  # the kernel takes bytes again after a write that did not go whole
+MAIL: Final = 3  # another greenlet queued something, or asked for a close or an abort
+TIMEOUT: Final = 4  # the deadline given to _park passed
+HANDOFF: Final = 5  # the inline reader left the rest to the actor (inline.py)
 
-# What the actor is parked on: nothing, "readable or mail", "writable" (only an abort wakes it).
-NOT_WAITING = 0
-WAIT_READ = 1
-WAIT_WRITE = 2
+# What the actor is parked on, in `_wait_state`: nothing; readable or mail; writable (then only
+# an abort wakes it as mail). Numbers apart from the wake reasons', so that mypy (and a reader
+# of a debugger's output) tells one set from the other. Plain int constants, not enums: they
+# are compared on every message, and mypyc inlines a Final int.
+ParkState = Literal[0, 6, 7]
+NOT_WAITING: Final = 0
+WAIT_READ: Final = 6
+WAIT_WRITE: Final = 7
 
 
 # greenlet's own switch, for the actor to park: the hub's `switch` adds a check (that it is
@@ -70,6 +81,7 @@ class Transport:
     """Reading, writing and parking for the one greenlet that owns `_raw`."""
 
     __slots__ = (
+        "_abort_reason",
         "_fd",
         "_greenlet",
         "_hub",
@@ -80,12 +92,13 @@ class Transport:
         "_wait_state",
         "_wake_scheduled",
         "_write_pending",
+        "options",
     )
 
-    _abort_reason: tuple[int, str] | None
-    options: ConnectionOptions
-
-    def _init_transport(self, sock: _socket.socket, recv_buffer: memoryview | None) -> None:
+    def _init_transport(
+        self, sock: _socket.socket, recv_buffer: memoryview | None, options: ConnectionOptions
+    ) -> None:
+        self.options = options
         self._raw = sock
         self._raw.setblocking(False)
         self._fd = sock.fileno()
@@ -93,12 +106,14 @@ class Transport:
         self._hub: Hub = get_hub()
         self._greenlet: Any = None  # the actor's greenlet, once it runs
         # Who may encode and write for this connection now: the actor, or the hub while it
-        # runs the actor's inline readiness callback on its behalf (connection.py).
+        # runs the actor's inline readiness callback on its behalf (inline.py).
         self._owner: Any = None
-        self._wait_state = NOT_WAITING
+        self._wait_state: ParkState = NOT_WAITING
         self._wake_scheduled = False
         self._read_watcher: Any = None
         self._write_pending = False  # a write is blocked part-way through a frame
+        # An abort was asked for (code, reason): a parked actor wakes for it and drops the socket.
+        self._abort_reason: tuple[int, str] | None = None
 
     def _recv_nowait(self, size: int) -> bytes | None:
         """Bytes received (b"" at end of stream or on error), or None when none are ready.
@@ -172,7 +187,7 @@ class Transport:
         except OSError:
             pass
 
-    def _park(self, state: int, deadline: float | None, watcher: Any = None) -> int:
+    def _park(self, state: ParkState, deadline: float | None, watcher: Any = None) -> WakeReason:
         """Wait for the socket (readable or writable), mail, or the deadline.
 
         The actor switches to the hub itself, and what wakes it switches back to it with the
@@ -194,12 +209,12 @@ class Transport:
             if timer is not None:
                 timer.close()
 
-    def _park_inline(self, on_readable: Any) -> int:
+    def _park_inline(self, on_readable: Callable[[Any], None]) -> WakeReason:
         """Park on reading with `on_readable` as the read watcher's callback: the hub calls it
         when the socket is readable, and the actor stays parked unless it hands off (HANDOFF).
         Mail still wakes the actor (MAIL); there is no deadline."""
         watcher = self._read_watcher
-        watcher.start(on_readable)
+        watcher.start(on_readable, self)
         self._wait_state = WAIT_READ
         try:
             return _switch(self._hub)  # type: ignore[no-any-return]
@@ -209,7 +224,7 @@ class Transport:
 
     def _start_timer(self, deadline: float, resume: Any) -> Any:
         """_park's timer, made out of _park: the C frame of a compiled _park, which every
-        parked actor keeps on its saved stack, is 80 bytes smaller without it."""
+        parked actor keeps on its saved stack, is smaller without it."""
         timer = self._hub.loop.timer(max(0.0, deadline - self._hub.loop.now()))
         timer.start(resume, TIMEOUT)
         return timer

@@ -156,7 +156,7 @@ class TestClient:
         subprotocols: Sequence[str] | None = None,
         open_timeout: float = 5.0,
     ) -> TestConnection:
-        """Open a connection to `path` (with `query` encoded into it); HandshakeRejected when
+        """Open a connection to `path` (with `query` encoded into it); RemoteHandshakeRefusal when
         the app refuses it (its HTTP status in `.status`)."""
         url = self.url.rstrip("/") + path
         if query:

@@ -156,7 +156,7 @@ class App(Application):
     def authenticate(self, func: Authenticator) -> Authenticator:
         """`func(request: AuthRequest) -> identity` runs before the upgrade of every WebSocket
         request: an identity (not None) admits it and is kept as `ctx.identity`;
-        `raise Refuse(401 | 403, reason)` refuses it with that HTTP status, and None with 401."""
+        `raise AppRefusal(401 | 403, reason)` refuses it with that HTTP status, and None with 401."""
         self.http.authenticator = func
         return func
 

@@ -4,11 +4,11 @@
     def who(request: AuthRequest) -> User:
         user = USERS.get(request.query.get("token", [""])[0])
         if user is None:
-            raise Refuse(401, "a token is needed")
+            raise AppRefusal(401, "a token is needed")
         return user                      # kept for the handlers: ctx.identity
 
 The hook runs for every WebSocket upgrade request, before the 101: an identity (anything
-but None) admits the connection, `Refuse(401 | 403, reason)` refuses it with that HTTP
+but None) admits the connection, `AppRefusal(401 | 403, reason)` refuses it with that HTTP
 status, None refuses it with 401, and any other exception answers 500.
 """
 

@@ -3,7 +3,7 @@ before a WebSocket upgrade.
 
 A plain GET gets the page registered for its path (`app.page`); with pages, an unknown path
 gets 404 rather than the server's 426. An upgrade request goes through `@app.authenticate`
-first: an identity admits it (kept on the request, later `ctx.identity`), `Refuse` or None
+first: an identity admits it (kept on the request, later `ctx.identity`), `AppRefusal` or None
 refuses it with an HTTP status.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from ..errors import Refuse
+from ..errors import AppRefusal
 from ..protocol.http import Headers, Request, Response, error_response, header_tokens
 from .auth import Authenticator, AuthRequest
 
@@ -46,10 +46,10 @@ class HttpSide:
 
 def authenticated(request: Request, authenticate: Authenticator) -> Response | None:
     """Run the hook: None to go on (the identity kept on the request), or the refusal.
-    Any exception but Refuse propagates: the server answers 500 and logs it."""
+    Any exception but AppRefusal propagates: the server answers 500 and logs it."""
     try:
         identity = authenticate(AuthRequest.of(request))
-    except Refuse as exc:
+    except AppRefusal as exc:
         log.debug("%s: authentication refused (%d): %s", request.peer, exc.status, exc.reason[:64])
         return error_response(exc.status, exc.reason, exc.headers)
     if identity is None:

@@ -1,0 +1,214 @@
+"""The transport of a client connection: the socket, read by whoever waits, and the writes.
+
+A connection has no greenlet of its own: whoever waits (`recv`, `request`, `ping`, `close`)
+reads the socket, one greenlet at a time, while the others park until it has sorted what it
+read. The protocol's events are sorted here: pongs answer pings, data messages go to the
+connection's `_message`, and what the protocol owes the server (pongs, the close reply) is
+written at once. Nothing is read while nobody waits: the kernel buffers what arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import monotonic
+from typing import Any
+
+from gevent.event import Event
+from gevent.lock import Semaphore
+from gevent.timeout import Timeout
+from greenlet import getcurrent
+
+from ..errors import CloseCode, ConnectionClosed, connection_closed
+from ..protocol.connection import (
+    BinaryMessage,
+    ConnectionState,
+    PongReceived,
+    Role,
+    TextMessage,
+    WebSocketConnection,
+)
+from .endpoint import ClientOptions
+
+__all__ = ["ClientTransport"]
+
+_READ_SIZE = 65536
+
+
+class ClientTransport:
+    """One client connection's socket and protocol, reading and writing; `ClientConnection`
+    adds the API and the reopening on top."""
+
+    __slots__ = (
+        "_generation",
+        "_opts",
+        "_parked",
+        "_pings",
+        "_protocol",
+        "_reader",
+        "_sock",
+        "_write_broken",
+        "_write_lock",
+        "close_code",
+        "close_reason",
+        "closed",
+    )
+
+    def __init__(self, opts: ClientOptions) -> None:
+        self._opts = opts
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.closed = True  # until the opening handshake succeeds
+        self._sock: Any = None
+        self._protocol = WebSocketConnection(Role.CLIENT)
+        self._pings: dict[bytes, bool] = {}  # payloads of pings sent: True once answered
+        self._reader: Any = None  # the greenlet reading the socket, if any
+        self._parked: Event | None = None  # set when the reader is done with a read
+        self._write_lock = Semaphore()
+        self._write_broken = False  # a write was cut short: the stream may end mid-frame
+        self._generation = 0  # counts transports, so waits on a lost one end
+
+    def _message(self, message: str | bytes) -> None:
+        """A data message read: the connection sorts it (a reply, or an unsolicited one)."""
+        raise NotImplementedError
+
+    def _start(self, sock: Any, protocol: WebSocketConnection) -> None:
+        """Take over a newly opened socket and its protocol; waits on the last one end."""
+        self._sock = sock
+        self._protocol = protocol
+        self.closed = False
+        self.close_code = None
+        self.close_reason = ""
+        self._write_broken = False
+        self._generation += 1
+
+    def _closed_error(self) -> ConnectionClosed:
+        return connection_closed(self.close_code, self.close_reason)
+
+    def _finish(self, code: int, reason: str, *, drain: bool = False) -> None:
+        """The connection is over: after a close handshake (then `drain` waits, within
+        close_timeout, for the server to end TCP first, as RFC 6455 7.1.1 asks), a failure,
+        or a lost transport."""
+        if self.closed:
+            return
+        if drain:
+            deadline = monotonic() + self._opts.close_timeout
+            while (remaining := deadline - monotonic()) > 0 and self._recv(remaining):
+                pass
+        self.closed = True
+        self.close_code = code
+        self.close_reason = reason
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _recv(self, timeout: float | None) -> bytes | None:
+        """One read: the bytes, b"" at the end of the stream (or a socket error), None on timeout."""
+        sock = self._sock
+        if sock is None:
+            return b""
+        timer = Timeout(timeout) if timeout is not None else None
+        if timer is not None:
+            timer.start()
+        try:
+            data: bytes = sock.recv(_READ_SIZE)
+            return data
+        except OSError:
+            return b""
+        except Timeout as exc:
+            if exc is not timer:
+                raise
+            return None
+        finally:
+            if timer is not None:
+                timer.close()
+
+    def _wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """Read and sort what arrives until `ready()`: False if `timeout` ran out first.
+
+        Raises ConnectionClosed when the connection ends before. One greenlet reads at a
+        time; the others park until it has sorted what it read.
+        """
+        deadline = None if timeout is None else monotonic() + timeout
+        remaining = timeout
+        generation = self._generation
+        while not ready():
+            if self.closed or self._generation != generation:
+                raise self._closed_error()
+            if deadline is not None:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    return False
+            if self._reader is None:
+                self._reader = getcurrent()
+                try:
+                    data = self._recv(remaining)
+                    if data is not None:
+                        self._receive(data)
+                finally:
+                    self._reader = None
+                    self._wake()
+            else:
+                parked = self._parked
+                if parked is None:
+                    parked = self._parked = Event()
+                parked.wait(remaining)
+        return True
+
+    def _wake(self) -> None:
+        parked = self._parked
+        if parked is not None:
+            self._parked = None
+            parked.set()
+
+    def _receive(self, data: bytes) -> None:
+        """Feed received bytes to the protocol; sort the messages; answer what it owes."""
+        if self.closed:
+            return
+        protocol = self._protocol
+        for event in protocol.receive_data(data):
+            kind = type(event)
+            if kind is TextMessage or kind is BinaryMessage:
+                self._message(event.data)  # type: ignore[union-attr]
+            elif kind is PongReceived:
+                self._on_pong(event.payload)  # type: ignore[union-attr]
+        owed = protocol.data_to_send()  # pongs, the close reply, the close of a failure
+        if owed:
+            try:
+                self._write(b"".join(owed))
+            except ConnectionClosed:
+                return
+        if protocol.state is ConnectionState.CLOSED:
+            code = protocol.close_code or CloseCode.ABNORMAL
+            self._finish(code, protocol.close_reason, drain=protocol.close_received)
+
+    def _on_pong(self, payload: bytes) -> None:
+        pings = self._pings
+        if payload in pings:
+            # A pong may answer only the latest of several pings (RFC 6455 5.5.3).
+            for key in pings:
+                pings[key] = True
+                if key == payload:
+                    break
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        with self._write_lock:
+            sock = self._sock
+            if sock is None or self._write_broken:
+                raise self._closed_error()
+            try:
+                # One plain send is enough for a small frame; sendall only for what is left
+                # (gevent's sendall asks the kernel for the buffer size on every call).
+                sent = sock.send(data)
+                if sent < len(data):
+                    sock.sendall(memoryview(data)[sent:])
+            except OSError as exc:
+                self._write_broken = True
+                self._finish(CloseCode.ABNORMAL, f"write failed: {exc}")
+                raise self._closed_error() from None
+            except BaseException:  # killed or timed out mid-write: the frame may be cut
+                self._write_broken = True
+                raise

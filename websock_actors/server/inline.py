@@ -1,0 +1,169 @@
+"""Messages handed to the application, by the actor or inline, in the hub.
+
+`deliver` gives a read's messages to the application's `handle_message` and queues the pongs
+owed. The actor calls it from its loop; for an app whose handler never blocks
+(`Application.inline`) the hub calls it too, from `on_readable`, the read watcher's callback
+while the actor is parked: read, decode, deliver and write with no switch into the actor and
+back. What the hub may not do (wait for the socket, close, fail) is handed off to the actor.
+
+Functions of the connection rather than methods, so that this job has a module of its own
+without a level of calls per message (a mixin would have to declare Connection's attributes).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from gevent.exceptions import BlockingSwitchOutError
+
+from ..errors import CloseCode
+from ..protocol.connection import BinaryMessage, Event, PingReceived, ProtocolFailure, TextMessage
+from .transport import HANDOFF, NOT_WAITING, WAIT_READ, TransportGone
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Handoff", "deliver", "on_readable", "take_handoff"]
+
+log = logging.getLogger("websock_actors")
+
+# What the inline reader leaves to the actor, in `Connection._handoff`, for `take_handoff`:
+#   list[Event]  events the actor delivers, in order (a control frame among them, or the rest
+#                of a read whose replies passed the mailbox's bound);
+#   memoryview   the part of a write the socket did not take, which the actor finishes;
+#   Exception    what failed in the hub, which the actor raises (a TransportGone, a bug);
+#   None         nothing: the actor's own loop finds the end of the stream, an abort or a close.
+Handoff = list[Event] | memoryview | Exception | None
+
+
+def on_readable(conn: Connection) -> None:
+    """The read watcher's callback while the actor is parked inline: read, decode and deliver
+    in the hub.
+
+    Anything but data messages (a ping, a close, a protocol error, the end of the stream), an
+    abort or close requested, replies past the mailbox's bound (the rest of the read then
+    waits), a write the socket does not take whole, or an error is handed off to the actor,
+    which takes it up where its own loop would.
+    """
+    protocol = conn._protocol
+    assert protocol is not None
+    options = conn.options
+    wanted = protocol.bytes_wanted
+    size = options.read_size
+    received = conn._recv_nowait(wanted if wanted > size else size)
+    if received is None:
+        return  # nothing after all; the watcher stays
+    if not received:
+        _hand_off(conn, None)  # the end of the stream: the actor's own read finds it
+        return
+    options.stats.bytes_received += len(received)
+    conn._wait_state = NOT_WAITING  # the actor's own sends below need not wake it
+    conn._owner = conn._hub
+    stay = True  # the callback did all there was: the actor stays parked
+    handoff: Handoff = None
+    try:
+        events = protocol.receive_data(received)
+        for event in events:
+            kind = type(event)
+            if kind is not TextMessage and kind is not BinaryMessage:
+                stay = False
+                handoff = events  # the actor delivers them all, in order
+                break
+        if stay:
+            if deliver(conn, events, options.max_queue_bytes):
+                conn.recv_count += 1
+            events = []  # no reference to the last message while parked
+            if conn._handoff is not None:
+                # The replies passed the mailbox's bound: the actor writes them, waiting for
+                # the socket, and then delivers the rest of the read.
+                stay = False
+                handoff, conn._handoff = conn._handoff, None
+            elif conn._abort_reason is not None or conn._closing:
+                stay = False
+            elif conn._outbox:
+                rest = _send_inline(conn, conn._take_outbox())
+                if rest is not None:
+                    stay = False
+                    handoff = rest
+    except Exception as exc:  # the actor fails the connection with it
+        stay = False
+        handoff = exc
+    finally:
+        conn._owner = conn._greenlet
+        conn._wait_state = WAIT_READ
+    if not stay:
+        _hand_off(conn, handoff)
+
+
+def _send_inline(conn: Connection, data: bytes) -> memoryview | TransportGone | None:
+    """One non-blocking send from the hub: None when it all went, else what the actor must
+    still write, or the socket's failure."""
+    conn.options.stats.bytes_sent += len(data)
+    try:
+        sent = conn._send_some(data)
+    except TransportGone as gone:
+        return gone
+    if sent == len(data):
+        return None
+    conn._write_pending = True
+    return memoryview(data)[sent:]
+
+
+def _hand_off(conn: Connection, what: Handoff) -> None:
+    """Switch into the parked actor with what the inline callback leaves to it."""
+    conn._handoff = what
+    conn._greenlet.switch(HANDOFF)
+
+
+def take_handoff(conn: Connection) -> list[Event] | None:
+    """In the actor, after a HANDOFF: events to deliver, or None; a blocked write is finished
+    first, an error raised."""
+    what, conn._handoff = conn._handoff, None
+    if isinstance(what, memoryview):
+        conn._write_rest(what, conn._close_deadline)
+        return None
+    if isinstance(what, Exception):
+        raise what
+    return what
+
+
+def deliver(conn: Connection, events: list[Event], bound: int = 0) -> bool:
+    """Hand the messages to the application, queue pongs; True if there were events.
+
+    With a `bound` (the inline callback's, which cannot wait for the socket), delivery stops
+    once the mailbox holds more than `bound` bytes, and the events not delivered are left in
+    `_handoff` for the actor, whose sends wait for the socket."""
+    if not events:
+        return False
+    stats = conn.options.stats
+    pending = iter(events)
+    for event in pending:
+        kind = type(event)
+        if kind is TextMessage or kind is BinaryMessage:
+            if conn._closing:
+                continue
+            if kind is TextMessage:
+                stats.messages_text += 1
+            else:
+                stats.messages_binary += 1
+            try:
+                conn.app.handle_message(conn, event.data)  # type: ignore[union-attr]
+            except BlockingSwitchOutError:
+                log.error("%r: an inline message handler blocked; declare the app inline=False", conn)
+                conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
+            except Exception:
+                log.exception("%r: message handler failed", conn)
+                conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
+            if bound and conn._queued > bound:
+                rest = list(pending)
+                if rest:
+                    conn._handoff = rest
+                break
+        elif kind is PingReceived:
+            # The pong goes out in order with replies to messages around it.
+            assert conn._protocol is not None
+            conn._outbox.extend(conn._protocol.data_to_send())
+        elif kind is ProtocolFailure:
+            log.debug("%r: protocol error: %s", conn, event.reason)  # type: ignore[union-attr]
+    return True

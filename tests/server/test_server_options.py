@@ -23,7 +23,7 @@ from websock_actors.server import (
 )
 from websock_actors.server.server_options import FLAT_KEYWORDS, GROUPS
 
-from .rawws import refuse
+from ..support.raw import refuse
 
 # Server's flat keywords and their defaults before the groups (`backplane` stays a keyword).
 FLAT_DEFAULTS: dict[str, Any] = {

@@ -59,7 +59,19 @@ if TYPE_CHECKING:
     )
     from .protocol import DeflateOptions, Request, Response
     from .scale.redis_backplane import RedisBackplane
-    from .server import Application, Connection, Server, WebSocketApp, encode_broadcast, tls_context
+    from .server import (
+        Application,
+        Connection,
+        EndpointOptions,
+        HandshakeOptions,
+        LimitOptions,
+        ListenOptions,
+        Server,
+        TimeoutOptions,
+        WebSocketApp,
+        encode_broadcast,
+        tls_context,
+    )
     from .typed import (
         Ack,
         App,
@@ -105,7 +117,19 @@ _HOMES = {
     ),
     ".protocol": ("DeflateOptions", "Request", "Response"),
     ".scale.redis_backplane": ("RedisBackplane",),
-    ".server": ("Application", "Connection", "Server", "WebSocketApp", "encode_broadcast", "tls_context"),
+    ".server": (
+        "Application",
+        "Connection",
+        "EndpointOptions",
+        "HandshakeOptions",
+        "LimitOptions",
+        "ListenOptions",
+        "Server",
+        "TimeoutOptions",
+        "WebSocketApp",
+        "encode_broadcast",
+        "tls_context",
+    ),
     ".typed": (
         "Ack",
         "App",
@@ -143,10 +167,14 @@ __all__ = [
     "ConnectionClosedOK",
     "Context",
     "DeflateOptions",
+    "EndpointOptions",
     "ErrorReply",
     "FrameType",
     "HandshakeError",
+    "HandshakeOptions",
     "InvalidMessage",
+    "LimitOptions",
+    "ListenOptions",
     "LocalHandshakeRefusal",
     "LocalRooms",
     "MailboxFull",
@@ -165,6 +193,7 @@ __all__ = [
     "Rooms",
     "Server",
     "Supervisor",
+    "TimeoutOptions",
     "WSGIMount",
     "WebSocketApp",
     "WebSocketError",

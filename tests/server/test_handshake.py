@@ -224,7 +224,7 @@ def test_on_request_is_the_hook_and_process_request_its_older_name(serve):
             ws.send("in")
             assert ws.recv(timeout=5) == "in"
     with pytest.raises(ConfigurationError):
-        Server(app, on_request=deny, process_request=deny)
+        Server.from_keywords(app, on_request=deny, process_request=deny)
     # on_refused sees the server's own refusals (here a bad version), not the hook's answers.
     server = serve(app)
     assert refused == []

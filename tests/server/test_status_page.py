@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from websock_actors import ConfigurationError, Server, WebSocketError
+from websock_actors import ConfigurationError, EndpointOptions, Server, WebSocketError
 from websock_actors.client import ClientConnection, connect
 from websock_actors.protocol.http import error_response
 from websock_actors.server.metrics import HANDLER_BUCKETS
@@ -117,7 +117,7 @@ def test_the_page_needs_its_token(serve) -> None:
 
 def test_an_empty_token_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="empty"):
-        Server(chat_app(), status_token=" ")
+        Server(chat_app(), endpoints=EndpointOptions(status_token=" "))
 
 
 def test_the_websocket_with_a_wrong_or_no_token_gets_401(serve) -> None:

@@ -25,9 +25,10 @@ _RAW_READ = 65536
 
 
 class TLSConnection(Connection):
-    """A `Connection` over TLS (`Server(ssl_context=...)`): made as a Connection, then given
-    its context with `start_tls` before it runs (no `__init__` of its own, which would have
-    to forward Connection's: the compiled build does not forward `**kwargs` to it)."""
+    """A `Connection` over TLS (`Server(listen=ListenOptions(ssl_context=...))`): made as a
+    Connection, then given its context with `start_tls` before it runs (no `__init__` of its
+    own, which would have to forward Connection's: the compiled build does not forward
+    `**kwargs` to it)."""
 
     __slots__ = (
         "_incoming",

@@ -25,7 +25,8 @@ T = TypeVar("T")
 
 
 class ServerThread:
-    """Run `Server(app, "127.0.0.1", 0, **options)` in a thread; `call` runs code in its hub.
+    """Run `Server.from_keywords(app, "127.0.0.1", 0, **options)` in a thread (the options are
+    the groups' fields as flat keywords); `call` runs code in its hub.
 
     `port` and `url` say where it listens once `start` returned; `server` is the `Server`,
     whose state is read with `call` (or the looks below), never from the test's thread.

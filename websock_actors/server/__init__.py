@@ -9,7 +9,9 @@
     server_metrics.py a server's figures: gathered, summed over workers, served on a port
     status_page.py    the live status page at /_status and its WebSocket
     edge.py           a client's address: trusted proxies and the per-IP caps
-    connection.py     Connection: the actor of one connection (message loop, handshake)
+    connection.py     Connection: the actor of one connection (its run, its message loop)
+    opening.py        the opening handshake a Connection drives, within its deadline
+    inline.py         delivery to the app, and the reader that answers in the readiness callback
     mailbox.py        the actor's outgoing mailbox and its flush
     transport.py      the actor's socket I/O: non-blocking reads and writes, parking
     tls.py            TLSConnection: TLS through the ssl module's SSLObject, in the actor

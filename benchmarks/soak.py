@@ -76,11 +76,23 @@ import gevent.event
 import gevent.socket
 import gevent.subprocess
 from greenlet import GreenletExit
-from server_process import free_port, proc_fds, proc_status, raise_fd_limit, start_server, stop_server
-
-from websock_actors.client import ConnectionClosed, HandshakeRejected, RequestError, RequestTimeout, connect
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.chat_server import start_server, stop_server  # noqa: E402
+from benchmarks.harness.ports import free_port  # noqa: E402
+from benchmarks.harness.processes import raise_fd_limit  # noqa: E402
+from benchmarks.harness.procstat import cpu_seconds, fd_count, status_kib  # noqa: E402
+from websock_actors.client import (  # noqa: E402
+    ConnectionClosed,
+    HandshakeRejected,
+    RequestError,
+    RequestTimeout,
+    connect,
+)
+
 ROOM_SIZE = 20
 BUSY_EVERY = 10  # rooms 0, 10, 20, ... are busy
 SAY_MEAN = {False: 10.0, True: 1.0}  # mean seconds between a chatter's actions: quiet, busy room
@@ -117,13 +129,6 @@ Sample = tuple[float, int, int, float, int]  # t, fds, RSS kB, server CPU share,
 
 
 # -- the server process ------------------------------------------------------------------
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of the process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def established_peers(port: int) -> set[int] | None:
@@ -867,10 +872,10 @@ def main() -> int:
 
     pid = server.pid
     samples: list[Sample] = []
-    baseline_fds = proc_fds(pid)
+    baseline_fds = fd_count(pid)
     t0 = time.monotonic()
-    cpu_before, cpu_at = proc_cpu(pid), t0
-    samples.append((0.0, baseline_fds, proc_status(pid, "VmRSS"), 0.0, 0))
+    cpu_before, cpu_at = cpu_seconds(pid), t0
+    samples.append((0.0, baseline_fds, status_kib(pid, "VmRSS"), 0.0, 0))
     greenlets = [gevent.spawn_later(i / RAMP_PER_S, run.guarded, fn, *fn_args) for i, (fn, fn_args) in
                  enumerate(slots)]  # fmt: skip
     watcher = gevent.spawn(run.guarded, watch_slow_readers, run)
@@ -886,10 +891,10 @@ def main() -> int:
             break
         now = time.monotonic()
         if now >= next_sample - 0.01:
-            cpu = proc_cpu(pid)
+            cpu = cpu_seconds(pid)
             share = (cpu - cpu_before) / (now - cpu_at)
             cpu_before, cpu_at = cpu, now
-            samples.append((now - t0, proc_fds(pid), proc_status(pid, "VmRSS"), share, run.established))
+            samples.append((now - t0, fd_count(pid), status_kib(pid, "VmRSS"), share, run.established))
             print_sample(run, samples[-1])
             next_sample += args.sample
         if now >= end - 0.01:
@@ -912,9 +917,9 @@ def main() -> int:
     gevent.killall([g for g in greenlets if not g.dead], timeout=5)
     watcher.kill(timeout=2)
     gevent.sleep(3)  # the server notices the last closes
-    fds_after = proc_fds(pid) if server.poll() is None else -1
-    rss_after = proc_status(pid, "VmRSS") if server.poll() is None else 0
-    peak_rss = proc_status(pid, "VmHWM") if server.poll() is None else 0
+    fds_after = fd_count(pid) if server.poll() is None else -1
+    rss_after = status_kib(pid, "VmRSS") if server.poll() is None else 0
+    peak_rss = status_kib(pid, "VmHWM") if server.poll() is None else 0
     report_delivery = delivery(run)
 
     # Stop the server: SIGTERM, wait (bounded by the hard limit).

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import sys
@@ -46,24 +45,23 @@ import gevent.lock
 import gevent.socket
 import gevent.subprocess
 from greenlet import GreenletExit
-from server_process import free_port, proc_fds, proc_status, raise_fd_limit, start_server, stop_server
-
-from websock_actors.client import ConnectionClosed, HandshakeRejected, connect
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.chat_server import start_server, stop_server  # noqa: E402
+from benchmarks.harness.ports import free_port  # noqa: E402
+from benchmarks.harness.processes import raise_fd_limit  # noqa: E402
+from benchmarks.harness.procstat import cpu_times, fd_count, status_kib  # noqa: E402
+from benchmarks.harness.stats import nearest_rank as percentile  # noqa: E402
+from websock_actors.client import ConnectionClosed, HandshakeRejected, connect  # noqa: E402
+
 OPEN_CONCURRENCY = 200  # idle sockets connecting at once
 WINDOW = 5.0  # seconds per line of the round-trip series
 
 
-# -- the server process (as in soak.py) --------------------------------------------------
-
-
-def proc_cpu(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of the process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
+# -- the server's log ---------------------------------------------------------------------------
 
 
 def log_summary(log: Path) -> tuple[int, Counter[str], list[str]]:
@@ -247,14 +245,6 @@ class Idle:
 # -- figures -----------------------------------------------------------------------------
 
 
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest rank."""
-    if not ordered:
-        return float("nan")
-    rank = max(1, -(-len(ordered) * q // 1))
-    return ordered[int(rank) - 1]
-
-
 def quantiles_ms(values: list[float]) -> str:
     ordered = sorted(values)
     if not ordered:
@@ -314,7 +304,7 @@ def main() -> int:
             break
         gevent.sleep(0.1)
     print(f"idle sockets: {idle.connected} connected, {dict(idle.connect_failures) or 'none'} failed, in "
-          f"{time.monotonic() - opening:.1f} s; server fds {proc_fds(pid)}", flush=True)  # fmt: skip
+          f"{time.monotonic() - opening:.1f} s; server fds {fd_count(pid)}", flush=True)  # fmt: skip
 
     # 2 and 3. The attacker, then the pinger.
     attacker = Attacker(url, args.attack_size, stop)
@@ -322,7 +312,7 @@ def main() -> int:
     gevent.sleep(0.5)
     rtts: list[tuple[float, float]] = []  # (t, round trip)
     ping_failures: Counter[str] = Counter()
-    cpu_before = proc_cpu(pid)
+    cpu_before = cpu_times(pid)
     measure_start = time.monotonic()
     try:
         ws = connect(url, open_timeout=10, close_timeout=5, max_queue=16)
@@ -348,8 +338,8 @@ def main() -> int:
             next_ping = max(next_ping + args.interval, time.monotonic())
             gevent.sleep(next_ping - time.monotonic())
     measured = time.monotonic() - measure_start
-    cpu_after = proc_cpu(pid)
-    rss, peak, fds = proc_status(pid, "VmRSS"), proc_status(pid, "VmHWM"), proc_fds(pid)
+    cpu_after = cpu_times(pid)
+    rss, peak, fds = status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM"), fd_count(pid)
     kept, closed = idle.open, len(idle.closed_after)
 
     # The end: stop the attack, let go of the idle sockets, stop the server.

@@ -69,246 +69,51 @@ out of the medians.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import queue
-import re
-import resource
-import shutil
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import redis
-from redis_process import answers_ping, redis_command
 
 ROOT = Path(__file__).resolve().parent.parent
-LOAD = ROOT / "benchmarks" / "typed_load.js"
+if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.node import BroadcastLoad  # noqa: E402
+from benchmarks.harness.output import cell, write_json  # noqa: E402
+from benchmarks.harness.ports import data_segments_out  # noqa: E402
+from benchmarks.harness.preflight import Watchdog, prepare_run  # noqa: E402
+from benchmarks.harness.processes import Failed, ServerProcess, pinned  # noqa: E402
+from benchmarks.harness.procstat import cpu_ns, cpu_seconds, syscalls  # noqa: E402
+from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
+from benchmarks.harness.stats import median_of as median  # noqa: E402
+
 SCENARIOS = ("single", "split", "remote", "idle")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-NODE_SCRIPT = """
-import dataclasses, json, logging, signal, sys
-sys.path.insert(0, {root!r})
-import gevent
-from benchmarks.chat_unlimited import app  # the chat demo, its rate limits off
-from websock_actors import RedisBackplane, Server
 
-logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-url = sys.argv[1]
-backplane = RedisBackplane(url) if url != "-" else None
-if backplane is not None:
-    app.use_backplane(backplane)
-server = Server(app, "127.0.0.1", 0, ping_interval=None, max_connections=20000)
-
-def stats():
-    out = {{"broadcast_failures": app.rooms.broadcast_failures}}
-    if backplane is not None:
-        out.update(dataclasses.asdict(backplane.stats), connected=backplane.connected, node=backplane.node)
-    print("STATS " + json.dumps(out), flush=True)
-
-gevent.signal_handler(signal.SIGUSR1, stats)
-gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
-server.start()
-print("PORT", server.address[1], flush=True)
-server.serve_forever()
-stats()
-"""
-
-
-class Failed(Exception):
-    """A run that did not complete: the scenario failed (`result`: its figures, when it ran)."""
-
-    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-class Watchdog(Exception):
-    """--max-seconds elapsed."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` (ours), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
-
-
-def cpu_ns(pid: int) -> int:
-    """Nanoseconds on a CPU of every thread of `pid`, from /proc/PID/task/*/schedstat (finer
-    than the 10 ms ticks of utime+stime)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
-def syscalls(pid: int) -> dict[str, int]:
-    """Read and write system calls of `pid` so far (syscr, syscw of /proc/PID/io: read(2),
-    write(2) and the like; recv/send on sockets are not counted, libuv's read(2) of a socket is)."""
-    with open(f"/proc/{pid}/io") as f:
-        fields = dict(line.split(": ") for line in f.read().splitlines())
-    return {"reads": int(fields["syscr"]), "writes": int(fields["syscw"])}
-
-
-def data_segments_out(port: int) -> int:
-    """TCP data segments sent so far by the established sockets of local port `port` (`ss -ti`
-    data_segs_out): with TCP_NODELAY, about one per send, so frames sent together count once."""
-    command = ["ss", "-Htin", "state", "established", f"( sport = :{port} )"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
-    return sum(int(n) for n in re.findall(r"\bdata_segs_out:(\d+)", out))
-
-
-def pinned(cpu: int | None, command: list[str]) -> list[str]:
-    return command if cpu is None else ["taskset", "-c", str(cpu), *command]  # taskset execs
-
-
-class Child:
-    """A process of ours whose output lines are read by threads into queues."""
-
-    def __init__(
-        self, name: str, command: list[str], *, stderr: IO[bytes] | None = None, stdin: bool = False
-    ):
-        self.name = name
-        self.proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr if stderr is not None else subprocess.PIPE,
-            text=True,
-        )
-        self.lines: dict[str, queue.Queue[str | None]] = {"stdout": queue.Queue()}
-        self.seen: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._readers = [self._reader("stdout", self.proc.stdout)]
-        if stderr is None:
-            self.lines["stderr"] = queue.Queue()
-            self._readers.append(self._reader("stderr", self.proc.stderr))
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _reader(self, stream: str, pipe: Any) -> threading.Thread:
-        def read() -> None:
-            for line in pipe:
-                self.lines[stream].put(line.rstrip("\n"))
-            self.lines[stream].put(None)
-
-        thread = threading.Thread(target=read, daemon=True)
-        thread.start()
-        return thread
-
-    def expect(self, stream: str, prefix: str, timeout: float) -> str:
-        """The next line of `stream` starting with `prefix` (other lines are kept in `seen`)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines[stream].get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise Failed(f"{self.name}: no {prefix!r} within {timeout:.0f} s") from None
-            if line is None:
-                self.lines[stream].put(None)
-                raise Failed(f"{self.name} ended (status {self.proc.wait(5)}) before {prefix!r}")
-            self.seen[stream].append(line)
-            if line.startswith(prefix):
-                return line
-
-    def send_line(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout`: the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for thread in self._readers:
-            thread.join(2)
-        return self.proc.returncode
-
-
-class Node(Child):
-    """One chat server process (with RedisBackplane(url), or without a backplane: url None)."""
+class Node(ServerProcess):
+    """One chat server process, benchmarks/apps/broadcast_node.py (with RedisBackplane(url), or
+    without a backplane: url None); `final` is its last STATS line, after SIGTERM."""
 
     def __init__(self, name: str, url: str | None, cpu: int | None, log: Path) -> None:
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
-        command = [sys.executable, "-c", NODE_SCRIPT.format(root=str(ROOT)), url or "-"]
-        super().__init__(name, pinned(cpu, command), stderr=self._log)
-        self.port = int(self.expect("stdout", "PORT ", 30).split()[1])
-        self.url = f"ws://127.0.0.1:{self.port}/"
+        command = [sys.executable, "-m", "benchmarks.apps.broadcast_node", url or "-"]
+        super().__init__(name, pinned(cpu, command), log)
         self.final: dict[str, Any] | None = None
-
-    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
-        self.proc.send_signal(signal.SIGUSR1)
-        stats: dict[str, Any] = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
-        return stats
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.final = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
+                self.final = self.read_stats(timeout)
             except Failed:
                 pass
-        status = super().stop(timeout)
-        self._log.close()
-        return status
-
-
-class RedisServer:
-    """Our own redis-server on a free loopback port, without persistence."""
-
-    def __init__(self, binary: str, cpu: int | None, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        command = redis_command(binary, self.port, workdir)
-        self.proc = subprocess.Popen(pinned(cpu, command), cwd=workdir, stdout=subprocess.DEVNULL)
-        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
-        if not answers_ping(self.client, lambda: self.proc.poll() is not None):
-            raise Failed("redis-server did not start")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def commandstats(self) -> dict[str, dict[str, Any]]:
-        stats: dict[str, dict[str, Any]] = self.client.info("commandstats")
-        return stats
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        return super().stop(timeout)
 
 
 class HeartbeatWatch:
@@ -366,7 +171,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
         redis_server.client.flushall()
     url = redis_server.url if two else None
     nodes: list[Node] = []
-    load: Child | None = None
+    load: BroadcastLoad | None = None
     result: dict[str, Any] = {"scenario": scenario}
     watch: HeartbeatWatch | None = None
     ids: dict[str, str] = {}
@@ -399,9 +204,8 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
             options += ["--idle-url", b.url, "--idle-conns", str(args.idle_conns), "--idle-room", "elsewhere"]
         options += ["--settle", str(args.settle), "--sync", "--timeout", str(args.timeout)]
         options += ["--limit", str(args.timeout + args.join_timeout + 60)]
-        command = pinned(args.client_cpu, ["node", str(LOAD), "broadcast", *options])
-        load = Child("load generator", command, stdin=True)
-        load.expect("stderr", "READY", args.join_timeout)
+        load = BroadcastLoad(options, args.client_cpu)
+        load.wait_joined(args.join_timeout)
 
         procs = {"A": a.pid, "redis": redis_server.pid, "load": load.pid}
         if b is not None:
@@ -420,8 +224,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
             result["join_commands_per_join"] = round(sum(join_commands.values()) / joins, 2)
             out_bytes = int(redis_server.client.info("stats")["total_net_output_bytes"]) - out_start
             result["join_redis_out_mb"] = round(out_bytes / 1e6, 2)
-        load.send_line("go")
-        load.expect("stderr", "DONE", args.timeout + 30)
+        load.say_all(args.timeout + 30)
         cpu1 = {name: cpu_seconds(pid) for name, pid in procs.items()}
         ns1 = {name: cpu_ns(pid) for name, pid in procs.items()}
         io1 = {name: syscalls(pid) for name, pid in procs.items()}
@@ -430,10 +233,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
         stats1 = [node.stats() for node in nodes] if two else []
         if scenario == "idle":
             result["bench_subscribers"] = redis_server.client.pubsub_numsub("wsa:room:bench")[0][1]
-        load.send_line("go")
-        result.update(json.loads(load.expect("stdout", "{", 30)))
-        if load.proc.wait(30) != 0:
-            raise Failed(f"load generator exited with {load.proc.returncode}")
+        result.update(load.figures())
 
         result["cpu_s"] = {name: round(cpu1[name] - cpu0[name], 3) for name in procs}
         result["cpu_ms_schedstat"] = {name: round((ns1[name] - ns0[name]) / 1e6, 2) for name in procs}
@@ -465,8 +265,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
             watch.stop()
         if load is not None:
             load.stop(10)
-            errors = [line for line in load.seen["stderr"] if line not in ("READY", "DONE")]
-            if errors:
+            if errors := load.errors():
                 result["load_stderr"] = errors[-5:]
         for node in nodes:
             status = node.stop(15)
@@ -516,21 +315,6 @@ def check(result: dict[str, Any], args: argparse.Namespace) -> None:
         raise Failed(", ".join(problems), result)
 
 
-def median(runs: list[dict[str, Any]], *path: str) -> float | None:
-    values = []
-    for run in runs:
-        value: Any = run
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)):
-            values.append(value)
-    return statistics.median(values) if values else None
-
-
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
     """The medians over the runs that did not fail (the heartbeat ages of every run)."""
     results = {scenario: [r for r in runs if "error" not in r] for scenario, runs in everything.items()}
@@ -554,15 +338,15 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
             continue
         rate = median(ok, "deliveries_per_s")
         print(
-            f"{scenario:8} {ok[0]['members']:>9} {fmt(rate, ',.0f'):>9} "
-            f"{fmt(rate / single if rate and single else None, '.2f'):>8} "
-            f"{fmt(median(ok, 'p50_ms'), '.1f'):>7} {fmt(median(ok, 'p99_ms'), '.1f'):>7} "
-            f"{fmt(median(ok, 'join_s'), '.1f'):>6} {fmt(median(ok, 'commands_per_publish'), '.3f'):>7} "
-            f"{fmt(median(ok, 'counters', 'A', 'published'), '.0f'):>5} "
-            f"{fmt(median(ok, 'counters', 'B', 'received'), '.0f'):>6} "
-            f"{fmt(median(ok, 'counters', 'B', 'delivered'), '.0f'):>8} "
-            f"{fmt(median(ok, 'cpu_s', 'A'), '.2f'):>7} {fmt(median(ok, 'cpu_s', 'B'), '.3f'):>7} "
-            f"{fmt(median(ok, 'cpu_s', 'redis'), '.3f'):>7}"
+            f"{scenario:8} {ok[0]['members']:>9} {cell(rate, ',.0f'):>9} "
+            f"{cell(rate / single if rate and single else None, '.2f'):>8} "
+            f"{cell(median(ok, 'p50_ms'), '.1f'):>7} {cell(median(ok, 'p99_ms'), '.1f'):>7} "
+            f"{cell(median(ok, 'join_s'), '.1f'):>6} {cell(median(ok, 'commands_per_publish'), '.3f'):>7} "
+            f"{cell(median(ok, 'counters', 'A', 'published'), '.0f'):>5} "
+            f"{cell(median(ok, 'counters', 'B', 'received'), '.0f'):>6} "
+            f"{cell(median(ok, 'counters', 'B', 'delivered'), '.0f'):>8} "
+            f"{cell(median(ok, 'cpu_s', 'A'), '.2f'):>7} {cell(median(ok, 'cpu_s', 'B'), '.3f'):>7} "
+            f"{cell(median(ok, 'cpu_s', 'redis'), '.3f'):>7}"
             + (f"   ({len(runs) - len(ok)} of {len(runs)} rounds failed)" if len(ok) < len(runs) else "")
         )
     for scenario, runs in results.items():
@@ -576,7 +360,7 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
         print(
             "  Redis time per PUBLISH (usec, cmdstat): "
             + ", ".join(
-                f"{s} {fmt(median(r, 'redis_usec_per_publish'), '.1f')}"
+                f"{s} {cell(median(r, 'redis_usec_per_publish'), '.1f')}"
                 for s, r in results.items()
                 if s != "single"
             )
@@ -587,9 +371,9 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
         if ok:
             zrange = median(ok, "join_redis_commands", "zrange")
             joins.append(
-                f"{scenario} {fmt(median(ok, 'join_commands_per_join'), '.2f')} commands per join "
-                f"({fmt(zrange, '.0f')} ZRANGE), "
-                f"{fmt(median(ok, 'join_redis_out_mb'), '.1f')} MB out of Redis"
+                f"{scenario} {cell(median(ok, 'join_commands_per_join'), '.2f')} commands per join "
+                f"({cell(zrange, '.0f')} ZRANGE), "
+                f"{cell(median(ok, 'join_redis_out_mb'), '.1f')} MB out of Redis"
             )
     if joins:
         print("  join phase through Redis: " + "; ".join(joins))
@@ -609,12 +393,12 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
     for scenario, runs in results.items():
         ok = [r for r in runs if "segments_per_frame" in r]
         per_node = ", ".join(
-            f"{name} {fmt(median(ok, 'segments_per_frame', name), '.2f')}"
+            f"{name} {cell(median(ok, 'segments_per_frame', name), '.2f')}"
             for name in ("A", "B")
             if median(ok, "segments_per_frame", name) is not None
         )
         if ok:
-            reads = fmt(median(ok, "load_reads_per_delivery"), ".3f")
+            reads = cell(median(ok, "load_reads_per_delivery"), ".3f")
             writes.append(f"{scenario} {per_node} (load generator reads per delivery {reads})")
     if writes:
         print("  TCP data segments per frame a node sent, say phase: " + "; ".join(writes))
@@ -623,13 +407,13 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
         b_cpu = median(idle, "cpu_s", "B")
         print(
             f"  idle: B (holding {args.idle_conns} members in another room) over A's {args.messages} says: "
-            f"CPU {fmt(b_cpu * 1000 if b_cpu is not None else None, '.0f')} ms utime+stime, "
-            f"{fmt(median(idle, 'cpu_ms_schedstat', 'B'), '.2f')} ms schedstat "
-            f"(say phase {fmt(median(idle, 'elapsed_s'), '.2f')} s), received "
-            f"{fmt(median(idle, 'counters', 'B', 'received'), '.0f')}, foreign "
-            f"{fmt(median(idle, 'counters', 'B', 'foreign'), '.0f')}, subscribers of A's room "
-            f"{fmt(median(idle, 'bench_subscribers'), '.0f')}, messages to B's members "
-            f"{fmt(median(idle, 'idle_messages'), '.0f')}"
+            f"CPU {cell(b_cpu * 1000 if b_cpu is not None else None, '.0f')} ms utime+stime, "
+            f"{cell(median(idle, 'cpu_ms_schedstat', 'B'), '.2f')} ms schedstat "
+            f"(say phase {cell(median(idle, 'elapsed_s'), '.2f')} s), received "
+            f"{cell(median(idle, 'counters', 'B', 'received'), '.0f')}, foreign "
+            f"{cell(median(idle, 'counters', 'B', 'foreign'), '.0f')}, subscribers of A's room "
+            f"{cell(median(idle, 'bench_subscribers'), '.0f')}, messages to B's members "
+            f"{cell(median(idle, 'idle_messages'), '.0f')}"
         )
 
 
@@ -640,25 +424,6 @@ def log_problems(workdir: Path) -> list[str]:
             if any(word in line for word in (" WARNING ", " ERROR ", " CRITICAL ", "Traceback", "Error")):
                 lines.append(f"{log.name}: {line}")
     return lines
-
-
-def prepare_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """What the Redis benchmarks check and set before a run: CPU pinning when there are two
-    cores, node and redis-server present, the open-files limit, and the --max-seconds watchdog."""
-    if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
-        args.server_cpu = args.client_cpu = None
-    if not shutil.which("node") or not (ROOT / "benchmarks" / "node_modules" / "ws").exists():
-        parser.error("node and `npm install` in benchmarks/ are needed")
-    if not Path(args.redis_server).exists():
-        parser.error(f"no redis-server at {args.redis_server}")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the nodes and the load
-
-    def expired(signum: int, frame: Any) -> None:
-        raise Watchdog(f"--max-seconds {args.max_seconds} elapsed")
-
-    signal.signal(signal.SIGALRM, expired)
-    signal.alarm(args.max_seconds)
 
 
 def main() -> int:
@@ -720,7 +485,7 @@ def main() -> int:
                         f"round {round_number} {scenario}: {result['deliveries_per_s']:,} deliveries/s, "
                         f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, join {result['join_s']} s, "
                         f"cpu {result['cpu_s']}, "
-                        f"cmd/publish {fmt(result.get('commands_per_publish'), '.3f')} "
+                        f"cmd/publish {cell(result.get('commands_per_publish'), '.3f')} "
                         f"({time.monotonic() - started:.1f} s)",
                         file=sys.stderr,
                         flush=True,
@@ -740,9 +505,7 @@ def main() -> int:
         for line in problems[:20]:
             print("  " + line)
     if args.json is not None:
-        args.json.write_text(
-            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": results}, indent=1)
-        )
+        write_json(args.json, {"args": {k: str(v) for k, v in vars(args).items()}, "runs": results})
     tmp.cleanup()
     if failed:
         print("\nFAILED: at least one run did not deliver everything (see above)")

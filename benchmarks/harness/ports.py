@@ -1,12 +1,15 @@
-"""Loopback ports: a free one for a server to bind, and the wait until a server accepts on one."""
+"""Loopback ports: a free one for a server to bind, the wait until a server accepts on one, and
+what `ss` tells of the connections on one."""
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
 import time
 from typing import Any
 
-__all__ = ["free_port", "wait_for_port"]
+__all__ = ["data_segments_out", "established", "free_port", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -48,3 +51,20 @@ def wait_for_port(
         except OSError:
             sleep(poll)
     return f"nothing listens on 127.0.0.1:{port} after {timeout:g}s"
+
+
+def _ss(port: int, info: bool) -> str:
+    """`ss` on the established TCP sockets whose local port is `port`."""
+    command = ["ss", "-Htin" if info else "-Htn", "state", "established", f"( sport = :{port} )"]
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def established(port: int) -> int:
+    """Established TCP connections whose local port is `port`: the server's side of each."""
+    return sum(1 for line in _ss(port, info=False).splitlines() if line.strip())
+
+
+def data_segments_out(port: int) -> int:
+    """TCP data segments sent so far by the established sockets of local port `port` (`ss -ti`
+    data_segs_out): with TCP_NODELAY, about one per send, so frames sent together count once."""
+    return sum(int(n) for n in re.findall(r"\bdata_segs_out:(\d+)", _ss(port, info=True)))

@@ -4,6 +4,7 @@ with bounded waits (SIGTERM, then SIGKILL), reaped with their resource usage."""
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import queue
 import resource
@@ -17,6 +18,7 @@ from typing import IO, Any
 __all__ = [
     "ChildProcess",
     "Failed",
+    "ServerProcess",
     "die_with_parent",
     "pinned",
     "raise_fd_limit",
@@ -167,3 +169,29 @@ class ChildProcess:
         for thread in self._readers:
             thread.join(2)
         return self.proc.returncode
+
+
+class ServerProcess(ChildProcess):
+    """A server of benchmarks/apps (or hostile_app.py) speaking the `serving` line protocol:
+    `PORT <n>` once it listens, `STATS <json>` on SIGUSR1. Its stderr goes to `log`."""
+
+    def __init__(self, name: str, command: list[str], log: Path, start_timeout: float = 30.0) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
+        super().__init__(name, command, stderr=self._log)
+        self.port = int(self.expect("stdout", "PORT ", start_timeout).split()[1])
+        self.url = f"ws://127.0.0.1:{self.port}/"
+
+    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
+        self.proc.send_signal(signal.SIGUSR1)
+        return self.read_stats(timeout)
+
+    def read_stats(self, timeout: float) -> dict[str, Any]:
+        """The next STATS line."""
+        stats: dict[str, Any] = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
+        return stats
+
+    def stop(self, timeout: float = 10.0) -> int:
+        status = super().stop(timeout)
+        self._log.close()
+        return status

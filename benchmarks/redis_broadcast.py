@@ -40,7 +40,7 @@ connects and joins everybody, waits until no frame came for --settle ms (the mem
 bursts of the joins are over), says READY; the script then snapshots Redis's
 `INFO commandstats`, the CPU time of every process (utime+stime from /proc/PID/stat, in 10 ms
 ticks, and the finer nanoseconds of /proc/PID/task/*/schedstat) and each node's backplane
-counters (the node script prints `backplane.stats` as JSON on SIGUSR1, and on SIGTERM as it
+counters (apps/broadcast_node.py prints `backplane.stats` as JSON on SIGUSR1, and on SIGTERM as it
 ends), lets it say, and takes the same snapshot when every delivery came (DONE),
 before anyone disconnects: the Redis and counter figures are those of the say phase only.
 

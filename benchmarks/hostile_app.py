@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,8 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: examples/ and websock_actors/ live one level up
     sys.path.insert(0, str(ROOT))
 
-import gevent  # noqa: E402
 
+from benchmarks.apps.serving import log_warnings, serve  # noqa: E402
+from benchmarks.harness.procstat import rss_kib  # noqa: E402
 from examples import chat  # noqa: E402
 from websock_actors import App, Context, RedisBackplane, ResumePolicy, Server  # noqa: E402
 
@@ -103,20 +101,12 @@ def build_app(
 app = build_app(policy())
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def stats(served: App) -> dict[str, Any]:
     """What this process keeps that a client can make it keep, and the app's counters."""
     rooms: Any = served.rooms
     local = getattr(rooms, "local", rooms)  # a RedisBackplane keeps its members in a LocalRooms
     out: dict[str, Any] = {
-        "rss_kib": _rss_kib(),
+        "rss_kib": rss_kib("self"),
         "heap_blocks": sys.getallocatedblocks(),
         "rooms_with_members": len(local.rooms),
         "deliveries": rooms.deliveries,
@@ -154,9 +144,7 @@ def main() -> int:
     parser.add_argument("--quiet-joins", action="store_true", help="no member_joined, member_left")
     parser.add_argument("--max-connections", type=int, default=10_000)
     args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_warnings()
     served = build_app(
         policy(args.history_ttl, args.retained_rooms, args.replay_messages, args.replay_bytes),
         chat_limits=args.chat_limits,
@@ -164,16 +152,7 @@ def main() -> int:
         quiet=args.quiet_joins,
     )
     server = Server(served, "127.0.0.1", args.port, max_connections=args.max_connections)
-
-    def report() -> None:
-        print("STATS " + json.dumps(stats(served)), flush=True)
-
-    gevent.signal_handler(signal.SIGUSR1, report)
-    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
-    server.start()
-    print("PORT", server.address[1], flush=True)
-    server.serve_forever()
-    report()
+    serve(server, lambda: stats(served))
     return 0
 
 

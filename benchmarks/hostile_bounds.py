@@ -58,8 +58,6 @@ import base64
 import functools
 import json
 import os
-import resource
-import shutil
 import signal
 import socket
 import sys
@@ -74,11 +72,16 @@ import gevent
 import gevent.event
 import gevent.pool
 import gevent.socket
-from redis_broadcast import CLK_TCK, Child, Failed, RedisServer, cpu_seconds, pinned
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
+    sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness.preflight import pin_cpus  # noqa: E402
+from benchmarks.harness.processes import ChildProcess, Failed, ServerProcess, pinned, raise_fd_limit  # noqa: E402
+from benchmarks.harness.procstat import cpu_seconds, cpu_times, status_kib  # noqa: E402
+from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
+from benchmarks.harness.stats import nearest_rank as percentile  # noqa: E402
 from websock_actors.client import ClientConnection, connect  # noqa: E402
 from websock_actors.errors import ConnectionClosed, RequestError  # noqa: E402
 
@@ -93,41 +96,24 @@ CHILDREN: list[Any] = []  # every process of ours, for the watchdog to kill by P
 # -- processes -------------------------------------------------------------------------------
 
 
-class Node(Child):
+class Node(ServerProcess):
     """One hostile_app.py server process; `stats()` is its STATS line (SIGUSR1)."""
 
     def __init__(self, name: str, cpu: int | None, log: Path, options: list[str]) -> None:
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
-        command = [sys.executable, str(APP), *options]
-        super().__init__(name, pinned(cpu, command), stderr=self._log)
-        CHILDREN.append(self)
-        self.port = int(self.expect("stdout", "PORT ", 30).split()[1])
-        self.url = f"ws://127.0.0.1:{self.port}/"
-
-    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
-        self.proc.send_signal(signal.SIGUSR1)
-        stats: dict[str, Any] = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
-        return stats
+        super().__init__(name, pinned(cpu, [sys.executable, str(APP), *options]), log, started=CHILDREN)
 
     def rss_kib(self, key: str = "VmRSS") -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
+        return status_kib(self.pid, key)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then wait in this hub (so that our clients answer the server's closes),
-        then Child.stop: SIGKILL if it is still there after `timeout`."""
+        then ChildProcess.stop: SIGKILL if it is still there after `timeout`."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while self.proc.poll() is None and time.monotonic() < deadline:
                 gevent.sleep(0.05)
-        status = super().stop(5)
-        self._log.close()
-        return status
+        return super().stop(5)
 
     def tracebacks(self) -> int:
         return self.log_path.read_text(errors="replace").count("Traceback")
@@ -156,26 +142,11 @@ def command_calls(server: RedisServer) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in server.commandstats().items()}
 
 
-def user_system(pid: int) -> tuple[float, float]:
-    """utime and stime of `pid` (ours) in seconds, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
 def count_keys(server: RedisServer, pattern: str) -> int:
     return sum(1 for _ in server.client.scan_iter(match=pattern, count=1000))
 
 
 # -- figures ---------------------------------------------------------------------------------
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest rank."""
-    if not ordered:
-        return float("nan")
-    rank = max(1, -(-len(ordered) * q // 1))
-    return ordered[int(rank) - 1]
 
 
 def latency_ms(values: list[float]) -> dict[str, float | int]:
@@ -484,7 +455,7 @@ def resume_once(url: str, token: str, positions: dict[str, dict[str, Any]], inde
 def run_resume(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     redis_server = start_redis(args, workdir) if mode == "redis" else None
     node: Node | None = None
-    pinger: Child | None = None
+    pinger: ChildProcess | None = None
     result: dict[str, Any] = {
         "scenario": 2,
         "mode": mode,
@@ -525,7 +496,7 @@ def run_resume(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
         result["say_errors"] = sum(s.errors for s in sayers)
 
         seconds = 2 + args.resumers * args.resume_gap + 10  # an upper bound: it is stopped at the end
-        pinger = Child(
+        pinger = ChildProcess(
             "pingers",
             pinned(args.client_cpu, [sys.executable, __file__, "--pinger", node.url, "--pingers",
                                      str(args.pingers), "--ping-interval", str(args.ping_interval),
@@ -814,7 +785,7 @@ def run_big_room(args: argparse.Namespace, workdir: Path, quiet: bool = False) -
 
         frames0 = sum(m.frames for m in members)
         cpu0 = (cpu_seconds(node.pid), cpu_seconds(redis_server.pid))
-        split0 = user_system(node.pid)
+        split0 = cpu_times(node.pid)
         calls0 = command_calls(redis_server)
         started = time.monotonic()
         tick = 1.0 / args.join_rate
@@ -836,7 +807,7 @@ def run_big_room(args: argparse.Namespace, workdir: Path, quiet: bool = False) -
         gevent.joinall(actors, timeout=15)
         elapsed = time.monotonic() - started
         cpu1 = (cpu_seconds(node.pid), cpu_seconds(redis_server.pid))
-        split1 = user_system(node.pid)
+        split1 = cpu_times(node.pid)
         calls1 = command_calls(redis_server)
         gevent.sleep(0.5)  # the last frames of the churn reach the members
         frames = sum(m.frames for m in members) - frames0
@@ -969,16 +940,14 @@ def main() -> int:
     args = parse_args()
     if args.pinger is not None:
         return pinger_main(args)
-    if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
-        args.server_cpu = args.client_cpu = None
+    pin_cpus(args)
     if args.client_cpu is not None:
         os.sched_setaffinity(0, {args.client_cpu})  # off the server's CPU
     if not Path(args.redis_server).exists() and (
         ({1, 2} & set(args.scenarios) and "redis" in args.mode_list) or 3 in args.scenarios
     ):
         sys.exit(f"no redis-server at {args.redis_server}")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
+    hard = raise_fd_limit()  # the server inherits it
     if hard < args.members + 500:
         sys.exit(f"only {hard} file descriptors allowed; --members {args.members} needs more")
 

@@ -47,9 +47,7 @@ import json
 import math
 import os
 import re
-import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,69 +56,24 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness.ports import established, free_port, wait_for_port  # noqa: E402
+from benchmarks.harness.processes import pinned, raise_fd_limit, reap, try_reap  # noqa: E402
+from benchmarks.harness.procstat import children as proc_children  # noqa: E402
+from benchmarks.harness.procstat import cpu_times, machine_cpu, status_kib  # noqa: E402
+from benchmarks.harness.procstat import start_time as proc_identity  # noqa: E402
+from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
+from benchmarks.harness.stats import floor_rank as percentile  # noqa: E402
+
 WHOLE_RUN_COLUMNS = ("Request Count", "Failure Count", "50%", "95%", "99%")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WORKER_LINE = re.compile(rb"websock-actors: worker (\d+) \(pid (\d+)\) serving")
 OWN_COMMANDS = ("info",)  # this script's own, left out of Redis's figures
 REDIS_ROUTINE = re.compile(  # '#' lines of every start and stop; overcommit matters to background saves only
     r"oO0OoO0OoO0Oo|Redis version=|Configuration loaded|Server initialized|Memory overcommit|"
     r"User requested shutdown|ready to exit"
 )
-
-
-def raise_fd_limit(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(hard, max(soft, wanted))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))  # inherited by both children
-    return target
-
-
-def established(port: int) -> int:
-    """Established TCP connections whose local port is `port`: the server's side of each."""
-    command = ["ss", "-Htn", "state", "established", f"( sport = :{port} )"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return sum(1 for line in out.splitlines() if line.strip())
-
-
-def wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def try_reap(process: subprocess.Popen[bytes]) -> tuple[int, Any] | None:
-    """(exit status, resource usage) of `process` (ours) once it has ended, else None."""
-    pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-    if not pid:
-        return None
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage
-
-
-def reap(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any]:
-    """Wait for `process` up to `timeout` (then kill it); its exit status and resource usage."""
-    deadline = time.monotonic() + timeout
-    while (done := try_reap(process)) is None:
-        if time.monotonic() > deadline:
-            process.kill()
-        time.sleep(0.1)
-    return done
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pinned(cpus: str | None, command: list[str]) -> list[str]:
-    return command if cpus is None else ["taskset", "-c", cpus, *command]
 
 
 def choose_cpus(servers: int, locusts: int, pin: str) -> tuple[str | None, str | None, str]:
@@ -137,85 +90,18 @@ def choose_cpus(servers: int, locusts: int, pin: str) -> tuple[str | None, str |
 def proc_cpu(pid: int) -> tuple[float, float] | None:
     """User and system CPU seconds of process `pid` so far, or None once it is gone."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        return cpu_times(pid)
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2 :].split()  # from field 3, the state
-    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
-
-
-def machine_cpu() -> dict[str, float]:
-    """CPU seconds of the whole machine so far (/proc/stat): busy (all but idle, iowait and
-    steal), steal (time the hypervisor gave to others)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (
-        int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    )
-    return {"busy": (user + nice + system + irq + softirq) / CLOCK_TICKS, "steal": steal / CLOCK_TICKS}
-
-
-def proc_identity(pid: int) -> int | None:
-    """The start time of process `pid` (to tell it from a later one with its pid), or None
-    once it is gone or a zombie."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return None if fields[0] in "ZX" else int(fields[19])
 
 
 def proc_peak_rss_mib(pid: int) -> float | None:
+    """The peak RSS of `pid` (VmHWM), None once it is gone or has no memory left."""
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
+        kib = status_kib(pid, "VmHWM")
     except OSError:
         return None
-    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
-    return round(int(match.group(1)) / 1024, 1) if match else None
-
-
-def proc_children(pid: int) -> list[int]:
-    """The pids whose parent is `pid`."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                text = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
-                children.append(int(entry.name))
-    return sorted(children)
-
-
-class RedisServer:
-    """Our own redis-server on a free loopback port, without persistence; stopped by PID."""
-
-    def __init__(self, binary: str, cpus: str | None, out: Path) -> None:
-        import redis  # the project's [redis] extra: needed with --workers only
-        from redis_process import answers_ping, redis_command
-
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        command = redis_command(binary, self.port, out)
-        self.process = subprocess.Popen(pinned(cpus, command), cwd=out, stdout=subprocess.DEVNULL)
-        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
-        if not answers_ping(self.client, lambda: try_reap(self.process) is not None):
-            raise SystemExit(f"redis-server did not start: see {out / 'redis.log'}")
-
-    def calls(self) -> dict[str, int]:
-        stats = self.client.info("commandstats")
-        return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
-
-    def cpu(self) -> dict[str, float]:
-        return {key: float(value) for key, value in self.client.info("cpu").items()}
-
-    def stop(self) -> tuple[int, Any] | None:
-        """Its exit status and resource usage; None if it was stopped already."""
-        if self.process.returncode is not None:
-            return None
-        self.client.close()
-        self.process.send_signal(signal.SIGTERM)
-        return reap(self.process, 10)
+    return round(kib / 1024, 1) if kib else None
 
 
 def usage_of(usage: Any, seconds: float) -> dict[str, float]:
@@ -334,10 +220,11 @@ def main() -> int:
         )
         processes["server master" if args.workers is not None else "server"] = server.pid
         if redis_server is not None:
-            processes["redis"] = redis_server.process.pid
+            processes["redis"] = redis_server.pid
         locust: subprocess.Popen[bytes] | None = None
         try:
-            wait_for_port(args.port, 20)
+            if (why := wait_for_port(args.port, 20, poll=0.1, connect_timeout=1)) is not None:
+                raise RuntimeError(why)
             started = time.monotonic()
             locust_command = [sys.executable, "-m", "locust",
                  "-f", "benchmarks/scale_chat_locustfile.py", "--headless",
@@ -542,11 +429,6 @@ def merge_steady(parts: list[dict[str, Any]], users: int) -> dict[str, Any]:
         "end_monotonic": end,
         "workers": workers,
     }
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """As the locustfile computes it."""
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def window_samples(samples: list[Any], started: float, steady: dict[str, Any]) -> tuple[Any, Any] | None:

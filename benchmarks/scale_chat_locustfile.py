@@ -29,10 +29,15 @@ from typing import Any
 from locust import events
 from locust.runners import WorkerRunner
 
-from websock_actors.contrib.locust import push_received
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # Locust loads this file by path: the harness is benchmarks.harness
+    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "locustfiles"))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "locustfiles"))
-from chat import ChatUser
+from chat import ChatUser  # noqa: E402
+
+from benchmarks.harness.stats import floor_rank as _percentile  # noqa: E402
+from websock_actors.contrib.locust import push_received  # noqa: E402
 
 __all__ = ["ChatUser"]
 
@@ -127,10 +132,6 @@ def _gc_callback(phase: str, info: dict[str, int]) -> None:
 
 
 gc.callbacks.append(_gc_callback)
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 @events.quitting.add_listener

@@ -173,12 +173,22 @@ class ChildProcess:
 
 class ServerProcess(ChildProcess):
     """A server of benchmarks/apps (or hostile_app.py) speaking the `serving` line protocol:
-    `PORT <n>` once it listens, `STATS <json>` on SIGUSR1. Its stderr goes to `log`."""
+    `PORT <n>` once it listens, `STATS <json>` on SIGUSR1. Its stderr goes to `log`; it is
+    appended to `started` (a watchdog's list of processes to kill) before it is waited for."""
 
-    def __init__(self, name: str, command: list[str], log: Path, start_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        log: Path,
+        start_timeout: float = 30.0,
+        started: list[Any] | None = None,
+    ) -> None:
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
         super().__init__(name, command, stderr=self._log)
+        if started is not None:
+            started.append(self)
         self.port = int(self.expect("stdout", "PORT ", start_timeout).split()[1])
         self.url = f"ws://127.0.0.1:{self.port}/"
 

@@ -72,6 +72,10 @@ class RedisServer:
         stats = self.commandstats()
         return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
 
+    def cpu(self) -> dict[str, float]:
+        """`INFO cpu`: its CPU seconds so far (used_cpu_sys, used_cpu_user, ...)."""
+        return {key: float(value) for key, value in self.client.info("cpu").items()}
+
     def stop(self, timeout: float = 10.0) -> tuple[int, Any] | None:
         """SIGTERM, SIGKILL after `timeout`: its exit status and resource usage (None if it had
         ended already)."""

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import ctypes
 import itertools
 import json
 import os
@@ -88,7 +87,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.chaos_check import ClientLog, Names, check  # noqa: E402
-from benchmarks.redis_process import redis_command  # noqa: E402
+from benchmarks.harness.ports import free_port  # noqa: E402
+from benchmarks.harness.processes import die_with_parent  # noqa: E402
+from benchmarks.harness.processes import stop_process as stop_within  # noqa: E402
+from benchmarks.harness.redis_runner import redis_command  # noqa: E402
 from websock_actors.client import ClientConnection, connect  # noqa: E402
 from websock_actors.errors import ConnectionClosed, WebSocketError  # noqa: E402
 from websock_actors.scale.redis_io import REDIS_FAILURES, GeventRedisConnection, connection_options  # noqa: E402
@@ -105,7 +107,6 @@ GIVE_UP = 60.0  # seconds a client keeps trying to connect
 MAX_UNACKED = 20  # says in flight per client (the app's burst)
 RECOVERY = 5.0  # seconds after a fault that its effects are attributed to it
 HARD_MARGIN = 150.0  # seconds beyond --duration before the whole run is killed
-PR_SET_PDEATHSIG = 1
 NODE_LOG_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")  # a node log line's time
 
 
@@ -115,20 +116,6 @@ class RunBroken(Exception):
 
 class Dropped(Exception):
     """The client gave its connection up (a fault, a stall, a refused resume)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def die_with_parent() -> None:
-    """In a child before exec: SIGKILL when the driver dies, so a killed run leaves no process."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -167,19 +154,9 @@ class Processes:
                         pass
 
 
-def stop_process(process: Any, sig: int = signal.SIGTERM) -> int | None:
-    """Send `sig` (SIGCONT first: a stopped process cannot exit), wait; SIGKILL past STOP_TIMEOUT.
-    The exit status, None when it had to be killed."""
-    if process.poll() is not None:
-        return int(process.returncode)
-    process.send_signal(signal.SIGCONT)
-    process.send_signal(sig)
-    try:
-        return int(process.wait(timeout=STOP_TIMEOUT))
-    except gevent.subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-        return None
+def stop_process(process: Any) -> int | None:
+    """SIGTERM, SIGKILL past STOP_TIMEOUT: the exit status, None when it had to be killed."""
+    return stop_within(process, STOP_TIMEOUT, kill_timeout=STOP_TIMEOUT)
 
 
 class RedisProcess:

@@ -17,7 +17,7 @@ Needs /usr/bin/redis-server (or --redis-server PATH), node and `npm install` in 
    Each run gets fresh node processes (an app of this script's own, below, that speaks the chat
    protocol benchmarks/typed_load.js expects: `join`, `say` -> `said`, and a `message` to the
    room of --size bytes of JSON before the stamp) and, for redis*, a flushed redis-server of its
-   own (a free loopback port, no persistence: redis_process.py). The load is typed_load.js's
+   own (a free loopback port, no persistence: harness/redis_runner.py). The load is typed_load.js's
    `broadcast`: --conns receivers join "bench", one sender says --messages with --window in
    flight; it counts what every receiver read (a run with a missing, doubled or reordered
    delivery fails). Deliveries/s is the load generator's (first say to last delivery). Over the

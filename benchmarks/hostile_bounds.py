@@ -54,7 +54,6 @@ the script exits 3); loopback only.
 from __future__ import annotations
 
 import argparse
-import base64
 import functools
 import json
 import os
@@ -80,6 +79,7 @@ if str(ROOT) not in sys.path:  # run as a script: the harness is imported as ben
 from benchmarks.harness.preflight import pin_cpus  # noqa: E402
 from benchmarks.harness.processes import ChildProcess, Failed, ServerProcess, pinned, raise_fd_limit  # noqa: E402
 from benchmarks.harness.procstat import cpu_seconds, cpu_times, status_kib  # noqa: E402
+from benchmarks.harness.raw_websocket import HandshakeFailed, client_frame, read_handshake, request_head  # noqa: E402
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
 from benchmarks.harness.stats import nearest_rank as percentile  # noqa: E402
 from websock_actors.client import ClientConnection, connect  # noqa: E402
@@ -638,20 +638,11 @@ class RawMember:
     def __init__(self, port: int, room: str, name: str) -> None:
         self.sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock.settimeout(None)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = self.sock.recv(4096)
-            if not data:
-                raise Failed("the server closed a member's handshake")
-            head += data
-        status, _, rest = head.partition(b"\r\n\r\n")
-        if b" 101 " not in status.split(b"\r\n", 1)[0] + b" ":
-            raise Failed(f"handshake refused: {status[:80]!r}")
+        self.sock.sendall(request_head(port))
+        try:
+            rest = read_handshake(self.sock, limit=1 << 30)
+        except HandshakeFailed as exc:
+            raise Failed(f"handshake refused: {exc}") from None
         self.buffer = bytearray(rest)
         self.frames = 0
         self.payload = 0
@@ -660,16 +651,7 @@ class RawMember:
         self.send(1, json.dumps({"type": "join", "id": 1, "room": room, "name": name}).encode())
 
     def send(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        size = len(payload)
-        if size < 126:
-            head = bytes([0x80 | opcode, 0x80 | size])
-        elif size < 65536:
-            head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
-        else:
-            head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
-        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
-        self.sock.sendall(head + mask + masked)
+        self.sock.sendall(client_frame(opcode, payload))
 
     def run(self) -> None:
         try:

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import base64
 import bisect
 import json
 import math
@@ -82,9 +81,18 @@ if str(ROOT) not in sys.path:  # run as a script: the harness is imported as ben
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness.chat_server import start_server, stop_server  # noqa: E402
+from benchmarks.harness.logs import log_summary  # noqa: E402
 from benchmarks.harness.ports import free_port  # noqa: E402
 from benchmarks.harness.processes import raise_fd_limit  # noqa: E402
 from benchmarks.harness.procstat import cpu_seconds, fd_count, status_kib  # noqa: E402
+from benchmarks.harness.raw_websocket import (  # noqa: E402
+    HandshakeFailed,
+    frame_header,
+    read_handshake,
+    request_head,
+    server_frames,
+    text_frame,
+)
 from websock_actors.client import (  # noqa: E402
     ConnectionClosed,
     HandshakeRejected,
@@ -148,60 +156,7 @@ def established_peers(port: int) -> set[int] | None:
     return peers
 
 
-# -- raw WebSocket pieces ----------------------------------------------------------------
-
-
-def request_head(port: int) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-
-
-def mask(payload: bytes, key: bytes) -> bytes:
-    n = len(payload)
-    keys = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(keys, "little")).to_bytes(n, "little")
-
-
-def frame_header(opcode: int, length: int, key: bytes) -> bytes:
-    if length < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
-    elif length < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
-    return head + key
-
-
-def text_frame(text: str) -> bytes:
-    payload, key = text.encode(), os.urandom(4)
-    return frame_header(0x1, len(payload), key) + mask(payload, key)
-
-
-def server_frames(buf: bytearray) -> list[tuple[int, bytes]]:
-    """Take the complete (unmasked) server frames off the front of `buf`: (opcode, payload)."""
-    frames = []
-    while len(buf) >= 2:
-        length, pos = buf[1] & 0x7F, 2
-        if length == 126:
-            if len(buf) < 4:
-                break
-            length, pos = struct.unpack_from("!H", buf, 2)[0], 4
-        elif length == 127:
-            if len(buf) < 10:
-                break
-            length, pos = struct.unpack_from("!Q", buf, 2)[0], 10
-        if len(buf) < pos + length:
-            break
-        frames.append((buf[0] & 0x0F, bytes(buf[pos : pos + length])))
-        del buf[: pos + length]
-    return frames
-
-
-class HandshakeFailed(Exception):
-    pass
+# -- raw sockets -------------------------------------------------------------------------
 
 
 def raw_socket(port: int, rcvbuf: int | None = None) -> Any:
@@ -222,16 +177,7 @@ def raw_open(port: int, rcvbuf: int | None = None) -> tuple[Any, bytes]:
     sock = raw_socket(port, rcvbuf)
     try:
         sock.sendall(request_head(port))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk or len(data) > 16384:
-                raise HandshakeFailed("no answer")
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        status = head.split(b"\r\n", 1)[0]
-        if b" 101 " not in status + b" ":
-            raise HandshakeFailed(status.decode(errors="replace"))
+        rest = read_handshake(sock)
     except BaseException:
         sock.close()
         raise
@@ -803,20 +749,6 @@ def spread(values: list[float]) -> str:
     return f"p50 {ordered[len(ordered) // 2]:.1f} s, max {ordered[-1]:.1f} s"
 
 
-def traceback_lines(log: Path) -> tuple[int, Counter[str], list[str]]:
-    tracebacks, levels, first = 0, Counter[str](), []
-    with open(log, errors="replace") as f:
-        for line in f:
-            if "Traceback" in line:
-                tracebacks += 1
-            parts = line.split(" ", 3)
-            if len(parts) > 2 and parts[2] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-                levels[parts[2]] += 1
-                if parts[2] in ("ERROR", "CRITICAL") and len(first) < 5:
-                    first.append(line.rstrip()[:300])
-    return tracebacks, levels, first
-
-
 # -- main --------------------------------------------------------------------------------
 
 
@@ -924,7 +856,7 @@ def main() -> int:
 
     # Stop the server: SIGTERM, wait (bounded by the hard limit).
     server_status = stop_server(server, hard_limit - (time.monotonic() - started) - 5)
-    tracebacks, levels, errors = traceback_lines(args.log)
+    tracebacks, levels, errors = log_summary(args.log)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     driver_cpu = (usage.ru_utime + usage.ru_stime) / (time.monotonic() - started)
 

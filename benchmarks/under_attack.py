@@ -51,6 +51,7 @@ if str(ROOT) not in sys.path:  # run as a script: the harness is imported as ben
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.harness.chat_server import start_server, stop_server  # noqa: E402
+from benchmarks.harness.logs import log_summary  # noqa: E402
 from benchmarks.harness.ports import free_port  # noqa: E402
 from benchmarks.harness.processes import raise_fd_limit  # noqa: E402
 from benchmarks.harness.procstat import cpu_times, fd_count, status_kib  # noqa: E402
@@ -59,23 +60,6 @@ from websock_actors.client import ConnectionClosed, HandshakeRejected, connect  
 
 OPEN_CONCURRENCY = 200  # idle sockets connecting at once
 WINDOW = 5.0  # seconds per line of the round-trip series
-
-
-# -- the server's log ---------------------------------------------------------------------------
-
-
-def log_summary(log: Path) -> tuple[int, Counter[str], list[str]]:
-    tracebacks, levels, first = 0, Counter[str](), []
-    with open(log, errors="replace") as f:
-        for line in f:
-            if "Traceback" in line:
-                tracebacks += 1
-            parts = line.split(" ", 3)
-            if len(parts) > 2 and parts[2] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-                levels[parts[2]] += 1
-                if parts[2] in ("WARNING", "ERROR", "CRITICAL") and len(first) < 8:
-                    first.append(line.rstrip()[:300])
-    return tracebacks, levels, first
 
 
 # -- the attack --------------------------------------------------------------------------
@@ -356,7 +340,7 @@ def main() -> int:
     gevent.killall(idlers, timeout=10)
     died = server.poll() is not None
     server_status = stop_server(server, hard_limit - (time.monotonic() - started) - 5)
-    tracebacks, levels, warnings = log_summary(args.log)
+    tracebacks, levels, warnings = log_summary(args.log, ("WARNING", "ERROR", "CRITICAL"), 8)
     signal.alarm(0)
 
     # -- print ---------------------------------------------------------------------------

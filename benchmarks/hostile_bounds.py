@@ -76,7 +76,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness.preflight import pin_cpus  # noqa: E402
+from benchmarks.harness.preflight import add_run_options, pin_cpus  # noqa: E402
 from benchmarks.harness.processes import ChildProcess, Failed, ServerProcess, pinned, raise_fd_limit  # noqa: E402
 from benchmarks.harness.procstat import cpu_seconds, cpu_times, status_kib  # noqa: E402
 from benchmarks.harness.raw_websocket import HandshakeFailed, client_frame, read_handshake, request_head  # noqa: E402
@@ -885,11 +885,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-control", action="store_true", help="scenario 3: no second run with quiet joins"
     )
-    parser.add_argument("--max-seconds", type=int, default=1200, help="the whole invocation's limit")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="no taskset")
-    parser.add_argument("--redis-server", default="/usr/bin/redis-server")
+    add_run_options(parser, max_seconds=1200)
     parser.add_argument("--logs", type=Path, default=None, help="keep the server logs in this directory")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     # the pinger process (started by scenario 2 itself)

@@ -84,10 +84,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness.node import BroadcastLoad  # noqa: E402
+from benchmarks.harness.node import BroadcastLoad, add_broadcast_options  # noqa: E402
 from benchmarks.harness.output import cell, write_json  # noqa: E402
 from benchmarks.harness.ports import data_segments_out  # noqa: E402
-from benchmarks.harness.preflight import Watchdog, prepare_run  # noqa: E402
+from benchmarks.harness.preflight import Watchdog, add_run_options, prepare_run  # noqa: E402
 from benchmarks.harness.processes import Failed, ServerProcess, pinned  # noqa: E402
 from benchmarks.harness.procstat import cpu_ns, cpu_seconds, syscalls  # noqa: E402
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
@@ -184,7 +184,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
             out_start = int(redis_server.client.info("stats")["total_net_output_bytes"])
         a = nodes[0]
         b = nodes[1] if two else None
-        options = ["--conns", str(args.conns), "--messages", str(args.messages), "--window", str(args.window)]
+        options: list[str] = []
         if scenario in ("single", "idle"):
             options += ["--urls", a.url]
             result["members"] = f"{args.conns}/0"
@@ -202,9 +202,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
         if scenario == "idle":
             assert b is not None
             options += ["--idle-url", b.url, "--idle-conns", str(args.idle_conns), "--idle-room", "elsewhere"]
-        options += ["--settle", str(args.settle), "--sync", "--timeout", str(args.timeout)]
-        options += ["--limit", str(args.timeout + args.join_timeout + 60)]
-        load = BroadcastLoad(options, args.client_cpu)
+        load = BroadcastLoad(args, options)
         load.wait_joined(args.join_timeout)
 
         procs = {"A": a.pid, "redis": redis_server.pid, "load": load.pid}
@@ -428,23 +426,14 @@ def log_problems(workdir: Path) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--conns", type=int, default=1000, help="room members (receivers)")
-    parser.add_argument("--messages", type=int, default=200, help="says by the one sender")
-    parser.add_argument("--window", type=int, default=8, help="says in flight")
+    add_broadcast_options(parser, messages=200, timeout=60.0)
     parser.add_argument("--idle-conns", type=int, default=None, help="B's members in another room (idle)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 members, 20 says, 1 round")
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma separated: " + ",".join(SCENARIOS)
     )
-    parser.add_argument("--settle", type=int, default=300, help="ms without a frame before saying")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the deliveries of a run")
-    parser.add_argument("--join-timeout", type=float, default=120.0, help="seconds to connect and join")
-    parser.add_argument("--max-seconds", type=int, default=1800, help="the whole invocation's limit")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="no taskset")
-    parser.add_argument("--redis-server", default="/usr/bin/redis-server")
+    add_run_options(parser, max_seconds=1800)
     parser.add_argument("--logs", type=Path, default=None, help="keep the node logs in this directory")
     parser.add_argument("--json", type=Path, default=None, help="write every run's figures here")
     args = parser.parse_args()

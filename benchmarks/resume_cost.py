@@ -66,11 +66,11 @@ if str(ROOT) not in sys.path:  # run as a script: the harness is imported as ben
 
 from pydantic import BaseModel  # noqa: E402
 
-from benchmarks.harness.node import BroadcastLoad  # noqa: E402
+from benchmarks.harness.node import BroadcastLoad, add_broadcast_options  # noqa: E402
 from benchmarks.harness.output import cell as fmt  # noqa: E402
 from benchmarks.harness.output import write_json  # noqa: E402
 from benchmarks.harness.ports import data_segments_out  # noqa: E402
-from benchmarks.harness.preflight import Watchdog, prepare_run  # noqa: E402
+from benchmarks.harness.preflight import Watchdog, add_run_options, prepare_run  # noqa: E402
 from benchmarks.harness.processes import Failed, ServerProcess, pinned  # noqa: E402
 from benchmarks.harness.procstat import cpu_ns  # noqa: E402
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
@@ -120,11 +120,7 @@ def run_once(
         for name in names:
             log = workdir / f"run{index:02d}-{scenario}-{mode}-{name}.log"
             nodes.append(start_node(name, url, mode, args.size, args.server_cpu, log))
-        options = ["--conns", str(args.conns), "--messages", str(args.messages), "--window", str(args.window)]
-        options += ["--urls", ",".join(n.url for n in nodes), "--sender-url", nodes[0].url]
-        options += ["--settle", str(args.settle), "--sync", "--timeout", str(args.timeout)]
-        options += ["--limit", str(args.timeout + args.join_timeout + 60)]
-        load = BroadcastLoad(options, args.client_cpu)
+        load = BroadcastLoad(args, ["--urls", ",".join(n.url for n in nodes), "--sender-url", nodes[0].url])
         load.wait_joined(args.join_timeout)
 
         procs = {n.name: n.pid for n in nodes} | {"redis": redis_server.pid, "load": load.pid}
@@ -512,9 +508,7 @@ def run_rounds(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--conns", type=int, default=1000, help="room members (receivers)")
-    parser.add_argument("--messages", type=int, default=2000, help="broadcasts (says by the one sender)")
-    parser.add_argument("--window", type=int, default=8, help="says in flight")
+    add_broadcast_options(parser, messages=2000, timeout=120.0)
     parser.add_argument("--size", type=int, default=100, help="bytes of a message's JSON before the stamp")
     parser.add_argument(
         "--rounds", type=int, default=None, help="rounds of off and on (default 3, 1 with --quick)"
@@ -530,14 +524,7 @@ def main() -> int:
     )
     parser.add_argument("--memory-rooms", type=int, default=10, help="rooms of the in-process memory figure")
     parser.add_argument("--loops", type=int, default=None, help="calls per timed loop (default 100,000)")
-    parser.add_argument("--settle", type=int, default=300, help="ms without a frame before saying")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds for the deliveries of a run")
-    parser.add_argument("--join-timeout", type=float, default=120.0, help="seconds to connect and join")
-    parser.add_argument("--max-seconds", type=int, default=1200, help="the whole invocation's limit")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="no taskset")
-    parser.add_argument("--redis-server", default="/usr/bin/redis-server")
+    add_run_options(parser, max_seconds=1200)
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args()
     if args.quick:

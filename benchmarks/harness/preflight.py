@@ -13,11 +13,20 @@ from typing import Any
 from benchmarks.harness.node import missing_node
 from benchmarks.harness.processes import raise_fd_limit
 
-__all__ = ["Watchdog", "arm_watchdog", "pin_cpus", "prepare_run"]
+__all__ = ["Watchdog", "add_run_options", "arm_watchdog", "pin_cpus", "prepare_run"]
 
 
 class Watchdog(Exception):
     """--max-seconds elapsed."""
+
+
+def add_run_options(parser: argparse.ArgumentParser, max_seconds: int) -> None:
+    """--max-seconds, --server-cpu, --client-cpu, --no-pin and --redis-server."""
+    parser.add_argument("--max-seconds", type=int, default=max_seconds, help="the whole invocation's limit")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+    parser.add_argument("--no-pin", action="store_true", help="no taskset")
+    parser.add_argument("--redis-server", default="/usr/bin/redis-server")
 
 
 def pin_cpus(args: argparse.Namespace) -> None:

@@ -9,14 +9,13 @@ SIZE: the bytes of JSON of a broadcast `message` before the stamp (padded to it)
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
-from benchmarks.apps.serving import log_warnings, serve
-from websock_actors import App, Context, Message, RedisBackplane, ResumePolicy, Server
+from benchmarks.apps.serving import serve_app
+from websock_actors import App, Context, Message, ResumePolicy
 
 
 class Join(Message):
@@ -70,25 +69,8 @@ def build_app(mode: str, size: int) -> App:
 
 
 def main() -> None:
-    log_warnings()
     url, mode, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    app = build_app(mode, size)
-    backplane = RedisBackplane(url) if url != "-" else None
-    if backplane is not None:
-        app.use_backplane(backplane)
-    server = Server(app, "127.0.0.1", 0, ping_interval=None, max_connections=20000)
-
-    def stats() -> dict[str, Any]:
-        out: dict[str, Any] = {"broadcast_failures": app.rooms.broadcast_failures}
-        if backplane is not None:
-            out.update(
-                dataclasses.asdict(backplane.stats),
-                connected=backplane.connected,
-                publisher_errors=backplane.stats.publish_failures,
-            )
-        return out
-
-    serve(server, stats)
+    serve_app(build_app(mode, size), url, lambda plane: {"publisher_errors": plane.stats.publish_failures})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ listens, `STATS <json>` on SIGUSR1 and once more after SIGTERM (which stops the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -12,9 +13,9 @@ from typing import Any
 
 import gevent
 
-from websock_actors import Server
+from websock_actors import App, RedisBackplane, Server
 
-__all__ = ["log_warnings", "serve"]
+__all__ = ["log_warnings", "serve", "serve_app"]
 
 
 def log_warnings() -> None:
@@ -36,3 +37,23 @@ def serve(server: Server, stats: Callable[[], dict[str, Any]]) -> None:
     print("PORT", server.address[1], flush=True)
     server.serve_forever()
     report()
+
+
+def serve_app(app: App, url: str, more: Callable[[RedisBackplane], dict[str, Any]] | None = None) -> None:
+    """Serve `app` on a free port of 127.0.0.1 without keepalive pings, on a RedisBackplane(url)
+    unless `url` is "-". Its STATS: broadcast_failures, and the backplane's counters and
+    `connected` with whatever `more` adds."""
+    log_warnings()
+    backplane = RedisBackplane(url) if url != "-" else None
+    if backplane is not None:
+        app.use_backplane(backplane)
+    server = Server(app, "127.0.0.1", 0, ping_interval=None, max_connections=20000)
+
+    def stats() -> dict[str, Any]:
+        out: dict[str, Any] = {"broadcast_failures": app.rooms.broadcast_failures}
+        if backplane is not None:
+            out.update(dataclasses.asdict(backplane.stats), connected=backplane.connected)
+            out.update(more(backplane) if more is not None else {})
+        return out
+
+    serve(server, stats)

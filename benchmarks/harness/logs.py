@@ -15,7 +15,8 @@ def log_summary(
 ) -> tuple[int, Counter[str], list[str]]:
     """(lines with "Traceback", lines per level, the first `limit` lines of a level in `shown`)
     of a log whose lines read `<date> <time> <LEVEL> ...`."""
-    tracebacks, levels, first = 0, Counter[str](), []
+    tracebacks, levels = 0, Counter[str]()
+    first: list[str] = []
     with open(log, errors="replace") as f:
         for line in f:
             if "Traceback" in line:

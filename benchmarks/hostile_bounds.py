@@ -73,8 +73,7 @@ import gevent.pool
 import gevent.socket
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
 
 from benchmarks.harness.preflight import add_run_options, pin_cpus  # noqa: E402
 from benchmarks.harness.processes import ChildProcess, Failed, ServerProcess, pinned, raise_fd_limit  # noqa: E402

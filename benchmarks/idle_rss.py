@@ -34,8 +34,7 @@ import gevent.pool
 from gevent import socket
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
 
 from benchmarks.harness.ports import free_port, wait_for_port  # noqa: E402
 from benchmarks.harness.processes import pinned, raise_fd_limit  # noqa: E402

@@ -81,8 +81,7 @@ from typing import Any
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
 
 from benchmarks.harness.node import BroadcastLoad, add_broadcast_options  # noqa: E402
 from benchmarks.harness.output import cell, write_json  # noqa: E402

@@ -47,8 +47,7 @@ import gevent.subprocess
 from greenlet import GreenletExit
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: the harness is imported as benchmarks.harness
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
 
 from benchmarks.harness.chat_server import start_server, stop_server  # noqa: E402
 from benchmarks.harness.logs import log_summary  # noqa: E402

@@ -64,7 +64,7 @@ from benchmarks.harness.procstat import children as proc_children  # noqa: E402
 from benchmarks.harness.procstat import cpu_times, machine_cpu, status_kib  # noqa: E402
 from benchmarks.harness.procstat import start_time as proc_identity  # noqa: E402
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
-from benchmarks.harness.stats import floor_rank as percentile  # noqa: E402
+from benchmarks.harness.stats import window_figures  # noqa: E402
 
 WHOLE_RUN_COLUMNS = ("Request Count", "Failure Count", "50%", "95%", "99%")
 WORKER_LINE = re.compile(rb"websock-actors: worker (\d+) \(pid (\d+)\) serving")
@@ -393,15 +393,7 @@ def merge_steady(parts: list[dict[str, Any]], users: int) -> dict[str, Any]:
         )
         failures = sum(start <= t < end for part in parts for t in part["failure_times"].get(key, []))
         ordered = sorted(rt for part in parts for t, rt in part["timed"].get(key, []) if start <= t < end)
-        per_name[key] = {
-            "count": count,
-            "per_second": count / seconds if seconds > 0 else 0.0,
-            "failures": failures,
-            "p50_ms": percentile(ordered, 0.50),
-            "p95_ms": percentile(ordered, 0.95),
-            "p99_ms": percentile(ordered, 0.99),
-            "max_ms": ordered[-1] if ordered else 0.0,
-        }
+        per_name[key] = window_figures(count, seconds, failures, ordered)
     gc_pauses = {
         gen: {
             "count": sum(part["gc"][gen]["count"] for part in parts),

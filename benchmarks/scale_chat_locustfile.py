@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "locustfiles"))
 
 from chat import ChatUser  # noqa: E402
 
-from benchmarks.harness.stats import floor_rank as _percentile  # noqa: E402
+from benchmarks.harness.stats import window_figures  # noqa: E402
 from websock_actors.contrib.locust import push_received  # noqa: E402
 
 __all__ = ["ChatUser"]
@@ -143,16 +143,7 @@ def _write(environment: Any, **_: Any) -> None:
     seconds = end - _window["start"]
     per_name = {}
     for key, count in sorted(_counts.items()):
-        ordered = sorted(_times.get(key, []))
-        per_name[key] = {
-            "count": count,
-            "per_second": count / seconds if seconds > 0 else 0.0,
-            "failures": _failures.get(key, 0),
-            "p50_ms": _percentile(ordered, 0.50),
-            "p95_ms": _percentile(ordered, 0.95),
-            "p99_ms": _percentile(ordered, 0.99),
-            "max_ms": ordered[-1] if ordered else 0.0,
-        }
+        per_name[key] = window_figures(count, seconds, _failures.get(key, 0), sorted(_times.get(key, [])))
     gc_pauses = {
         f"gen{gen}": {"count": len(pauses), "max_ms": max(pauses, default=0.0), "total_ms": sum(pauses)}
         for gen, pauses in _gc.items()

@@ -5,50 +5,24 @@
     .venv/bin/python benchmarks/hostile_bounds.py --only 1 --duration 60 --json out.json
 
 Needs /usr/bin/redis-server (or --redis-server PATH); no node. The server is the chat demo's
-handlers in benchmarks/hostile_app.py (a process of its own, its rate limits off unless
---chat-limits, a retention of --retention seconds instead of the default so that the run can
-wait it out); every redis-server is this script's own (a free loopback port, no persistence).
+handlers in benchmarks/hostile_app.py (its rate limits off unless --chat-limits, a retention of
+--retention seconds so that the run can wait it out); every redis-server is the script's own.
 
-1. Room churn (--modes: in process, and one node + Redis): one connection joins and leaves
-   distinct rooms (`c0`, `c1`, ...) as fast as it can for --duration seconds, each join
-   waiting for `joined` and each leave for `left`. Every cycle leaves a history behind (the
-   demo broadcasts member_joined and member_left). Shown: the server's RSS (VmRSS, sampled
-   every 0.25 s, and VmHWM) and Redis's `used_memory` before, at the peak and after the
-   retention (in process: --retention + 1 s; with Redis: until the last `wsa:seq:*` key
-   expired and Redis reclaimed every expired key); the histories kept at the end of the
-   churn and after the retention (in process: the stream's rooms, from the node's STATS;
-   Redis: DBSIZE and ZCARD wsa:retained); then the same once more after one more join and
-   leave ("poke"), which shows whether anything is dropped without new traffic. The
-   baseline ("before") is taken after a warm-up of a few cycles and their retention.
-   Targets: RSS +50 MiB and used_memory +50 MB at most; both back within 10% of where they
-   started after the retention.
-2. A resume naming --rooms rooms far back (--modes): --resumers sessions join the rooms (the
-   policy's max_rooms is 100), learn each room's position from one message, and are cut (the
-   client drops the TCP connection: no close frame); --sayers connections then say
-   --messages messages in every room; then each session resumes, one after the other, naming
-   its old positions. Shown per resume: `replayed`, the rooms in `lost`, the messages and
-   bytes (UTF-8 payload) received before `resumed`, and its time; meanwhile --pingers other
-   connections (a process of their own) send a WebSocket ping every --ping-interval and
-   their round trips are reported during the resumes (a ping whose flight overlaps one)
-   and outside them. Targets: replay at most ResumePolicy.replay_messages and replay_bytes;
-   ping p99 < 50 ms during the resumes.
-3. Joins into a big room with Redis: --members connections join room `big` (then only read,
-   answering pings), and --join-rate joins a second by --churners other connections (each
-   leaving again, so membership stays at --members plus a few) for --churn-seconds. Shown:
-   the CPU of the server and of redis-server over that time (utime + stime of /proc/PID/stat,
-   as a fraction of one core), the joins and leaves done and their round trips, the frames
-   the members read, and the Redis commands per join (INFO commandstats, over a join and a
-   leave, heartbeats included; a presence read of the whole room, ZRANGE, per join would
-   show here). Target: the server under half a core. Then the same once more as a control
-   (unless --no-control), with a join and a leave that tell the room nothing
-   (hostile_app.py --quiet-joins): what a join costs apart from its fan-out to the room.
+1. Room churn (--modes: in process, one node + Redis): one connection joins and leaves distinct
+   rooms for --duration seconds. Shown: the server's RSS, heap blocks and histories, and
+   Redis's used_memory and keys, before, at the peak, after the retention and after one more
+   cycle. Targets: RSS +50 MiB and used_memory +50 MB at most, both back within 10% after.
+2. A resume naming --rooms rooms --messages back (--modes), while --pingers connections of
+   another process ping. Shown per resume: replayed, lost rooms, bytes, time. Targets: replay
+   within ResumePolicy.replay_messages and replay_bytes; ping p99 < 50 ms during the resumes.
+3. Joins into a room of --members with Redis, --join-rate a second: the CPU of the server and
+   of redis-server, round trips, Redis commands per join; then a control run whose joins tell
+   the room nothing (hostile_app.py --quiet-joins; --no-control skips it). Target: the server
+   under half a core.
 
-Layout: the server on CPU 0 (taskset), everything else (this script, redis-server, the
-pingers) on CPU 1 when there are two; --no-pin turns it off. A benchmark, not a test: the
-exit status is 0 unless something crashed (a server died or logged a Traceback, or this
-script failed); targets are printed met or MISSED. Bounded: every wait has a timeout, the
-whole invocation has --max-seconds (then every process of ours is killed by its PID and
-the script exits 3); loopback only.
+The server on CPU 0, everything else on CPU 1 (--no-pin: anywhere). Exit status 0 unless
+something crashed; targets are printed met or MISSED. Bounded by --max-seconds (then every
+process of ours is killed by PID, exit 3); loopback only.
 """
 
 from __future__ import annotations
@@ -78,7 +52,13 @@ sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as
 from benchmarks.harness.preflight import add_run_options, pin_cpus  # noqa: E402
 from benchmarks.harness.processes import ChildProcess, Failed, ServerProcess, pinned, raise_fd_limit  # noqa: E402
 from benchmarks.harness.procstat import cpu_seconds, cpu_times, status_kib  # noqa: E402
-from benchmarks.harness.raw_websocket import HandshakeFailed, client_frame, read_handshake, request_head  # noqa: E402
+from benchmarks.harness.raw_websocket import (  # noqa: E402
+    HandshakeFailed,
+    client_frame,
+    read_handshake,
+    request_head,
+    server_frames,
+)
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
 from benchmarks.harness.stats import nearest_rank as percentile  # noqa: E402
 from websock_actors.client import ClientConnection, connect  # noqa: E402
@@ -644,7 +624,6 @@ class RawMember:
             raise Failed(f"handshake refused: {exc}") from None
         self.buffer = bytearray(rest)
         self.frames = 0
-        self.payload = 0
         self.joined = gevent.event.Event()
         self.closed = False
         self.send(1, json.dumps({"type": "join", "id": 1, "room": room, "name": name}).encode())
@@ -667,36 +646,16 @@ class RawMember:
             self.sock.close()
 
     def _parse(self) -> None:
-        buffer = self.buffer
-        pos = 0
-        end = len(buffer)
-        while end - pos >= 2:
-            size = buffer[pos + 1] & 0x7F
-            head = 2
-            if size == 126:
-                if end - pos < 4:
-                    break
-                size, head = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
-            elif size == 127:
-                if end - pos < 10:
-                    break
-                size, head = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
-            if end - pos < head + size:
-                break
-            opcode = buffer[pos] & 0x0F
-            start = pos + head
+        for opcode, payload in server_frames(self.buffer):
             if opcode == 1:
                 self.frames += 1
-                self.payload += size
-                if not self.joined.is_set() and b'"type":"joined"' in buffer[start : start + 64]:
+                if not self.joined.is_set() and b'"type":"joined"' in payload[:64]:
                     self.joined.set()
             elif opcode == 9:
-                self.send(10, bytes(buffer[start : start + size]))
+                self.send(10, payload)
             elif opcode == 8:
-                self.send(8, bytes(buffer[start : start + min(size, 2)]))
+                self.send(8, payload[:2])
                 self.closed = True
-            pos = start + size
-        del buffer[:pos]
 
     def close(self) -> None:
         self.closed = True

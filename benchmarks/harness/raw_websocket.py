@@ -78,19 +78,20 @@ def text_frame(text: str) -> bytes:
 
 def server_frames(buf: bytearray) -> list[tuple[int, bytes]]:
     """Take the complete (unmasked) server frames off the front of `buf`: (opcode, payload)."""
-    frames = []
-    while len(buf) >= 2:
-        length, pos = buf[1] & 0x7F, 2
+    frames, pos, end = [], 0, len(buf)
+    while end - pos >= 2:
+        length, head = buf[pos + 1] & 0x7F, 2
         if length == 126:
-            if len(buf) < 4:
+            if end - pos < 4:
                 break
-            length, pos = struct.unpack_from("!H", buf, 2)[0], 4
+            length, head = struct.unpack_from("!H", buf, pos + 2)[0], 4
         elif length == 127:
-            if len(buf) < 10:
+            if end - pos < 10:
                 break
-            length, pos = struct.unpack_from("!Q", buf, 2)[0], 10
-        if len(buf) < pos + length:
+            length, head = struct.unpack_from("!Q", buf, pos + 2)[0], 10
+        if end - pos < head + length:
             break
-        frames.append((buf[0] & 0x0F, bytes(buf[pos : pos + length])))
-        del buf[: pos + length]
+        frames.append((buf[pos] & 0x0F, bytes(buf[pos + head : pos + head + length])))
+        pos += head + length
+    del buf[:pos]  # once: deleting per frame would copy the rest of the buffer each time
     return frames

@@ -5,65 +5,26 @@
     .venv/bin/python benchmarks/redis_broadcast.py --rounds 5 --scenarios single,split --json out.json
 
 Needs /usr/bin/redis-server (or --redis-server PATH), node and `npm install` in benchmarks/.
-Every scenario of every round gets fresh chat nodes (examples/chat.py in a small script of our
-own: `app.use_backplane(RedisBackplane(url))`, or no backplane at all, LocalRooms), all sharing
-one redis-server that this script starts on a free loopback port (no persistence, its own temp
-dir) and flushes between scenarios. The nodes serve benchmarks/chat_unlimited.py: the chat app
-with its rate limits (50 messages/s per connection, `say` 5/s) off, since one sender says far
-faster than a person types. Keepalive pings
-are off too (as in typed_bench.sh). The load is benchmarks/typed_load.js's `broadcast`
-scenario: --conns receivers join room "bench", one more connection (the sender) joins it and
-says --messages messages with --window in flight; a receiver's latency is from the sender's
-send to its receipt (both in the one Node process). "1,000 members" is the receivers; the
-sender is in the room too (its own copies are not counted).
+Each run gets fresh nodes of apps/broadcast_node.py (benchmarks/chat_unlimited.py, with or
+without a RedisBackplane) on one flushed redis-server of the script's own; the load is
+typed_load.js `broadcast` (--conns receivers, one sender, --messages with --window in flight).
 
-Scenarios (each round runs them in this order, rounds interleaved, medians over the rounds):
+Scenarios (rounds interleaved, medians over the rounds):
   single  one node, no Redis (LocalRooms): all members on it
-  split   two nodes and Redis: members round-robin over A and B, the sender on A, so half the
-          deliveries cross Redis (A publishes once per say, B receives it and delivers to its half)
-  remote  two nodes and Redis: every member on B, the sender alone on A: every delivery crosses Redis
-  idle    two nodes and Redis: every member of "bench" and the sender on A, while B holds
-          --idle-conns members in another room only: what does B spend on a room it does not hold?
-          B's CPU time over the say phase, its `received` counter (expected: 0 messages), the
-          number of Redis subscribers of A's room (expected: 1, A), the idle members' messages (0)
+  split   two nodes and Redis: members round-robin over A and B, the sender on A
+  remote  two nodes and Redis: every member on B, the sender alone on A
+  idle    every member and the sender on A, while B holds --idle-conns members of another
+          room: B's CPU, its `received` (expected 0) and the room's subscribers (expected 1)
 
-Pinning (when there are at least 2 CPUs and taskset exists): every chat node on CPU 0, the
-redis-server and the Node load generator on CPU 1. On a 2-core machine two nodes cannot each
-have a core without starving the load generator, so the servers get the same budget, one core,
-in every scenario: the figures compare what the backplane costs (framing once, PUBLISH, the
-subscriber's decode and local fan-out) rather than what a second core would add. Redis is cheap
-here (one PUBLISH per say, one message per subscribed node) and shares the client's core.
---server-cpu / --client-cpu change this; --no-pin turns it off.
+Nodes on CPU 0, redis-server and the load generator on CPU 1 (--no-pin: anywhere): the servers
+get one core in every scenario, so the figures compare what the backplane costs. Shown per
+scenario: deliveries/s, p50/p99, Redis commands per PUBLISH, the nodes' counters and CPU in the
+say phase, heartbeat ages, TCP segments per frame, and the nodes' warnings.
 
-Each run: start the node(s) and wait for their ports, start the load generator with --sync: it
-connects and joins everybody, waits until no frame came for --settle ms (the member_joined
-bursts of the joins are over), says READY; the script then snapshots Redis's
-`INFO commandstats`, the CPU time of every process (utime+stime from /proc/PID/stat, in 10 ms
-ticks, and the finer nanoseconds of /proc/PID/task/*/schedstat) and each node's backplane
-counters (apps/broadcast_node.py prints `backplane.stats` as JSON on SIGUSR1, and on SIGTERM as it
-ends), lets it say, and takes the same snapshot when every delivery came (DONE),
-before anyone disconnects: the Redis and counter figures are those of the say phase only.
-
-It prints one line per run on stderr as it goes, then, per scenario, the medians:
-deliveries/s (and the ratio to `single`), p50/p99 latency, the join phase's duration, Redis
-commands per PUBLISH in the say phase (all commands but our own INFO and ZREVRANGE, over
-cmdstat_publish calls; the others, listed, are the nodes' heartbeats), the nodes' counters (A
-published, B received/delivered), CPU seconds of A, B and redis in the say phase; then Redis's
-own time per PUBLISH (cmdstat usec), the join phase's Redis commands per join and bytes out of
-Redis, the oldest heartbeat seen in Redis per node and run (a thread reads the scores of
-`wsa:nodes` every 0.25 s: against the nodes' node_timeout of 10 s), the TCP data segments a
-node sent per frame it delivered in the say phase (`ss -ti` data_segs_out of its sockets: 1.0
-is one send per frame, less is frames written together) with the load generator's read(2)
-calls per delivery (/proc/PID/io syscr), the `idle` figures above, and the WARNING-or-worse
-lines of the node logs, if any. --json PATH writes every run's raw figures.
-
-Bounded: each wait has a timeout (node start, joins, deliveries: --timeout, the load
-generator's own --limit), the whole invocation has --max-seconds; every process is ours and
-stopped by its PID. Exits 1 when a run failed: a missing, doubled or reordered delivery, a node
-or load generator that died or timed out, a failed publish or mailbox in the say phase, a
-node that reported the members of a live node as left (it took it for dead: its final
-`lost_members`), or in `idle` a message that reached B or its members. A failed run is left
-out of the medians.
+Bounded: every wait has a timeout, the whole invocation --max-seconds; every process is ours,
+stopped by its PID. Exits 1 when a run failed (a missing, doubled or reordered delivery, a
+process that died, a failed publish, members of a live node reported lost; left out of the
+medians).
 """
 
 from __future__ import annotations

@@ -6,44 +6,20 @@
 
 Needs /usr/bin/redis-server (or --redis-server PATH), node and `npm install` in benchmarks/.
 
-1. Broadcast throughput into one room, resumption off (`App(...)`) and on (`App(...,
-   resume=ResumePolicy(window=120, history=1000, grace=10))`), in three scenarios:
-     local   one node, rooms in process (LocalRooms): a broadcast is framed and queued at once;
-             on: stamped with seq and epoch and kept in the room's deque first
-     redis1  one node with RedisBackplane: off, delivered at once and a plain PUBLISH (which
-             Redis sends back, dropped on its header); on, one EVAL (seq, XADD MAXLEN ~,
-             PUBLISH) and delivered only when Redis sends the message back
-     redis2  two nodes with RedisBackplane, members round-robin over A and B, the sender on A
-   Each run gets fresh node processes (an app of this script's own, below, that speaks the chat
-   protocol benchmarks/typed_load.js expects: `join`, `say` -> `said`, and a `message` to the
-   room of --size bytes of JSON before the stamp) and, for redis*, a flushed redis-server of its
-   own (a free loopback port, no persistence: harness/redis_runner.py). The load is typed_load.js's
-   `broadcast`: --conns receivers join "bench", one sender says --messages with --window in
-   flight; it counts what every receiver read (a run with a missing, doubled or reordered
-   delivery fails). Deliveries/s is the load generator's (first say to last delivery). Over the
-   say phase: the CPU time (schedstat) of the node(s) and redis-server per broadcast, and of
-   every process per second (who was the limit), Redis's `INFO commandstats` usec per EVAL (on)
-   or PUBLISH (off), the nodes' TCP data segments per delivery (`ss -ti`; below 1: frames
-   written together). Rounds interleave off and on (the order flips every round) so that host
-   noise hits both; the table has medians, and max/min of deliveries/s over the rounds. Nodes
-   on CPU 0, redis-server and the load generator on CPU 1 (as in redis_broadcast.py; --no-pin
-   turns this off).
-2. Memory per room of history, --history (1,000) messages of ~100 and ~1,000 bytes of JSON: in
-   process, what tracemalloc sees a LocalStream hold (over --memory-rooms rooms, per room);
-   with Redis, `MEMORY USAGE ... SAMPLES 0` of wsa:history:<room> (the stream) and
-   wsa:seq:<room> (seq and epoch) after --history broadcasts published through a RedisBackplane
-   of this process, and after 3 x --history (the stream trimmed by MAXLEN ~: XLEN shown).
-3. The stamp itself, per broadcast in microseconds (medians of 7 rounds of timed loops, each
-   round timing every function in turn): stamp_prefix + LocalStream.append; a numbered
-   append through NumberedBroadcasts
-   against the off path's LocalRooms.broadcast(encode_broadcast(text)) in a room without
-   members (the fixed cost of one broadcast, before any delivery); and Redis's commandstats
-   usec per EVAL (the numbered publish of part 2's broadcasts) and per PUBLISH (--history plain
-   broadcasts), with one subscriber of the room's channel and no other load.
+1. Broadcast throughput into one room (typed_load.js `broadcast`), resumption off and on
+   (`ResumePolicy(window=120, history=1000, grace=10)`), on apps/resume_node.py:
+     local   one node, rooms in process (LocalRooms)
+     redis1  one node with RedisBackplane (on: one EVAL per broadcast)
+     redis2  two nodes with RedisBackplane, members round-robin over A and B
+   Rounds interleave off and on; medians of deliveries/s, CPU per broadcast, Redis usec per
+   EVAL or PUBLISH and TCP segments per delivery. Nodes on CPU 0, the rest on CPU 1.
+2. Memory per room of --history messages of ~100 and ~1,000 bytes: a LocalStream's (by
+   tracemalloc), and Redis's MEMORY USAGE of a room's stream and seq keys.
+3. The stamp itself per broadcast (microseconds, medians of timed loops), in process and as
+   Redis's usec per EVAL against a plain PUBLISH.
 
-Bounded: every wait has a timeout (node start, joins, deliveries: --timeout, the load
-generator's own --limit), the whole invocation has --max-seconds; only 127.0.0.1; every process
-is ours and stopped by its PID. Exits 1 when a run failed (left out of the medians).
+Bounded: every wait has a timeout, the whole invocation --max-seconds; only 127.0.0.1; every
+process is ours and stopped by its PID. Exits 1 when a run failed (left out of the medians).
 """
 
 from __future__ import annotations

@@ -2,40 +2,17 @@
 
     .venv/bin/python benchmarks/scale_chat.py                  # 5,000 users, 75 s at full load
     .venv/bin/python benchmarks/scale_chat.py --users 1000 --steady 20
-
-The server (`websock-actors run examples.chat:app`) runs pinned to CPU 0, Locust (the users of
-locustfiles/chat.py, through benchmarks/scale_chat_locustfile.py) to CPU 1. Locust spawns
---users at --spawn-rate (it starts floor(rate) users at once each second), holds them for
---steady seconds, then stops them; each closes its connection. Every second this script counts
-the server's established connections (`ss`). At the end it prints:
-- per message type, for the steady window (all users connected; from the first second after
-  spawning to the stop): requests/s, failures, and p50/p95/p99 of the round trip, and the
-  same percentiles over the whole run (spawning and stopping included, from Locust's CSV);
-- pushes per second per type; Locust's garbage-collector pauses in the steady window;
-- peak RSS and CPU time (user, system) of both processes, from wait4().
-Bounded: one run, loopback only, both processes ours and stopped by PID. Exits 1 unless there
-was no failure and all users stayed connected for the whole steady window.
-
-Beyond one process on each side:
-
-    .venv/bin/python benchmarks/scale_chat.py --users 10000 --locust-processes 2
     .venv/bin/python benchmarks/scale_chat.py --users 10000 --workers 2 --locust-processes 2
 
---workers N runs the server as `--workers N --redis URL`, on a redis-server of this script's
-own (a free loopback port, `--save "" --appendonly no`, stopped by PID at the end).
---locust-processes N runs Locust with `--processes N`: each Locust worker writes its steady
-window and the script merges them over the window common to all (see the locustfile).
-CPU pinning: the server's processes on the first cores (Redis with them) and Locust's on the
-next, when there are enough cores for both (the default run: CPU 0 and CPU 1); otherwise
-nothing is pinned and all share every core (--pin none: never pinned). With either option
-the script also prints the choice; the peak RSS (VmHWM) and CPU time of every process (the
-server's master and each worker, read from /proc just before the server is stopped; Locust's
-master and workers, read until each exits: Locust 2.47's master exits before its workers, so
-its wait4 figure lacks them; Redis), over the run and in the steady window; the machine's CPU
-in the steady window, this run's and other processes' (other people's work skews a run: a
-second core's worth of someone's tests turns a p99 of 0.3 s into 2 s); Redis's commands (INFO
-commandstats) per second and per `say` in the steady window; the warnings and errors in the
-server's, Locust's and Redis's logs. It writes the once-a-second samples to samples.json.
+The server (`websock-actors run examples.chat:app`, --workers N with a redis-server of the
+script's own) on the first CPUs, Locust (locustfiles/chat.py through
+benchmarks/scale_chat_locustfile.py, --locust-processes N) on the next (--pin none: anywhere).
+Locust spawns --users at --spawn-rate and holds them for --steady seconds. Printed: per message
+type in the steady window, requests/s, failures, p50/p95/p99 (and over the whole run); pushes
+per second; peak RSS and CPU time of every process; with workers or Locust processes, the
+machine's CPU in the window, Redis's commands per `say` and the logs' warnings. The
+once-a-second samples go to samples.json. Bounded: one run, loopback only, every process ours
+and stopped by PID. Exits 1 unless there was no failure and every user stayed connected.
 """
 
 from __future__ import annotations

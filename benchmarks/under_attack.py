@@ -3,27 +3,18 @@
     .venv/bin/python benchmarks/under_attack.py                      # 5,000 idle sockets, 30 s
     .venv/bin/python benchmarks/under_attack.py --duration 10 --idle 500
 
-The server (`websock-actors run examples.chat:app --no-patch --log-level INFO`, pinned to CPU 0
-with taskset when there is one, its output in --log) gets, from this process (gevent, no
-monkey-patching, pinned to the other CPUs):
-1. --idle pre-handshake sockets: TCP connected, then nothing (even ones) or the first half
-   of a request head (odd ones); each waits for the server to answer or close it
-   (--reopen opens a closed one again at once, to keep the pressure up);
-2. one attacker connection (`websock_actors.client`) sending worst-case invalid typed
-   messages back to back, --attack-inflight at a time, each followed by a ping so that the
-   next waits until the server took it: a 1 MiB JSON list of `{}`, a `say` whose text is a
-   list of 100,000 `{}`, a `say` with 200 keys of 5,000 characters, a `say` whose text is
-   ~1 MiB of nested `[`, a `join` with a 1 MiB room name, a `say` whose text is a number
-   of ~1 MiB digits. Each is just under 1 MiB (--attack-size), the typed app's frame limit;
-3. one well-behaved client sending a WebSocket ping every 20 ms (--interval) for
-   --duration seconds (`ws.ping()` returns the round trip).
-It prints the round trips (p50/p90/p99/max, overall and per 5 s), the idle sockets the server
-kept open and closed (when, and what it answered), what the attacker got back and how long
-the server took per kind, and the server's CPU (/proc/PID/stat) over the measurement, RSS
-(VmRSS, VmHWM) and fds. The target is p99 < 50 ms: a benchmark, not a test, so the exit
-status is 0 unless something crashed: the server died, did not exit 0 on SIGTERM, or logged
-a Traceback, or this script failed. Bounded: a hard wall-clock limit of duration + 60 s kills
-the server (ours, by PID) and exits 3. Loopback only.
+The server (`websock-actors run examples.chat:app --no-patch`, on CPU 0, its output in --log)
+gets from this process:
+1. --idle pre-handshake sockets, silent or half a request head (--reopen: opened again once
+   closed);
+2. one attacker sending worst-case invalid typed messages just under 1 MiB (--attack-size),
+   --attack-inflight at a time: a list of `{}`, 200 long keys, nested `[`, a 1 MiB room name,
+   a number of ~1 MiB digits;
+3. one client pinging every --interval for --duration seconds.
+Printed: the round trips (p50/p90/p99/max, overall and per 5 s), what became of the idle
+sockets, the attacker's answers and the server's time per kind, its CPU, RSS and fds. Target
+p99 < 50 ms; exit 0 unless something crashed. Bounded: duration + 60 s kills the server (by
+PID) and exits 3. Loopback only.
 """
 
 from __future__ import annotations

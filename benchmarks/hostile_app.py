@@ -4,20 +4,14 @@
         [--replay-messages 2000] [--replay-bytes 2097152] [--chat-limits] [--quiet-joins]
     websock-actors run benchmarks.hostile_app:app --no-patch [--redis URL]   # the same, 5 s retention
 
-examples/chat.py builds its App at import, with its ResumePolicy and the default retention of
-an empty room's history (`history_ttl`). The benchmark needs a short retention it can wait
-out, so this module registers the demo's own handlers and hooks (join, say, leave,
-on_disconnect, on_resume, on_member_lost: the same functions, the same models) in a new App
-with the policy it is given. The demo's rate limits (per connection, and on `say`) are off
-unless --chat-limits: a hostile client opens as many connections as it needs to get past a
-per-connection limit, so the bounds are measured without it.
---quiet-joins swaps in a join and a leave that tell the room nothing (a control for the cost
-of a join apart from its broadcast).
+examples/chat.py builds its App at import with the default retention of an empty room's
+history; the benchmark needs one short enough to wait out, so this module registers the demo's
+own handlers and hooks in a new App with the policy it is given. The demo's rate limits are off
+unless --chat-limits (a hostile client opens as many connections as it needs to get past them);
+--quiet-joins swaps in a join and a leave that tell the room nothing (a control).
 
-Run as a script, it serves on 127.0.0.1 (a free port unless --port), prints `PORT <n>` once
-it listens, `STATS <json>` on SIGUSR1 (what the process keeps: histories, sessions, rooms,
-subscriptions, the app's limit counters) and once more after SIGTERM, which stops it.
-No monkey-patching; keepalive as the command line's defaults.
+As a script it serves on 127.0.0.1 with the apps/serving line protocol (`PORT <n>`, `STATS
+<json>` on SIGUSR1 and after SIGTERM: histories, sessions, rooms, the app's limit counters).
 """
 
 from __future__ import annotations

@@ -1,19 +1,17 @@
 """Server memory per idle connection, with a client that offers permessage-deflate.
 
-The side-by-side bench (../shared/bench) measures KiB per idle connection with a client
-that never offers compression. This script does the same measurement (the server's VmRSS
-before opening N connections and after holding them open for a while, divided by N) with
-a client that offers what browsers offer, ``permessage-deflate; client_max_window_bits``,
-so the figure includes whatever compression state the server keeps per connection. Then
-every connection sends one message (compressed when negotiated) and reads its echo, and
-the RSS is read again: state made lazily at the first message shows there.
+The side-by-side bench (../shared/bench) measures KiB per idle connection with a client that
+never offers compression; this does the same (the server's VmRSS before and after holding N
+connections, divided by N) with a client that offers `permessage-deflate;
+client_max_window_bits`, as browsers do, then once more after one echoed message on each
+connection (state made lazily at the first message shows there).
 
     python benchmarks/idle_rss.py --conns 10000                    # bench_app, compression off
     python benchmarks/idle_rss.py --conns 10000 --compression      # bench_app --compression
     python benchmarks/idle_rss.py --conns 10000 --server 'python peer.py {port}'   # any server
 
-Loopback only; every step has a time limit; the server is started here and stopped by its
-PID. One JSON line with the figures is printed last.
+Loopback only; every step has a time limit; the server is stopped by its PID. One JSON line with
+the figures is printed last.
 """
 
 from __future__ import annotations

@@ -1,19 +1,13 @@
-"""locustfiles/chat.py plus what the scale run measures in the steady window.
+"""locustfiles/chat.py plus what the scale run (benchmarks/scale_chat.py) measures in the steady window.
 
-The steady window runs from the moment every user Locust spawned has connected (Locust's
-"spawning complete" comes earlier: when the last users are started, not yet connected) to the
-moment it starts stopping them. In it this file records each request's response time per (type, name), the
-pushes per type, the failures, and the garbage collector's pauses of this Locust process; at
-exit it writes them to --steady-json, with the window's bounds in `time.monotonic()` (one
-clock for every process of the machine). Used by benchmarks/scale_chat.py.
-
-Distributed (`--processes N`), each Locust worker has a window of its own (from the moment
-its own users are all connected: the `spawning_complete` a worker hears carries the master's
-total, and its own target may still miss the users of a last spawn message) and writes
-`<stem>.worker<index><suffix>` next to --steady-json, with what merging needs: each response
-time with its time, the failures' times, the times of all its connects, and the counts of
-every type (pushes too) per tenth of a second. The script merges them over the window common
-to all, from the moment the last of all users connected.
+The steady window runs from the moment every user Locust spawned has connected to the moment it
+starts stopping them. In it this file records each request's response time per (type, name),
+the pushes per type, the failures and this process's garbage-collector pauses, and at exit
+writes them to --steady-json, the window's bounds in `time.monotonic()` (one clock for every
+process of the machine). Distributed (`--processes N`), each worker writes
+`<stem>.worker<index><suffix>` with what merging needs (each response time with its time, the
+failures' and connects' times, counts per tenth of a second); the script merges them over the
+window common to all.
 """
 
 from __future__ import annotations

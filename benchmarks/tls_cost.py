@@ -3,21 +3,14 @@
     python benchmarks/tls_cost.py                 # 3 rounds, a few minutes
     python benchmarks/tls_cost.py --quick         # 1 round, shorter and smaller: a smoke run
 
-Servers: benchmarks/bench_app.py's app through `websock-actors run` (``--certfile/--keyfile``
-for TLS) and benchmarks/tls_websockets_peer.py (the same bench protocol on websockets), both
-pinned to CPU 0 (``taskset -c 0``); the Node load generator benchmarks/tls_load.js on CPU 1
-(``npm install`` in benchmarks/ once). The certificate is made by trustme for 127.0.0.1, and the
-client checks it against trustme's CA. Measured, each with a fresh server:
-
-* echo: 100 connections, 1 message of 32 bytes in flight each, messages/s;
-* broadcast: 1,000 receivers, one sender sends 200 ``broadcast:`` messages, 8 in flight, deliveries/s;
-* 1 MiB echo: 1 connection, 1 binary message of 1 MiB in flight, payload MB/s (one direction);
-* idle: the server's VmRSS (/proc/PID/status) before and after opening 5,000 connections that stay
-  idle, KiB per connection (the TLS figure includes the handshakes' leftovers).
-
-Medians over the rounds are printed as a markdown table with the TLS/plain ratio per server,
-then every round's figures as one JSON line. Loopback only; every step has a time limit; the
-servers are started here and stopped by their PID.
+Servers: benchmarks/bench_app.py through `websock-actors run` (--certfile/--keyfile for TLS)
+and benchmarks/tls_websockets_peer.py, on CPU 0; the load generator benchmarks/tls_load.js on
+CPU 1 (`npm install` in benchmarks/ once); a trustme certificate the client checks. Each with a
+fresh server: echo (100 connections x 1 in flight, messages/s), broadcast (1,000 receivers, 200
+`broadcast:` messages, 8 in flight, deliveries/s), 1 MiB echo (1 connection, MB/s) and idle
+memory (VmRSS over 5,000 idle connections, KiB each). Prints the medians as a markdown table
+with the TLS/plain ratios, then every round as a JSON line. Loopback only; every step has a
+time limit; the servers are stopped by their PID.
 """
 
 from __future__ import annotations

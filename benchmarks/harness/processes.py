@@ -16,15 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
-    "ChildProcess",
-    "Failed",
-    "ServerProcess",
-    "die_with_parent",
-    "pinned",
-    "raise_fd_limit",
-    "reap",
-    "stop_process",
-    "try_reap",
+    "ChildProcess", "Failed", "ServerProcess", "die_with_parent", "pinned", "raise_fd_limit", "reap",
+    "stop_process", "try_reap"
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

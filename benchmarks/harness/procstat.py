@@ -10,18 +10,8 @@ import resource
 from pathlib import Path
 
 __all__ = [
-    "CLK_TCK",
-    "children",
-    "cpu_ns",
-    "cpu_seconds",
-    "cpu_times",
-    "fd_count",
-    "machine_cpu",
-    "own_cpu_seconds",
-    "rss_kib",
-    "start_time",
-    "status_kib",
-    "syscalls",
+    "CLK_TCK", "children", "cpu_ns", "cpu_seconds", "cpu_times", "fd_count", "machine_cpu", "own_cpu_seconds",
+    "rss_kib", "start_time", "status_kib", "syscalls"
 ]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

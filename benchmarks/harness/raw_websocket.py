@@ -9,14 +9,8 @@ import struct
 from typing import Any
 
 __all__ = [
-    "HandshakeFailed",
-    "client_frame",
-    "frame_header",
-    "mask",
-    "read_handshake",
-    "request_head",
-    "server_frames",
-    "text_frame",
+    "HandshakeFailed", "client_frame", "frame_header", "mask", "read_handshake", "request_head",
+    "server_frames", "text_frame"
 ]
 
 

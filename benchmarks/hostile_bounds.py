@@ -117,10 +117,6 @@ def used_memory(server: RedisServer) -> int:
     return int(server.client.info("memory")["used_memory"])
 
 
-def command_calls(server: RedisServer) -> dict[str, int]:
-    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in server.commandstats().items()}
-
-
 def count_keys(server: RedisServer, pattern: str) -> int:
     return sum(1 for _ in server.client.scan_iter(match=pattern, count=1000))
 
@@ -726,7 +722,7 @@ def run_big_room(args: argparse.Namespace, workdir: Path, quiet: bool = False) -
         frames0 = sum(m.frames for m in members)
         cpu0 = (cpu_seconds(node.pid), cpu_seconds(redis_server.pid))
         split0 = cpu_times(node.pid)
-        calls0 = command_calls(redis_server)
+        calls0 = redis_server.calls()
         started = time.monotonic()
         tick = 1.0 / args.join_rate
         next_tick = started
@@ -748,7 +744,7 @@ def run_big_room(args: argparse.Namespace, workdir: Path, quiet: bool = False) -
         elapsed = time.monotonic() - started
         cpu1 = (cpu_seconds(node.pid), cpu_seconds(redis_server.pid))
         split1 = cpu_times(node.pid)
-        calls1 = command_calls(redis_server)
+        calls1 = redis_server.calls()
         gevent.sleep(0.5)  # the last frames of the churn reach the members
         frames = sum(m.frames for m in members) - frames0
         joins = max(1, done["joins"])

@@ -26,8 +26,7 @@ def missing_node() -> str | None:
 
 
 def add_broadcast_options(parser: argparse.ArgumentParser, messages: int, timeout: float) -> None:
-    """The options of `BroadcastLoad`: --conns, --messages, --window, --settle, --timeout,
-    --join-timeout."""
+    """The options of `BroadcastLoad` (--conns, --messages, --window, --settle, --timeout...)."""
     parser.add_argument("--conns", type=int, default=1000, help="room members (receivers)")
     parser.add_argument("--messages", type=int, default=messages, help="broadcasts (says by the one sender)")
     parser.add_argument("--window", type=int, default=8, help="says in flight")

@@ -30,8 +30,7 @@ def add_run_options(parser: argparse.ArgumentParser, max_seconds: int) -> None:
 
 
 def pin_cpus(args: argparse.Namespace) -> None:
-    """No pinning (args.server_cpu and args.client_cpu None) with --no-pin, without taskset, or
-    on fewer than two CPUs."""
+    """No pinning (server_cpu, client_cpu None) with --no-pin, without taskset or on one CPU."""
     if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
         args.server_cpu = args.client_cpu = None
 

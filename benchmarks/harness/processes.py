@@ -33,14 +33,12 @@ class Failed(Exception):
 
 
 def pinned(cpus: int | str | None, command: list[str]) -> list[str]:
-    """`command` run by taskset on `cpus` (None: anywhere). taskset execs: the PID stays the
-    command's."""
+    """`command` under taskset on `cpus` (None: anywhere); taskset execs: the PID is the command's."""
     return command if cpus is None else ["taskset", "-c", str(cpus), *command]
 
 
 def raise_fd_limit(wanted: int | None = None) -> int:
-    """Raise this process's soft limit of open files (its children inherit it) to `wanted`,
-    within the hard limit (None: to the hard limit). The new soft limit."""
+    """Raise the soft limit of open files to `wanted` (None: the hard limit); the new limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if wanted is None else min(hard, max(soft, wanted))
     if target != soft:
@@ -94,8 +92,7 @@ def reap(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any]:
 
 
 class ChildProcess:
-    """A process of ours whose output lines are read by threads into queues (cwd: the root of
-    the repository)."""
+    """A process of ours (cwd: the repository root) whose output lines threads read into queues."""
 
     def __init__(
         self, name: str, command: list[str], *, stderr: IO[bytes] | None = None, stdin: bool = False

@@ -55,8 +55,7 @@ def cpu_ns(pid: int) -> int:
 
 
 def start_time(pid: int) -> int | None:
-    """The start time of `pid` (to tell it from a later process given the same PID), or None
-    once it is gone or a zombie."""
+    """The start time of `pid` (tells it from a later one given its PID); None once gone or a zombie."""
     try:
         fields = _stat_fields(pid)
     except OSError:

@@ -107,8 +107,7 @@ class RedisServer:
             self.proc.send_signal(sig)
 
     def stop(self, timeout: float = 10.0) -> tuple[int, Any] | None:
-        """SIGTERM, SIGKILL after `timeout`: its exit status and resource usage (None if it had
-        ended already)."""
+        """SIGTERM, SIGKILL after `timeout`: exit status and resource usage (None: it had ended)."""
         self.client.connection_pool.disconnect()
         if self.proc.returncode is not None or self.proc.poll() is not None:
             return None

@@ -65,7 +65,6 @@ from websock_actors.client import ClientConnection, connect  # noqa: E402
 from websock_actors.errors import ConnectionClosed, RequestError  # noqa: E402
 
 APP = ROOT / "benchmarks" / "hostile_app.py"
-MIB = 1 << 20
 WINDOW = 10.0  # seconds per figure of the churn's rate over time
 # Redis's ceiling of the first scenario is given in MB (used_memory is bytes), the RSS's in MiB.
 MB = 1_000_000

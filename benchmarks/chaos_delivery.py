@@ -3,61 +3,30 @@
     .venv/bin/python benchmarks/chaos_delivery.py                        # 200 clients, 20 rooms, 600 s
     .venv/bin/python benchmarks/chaos_delivery.py --duration 45 --clients 40 --rooms 4 --json out.json
 
-Does every acknowledged chat message reach every member of its room, once and in order, or
-is its loss reported? The script starts a redis-server of its own (a free loopback port,
-`--save "" --appendonly no`, its dir a temporary one) and two nodes, `python -m
-websock_actors run examples.chat:app --redis ...` (resumption on: window 120 s, grace 10 s),
-ready once GET /readyz answers 200. This process (gevent, no monkey-patching) runs the
-clients: client i is `c<i>`, in room `room<i % rooms>`, at home on node `(i // rooms) % 2`
-(so every room spans both nodes). Each connects, joins, then says `c<i>:<n>` with an id,
---say-rate times a second (the chat app allows 5). It logs, on one monotonic clock: each
-say's sending and its `said`, every numbered room broadcast it receives (room, seq, epoch,
-text), every gap report (a `room_lost` push, a room in `resumed.lost`, `restored: false`),
-each `joined` and each resume's answer.
+Does every acknowledged chat message reach every member of its room, once and in order, or is
+its loss reported? Two nodes of `examples.chat:app --redis` (resumption on) share a
+redis-server of the script's own. Client i (`c<i>`, room `room<i % rooms>`, at home on node
+`(i // rooms) % 2`) says --say-rate times a second and logs what it sent, was acknowledged,
+received and was told was lost; a dropped client reconnects and resumes.
 
-A client whose connection drops (for any reason) connects again, to its home node, else
-the other, with backoff; its first message is `resume` with its session token and the last
-(seq, epoch) it received of its room. The answer: `session` is the token to use next time,
-`positions` (when present) where each room stands after the replay, `lost` rooms are a
-reported gap, and `restored: false` means the session is gone: a reported gap, and the
-client joins again. A live connection may get `room_lost` (room, seq, epoch): messages up to
-there were lost, the next follows it.
-
-Faults, at times drawn from --seed and scaled to --duration (printed and in the JSON):
+Faults, at times drawn from --seed and scaled to --duration (--faults: a subset):
   pubsub_kill    CLIENT KILL TYPE pubsub on Redis, every few seconds
-  redis_restart  Redis stopped (SIGTERM), and a new one started on the same port a second
-                 later, without persistence: everything in Redis is gone
+  redis_restart  Redis restarted on the same port, without persistence: its data is gone
   redis_pause    SIGSTOP to redis-server, SIGCONT 5 s later
-  node_kill      SIGKILL to one node; its clients resume on the other. The node is started
-                 again later (node_restart), on the same port, so that later faults and
-                 reconnects find two nodes again
-  client_abort   a few clients' TCP connections reset (SO_LINGER 0, no close frame); they resume
-Each major fault (restart, pause, node kill) happens max(1, round(duration / 200)) times, in
-its own slot of the fault window (after the joins, ending --tail seconds before the last say);
-pubsub kills and client aborts are spread over the same window. --faults applies a subset
-(the same plan, the other kinds skipped): one fault's effect alone.
+  node_kill      SIGKILL to one node (started again later: node_restart)
+  client_abort   a few clients' TCP connections reset (no close frame)
 
-At --duration the clients stop saying; after --drain quiet seconds they close, the nodes and
-Redis are stopped by PID, and benchmarks/chaos_check.py checks the logs. The result is one
-JSON object on stdout (and in --json): acknowledged, deliveries, expected_deliveries,
-duplicates, out_of_order, gaps_reported, gaps_unreported, undelivered_acknowledged, resumes,
-faults (applied, per kind), samples of each violation, the run's own figures (connects,
-drops, say errors, leftover PIDs), the nodes' and Redis's log warnings, the schedule, and
-`fault_log`: each fault as applied, with the unreported gaps and undelivered messages whose
-message was sent from just before it to RECOVERY seconds after it was over (and
-`gaps_unreported_outside_fault_windows`: those near no fault). The counts are for the caller to
-judge: the exit status is 0 unless the run itself broke (2: a node or Redis did not start or
-come back; 3: the hard wall-clock limit, --duration + 150 s, was reached).
-
-Bounded: every wait has a timeout; loopback only; every process is ours, stopped by its PID,
-and dies with this one (PR_SET_PDEATHSIG) if this process is killed.
+After --drain quiet seconds benchmarks/chaos_check.py checks the logs; the result is one JSON
+object on stdout (and in --json): deliveries, duplicates, out of order, gaps reported and not,
+resumes, the faults applied (`fault_log`, with the violations near each). Exit 0 unless the run
+broke (2: a node or Redis did not start or come back; 3: --duration + 150 s passed).
+Bounded: every wait has a timeout; loopback only; every process is ours, stopped by its PID.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
-import ctypes
 import itertools
 import json
 import os
@@ -72,7 +41,6 @@ import tempfile
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,17 +49,18 @@ import gevent
 import gevent.event
 import gevent.socket
 import gevent.subprocess
-import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
 
 from benchmarks.chaos_check import ClientLog, Names, check  # noqa: E402
-from benchmarks.redis_process import redis_command  # noqa: E402
+from benchmarks.harness.ports import free_port  # noqa: E402
+from benchmarks.harness.processes import Failed, die_with_parent  # noqa: E402
+from benchmarks.harness.processes import stop_process as stop_within  # noqa: E402
+from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
 from websock_actors.client import ClientConnection, connect  # noqa: E402
 from websock_actors.errors import ConnectionClosed, WebSocketError  # noqa: E402
-from websock_actors.scale.redis_io import REDIS_FAILURES, GeventRedisConnection, connection_options  # noqa: E402
+from websock_actors.scale.redis_io import REDIS_FAILURES  # noqa: E402
 
 FAULT_KINDS = ("pubsub_kill", "redis_restart", "redis_pause", "node_kill", "client_abort")
 PAUSE = 5.0  # seconds between SIGSTOP and SIGCONT
@@ -105,30 +74,11 @@ GIVE_UP = 60.0  # seconds a client keeps trying to connect
 MAX_UNACKED = 20  # says in flight per client (the app's burst)
 RECOVERY = 5.0  # seconds after a fault that its effects are attributed to it
 HARD_MARGIN = 150.0  # seconds beyond --duration before the whole run is killed
-PR_SET_PDEATHSIG = 1
 NODE_LOG_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")  # a node log line's time
-
-
-class RunBroken(Exception):
-    """A node or Redis could not start or come back: the run is void."""
 
 
 class Dropped(Exception):
     """The client gave its connection up (a fault, a stall, a refused resume)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def die_with_parent() -> None:
-    """In a child before exec: SIGKILL when the driver dies, so a killed run leaves no process."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 # -- processes ---------------------------------------------------------------------------
@@ -167,82 +117,15 @@ class Processes:
                         pass
 
 
-def stop_process(process: Any, sig: int = signal.SIGTERM) -> int | None:
-    """Send `sig` (SIGCONT first: a stopped process cannot exit), wait; SIGKILL past STOP_TIMEOUT.
-    The exit status, None when it had to be killed."""
-    if process.poll() is not None:
-        return int(process.returncode)
-    process.send_signal(signal.SIGCONT)
-    process.send_signal(sig)
-    try:
-        return int(process.wait(timeout=STOP_TIMEOUT))
-    except gevent.subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
-        return None
-
-
-class RedisProcess:
-    """The run's redis-server: a free loopback port, no persistence; restarted on the same port."""
-
-    def __init__(self, binary: str, workdir: Path, processes: Processes) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.processes = processes
-        self.port = 0
-        self.process: Any = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start on self.port (a free one the first time); return once it answers PING."""
-        if not self.port:
-            self.port = free_port()
-        command = redis_command(self.binary, self.port, self.workdir)
-        self.process = self.processes.spawn(command, self.workdir / "redis.out")
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if self.ping():
-                    return
-            except REDIS_FAILURES:
-                pass
-            gevent.sleep(0.05)
-        raise RunBroken(f"redis-server did not answer PING on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-
-    def signal(self, sig: int) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-
-    def ping(self, timeout: float = 0.5) -> bool:
-        return bool(self._call(lambda client: client.ping(), timeout))
-
-    def kill_pubsub(self) -> int:
-        """CLIENT KILL TYPE pubsub: how many subscriber connections were closed."""
-        return int(self._call(lambda client: client.client_kill_filter(_type="pubsub"), 2.0))
-
-    def _call(self, call: Callable[[redis.Redis], Any], timeout: float) -> Any:
-        """redis-py over gevent sockets (other greenlets run on), a connection of its own."""
-        options = connection_options(self.url, connect_timeout=timeout, timeout=timeout)
-        pool = redis.ConnectionPool(connection_class=GeventRedisConnection, **options)
-        client = redis.Redis(connection_pool=pool)
-        try:
-            return call(client)
-        finally:
-            client.close()
-            pool.disconnect()
+def stop_process(process: Any) -> int | None:
+    """SIGTERM, SIGKILL past STOP_TIMEOUT: the exit status, None when it had to be killed."""
+    return stop_within(process, STOP_TIMEOUT, kill_timeout=STOP_TIMEOUT)
 
 
 class Node:
     """One server process: `python -m websock_actors run examples.chat:app --redis URL`."""
 
-    def __init__(self, index: int, redis: RedisProcess, workdir: Path, processes: Processes) -> None:
+    def __init__(self, index: int, redis: RedisServer, workdir: Path, processes: Processes) -> None:
         self.index = index
         self.redis = redis
         self.port = free_port()
@@ -269,7 +152,7 @@ class Node:
             if http_status(self.port, "/readyz") == 200:
                 return
             gevent.sleep(0.1)
-        raise RunBroken(f"node {self.index} was not ready within {START_TIMEOUT:.0f} s (log: {self.log})")
+        raise Failed(f"node {self.index} was not ready within {START_TIMEOUT:.0f} s (log: {self.log})")
 
     def kill(self) -> None:
         """kill -9: no drain, no session saved, its members reaped by the other node later."""
@@ -674,7 +557,7 @@ class Client:
 class Injector:
     """Applies the fault schedule, counting what was applied (and what could not be)."""
 
-    def __init__(self, run: Run, redis: RedisProcess, clients: list[Client], schedule: list[Fault]) -> None:
+    def __init__(self, run: Run, redis: RedisServer, clients: list[Client], schedule: list[Fault]) -> None:
         self.run = run
         self.redis = redis
         self.clients = clients
@@ -682,7 +565,7 @@ class Injector:
         self.applied: Counter[str] = Counter()
         self.details: Counter[str] = Counter()
         self.log: list[dict[str, Any]] = []
-        self.broken: RunBroken | None = None
+        self.broken: Failed | None = None
 
     def main(self) -> None:
         """Each fault at its planned time, in a greenlet of its own: a 5 s pause or a node's
@@ -701,7 +584,7 @@ class Injector:
         began = run.now()
         try:
             note = self._apply(fault)
-        except RunBroken as exc:
+        except Failed as exc:
             self.broken = exc
             run.problem(f"{fault.kind} at {began:.1f} s: {exc}")
             run.closing.set()
@@ -718,14 +601,12 @@ class Injector:
 
     def _apply(self, fault: Fault) -> str:
         if fault.kind == "pubsub_kill":
-            killed = self.redis.kill_pubsub()
+            killed = int(self.redis.client.client_kill_filter(_type="pubsub"))
             self.details["pubsub_connections_killed"] += killed
             return f"{killed} subscriber connections killed"
         if fault.kind == "redis_restart":
-            self.redis.stop()
-            gevent.sleep(RESTART_DOWNTIME)
-            self.redis.start()
-            return f"new redis-server PID {self.redis.process.pid} on port {self.redis.port}"
+            self.redis.restart(RESTART_DOWNTIME)
+            return f"new redis-server PID {self.redis.pid} on port {self.redis.port}"
         if fault.kind == "redis_pause":
             self.redis.signal(signal.SIGSTOP)
             try:
@@ -784,8 +665,8 @@ def log_summary(path: Path, samples: int = 5) -> dict[str, Any]:
 def run_chaos(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Start Redis and the nodes, run the clients under the faults, stop, check."""
     processes = Processes()
-    redis = RedisProcess(args.redis_server, workdir, processes)
-    nodes = [Node(i, redis, workdir, processes) for i in range(2)]
+    redis: RedisServer | None = None
+    nodes: list[Node] = []
     started = time.monotonic()
 
     def hard_limit(signum: int, frame: Any) -> None:
@@ -800,7 +681,9 @@ def run_chaos(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     signal.signal(signal.SIGALRM, hard_limit)
     signal.alarm(int(args.duration + HARD_MARGIN))
     try:
-        redis.start()
+        out = workdir / "redis.out"
+        redis = RedisServer(args.redis_server, None, workdir, True, lambda c: processes.spawn(c, out))
+        nodes = [Node(i, redis, workdir, processes) for i in range(2)]
         for node in nodes:
             node.start()
         print(f"redis-server on {redis.port}, nodes on {[n.port for n in nodes]}; workdir {workdir}",
@@ -835,7 +718,8 @@ def run_chaos(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     finally:
         for node in nodes:
             node.stop()
-        redis.stop()
+        if redis is not None:
+            redis.stop()
         processes.kill_all()
     if injector.broken is not None:
         raise injector.broken
@@ -955,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     try:
         result = run_chaos(args, workdir)
-    except RunBroken as exc:
+    except Failed as exc:
         print(f"the run broke: {exc}", file=sys.stderr)
         for name in ("node0.log", "node1.log", "redis.log"):
             if (workdir / name).exists():

@@ -24,7 +24,14 @@ import time
 from pathlib import Path
 
 import gevent
-from idle_rss import ROOT, Client, free_port, wait_listening
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
+
+from benchmarks.harness.ports import free_port, wait_for_port  # noqa: E402
+from benchmarks.harness.processes import pinned  # noqa: E402
+from benchmarks.harness.procstat import cpu_seconds  # noqa: E402
+from benchmarks.idle_rss import Client  # noqa: E402
 
 PAYLOADS = {
     # chat-like JSON: repetitive keys, varied values
@@ -35,11 +42,6 @@ PAYLOADS = {
     ),
     "random": os.urandom(2 << 20),  # incompressible
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 class CountingClient(Client):
@@ -85,14 +87,14 @@ def main() -> int:
     command = [sys.executable, str(ROOT / "benchmarks" / "bench_app.py"), str(port)]
     if args.compression:
         command.append("--compression")
-    if args.cpu:
-        command = ["taskset", "-c", args.cpu, *command]
+    command = pinned(args.cpu or None, command)
     proc = subprocess.Popen(command, cwd=ROOT)
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("--max-time reached")))
     signal.alarm(int(args.max_time))
     clients: list[CountingClient] = []
     try:
-        wait_listening(port, proc, 20)
+        if (why := wait_for_port(port, 20, process=proc)) is not None:
+            raise SystemExit(why)
         clients = [CountingClient(port, offer=True) for _ in range(args.conns)]
         for client in clients:
             client.open()

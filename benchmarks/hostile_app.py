@@ -4,29 +4,20 @@
         [--replay-messages 2000] [--replay-bytes 2097152] [--chat-limits] [--quiet-joins]
     websock-actors run benchmarks.hostile_app:app --no-patch [--redis URL]   # the same, 5 s retention
 
-examples/chat.py builds its App at import, with its ResumePolicy and the default retention of
-an empty room's history (`history_ttl`). The benchmark needs a short retention it can wait
-out, so this module registers the demo's own handlers and hooks (join, say, leave,
-on_disconnect, on_resume, on_member_lost: the same functions, the same models) in a new App
-with the policy it is given. The demo's rate limits (per connection, and on `say`) are off
-unless --chat-limits: a hostile client opens as many connections as it needs to get past a
-per-connection limit, so the bounds are measured without it.
---quiet-joins swaps in a join and a leave that tell the room nothing (a control for the cost
-of a join apart from its broadcast).
+examples/chat.py builds its App at import with the default retention of an empty room's
+history; the benchmark needs one short enough to wait out, so this module registers the demo's
+own handlers and hooks in a new App with the policy it is given. The demo's rate limits are off
+unless --chat-limits (a hostile client opens as many connections as it needs to get past them);
+--quiet-joins swaps in a join and a leave that tell the room nothing (a control).
 
-Run as a script, it serves on 127.0.0.1 (a free port unless --port), prints `PORT <n>` once
-it listens, `STATS <json>` on SIGUSR1 (what the process keeps: histories, sessions, rooms,
-subscriptions, the app's limit counters) and once more after SIGTERM, which stops it.
-No monkey-patching; keepalive as the command line's defaults.
+As a script it serves on 127.0.0.1 with the apps/serving line protocol (`PORT <n>`, `STATS
+<json>` on SIGUSR1 and after SIGTERM: histories, sessions, rooms, the app's limit counters).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: examples/ and websock_actors/ live one level up
     sys.path.insert(0, str(ROOT))
 
-import gevent  # noqa: E402
 
+from benchmarks.apps.serving import log_warnings, serve  # noqa: E402
+from benchmarks.harness.procstat import rss_kib  # noqa: E402
 from examples import chat  # noqa: E402
 from websock_actors import App, Context, RedisBackplane, ResumePolicy, Server  # noqa: E402
 
@@ -103,20 +95,12 @@ def build_app(
 app = build_app(policy())
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def stats(served: App) -> dict[str, Any]:
     """What this process keeps that a client can make it keep, and the app's counters."""
     rooms: Any = served.rooms
     local = getattr(rooms, "local", rooms)  # a RedisBackplane keeps its members in a LocalRooms
     out: dict[str, Any] = {
-        "rss_kib": _rss_kib(),
+        "rss_kib": rss_kib("self"),
         "heap_blocks": sys.getallocatedblocks(),
         "rooms_with_members": len(local.rooms),
         "deliveries": rooms.deliveries,
@@ -154,9 +138,7 @@ def main() -> int:
     parser.add_argument("--quiet-joins", action="store_true", help="no member_joined, member_left")
     parser.add_argument("--max-connections", type=int, default=10_000)
     args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    log_warnings()
     served = build_app(
         policy(args.history_ttl, args.retained_rooms, args.replay_messages, args.replay_bytes),
         chat_limits=args.chat_limits,
@@ -164,16 +146,7 @@ def main() -> int:
         quiet=args.quiet_joins,
     )
     server = Server(served, "127.0.0.1", args.port, max_connections=args.max_connections)
-
-    def report() -> None:
-        print("STATS " + json.dumps(stats(served)), flush=True)
-
-    gevent.signal_handler(signal.SIGUSR1, report)
-    gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
-    server.start()
-    print("PORT", server.address[1], flush=True)
-    server.serve_forever()
-    report()
+    serve(server, lambda: stats(served))
     return 0
 
 

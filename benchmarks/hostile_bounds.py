@@ -5,61 +5,32 @@
     .venv/bin/python benchmarks/hostile_bounds.py --only 1 --duration 60 --json out.json
 
 Needs /usr/bin/redis-server (or --redis-server PATH); no node. The server is the chat demo's
-handlers in benchmarks/hostile_app.py (a process of its own, its rate limits off unless
---chat-limits, a retention of --retention seconds instead of the default so that the run can
-wait it out); every redis-server is this script's own (a free loopback port, no persistence).
+handlers in benchmarks/hostile_app.py (its rate limits off unless --chat-limits, a retention of
+--retention seconds so that the run can wait it out); every redis-server is the script's own.
 
-1. Room churn (--modes: in process, and one node + Redis): one connection joins and leaves
-   distinct rooms (`c0`, `c1`, ...) as fast as it can for --duration seconds, each join
-   waiting for `joined` and each leave for `left`. Every cycle leaves a history behind (the
-   demo broadcasts member_joined and member_left). Shown: the server's RSS (VmRSS, sampled
-   every 0.25 s, and VmHWM) and Redis's `used_memory` before, at the peak and after the
-   retention (in process: --retention + 1 s; with Redis: until the last `wsa:seq:*` key
-   expired and Redis reclaimed every expired key); the histories kept at the end of the
-   churn and after the retention (in process: the stream's rooms, from the node's STATS;
-   Redis: DBSIZE and ZCARD wsa:retained); then the same once more after one more join and
-   leave ("poke"), which shows whether anything is dropped without new traffic. The
-   baseline ("before") is taken after a warm-up of a few cycles and their retention.
-   Targets: RSS +50 MiB and used_memory +50 MB at most; both back within 10% of where they
-   started after the retention.
-2. A resume naming --rooms rooms far back (--modes): --resumers sessions join the rooms (the
-   policy's max_rooms is 100), learn each room's position from one message, and are cut (the
-   client drops the TCP connection: no close frame); --sayers connections then say
-   --messages messages in every room; then each session resumes, one after the other, naming
-   its old positions. Shown per resume: `replayed`, the rooms in `lost`, the messages and
-   bytes (UTF-8 payload) received before `resumed`, and its time; meanwhile --pingers other
-   connections (a process of their own) send a WebSocket ping every --ping-interval and
-   their round trips are reported during the resumes (a ping whose flight overlaps one)
-   and outside them. Targets: replay at most ResumePolicy.replay_messages and replay_bytes;
-   ping p99 < 50 ms during the resumes.
-3. Joins into a big room with Redis: --members connections join room `big` (then only read,
-   answering pings), and --join-rate joins a second by --churners other connections (each
-   leaving again, so membership stays at --members plus a few) for --churn-seconds. Shown:
-   the CPU of the server and of redis-server over that time (utime + stime of /proc/PID/stat,
-   as a fraction of one core), the joins and leaves done and their round trips, the frames
-   the members read, and the Redis commands per join (INFO commandstats, over a join and a
-   leave, heartbeats included; a presence read of the whole room, ZRANGE, per join would
-   show here). Target: the server under half a core. Then the same once more as a control
-   (unless --no-control), with a join and a leave that tell the room nothing
-   (hostile_app.py --quiet-joins): what a join costs apart from its fan-out to the room.
+1. Room churn (--modes: in process, one node + Redis): one connection joins and leaves distinct
+   rooms for --duration seconds. Shown: the server's RSS, heap blocks and histories, and
+   Redis's used_memory and keys, before, at the peak, after the retention and after one more
+   cycle. Targets: RSS +50 MiB and used_memory +50 MB at most, both back within 10% after.
+2. A resume naming --rooms rooms --messages back (--modes), while --pingers connections of
+   another process ping. Shown per resume: replayed, lost rooms, bytes, time. Targets: replay
+   within ResumePolicy.replay_messages and replay_bytes; ping p99 < 50 ms during the resumes.
+3. Joins into a room of --members with Redis, --join-rate a second: the CPU of the server and
+   of redis-server, round trips, Redis commands per join; then a control run whose joins tell
+   the room nothing (hostile_app.py --quiet-joins; --no-control skips it). Target: the server
+   under half a core.
 
-Layout: the server on CPU 0 (taskset), everything else (this script, redis-server, the
-pingers) on CPU 1 when there are two; --no-pin turns it off. A benchmark, not a test: the
-exit status is 0 unless something crashed (a server died or logged a Traceback, or this
-script failed); targets are printed met or MISSED. Bounded: every wait has a timeout, the
-whole invocation has --max-seconds (then every process of ours is killed by its PID and
-the script exits 3); loopback only.
+The server on CPU 0, everything else on CPU 1 (--no-pin: anywhere). Exit status 0 unless
+something crashed; targets are printed met or MISSED. Bounded by --max-seconds (then every
+process of ours is killed by PID, exit 3); loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import functools
 import json
 import os
-import resource
-import shutil
 import signal
 import socket
 import sys
@@ -74,16 +45,26 @@ import gevent
 import gevent.event
 import gevent.pool
 import gevent.socket
-from redis_broadcast import CLK_TCK, Child, Failed, RedisServer, cpu_seconds, pinned
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
 
+from benchmarks.harness.preflight import add_run_options, pin_cpus  # noqa: E402
+from benchmarks.harness.processes import ChildProcess, Failed, ServerProcess, pinned, raise_fd_limit  # noqa: E402
+from benchmarks.harness.procstat import cpu_seconds, cpu_times, status_kib  # noqa: E402
+from benchmarks.harness.raw_websocket import (  # noqa: E402
+    HandshakeFailed,
+    client_frame,
+    read_handshake,
+    request_head,
+    server_frames,
+)
+from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
+from benchmarks.harness.stats import nearest_rank as percentile  # noqa: E402
 from websock_actors.client import ClientConnection, connect  # noqa: E402
 from websock_actors.errors import ConnectionClosed, RequestError  # noqa: E402
 
 APP = ROOT / "benchmarks" / "hostile_app.py"
-MIB = 1 << 20
 WINDOW = 10.0  # seconds per figure of the churn's rate over time
 # Redis's ceiling of the first scenario is given in MB (used_memory is bytes), the RSS's in MiB.
 MB = 1_000_000
@@ -93,41 +74,24 @@ CHILDREN: list[Any] = []  # every process of ours, for the watchdog to kill by P
 # -- processes -------------------------------------------------------------------------------
 
 
-class Node(Child):
+class Node(ServerProcess):
     """One hostile_app.py server process; `stats()` is its STATS line (SIGUSR1)."""
 
     def __init__(self, name: str, cpu: int | None, log: Path, options: list[str]) -> None:
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
-        command = [sys.executable, str(APP), *options]
-        super().__init__(name, pinned(cpu, command), stderr=self._log)
-        CHILDREN.append(self)
-        self.port = int(self.expect("stdout", "PORT ", 30).split()[1])
-        self.url = f"ws://127.0.0.1:{self.port}/"
-
-    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
-        self.proc.send_signal(signal.SIGUSR1)
-        stats: dict[str, Any] = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
-        return stats
+        super().__init__(name, pinned(cpu, [sys.executable, str(APP), *options]), log, started=CHILDREN)
 
     def rss_kib(self, key: str = "VmRSS") -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
+        return status_kib(self.pid, key)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then wait in this hub (so that our clients answer the server's closes),
-        then Child.stop: SIGKILL if it is still there after `timeout`."""
+        then ChildProcess.stop: SIGKILL if it is still there after `timeout`."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while self.proc.poll() is None and time.monotonic() < deadline:
                 gevent.sleep(0.05)
-        status = super().stop(5)
-        self._log.close()
-        return status
+        return super().stop(5)
 
     def tracebacks(self) -> int:
         return self.log_path.read_text(errors="replace").count("Traceback")
@@ -152,30 +116,11 @@ def used_memory(server: RedisServer) -> int:
     return int(server.client.info("memory")["used_memory"])
 
 
-def command_calls(server: RedisServer) -> dict[str, int]:
-    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in server.commandstats().items()}
-
-
-def user_system(pid: int) -> tuple[float, float]:
-    """utime and stime of `pid` (ours) in seconds, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
-
 def count_keys(server: RedisServer, pattern: str) -> int:
     return sum(1 for _ in server.client.scan_iter(match=pattern, count=1000))
 
 
 # -- figures ---------------------------------------------------------------------------------
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest rank."""
-    if not ordered:
-        return float("nan")
-    rank = max(1, -(-len(ordered) * q // 1))
-    return ordered[int(rank) - 1]
 
 
 def latency_ms(values: list[float]) -> dict[str, float | int]:
@@ -484,7 +429,7 @@ def resume_once(url: str, token: str, positions: dict[str, dict[str, Any]], inde
 def run_resume(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     redis_server = start_redis(args, workdir) if mode == "redis" else None
     node: Node | None = None
-    pinger: Child | None = None
+    pinger: ChildProcess | None = None
     result: dict[str, Any] = {
         "scenario": 2,
         "mode": mode,
@@ -525,7 +470,7 @@ def run_resume(mode: str, args: argparse.Namespace, workdir: Path) -> dict[str, 
         result["say_errors"] = sum(s.errors for s in sayers)
 
         seconds = 2 + args.resumers * args.resume_gap + 10  # an upper bound: it is stopped at the end
-        pinger = Child(
+        pinger = ChildProcess(
             "pingers",
             pinned(args.client_cpu, [sys.executable, __file__, "--pinger", node.url, "--pingers",
                                      str(args.pingers), "--ping-interval", str(args.ping_interval),
@@ -667,38 +612,19 @@ class RawMember:
     def __init__(self, port: int, room: str, name: str) -> None:
         self.sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock.settimeout(None)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = self.sock.recv(4096)
-            if not data:
-                raise Failed("the server closed a member's handshake")
-            head += data
-        status, _, rest = head.partition(b"\r\n\r\n")
-        if b" 101 " not in status.split(b"\r\n", 1)[0] + b" ":
-            raise Failed(f"handshake refused: {status[:80]!r}")
+        self.sock.sendall(request_head(port))
+        try:
+            rest = read_handshake(self.sock, limit=1 << 30)
+        except HandshakeFailed as exc:
+            raise Failed(f"handshake refused: {exc}") from None
         self.buffer = bytearray(rest)
         self.frames = 0
-        self.payload = 0
         self.joined = gevent.event.Event()
         self.closed = False
         self.send(1, json.dumps({"type": "join", "id": 1, "room": room, "name": name}).encode())
 
     def send(self, opcode: int, payload: bytes) -> None:
-        mask = os.urandom(4)
-        size = len(payload)
-        if size < 126:
-            head = bytes([0x80 | opcode, 0x80 | size])
-        elif size < 65536:
-            head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
-        else:
-            head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
-        masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
-        self.sock.sendall(head + mask + masked)
+        self.sock.sendall(client_frame(opcode, payload))
 
     def run(self) -> None:
         try:
@@ -715,36 +641,16 @@ class RawMember:
             self.sock.close()
 
     def _parse(self) -> None:
-        buffer = self.buffer
-        pos = 0
-        end = len(buffer)
-        while end - pos >= 2:
-            size = buffer[pos + 1] & 0x7F
-            head = 2
-            if size == 126:
-                if end - pos < 4:
-                    break
-                size, head = int.from_bytes(buffer[pos + 2 : pos + 4], "big"), 4
-            elif size == 127:
-                if end - pos < 10:
-                    break
-                size, head = int.from_bytes(buffer[pos + 2 : pos + 10], "big"), 10
-            if end - pos < head + size:
-                break
-            opcode = buffer[pos] & 0x0F
-            start = pos + head
+        for opcode, payload in server_frames(self.buffer):
             if opcode == 1:
                 self.frames += 1
-                self.payload += size
-                if not self.joined.is_set() and b'"type":"joined"' in buffer[start : start + 64]:
+                if not self.joined.is_set() and b'"type":"joined"' in payload[:64]:
                     self.joined.set()
             elif opcode == 9:
-                self.send(10, bytes(buffer[start : start + size]))
+                self.send(10, payload)
             elif opcode == 8:
-                self.send(8, bytes(buffer[start : start + min(size, 2)]))
+                self.send(8, payload[:2])
                 self.closed = True
-            pos = start + size
-        del buffer[:pos]
 
     def close(self) -> None:
         self.closed = True
@@ -814,8 +720,8 @@ def run_big_room(args: argparse.Namespace, workdir: Path, quiet: bool = False) -
 
         frames0 = sum(m.frames for m in members)
         cpu0 = (cpu_seconds(node.pid), cpu_seconds(redis_server.pid))
-        split0 = user_system(node.pid)
-        calls0 = command_calls(redis_server)
+        split0 = cpu_times(node.pid)
+        calls0 = redis_server.calls()
         started = time.monotonic()
         tick = 1.0 / args.join_rate
         next_tick = started
@@ -836,8 +742,8 @@ def run_big_room(args: argparse.Namespace, workdir: Path, quiet: bool = False) -
         gevent.joinall(actors, timeout=15)
         elapsed = time.monotonic() - started
         cpu1 = (cpu_seconds(node.pid), cpu_seconds(redis_server.pid))
-        split1 = user_system(node.pid)
-        calls1 = command_calls(redis_server)
+        split1 = cpu_times(node.pid)
+        calls1 = redis_server.calls()
         gevent.sleep(0.5)  # the last frames of the churn reach the members
         frames = sum(m.frames for m in members) - frames0
         joins = max(1, done["joins"])
@@ -932,11 +838,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--no-control", action="store_true", help="scenario 3: no second run with quiet joins"
     )
-    parser.add_argument("--max-seconds", type=int, default=1200, help="the whole invocation's limit")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="no taskset")
-    parser.add_argument("--redis-server", default="/usr/bin/redis-server")
+    add_run_options(parser, max_seconds=1200)
     parser.add_argument("--logs", type=Path, default=None, help="keep the server logs in this directory")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     # the pinger process (started by scenario 2 itself)
@@ -969,16 +871,14 @@ def main() -> int:
     args = parse_args()
     if args.pinger is not None:
         return pinger_main(args)
-    if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
-        args.server_cpu = args.client_cpu = None
+    pin_cpus(args)
     if args.client_cpu is not None:
         os.sched_setaffinity(0, {args.client_cpu})  # off the server's CPU
     if not Path(args.redis_server).exists() and (
         ({1, 2} & set(args.scenarios) and "redis" in args.mode_list) or 3 in args.scenarios
     ):
         sys.exit(f"no redis-server at {args.redis_server}")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
+    hard = raise_fd_limit()  # the server inherits it
     if hard < args.members + 500:
         sys.exit(f"only {hard} file descriptors allowed; --members {args.members} needs more")
 

@@ -1,19 +1,17 @@
 """Server memory per idle connection, with a client that offers permessage-deflate.
 
-The side-by-side bench (../shared/bench) measures KiB per idle connection with a client
-that never offers compression. This script does the same measurement (the server's VmRSS
-before opening N connections and after holding them open for a while, divided by N) with
-a client that offers what browsers offer, ``permessage-deflate; client_max_window_bits``,
-so the figure includes whatever compression state the server keeps per connection. Then
-every connection sends one message (compressed when negotiated) and reads its echo, and
-the RSS is read again: state made lazily at the first message shows there.
+The side-by-side bench (../shared/bench) measures KiB per idle connection with a client that
+never offers compression; this does the same (the server's VmRSS before and after holding N
+connections, divided by N) with a client that offers `permessage-deflate;
+client_max_window_bits`, as browsers do, then once more after one echoed message on each
+connection (state made lazily at the first message shows there).
 
     python benchmarks/idle_rss.py --conns 10000                    # bench_app, compression off
     python benchmarks/idle_rss.py --conns 10000 --compression      # bench_app --compression
     python benchmarks/idle_rss.py --conns 10000 --server 'python peer.py {port}'   # any server
 
-Loopback only; every step has a time limit; the server is started here and stopped by its
-PID. One JSON line with the figures is printed last.
+Loopback only; every step has a time limit; the server is stopped by its PID. One JSON line with
+the figures is printed last.
 """
 
 from __future__ import annotations
@@ -21,10 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import signal
-import socket as std_socket
 import subprocess
 import sys
 import time
@@ -35,7 +31,13 @@ import gevent
 import gevent.pool
 from gevent import socket
 
-from websock_actors.protocol import (
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
+
+from benchmarks.harness.ports import free_port, wait_for_port  # noqa: E402
+from benchmarks.harness.processes import pinned, raise_fd_limit  # noqa: E402
+from benchmarks.harness.procstat import rss_kib  # noqa: E402
+from websock_actors.protocol import (  # noqa: E402
     BinaryMessage,
     DeflateOptions,
     PerMessageDeflate,
@@ -46,38 +48,11 @@ from websock_actors.protocol import (
     parse_extensions,
     parse_response,
 )
-from websock_actors.protocol.deflate import parse_parameters
+from websock_actors.protocol.deflate import parse_parameters  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 OFFER = "permessage-deflate; client_max_window_bits"  # what Chrome and Firefox send
 # What this client does once the server answered: keep context, 15-bit windows (like a browser).
 CLIENT_OPTIONS = DeflateOptions(threshold=0, window_bits=15, context_takeover=True)
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def free_port() -> int:
-    with std_socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with status {proc.returncode}")
-        try:
-            std_socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 class Client:
@@ -166,9 +141,7 @@ def main() -> int:
     if not 1 <= args.conns <= 20_000:
         parser.error("--conns must be between 1 and 20000")
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, max(soft, args.conns + 1000))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # the server inherits it
+    wanted = raise_fd_limit(args.conns + 1000)  # the server inherits it
     if wanted < args.conns + 100:
         raise SystemExit(f"file descriptor limit {wanted} is too low for {args.conns} connections")
 
@@ -179,14 +152,14 @@ def main() -> int:
         command = [sys.executable, str(ROOT / "benchmarks" / "bench_app.py"), str(port)]
         if args.compression:
             command.append("--compression")
-    if args.cpu:
-        command = ["taskset", "-c", args.cpu, *command]
+    command = pinned(args.cpu or None, command)
     proc = subprocess.Popen(command, cwd=ROOT)
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("--max-time reached")))
     signal.alarm(int(args.max_time))
     clients: list[Client] = []
     try:
-        wait_listening(port, proc, 20)
+        if (why := wait_for_port(port, 20, process=proc)) is not None:
+            raise SystemExit(why)
         time.sleep(0.5)  # let the server settle after start-up before the first reading
         before = rss_kib(proc.pid)
         clients = [Client(port, offer=not args.no_offer) for _ in range(args.conns)]

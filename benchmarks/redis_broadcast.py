@@ -5,310 +5,75 @@
     .venv/bin/python benchmarks/redis_broadcast.py --rounds 5 --scenarios single,split --json out.json
 
 Needs /usr/bin/redis-server (or --redis-server PATH), node and `npm install` in benchmarks/.
-Every scenario of every round gets fresh chat nodes (examples/chat.py in a small script of our
-own: `app.use_backplane(RedisBackplane(url))`, or no backplane at all, LocalRooms), all sharing
-one redis-server that this script starts on a free loopback port (no persistence, its own temp
-dir) and flushes between scenarios. The nodes serve benchmarks/chat_unlimited.py: the chat app
-with its rate limits (50 messages/s per connection, `say` 5/s) off, since one sender says far
-faster than a person types. Keepalive pings
-are off too (as in typed_bench.sh). The load is benchmarks/typed_load.js's `broadcast`
-scenario: --conns receivers join room "bench", one more connection (the sender) joins it and
-says --messages messages with --window in flight; a receiver's latency is from the sender's
-send to its receipt (both in the one Node process). "1,000 members" is the receivers; the
-sender is in the room too (its own copies are not counted).
+Each run gets fresh nodes of apps/broadcast_node.py (benchmarks/chat_unlimited.py, with or
+without a RedisBackplane) on one flushed redis-server of the script's own; the load is
+typed_load.js `broadcast` (--conns receivers, one sender, --messages with --window in flight).
 
-Scenarios (each round runs them in this order, rounds interleaved, medians over the rounds):
+Scenarios (rounds interleaved, medians over the rounds):
   single  one node, no Redis (LocalRooms): all members on it
-  split   two nodes and Redis: members round-robin over A and B, the sender on A, so half the
-          deliveries cross Redis (A publishes once per say, B receives it and delivers to its half)
-  remote  two nodes and Redis: every member on B, the sender alone on A: every delivery crosses Redis
-  idle    two nodes and Redis: every member of "bench" and the sender on A, while B holds
-          --idle-conns members in another room only: what does B spend on a room it does not hold?
-          B's CPU time over the say phase, its `received` counter (expected: 0 messages), the
-          number of Redis subscribers of A's room (expected: 1, A), the idle members' messages (0)
+  split   two nodes and Redis: members round-robin over A and B, the sender on A
+  remote  two nodes and Redis: every member on B, the sender alone on A
+  idle    every member and the sender on A, while B holds --idle-conns members of another
+          room: B's CPU, its `received` (expected 0) and the room's subscribers (expected 1)
 
-Pinning (when there are at least 2 CPUs and taskset exists): every chat node on CPU 0, the
-redis-server and the Node load generator on CPU 1. On a 2-core machine two nodes cannot each
-have a core without starving the load generator, so the servers get the same budget, one core,
-in every scenario: the figures compare what the backplane costs (framing once, PUBLISH, the
-subscriber's decode and local fan-out) rather than what a second core would add. Redis is cheap
-here (one PUBLISH per say, one message per subscribed node) and shares the client's core.
---server-cpu / --client-cpu change this; --no-pin turns it off.
+Nodes on CPU 0, redis-server and the load generator on CPU 1 (--no-pin: anywhere): the servers
+get one core in every scenario, so the figures compare what the backplane costs. Shown per
+scenario: deliveries/s, p50/p99, Redis commands per PUBLISH, the nodes' counters and CPU in the
+say phase, heartbeat ages, TCP segments per frame, and the nodes' warnings.
 
-Each run: start the node(s) and wait for their ports, start the load generator with --sync: it
-connects and joins everybody, waits until no frame came for --settle ms (the member_joined
-bursts of the joins are over), says READY; the script then snapshots Redis's
-`INFO commandstats`, the CPU time of every process (utime+stime from /proc/PID/stat, in 10 ms
-ticks, and the finer nanoseconds of /proc/PID/task/*/schedstat) and each node's backplane
-counters (the node script prints `backplane.stats` as JSON on SIGUSR1, and on SIGTERM as it
-ends), lets it say, and takes the same snapshot when every delivery came (DONE),
-before anyone disconnects: the Redis and counter figures are those of the say phase only.
-
-It prints one line per run on stderr as it goes, then, per scenario, the medians:
-deliveries/s (and the ratio to `single`), p50/p99 latency, the join phase's duration, Redis
-commands per PUBLISH in the say phase (all commands but our own INFO and ZREVRANGE, over
-cmdstat_publish calls; the others, listed, are the nodes' heartbeats), the nodes' counters (A
-published, B received/delivered), CPU seconds of A, B and redis in the say phase; then Redis's
-own time per PUBLISH (cmdstat usec), the join phase's Redis commands per join and bytes out of
-Redis, the oldest heartbeat seen in Redis per node and run (a thread reads the scores of
-`wsa:nodes` every 0.25 s: against the nodes' node_timeout of 10 s), the TCP data segments a
-node sent per frame it delivered in the say phase (`ss -ti` data_segs_out of its sockets: 1.0
-is one send per frame, less is frames written together) with the load generator's read(2)
-calls per delivery (/proc/PID/io syscr), the `idle` figures above, and the WARNING-or-worse
-lines of the node logs, if any. --json PATH writes every run's raw figures.
-
-Bounded: each wait has a timeout (node start, joins, deliveries: --timeout, the load
-generator's own --limit), the whole invocation has --max-seconds; every process is ours and
-stopped by its PID. Exits 1 when a run failed: a missing, doubled or reordered delivery, a node
-or load generator that died or timed out, a failed publish or mailbox in the say phase, a
-node that reported the members of a live node as left (it took it for dead: its final
-`lost_members`), or in `idle` a message that reached B or its members. A failed run is left
-out of the medians.
+Bounded: every wait has a timeout, the whole invocation --max-seconds; every process is ours,
+stopped by its PID. Exits 1 when a run failed (a missing, doubled or reordered delivery, a
+process that died, a failed publish, members of a live node reported lost; left out of the
+medians).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import queue
-import re
-import resource
-import shutil
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import redis
-from redis_process import answers_ping, redis_command
 
 ROOT = Path(__file__).resolve().parent.parent
-LOAD = ROOT / "benchmarks" / "typed_load.js"
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
+
+from benchmarks.harness.node import BroadcastLoad, add_broadcast_options  # noqa: E402
+from benchmarks.harness.output import cell, write_json  # noqa: E402
+from benchmarks.harness.ports import data_segments_out  # noqa: E402
+from benchmarks.harness.preflight import Watchdog, add_run_options, prepare_run  # noqa: E402
+from benchmarks.harness.processes import Failed, ServerProcess, pinned  # noqa: E402
+from benchmarks.harness.procstat import cpu_ns, cpu_seconds, syscalls  # noqa: E402
+from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
+from benchmarks.harness.stats import median_of as median  # noqa: E402
+
 SCENARIOS = ("single", "split", "remote", "idle")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-NODE_SCRIPT = """
-import dataclasses, json, logging, signal, sys
-sys.path.insert(0, {root!r})
-import gevent
-from benchmarks.chat_unlimited import app  # the chat demo, its rate limits off
-from websock_actors import RedisBackplane, Server
 
-logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-url = sys.argv[1]
-backplane = RedisBackplane(url) if url != "-" else None
-if backplane is not None:
-    app.use_backplane(backplane)
-server = Server(app, "127.0.0.1", 0, ping_interval=None, max_connections=20000)
-
-def stats():
-    out = {{"broadcast_failures": app.rooms.broadcast_failures}}
-    if backplane is not None:
-        out.update(dataclasses.asdict(backplane.stats), connected=backplane.connected, node=backplane.node)
-    print("STATS " + json.dumps(out), flush=True)
-
-gevent.signal_handler(signal.SIGUSR1, stats)
-gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
-server.start()
-print("PORT", server.address[1], flush=True)
-server.serve_forever()
-stats()
-"""
-
-
-class Failed(Exception):
-    """A run that did not complete: the scenario failed (`result`: its figures, when it ran)."""
-
-    def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-class Watchdog(Exception):
-    """--max-seconds elapsed."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` (ours), from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
-
-
-def cpu_ns(pid: int) -> int:
-    """Nanoseconds on a CPU of every thread of `pid`, from /proc/PID/task/*/schedstat (finer
-    than the 10 ms ticks of utime+stime)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
-def syscalls(pid: int) -> dict[str, int]:
-    """Read and write system calls of `pid` so far (syscr, syscw of /proc/PID/io: read(2),
-    write(2) and the like; recv/send on sockets are not counted, libuv's read(2) of a socket is)."""
-    with open(f"/proc/{pid}/io") as f:
-        fields = dict(line.split(": ") for line in f.read().splitlines())
-    return {"reads": int(fields["syscr"]), "writes": int(fields["syscw"])}
-
-
-def data_segments_out(port: int) -> int:
-    """TCP data segments sent so far by the established sockets of local port `port` (`ss -ti`
-    data_segs_out): with TCP_NODELAY, about one per send, so frames sent together count once."""
-    command = ["ss", "-Htin", "state", "established", f"( sport = :{port} )"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
-    return sum(int(n) for n in re.findall(r"\bdata_segs_out:(\d+)", out))
-
-
-def pinned(cpu: int | None, command: list[str]) -> list[str]:
-    return command if cpu is None else ["taskset", "-c", str(cpu), *command]  # taskset execs
-
-
-class Child:
-    """A process of ours whose output lines are read by threads into queues."""
-
-    def __init__(
-        self, name: str, command: list[str], *, stderr: IO[bytes] | None = None, stdin: bool = False
-    ):
-        self.name = name
-        self.proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=stderr if stderr is not None else subprocess.PIPE,
-            text=True,
-        )
-        self.lines: dict[str, queue.Queue[str | None]] = {"stdout": queue.Queue()}
-        self.seen: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._readers = [self._reader("stdout", self.proc.stdout)]
-        if stderr is None:
-            self.lines["stderr"] = queue.Queue()
-            self._readers.append(self._reader("stderr", self.proc.stderr))
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _reader(self, stream: str, pipe: Any) -> threading.Thread:
-        def read() -> None:
-            for line in pipe:
-                self.lines[stream].put(line.rstrip("\n"))
-            self.lines[stream].put(None)
-
-        thread = threading.Thread(target=read, daemon=True)
-        thread.start()
-        return thread
-
-    def expect(self, stream: str, prefix: str, timeout: float) -> str:
-        """The next line of `stream` starting with `prefix` (other lines are kept in `seen`)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines[stream].get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise Failed(f"{self.name}: no {prefix!r} within {timeout:.0f} s") from None
-            if line is None:
-                self.lines[stream].put(None)
-                raise Failed(f"{self.name} ended (status {self.proc.wait(5)}) before {prefix!r}")
-            self.seen[stream].append(line)
-            if line.startswith(prefix):
-                return line
-
-    def send_line(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout`: the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        for thread in self._readers:
-            thread.join(2)
-        return self.proc.returncode
-
-
-class Node(Child):
-    """One chat server process (with RedisBackplane(url), or without a backplane: url None)."""
+class Node(ServerProcess):
+    """One chat server process, benchmarks/apps/broadcast_node.py (with RedisBackplane(url), or
+    without a backplane: url None); `final` is its last STATS line, after SIGTERM."""
 
     def __init__(self, name: str, url: str | None, cpu: int | None, log: Path) -> None:
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
-        command = [sys.executable, "-c", NODE_SCRIPT.format(root=str(ROOT)), url or "-"]
-        super().__init__(name, pinned(cpu, command), stderr=self._log)
-        self.port = int(self.expect("stdout", "PORT ", 30).split()[1])
-        self.url = f"ws://127.0.0.1:{self.port}/"
+        command = [sys.executable, "-m", "benchmarks.apps.broadcast_node", url or "-"]
+        super().__init__(name, pinned(cpu, command), log)
         self.final: dict[str, Any] | None = None
-
-    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
-        self.proc.send_signal(signal.SIGUSR1)
-        stats: dict[str, Any] = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
-        return stats
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.final = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
+                self.final = self.read_stats(timeout)
             except Failed:
                 pass
-        status = super().stop(timeout)
-        self._log.close()
-        return status
-
-
-class RedisServer:
-    """Our own redis-server on a free loopback port, without persistence."""
-
-    def __init__(self, binary: str, cpu: int | None, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        command = redis_command(binary, self.port, workdir)
-        self.proc = subprocess.Popen(pinned(cpu, command), cwd=workdir, stdout=subprocess.DEVNULL)
-        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
-        if not answers_ping(self.client, lambda: self.proc.poll() is not None):
-            raise Failed("redis-server did not start")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def commandstats(self) -> dict[str, dict[str, Any]]:
-        stats: dict[str, dict[str, Any]] = self.client.info("commandstats")
-        return stats
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        return super().stop(timeout)
 
 
 class HeartbeatWatch:
@@ -366,7 +131,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
         redis_server.client.flushall()
     url = redis_server.url if two else None
     nodes: list[Node] = []
-    load: Child | None = None
+    load: BroadcastLoad | None = None
     result: dict[str, Any] = {"scenario": scenario}
     watch: HeartbeatWatch | None = None
     ids: dict[str, str] = {}
@@ -379,7 +144,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
             out_start = int(redis_server.client.info("stats")["total_net_output_bytes"])
         a = nodes[0]
         b = nodes[1] if two else None
-        options = ["--conns", str(args.conns), "--messages", str(args.messages), "--window", str(args.window)]
+        options: list[str] = []
         if scenario in ("single", "idle"):
             options += ["--urls", a.url]
             result["members"] = f"{args.conns}/0"
@@ -397,11 +162,8 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
         if scenario == "idle":
             assert b is not None
             options += ["--idle-url", b.url, "--idle-conns", str(args.idle_conns), "--idle-room", "elsewhere"]
-        options += ["--settle", str(args.settle), "--sync", "--timeout", str(args.timeout)]
-        options += ["--limit", str(args.timeout + args.join_timeout + 60)]
-        command = pinned(args.client_cpu, ["node", str(LOAD), "broadcast", *options])
-        load = Child("load generator", command, stdin=True)
-        load.expect("stderr", "READY", args.join_timeout)
+        load = BroadcastLoad(args, options)
+        load.wait_joined(args.join_timeout)
 
         procs = {"A": a.pid, "redis": redis_server.pid, "load": load.pid}
         if b is not None:
@@ -420,8 +182,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
             result["join_commands_per_join"] = round(sum(join_commands.values()) / joins, 2)
             out_bytes = int(redis_server.client.info("stats")["total_net_output_bytes"]) - out_start
             result["join_redis_out_mb"] = round(out_bytes / 1e6, 2)
-        load.send_line("go")
-        load.expect("stderr", "DONE", args.timeout + 30)
+        load.say_all(args.timeout + 30)
         cpu1 = {name: cpu_seconds(pid) for name, pid in procs.items()}
         ns1 = {name: cpu_ns(pid) for name, pid in procs.items()}
         io1 = {name: syscalls(pid) for name, pid in procs.items()}
@@ -430,10 +191,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
         stats1 = [node.stats() for node in nodes] if two else []
         if scenario == "idle":
             result["bench_subscribers"] = redis_server.client.pubsub_numsub("wsa:room:bench")[0][1]
-        load.send_line("go")
-        result.update(json.loads(load.expect("stdout", "{", 30)))
-        if load.proc.wait(30) != 0:
-            raise Failed(f"load generator exited with {load.proc.returncode}")
+        result.update(load.figures())
 
         result["cpu_s"] = {name: round(cpu1[name] - cpu0[name], 3) for name in procs}
         result["cpu_ms_schedstat"] = {name: round((ns1[name] - ns0[name]) / 1e6, 2) for name in procs}
@@ -465,8 +223,7 @@ def run_once(scenario: str, args: argparse.Namespace, redis_server: RedisServer,
             watch.stop()
         if load is not None:
             load.stop(10)
-            errors = [line for line in load.seen["stderr"] if line not in ("READY", "DONE")]
-            if errors:
+            if errors := load.errors():
                 result["load_stderr"] = errors[-5:]
         for node in nodes:
             status = node.stop(15)
@@ -516,21 +273,6 @@ def check(result: dict[str, Any], args: argparse.Namespace) -> None:
         raise Failed(", ".join(problems), result)
 
 
-def median(runs: list[dict[str, Any]], *path: str) -> float | None:
-    values = []
-    for run in runs:
-        value: Any = run
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)):
-            values.append(value)
-    return statistics.median(values) if values else None
-
-
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
     """The medians over the runs that did not fail (the heartbeat ages of every run)."""
     results = {scenario: [r for r in runs if "error" not in r] for scenario, runs in everything.items()}
@@ -554,15 +296,15 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
             continue
         rate = median(ok, "deliveries_per_s")
         print(
-            f"{scenario:8} {ok[0]['members']:>9} {fmt(rate, ',.0f'):>9} "
-            f"{fmt(rate / single if rate and single else None, '.2f'):>8} "
-            f"{fmt(median(ok, 'p50_ms'), '.1f'):>7} {fmt(median(ok, 'p99_ms'), '.1f'):>7} "
-            f"{fmt(median(ok, 'join_s'), '.1f'):>6} {fmt(median(ok, 'commands_per_publish'), '.3f'):>7} "
-            f"{fmt(median(ok, 'counters', 'A', 'published'), '.0f'):>5} "
-            f"{fmt(median(ok, 'counters', 'B', 'received'), '.0f'):>6} "
-            f"{fmt(median(ok, 'counters', 'B', 'delivered'), '.0f'):>8} "
-            f"{fmt(median(ok, 'cpu_s', 'A'), '.2f'):>7} {fmt(median(ok, 'cpu_s', 'B'), '.3f'):>7} "
-            f"{fmt(median(ok, 'cpu_s', 'redis'), '.3f'):>7}"
+            f"{scenario:8} {ok[0]['members']:>9} {cell(rate, ',.0f'):>9} "
+            f"{cell(rate / single if rate and single else None, '.2f'):>8} "
+            f"{cell(median(ok, 'p50_ms'), '.1f'):>7} {cell(median(ok, 'p99_ms'), '.1f'):>7} "
+            f"{cell(median(ok, 'join_s'), '.1f'):>6} {cell(median(ok, 'commands_per_publish'), '.3f'):>7} "
+            f"{cell(median(ok, 'counters', 'A', 'published'), '.0f'):>5} "
+            f"{cell(median(ok, 'counters', 'B', 'received'), '.0f'):>6} "
+            f"{cell(median(ok, 'counters', 'B', 'delivered'), '.0f'):>8} "
+            f"{cell(median(ok, 'cpu_s', 'A'), '.2f'):>7} {cell(median(ok, 'cpu_s', 'B'), '.3f'):>7} "
+            f"{cell(median(ok, 'cpu_s', 'redis'), '.3f'):>7}"
             + (f"   ({len(runs) - len(ok)} of {len(runs)} rounds failed)" if len(ok) < len(runs) else "")
         )
     for scenario, runs in results.items():
@@ -576,7 +318,7 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
         print(
             "  Redis time per PUBLISH (usec, cmdstat): "
             + ", ".join(
-                f"{s} {fmt(median(r, 'redis_usec_per_publish'), '.1f')}"
+                f"{s} {cell(median(r, 'redis_usec_per_publish'), '.1f')}"
                 for s, r in results.items()
                 if s != "single"
             )
@@ -587,9 +329,9 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
         if ok:
             zrange = median(ok, "join_redis_commands", "zrange")
             joins.append(
-                f"{scenario} {fmt(median(ok, 'join_commands_per_join'), '.2f')} commands per join "
-                f"({fmt(zrange, '.0f')} ZRANGE), "
-                f"{fmt(median(ok, 'join_redis_out_mb'), '.1f')} MB out of Redis"
+                f"{scenario} {cell(median(ok, 'join_commands_per_join'), '.2f')} commands per join "
+                f"({cell(zrange, '.0f')} ZRANGE), "
+                f"{cell(median(ok, 'join_redis_out_mb'), '.1f')} MB out of Redis"
             )
     if joins:
         print("  join phase through Redis: " + "; ".join(joins))
@@ -609,12 +351,12 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
     for scenario, runs in results.items():
         ok = [r for r in runs if "segments_per_frame" in r]
         per_node = ", ".join(
-            f"{name} {fmt(median(ok, 'segments_per_frame', name), '.2f')}"
+            f"{name} {cell(median(ok, 'segments_per_frame', name), '.2f')}"
             for name in ("A", "B")
             if median(ok, "segments_per_frame", name) is not None
         )
         if ok:
-            reads = fmt(median(ok, "load_reads_per_delivery"), ".3f")
+            reads = cell(median(ok, "load_reads_per_delivery"), ".3f")
             writes.append(f"{scenario} {per_node} (load generator reads per delivery {reads})")
     if writes:
         print("  TCP data segments per frame a node sent, say phase: " + "; ".join(writes))
@@ -623,13 +365,13 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
         b_cpu = median(idle, "cpu_s", "B")
         print(
             f"  idle: B (holding {args.idle_conns} members in another room) over A's {args.messages} says: "
-            f"CPU {fmt(b_cpu * 1000 if b_cpu is not None else None, '.0f')} ms utime+stime, "
-            f"{fmt(median(idle, 'cpu_ms_schedstat', 'B'), '.2f')} ms schedstat "
-            f"(say phase {fmt(median(idle, 'elapsed_s'), '.2f')} s), received "
-            f"{fmt(median(idle, 'counters', 'B', 'received'), '.0f')}, foreign "
-            f"{fmt(median(idle, 'counters', 'B', 'foreign'), '.0f')}, subscribers of A's room "
-            f"{fmt(median(idle, 'bench_subscribers'), '.0f')}, messages to B's members "
-            f"{fmt(median(idle, 'idle_messages'), '.0f')}"
+            f"CPU {cell(b_cpu * 1000 if b_cpu is not None else None, '.0f')} ms utime+stime, "
+            f"{cell(median(idle, 'cpu_ms_schedstat', 'B'), '.2f')} ms schedstat "
+            f"(say phase {cell(median(idle, 'elapsed_s'), '.2f')} s), received "
+            f"{cell(median(idle, 'counters', 'B', 'received'), '.0f')}, foreign "
+            f"{cell(median(idle, 'counters', 'B', 'foreign'), '.0f')}, subscribers of A's room "
+            f"{cell(median(idle, 'bench_subscribers'), '.0f')}, messages to B's members "
+            f"{cell(median(idle, 'idle_messages'), '.0f')}"
         )
 
 
@@ -642,44 +384,16 @@ def log_problems(workdir: Path) -> list[str]:
     return lines
 
 
-def prepare_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """What the Redis benchmarks check and set before a run: CPU pinning when there are two
-    cores, node and redis-server present, the open-files limit, and the --max-seconds watchdog."""
-    if args.no_pin or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
-        args.server_cpu = args.client_cpu = None
-    if not shutil.which("node") or not (ROOT / "benchmarks" / "node_modules" / "ws").exists():
-        parser.error("node and `npm install` in benchmarks/ are needed")
-    if not Path(args.redis_server).exists():
-        parser.error(f"no redis-server at {args.redis_server}")
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the nodes and the load
-
-    def expired(signum: int, frame: Any) -> None:
-        raise Watchdog(f"--max-seconds {args.max_seconds} elapsed")
-
-    signal.signal(signal.SIGALRM, expired)
-    signal.alarm(args.max_seconds)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--conns", type=int, default=1000, help="room members (receivers)")
-    parser.add_argument("--messages", type=int, default=200, help="says by the one sender")
-    parser.add_argument("--window", type=int, default=8, help="says in flight")
+    add_broadcast_options(parser, messages=200, timeout=60.0)
     parser.add_argument("--idle-conns", type=int, default=None, help="B's members in another room (idle)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 members, 20 says, 1 round")
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma separated: " + ",".join(SCENARIOS)
     )
-    parser.add_argument("--settle", type=int, default=300, help="ms without a frame before saying")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the deliveries of a run")
-    parser.add_argument("--join-timeout", type=float, default=120.0, help="seconds to connect and join")
-    parser.add_argument("--max-seconds", type=int, default=1800, help="the whole invocation's limit")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="no taskset")
-    parser.add_argument("--redis-server", default="/usr/bin/redis-server")
+    add_run_options(parser, max_seconds=1800)
     parser.add_argument("--logs", type=Path, default=None, help="keep the node logs in this directory")
     parser.add_argument("--json", type=Path, default=None, help="write every run's figures here")
     args = parser.parse_args()
@@ -720,7 +434,7 @@ def main() -> int:
                         f"round {round_number} {scenario}: {result['deliveries_per_s']:,} deliveries/s, "
                         f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, join {result['join_s']} s, "
                         f"cpu {result['cpu_s']}, "
-                        f"cmd/publish {fmt(result.get('commands_per_publish'), '.3f')} "
+                        f"cmd/publish {cell(result.get('commands_per_publish'), '.3f')} "
                         f"({time.monotonic() - started:.1f} s)",
                         file=sys.stderr,
                         flush=True,
@@ -740,9 +454,7 @@ def main() -> int:
         for line in problems[:20]:
             print("  " + line)
     if args.json is not None:
-        args.json.write_text(
-            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": results}, indent=1)
-        )
+        write_json(args.json, {"args": {k: str(v) for k, v in vars(args).items()}, "runs": results})
     tmp.cleanup()
     if failed:
         print("\nFAILED: at least one run did not deliver everything (see above)")

@@ -6,51 +6,26 @@
 
 Needs /usr/bin/redis-server (or --redis-server PATH), node and `npm install` in benchmarks/.
 
-1. Broadcast throughput into one room, resumption off (`App(...)`) and on (`App(...,
-   resume=ResumePolicy(window=120, history=1000, grace=10))`), in three scenarios:
-     local   one node, rooms in process (LocalRooms): a broadcast is framed and queued at once;
-             on: stamped with seq and epoch and kept in the room's deque first
-     redis1  one node with RedisBackplane: off, delivered at once and a plain PUBLISH (which
-             Redis sends back, dropped on its header); on, one EVAL (seq, XADD MAXLEN ~,
-             PUBLISH) and delivered only when Redis sends the message back
-     redis2  two nodes with RedisBackplane, members round-robin over A and B, the sender on A
-   Each run gets fresh node processes (an app of this script's own, below, that speaks the chat
-   protocol benchmarks/typed_load.js expects: `join`, `say` -> `said`, and a `message` to the
-   room of --size bytes of JSON before the stamp) and, for redis*, a flushed redis-server of its
-   own (a free loopback port, no persistence: redis_process.py). The load is typed_load.js's
-   `broadcast`: --conns receivers join "bench", one sender says --messages with --window in
-   flight; it counts what every receiver read (a run with a missing, doubled or reordered
-   delivery fails). Deliveries/s is the load generator's (first say to last delivery). Over the
-   say phase: the CPU time (schedstat) of the node(s) and redis-server per broadcast, and of
-   every process per second (who was the limit), Redis's `INFO commandstats` usec per EVAL (on)
-   or PUBLISH (off), the nodes' TCP data segments per delivery (`ss -ti`; below 1: frames
-   written together). Rounds interleave off and on (the order flips every round) so that host
-   noise hits both; the table has medians, and max/min of deliveries/s over the rounds. Nodes
-   on CPU 0, redis-server and the load generator on CPU 1 (as in redis_broadcast.py; --no-pin
-   turns this off).
-2. Memory per room of history, --history (1,000) messages of ~100 and ~1,000 bytes of JSON: in
-   process, what tracemalloc sees a LocalStream hold (over --memory-rooms rooms, per room);
-   with Redis, `MEMORY USAGE ... SAMPLES 0` of wsa:history:<room> (the stream) and
-   wsa:seq:<room> (seq and epoch) after --history broadcasts published through a RedisBackplane
-   of this process, and after 3 x --history (the stream trimmed by MAXLEN ~: XLEN shown).
-3. The stamp itself, per broadcast in microseconds (medians of 7 rounds of timed loops, each
-   round timing every function in turn): stamp_prefix + LocalStream.append; a numbered
-   append through NumberedBroadcasts
-   against the off path's LocalRooms.broadcast(encode_broadcast(text)) in a room without
-   members (the fixed cost of one broadcast, before any delivery); and Redis's commandstats
-   usec per EVAL (the numbered publish of part 2's broadcasts) and per PUBLISH (--history plain
-   broadcasts), with one subscriber of the room's channel and no other load.
+1. Broadcast throughput into one room (typed_load.js `broadcast`), resumption off and on
+   (`ResumePolicy(window=120, history=1000, grace=10)`), on apps/resume_node.py:
+     local   one node, rooms in process (LocalRooms)
+     redis1  one node with RedisBackplane (on: one EVAL per broadcast)
+     redis2  two nodes with RedisBackplane, members round-robin over A and B
+   Rounds interleave off and on; medians of deliveries/s, CPU per broadcast, Redis usec per
+   EVAL or PUBLISH and TCP segments per delivery. Nodes on CPU 0, the rest on CPU 1.
+2. Memory per room of --history messages of ~100 and ~1,000 bytes: a LocalStream's (by
+   tracemalloc), and Redis's MEMORY USAGE of a room's stream and seq keys.
+3. The stamp itself per broadcast (microseconds, medians of timed loops), in process and as
+   Redis's usec per EVAL against a plain PUBLISH.
 
-Bounded: every wait has a timeout (node start, joins, deliveries: --timeout, the load
-generator's own --limit), the whole invocation has --max-seconds; only 127.0.0.1; every process
-is ours and stopped by its PID. Exits 1 when a run failed (left out of the medians).
+Bounded: every wait has a timeout, the whole invocation --max-seconds; only 127.0.0.1; every
+process is ours and stopped by its PID. Exits 1 when a run failed (left out of the medians).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import signal
 import statistics
 import sys
@@ -61,127 +36,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from redis_broadcast import (
-    Child,
-    Failed,
-    RedisServer,
-    Watchdog,
-    cpu_ns,
-    data_segments_out,
-    pinned,
-    prepare_run,
-)
-
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
 
 from pydantic import BaseModel  # noqa: E402
 
+from benchmarks.harness.node import BroadcastLoad, add_broadcast_options  # noqa: E402
+from benchmarks.harness.output import cell as fmt  # noqa: E402
+from benchmarks.harness.output import write_json  # noqa: E402
+from benchmarks.harness.ports import data_segments_out  # noqa: E402
+from benchmarks.harness.preflight import Watchdog, add_run_options, prepare_run  # noqa: E402
+from benchmarks.harness.processes import Failed, ServerProcess, pinned  # noqa: E402
+from benchmarks.harness.procstat import cpu_ns  # noqa: E402
+from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
+from benchmarks.harness.stats import median_of as median  # noqa: E402
 from websock_actors.server.broadcast import encode_broadcast  # noqa: E402
 from websock_actors.typed.history import LocalStream, stamp_prefix  # noqa: E402
 from websock_actors.typed.numbered import NumberedBroadcasts  # noqa: E402
 from websock_actors.typed.rooms import LocalRooms  # noqa: E402
 from websock_actors.typed.streams import Position  # noqa: E402
 
-LOAD = ROOT / "benchmarks" / "typed_load.js"
 SCENARIOS = ("local", "redis1", "redis2")
 MODES = ("off", "on")
 
-# The node: a chat-protocol app of our own (typed_load.js's broadcast scenario), resumption off
-# or on, no rate limit, no keepalive pings. argv: Redis URL or "-", "on"/"off", JSON size.
-NODE_SCRIPT = """
-import dataclasses, json, logging, signal, sys
-from typing import Literal
-sys.path.insert(0, {root!r})
-import gevent
-from pydantic import BaseModel
-from websock_actors import App, Context, Message, RedisBackplane, ResumePolicy, Server
 
-logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                    format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-url, mode, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-policy = ResumePolicy(window=120, history=1000, grace=10) if mode == "on" else None
-app = App("resume_cost", resume=policy)
-backplane = RedisBackplane(url) if url != "-" else None
-if backplane is not None:
-    app.use_backplane(backplane)
-
-class Join(Message):
-    type: Literal["join"]
-    room: str
-    name: str
-
-class Joined(Message):
-    type: Literal["joined"] = "joined"
-    room: str
-
-class Say(Message):
-    type: Literal["say"]
-    room: str
-    text: str
-
-class Said(Message):
-    type: Literal["said"] = "said"
-
-@app.push
-class Chat(BaseModel):
-    type: Literal["message"] = "message"
-    room: str
-    name: str
-    text: str
-    pad: str
-
-# the padding that makes the message --size bytes of JSON (for a text of 5 characters)
-base = len(Chat(room="bench", name="sender", text="m1000", pad="").model_dump_json())
-PAD = "x" * max(0, size - base)
-
-@app.handler
-def join(msg: Join, ctx: Context) -> Joined:
-    ctx.join(msg.room, presence=msg.name)
-    return Joined(room=msg.room)
-
-@app.handler
-def say(msg: Say, ctx: Context) -> Said:
-    ctx.broadcast(msg.room, Chat(room=msg.room, name="sender", text=msg.text, pad=PAD))
-    return Said()
-
-server = Server(app, "127.0.0.1", 0, ping_interval=None, max_connections=20000)
-
-def stats():
-    out = {{"broadcast_failures": app.rooms.broadcast_failures}}
-    if backplane is not None:
-        out.update(dataclasses.asdict(backplane.stats), connected=backplane.connected,
-                   publisher_errors=backplane.stats.publish_failures)
-    print("STATS " + json.dumps(out), flush=True)
-
-gevent.signal_handler(signal.SIGUSR1, stats)
-gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 5.0))
-server.start()
-print("PORT", server.address[1], flush=True)
-server.serve_forever()
-stats()
-"""
-
-
-class Node(Child):
-    """One server process of NODE_SCRIPT (RedisBackplane(url), or LocalRooms: url None)."""
-
-    def __init__(self, name: str, url: str | None, mode: str, size: int, cpu: int | None, log: Path) -> None:
-        self._log = open(log, "wb")  # noqa: SIM115 (closed in stop)
-        command = [sys.executable, "-c", NODE_SCRIPT.format(root=str(ROOT)), url or "-", mode, str(size)]
-        super().__init__(name, pinned(cpu, command), stderr=self._log)
-        self.port = int(self.expect("stdout", "PORT ", 30).split()[1])
-        self.url = f"ws://127.0.0.1:{self.port}/"
-
-    def stats(self, timeout: float = 10.0) -> dict[str, Any]:
-        self.proc.send_signal(signal.SIGUSR1)
-        stats: dict[str, Any] = json.loads(self.expect("stdout", "STATS ", timeout)[6:])
-        return stats
-
-    def stop(self, timeout: float = 10.0) -> int:
-        status = super().stop(timeout)
-        self._log.close()
-        return status
+def start_node(name: str, url: str | None, mode: str, size: int, cpu: int | None, log: Path) -> ServerProcess:
+    """benchmarks/apps/resume_node.py: resumption `mode` on or off, RedisBackplane(url) or
+    LocalRooms (url None), messages of `size` bytes of JSON before the stamp."""
+    command = [sys.executable, "-m", "benchmarks.apps.resume_node", url or "-", mode, str(size)]
+    return ServerProcess(name, pinned(cpu, command), log)
 
 
 def command_stats(client: Any) -> dict[str, dict[str, int]]:
@@ -205,37 +88,27 @@ def run_once(
     if url is not None:
         redis_server.client.flushall()
     names = ("A", "B") if scenario == "redis2" else ("A",)
-    nodes: list[Node] = []
-    load: Child | None = None
+    nodes: list[ServerProcess] = []
+    load: BroadcastLoad | None = None
     result: dict[str, Any] = {"scenario": scenario, "mode": mode}
     try:
         for name in names:
             log = workdir / f"run{index:02d}-{scenario}-{mode}-{name}.log"
-            nodes.append(Node(name, url, mode, args.size, args.server_cpu, log))
-        options = ["--conns", str(args.conns), "--messages", str(args.messages), "--window", str(args.window)]
-        options += ["--urls", ",".join(n.url for n in nodes), "--sender-url", nodes[0].url]
-        options += ["--settle", str(args.settle), "--sync", "--timeout", str(args.timeout)]
-        options += ["--limit", str(args.timeout + args.join_timeout + 60)]
-        load = Child(
-            "load generator", pinned(args.client_cpu, ["node", str(LOAD), "broadcast", *options]), stdin=True
-        )
-        load.expect("stderr", "READY", args.join_timeout)
+            nodes.append(start_node(name, url, mode, args.size, args.server_cpu, log))
+        load = BroadcastLoad(args, ["--urls", ",".join(n.url for n in nodes), "--sender-url", nodes[0].url])
+        load.wait_joined(args.join_timeout)
 
         procs = {n.name: n.pid for n in nodes} | {"redis": redis_server.pid, "load": load.pid}
         ns0 = {name: cpu_ns(pid) for name, pid in procs.items()}
         segments0 = sum(data_segments_out(n.port) for n in nodes)
         cmd0 = command_stats(redis_server.client) if url else {}
         stats0 = [n.stats() for n in nodes]
-        load.send_line("go")
-        load.expect("stderr", "DONE", args.timeout + 30)
+        load.say_all(args.timeout + 30)
         ns1 = {name: cpu_ns(pid) for name, pid in procs.items()}
         segments1 = sum(data_segments_out(n.port) for n in nodes)
         cmd1 = command_stats(redis_server.client) if url else {}
         stats1 = [n.stats() for n in nodes]
-        load.send_line("go")
-        result.update(json.loads(load.expect("stdout", "{", 30)))
-        if load.proc.wait(30) != 0:
-            raise Failed(f"load generator exited with {load.proc.returncode}")
+        result.update(load.figures())
         cpu_us = {name: (ns1[name] - ns0[name]) / 1e3 for name in procs}
         if result.get("delivered"):  # TCP sends of the nodes per frame (less than 1: frames written together)
             result["segments_per_delivery"] = round((segments1 - segments0) / result["delivered"], 3)
@@ -461,15 +334,6 @@ def stamp_costs(loops: int, kept: int, repeats: int = 7) -> dict[str, float]:
 # -- the report ----------------------------------------------------------------------------------
 
 
-def median(runs: list[dict[str, Any]], key: str) -> float | None:
-    values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
-    return statistics.median(values) if values else None
-
-
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def report_throughput(results: dict[tuple[str, str], list[dict[str, Any]]], args: argparse.Namespace) -> None:
     print(
         f"\n1. broadcast into one room: {args.conns:,} members, {args.messages:,} broadcasts of "
@@ -619,9 +483,7 @@ def run_rounds(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--conns", type=int, default=1000, help="room members (receivers)")
-    parser.add_argument("--messages", type=int, default=2000, help="broadcasts (says by the one sender)")
-    parser.add_argument("--window", type=int, default=8, help="says in flight")
+    add_broadcast_options(parser, messages=2000, timeout=120.0)
     parser.add_argument("--size", type=int, default=100, help="bytes of a message's JSON before the stamp")
     parser.add_argument(
         "--rounds", type=int, default=None, help="rounds of off and on (default 3, 1 with --quick)"
@@ -637,14 +499,7 @@ def main() -> int:
     )
     parser.add_argument("--memory-rooms", type=int, default=10, help="rooms of the in-process memory figure")
     parser.add_argument("--loops", type=int, default=None, help="calls per timed loop (default 100,000)")
-    parser.add_argument("--settle", type=int, default=300, help="ms without a frame before saying")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds for the deliveries of a run")
-    parser.add_argument("--join-timeout", type=float, default=120.0, help="seconds to connect and join")
-    parser.add_argument("--max-seconds", type=int, default=1200, help="the whole invocation's limit")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
-    parser.add_argument("--no-pin", action="store_true", help="no taskset")
-    parser.add_argument("--redis-server", default="/usr/bin/redis-server")
+    add_run_options(parser, max_seconds=1200)
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = parser.parse_args()
     if args.quick:
@@ -701,17 +556,15 @@ def main() -> int:
             print("  " + line)
     print(f"\n({time.monotonic() - started:.0f} s)")
     if args.json is not None:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "args": {k: str(v) for k, v in vars(args).items()},
-                    "runs": {f"{s}/{m}": r for (s, m), r in results.items()},
-                    "memory_local": local_memory,
-                    "memory_redis": redis_memory,
-                    "stamp_us": costs,
-                },
-                indent=1,
-            )
+        write_json(
+            args.json,
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "runs": {f"{s}/{m}": r for (s, m), r in results.items()},
+                "memory_local": local_memory,
+                "memory_redis": redis_memory,
+                "stamp_us": costs,
+            },
         )
     tmp.cleanup()
     if failed:

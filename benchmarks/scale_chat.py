@@ -2,40 +2,17 @@
 
     .venv/bin/python benchmarks/scale_chat.py                  # 5,000 users, 75 s at full load
     .venv/bin/python benchmarks/scale_chat.py --users 1000 --steady 20
-
-The server (`websock-actors run examples.chat:app`) runs pinned to CPU 0, Locust (the users of
-locustfiles/chat.py, through benchmarks/scale_chat_locustfile.py) to CPU 1. Locust spawns
---users at --spawn-rate (it starts floor(rate) users at once each second), holds them for
---steady seconds, then stops them; each closes its connection. Every second this script counts
-the server's established connections (`ss`). At the end it prints:
-- per message type, for the steady window (all users connected; from the first second after
-  spawning to the stop): requests/s, failures, and p50/p95/p99 of the round trip, and the
-  same percentiles over the whole run (spawning and stopping included, from Locust's CSV);
-- pushes per second per type; Locust's garbage-collector pauses in the steady window;
-- peak RSS and CPU time (user, system) of both processes, from wait4().
-Bounded: one run, loopback only, both processes ours and stopped by PID. Exits 1 unless there
-was no failure and all users stayed connected for the whole steady window.
-
-Beyond one process on each side:
-
-    .venv/bin/python benchmarks/scale_chat.py --users 10000 --locust-processes 2
     .venv/bin/python benchmarks/scale_chat.py --users 10000 --workers 2 --locust-processes 2
 
---workers N runs the server as `--workers N --redis URL`, on a redis-server of this script's
-own (a free loopback port, `--save "" --appendonly no`, stopped by PID at the end).
---locust-processes N runs Locust with `--processes N`: each Locust worker writes its steady
-window and the script merges them over the window common to all (see the locustfile).
-CPU pinning: the server's processes on the first cores (Redis with them) and Locust's on the
-next, when there are enough cores for both (the default run: CPU 0 and CPU 1); otherwise
-nothing is pinned and all share every core (--pin none: never pinned). With either option
-the script also prints the choice; the peak RSS (VmHWM) and CPU time of every process (the
-server's master and each worker, read from /proc just before the server is stopped; Locust's
-master and workers, read until each exits: Locust 2.47's master exits before its workers, so
-its wait4 figure lacks them; Redis), over the run and in the steady window; the machine's CPU
-in the steady window, this run's and other processes' (other people's work skews a run: a
-second core's worth of someone's tests turns a p99 of 0.3 s into 2 s); Redis's commands (INFO
-commandstats) per second and per `say` in the steady window; the warnings and errors in the
-server's, Locust's and Redis's logs. It writes the once-a-second samples to samples.json.
+The server (`websock-actors run examples.chat:app`, --workers N with a redis-server of the
+script's own) on the first CPUs, Locust (locustfiles/chat.py through
+benchmarks/scale_chat_locustfile.py, --locust-processes N) on the next (--pin none: anywhere).
+Locust spawns --users at --spawn-rate and holds them for --steady seconds. Printed: per message
+type in the steady window, requests/s, failures, p50/p95/p99 (and over the whole run); pushes
+per second; peak RSS and CPU time of every process; with workers or Locust processes, the
+machine's CPU in the window, Redis's commands per `say` and the logs' warnings. The
+once-a-second samples go to samples.json. Bounded: one run, loopback only, every process ours
+and stopped by PID. Exits 1 unless there was no failure and every user stayed connected.
 """
 
 from __future__ import annotations
@@ -47,9 +24,7 @@ import json
 import math
 import os
 import re
-import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -58,69 +33,23 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
+
+from benchmarks.harness.ports import established, free_port, wait_for_port  # noqa: E402
+from benchmarks.harness.processes import pinned, raise_fd_limit, reap, try_reap  # noqa: E402
+from benchmarks.harness.procstat import children as proc_children  # noqa: E402
+from benchmarks.harness.procstat import cpu_times, machine_cpu, status_kib  # noqa: E402
+from benchmarks.harness.procstat import start_time as proc_identity  # noqa: E402
+from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
+from benchmarks.harness.stats import window_figures  # noqa: E402
+
 WHOLE_RUN_COLUMNS = ("Request Count", "Failure Count", "50%", "95%", "99%")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WORKER_LINE = re.compile(rb"websock-actors: worker (\d+) \(pid (\d+)\) serving")
 OWN_COMMANDS = ("info",)  # this script's own, left out of Redis's figures
 REDIS_ROUTINE = re.compile(  # '#' lines of every start and stop; overcommit matters to background saves only
     r"oO0OoO0OoO0Oo|Redis version=|Configuration loaded|Server initialized|Memory overcommit|"
     r"User requested shutdown|ready to exit"
 )
-
-
-def raise_fd_limit(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(hard, max(soft, wanted))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))  # inherited by both children
-    return target
-
-
-def established(port: int) -> int:
-    """Established TCP connections whose local port is `port`: the server's side of each."""
-    command = ["ss", "-Htn", "state", "established", f"( sport = :{port} )"]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return sum(1 for line in out.splitlines() if line.strip())
-
-
-def wait_for_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def try_reap(process: subprocess.Popen[bytes]) -> tuple[int, Any] | None:
-    """(exit status, resource usage) of `process` (ours) once it has ended, else None."""
-    pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-    if not pid:
-        return None
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, usage
-
-
-def reap(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any]:
-    """Wait for `process` up to `timeout` (then kill it); its exit status and resource usage."""
-    deadline = time.monotonic() + timeout
-    while (done := try_reap(process)) is None:
-        if time.monotonic() > deadline:
-            process.kill()
-        time.sleep(0.1)
-    return done
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pinned(cpus: str | None, command: list[str]) -> list[str]:
-    return command if cpus is None else ["taskset", "-c", cpus, *command]
 
 
 def choose_cpus(servers: int, locusts: int, pin: str) -> tuple[str | None, str | None, str]:
@@ -137,85 +66,18 @@ def choose_cpus(servers: int, locusts: int, pin: str) -> tuple[str | None, str |
 def proc_cpu(pid: int) -> tuple[float, float] | None:
     """User and system CPU seconds of process `pid` so far, or None once it is gone."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        return cpu_times(pid)
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2 :].split()  # from field 3, the state
-    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
-
-
-def machine_cpu() -> dict[str, float]:
-    """CPU seconds of the whole machine so far (/proc/stat): busy (all but idle, iowait and
-    steal), steal (time the hypervisor gave to others)."""
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (
-        int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-    )
-    return {"busy": (user + nice + system + irq + softirq) / CLOCK_TICKS, "steal": steal / CLOCK_TICKS}
-
-
-def proc_identity(pid: int) -> int | None:
-    """The start time of process `pid` (to tell it from a later one with its pid), or None
-    once it is gone or a zombie."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return None if fields[0] in "ZX" else int(fields[19])
 
 
 def proc_peak_rss_mib(pid: int) -> float | None:
+    """The peak RSS of `pid` (VmHWM), None once it is gone or has no memory left."""
     try:
-        text = Path(f"/proc/{pid}/status").read_text()
+        kib = status_kib(pid, "VmHWM")
     except OSError:
         return None
-    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
-    return round(int(match.group(1)) / 1024, 1) if match else None
-
-
-def proc_children(pid: int) -> list[int]:
-    """The pids whose parent is `pid`."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                text = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
-                children.append(int(entry.name))
-    return sorted(children)
-
-
-class RedisServer:
-    """Our own redis-server on a free loopback port, without persistence; stopped by PID."""
-
-    def __init__(self, binary: str, cpus: str | None, out: Path) -> None:
-        import redis  # the project's [redis] extra: needed with --workers only
-        from redis_process import answers_ping, redis_command
-
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        command = redis_command(binary, self.port, out)
-        self.process = subprocess.Popen(pinned(cpus, command), cwd=out, stdout=subprocess.DEVNULL)
-        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10)
-        if not answers_ping(self.client, lambda: try_reap(self.process) is not None):
-            raise SystemExit(f"redis-server did not start: see {out / 'redis.log'}")
-
-    def calls(self) -> dict[str, int]:
-        stats = self.client.info("commandstats")
-        return {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in stats.items()}
-
-    def cpu(self) -> dict[str, float]:
-        return {key: float(value) for key, value in self.client.info("cpu").items()}
-
-    def stop(self) -> tuple[int, Any] | None:
-        """Its exit status and resource usage; None if it was stopped already."""
-        if self.process.returncode is not None:
-            return None
-        self.client.close()
-        self.process.send_signal(signal.SIGTERM)
-        return reap(self.process, 10)
+    return round(kib / 1024, 1) if kib else None
 
 
 def usage_of(usage: Any, seconds: float) -> dict[str, float]:
@@ -334,10 +196,11 @@ def main() -> int:
         )
         processes["server master" if args.workers is not None else "server"] = server.pid
         if redis_server is not None:
-            processes["redis"] = redis_server.process.pid
+            processes["redis"] = redis_server.pid
         locust: subprocess.Popen[bytes] | None = None
         try:
-            wait_for_port(args.port, 20)
+            if (why := wait_for_port(args.port, 20, poll=0.1, connect_timeout=1)) is not None:
+                raise RuntimeError(why)
             started = time.monotonic()
             locust_command = [sys.executable, "-m", "locust",
                  "-f", "benchmarks/scale_chat_locustfile.py", "--headless",
@@ -507,15 +370,7 @@ def merge_steady(parts: list[dict[str, Any]], users: int) -> dict[str, Any]:
         )
         failures = sum(start <= t < end for part in parts for t in part["failure_times"].get(key, []))
         ordered = sorted(rt for part in parts for t, rt in part["timed"].get(key, []) if start <= t < end)
-        per_name[key] = {
-            "count": count,
-            "per_second": count / seconds if seconds > 0 else 0.0,
-            "failures": failures,
-            "p50_ms": percentile(ordered, 0.50),
-            "p95_ms": percentile(ordered, 0.95),
-            "p99_ms": percentile(ordered, 0.99),
-            "max_ms": ordered[-1] if ordered else 0.0,
-        }
+        per_name[key] = window_figures(count, seconds, failures, ordered)
     gc_pauses = {
         gen: {
             "count": sum(part["gc"][gen]["count"] for part in parts),
@@ -542,11 +397,6 @@ def merge_steady(parts: list[dict[str, Any]], users: int) -> dict[str, Any]:
         "end_monotonic": end,
         "workers": workers,
     }
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """As the locustfile computes it."""
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def window_samples(samples: list[Any], started: float, steady: dict[str, Any]) -> tuple[Any, Any] | None:

@@ -1,19 +1,13 @@
-"""locustfiles/chat.py plus what the scale run measures in the steady window.
+"""locustfiles/chat.py plus what the scale run (benchmarks/scale_chat.py) measures in the steady window.
 
-The steady window runs from the moment every user Locust spawned has connected (Locust's
-"spawning complete" comes earlier: when the last users are started, not yet connected) to the
-moment it starts stopping them. In it this file records each request's response time per (type, name), the
-pushes per type, the failures, and the garbage collector's pauses of this Locust process; at
-exit it writes them to --steady-json, with the window's bounds in `time.monotonic()` (one
-clock for every process of the machine). Used by benchmarks/scale_chat.py.
-
-Distributed (`--processes N`), each Locust worker has a window of its own (from the moment
-its own users are all connected: the `spawning_complete` a worker hears carries the master's
-total, and its own target may still miss the users of a last spawn message) and writes
-`<stem>.worker<index><suffix>` next to --steady-json, with what merging needs: each response
-time with its time, the failures' times, the times of all its connects, and the counts of
-every type (pushes too) per tenth of a second. The script merges them over the window common
-to all, from the moment the last of all users connected.
+The steady window runs from the moment every user Locust spawned has connected to the moment it
+starts stopping them. In it this file records each request's response time per (type, name),
+the pushes per type, the failures and this process's garbage-collector pauses, and at exit
+writes them to --steady-json, the window's bounds in `time.monotonic()` (one clock for every
+process of the machine). Distributed (`--processes N`), each worker writes
+`<stem>.worker<index><suffix>` with what merging needs (each response time with its time, the
+failures' and connects' times, counts per tenth of a second); the script merges them over the
+window common to all.
 """
 
 from __future__ import annotations
@@ -29,10 +23,15 @@ from typing import Any
 from locust import events
 from locust.runners import WorkerRunner
 
-from websock_actors.contrib.locust import push_received
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # Locust loads this file by path: the harness is benchmarks.harness
+    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "locustfiles"))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "locustfiles"))
-from chat import ChatUser
+from chat import ChatUser  # noqa: E402
+
+from benchmarks.harness.stats import window_figures  # noqa: E402
+from websock_actors.contrib.locust import push_received  # noqa: E402
 
 __all__ = ["ChatUser"]
 
@@ -129,10 +128,6 @@ def _gc_callback(phase: str, info: dict[str, int]) -> None:
 gc.callbacks.append(_gc_callback)
 
 
-def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
 @events.quitting.add_listener
 def _write(environment: Any, **_: Any) -> None:
     path = getattr(environment.parsed_options, "steady_json", "")
@@ -142,16 +137,7 @@ def _write(environment: Any, **_: Any) -> None:
     seconds = end - _window["start"]
     per_name = {}
     for key, count in sorted(_counts.items()):
-        ordered = sorted(_times.get(key, []))
-        per_name[key] = {
-            "count": count,
-            "per_second": count / seconds if seconds > 0 else 0.0,
-            "failures": _failures.get(key, 0),
-            "p50_ms": _percentile(ordered, 0.50),
-            "p95_ms": _percentile(ordered, 0.95),
-            "p99_ms": _percentile(ordered, 0.99),
-            "max_ms": ordered[-1] if ordered else 0.0,
-        }
+        per_name[key] = window_figures(count, seconds, _failures.get(key, 0), sorted(_times.get(key, [])))
     gc_pauses = {
         f"gen{gen}": {"count": len(pauses), "max_ms": max(pauses, default=0.0), "total_ms": sum(pauses)}
         for gen, pauses in _gc.items()

@@ -17,59 +17,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gevent
 
-from websock_actors.client import ClientConnection, connect
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
 
-
-def rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+from benchmarks.harness.ports import wait_for_port  # noqa: E402
+from benchmarks.harness.processes import pinned, raise_fd_limit, stop_process  # noqa: E402
+from benchmarks.harness.procstat import own_cpu_seconds, rss_kib  # noqa: E402
+from websock_actors.client import ClientConnection, connect  # noqa: E402
 
 
 def start_server(app: str, port: int, conns: int) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "websock_actors", "run", app, "--port", str(port),
-         "--no-patch", "--max-connections", str(conns + 100), "--log-level", "WARNING"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server
-        except OSError:
-            if time.monotonic() > deadline:
-                server.kill()
-                raise
-            time.sleep(0.1)
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(30)
-    except subprocess.TimeoutExpired:
+    options = ["--port", str(port), "--no-patch", "--max-connections", str(conns + 100)]
+    options += ["--log-level", "WARNING"]
+    command = pinned(0, [sys.executable, "-m", "websock_actors", "run", app, *options])
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if (why := wait_for_port(port, 20, poll=0.1, connect_timeout=1)) is not None:
         server.kill()
-        server.wait()
+        raise RuntimeError(why)
+    return server
 
 
 def echo_round_trips(conns: list[ClientConnection], total: int) -> float:
@@ -80,9 +51,9 @@ def echo_round_trips(conns: list[ClientConnection], total: int) -> float:
             ws.send("0123456789abcdef0123456789abcdef")
             ws.recv(timeout=10)
 
-    start = cpu_seconds()
+    start = own_cpu_seconds()
     gevent.joinall([gevent.spawn(drive, ws) for ws in conns], raise_error=True)
-    return (cpu_seconds() - start) / (per * len(conns)) * 1e6
+    return (own_cpu_seconds() - start) / (per * len(conns)) * 1e6
 
 
 def chat_requests(conns: list[ClientConnection], total: int) -> float:
@@ -93,9 +64,9 @@ def chat_requests(conns: list[ClientConnection], total: int) -> float:
         for _ in range(per):
             ws.request({"type": "say", "room": f"room-{n}", "text": "hello"})
 
-    start = cpu_seconds()
+    start = own_cpu_seconds()
     gevent.joinall([gevent.spawn(drive, n, ws) for n, ws in enumerate(conns)], raise_error=True)
-    return (cpu_seconds() - start) / (per * len(conns)) * 1e6
+    return (own_cpu_seconds() - start) / (per * len(conns)) * 1e6
 
 
 def main() -> int:
@@ -106,26 +77,25 @@ def main() -> int:
     parser.add_argument("--round-trips", type=int, default=100_000)
     parser.add_argument("--port", type=int, default=18970)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.conns + 1000)), hard))
+    raise_fd_limit(args.conns + 1000)
     os.sched_setaffinity(0, {1})
 
     server = start_server("examples.echo:app", args.port, args.conns)
     try:
         url = f"ws://127.0.0.1:{args.port}/"
         warm = [connect(url, max_queue=16) for _ in range(50)]  # imports, first allocations
-        base = rss_kib()
+        base = rss_kib("self")
         conns = [connect(url, max_queue=16) for _ in range(args.conns)]
-        per_conn = (rss_kib() - base) / args.conns
+        per_conn = (rss_kib("self") - base) / args.conns
         readers = [gevent.spawn(ws.recv) for ws in conns]
         gevent.idle()  # every reader is parked in its recv
-        per_reader = (rss_kib() - base) / args.conns - per_conn
+        per_reader = (rss_kib("self") - base) / args.conns - per_conn
         gevent.killall(readers)
         echo_us = echo_round_trips(conns[:100], args.round_trips)
         for ws in warm + conns:
             ws.close()
     finally:
-        stop(server)
+        stop_process(server, 30)
 
     server = start_server("examples.chat:app", args.port, 200)
     try:
@@ -134,7 +104,7 @@ def main() -> int:
         for ws in conns:
             ws.close()
     finally:
-        stop(server)
+        stop_process(server, 30)
 
     print(f"{args.conns} open client connections: {per_conn:.1f} KiB of RSS each")
     print(f"a reader greenlet parked in recv on each would add {per_reader:.1f} KiB each")

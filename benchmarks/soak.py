@@ -3,57 +3,30 @@
     .venv/bin/python benchmarks/soak.py                          # 2,000 connections, 600 s
     .venv/bin/python benchmarks/soak.py --duration 40 --conns 300
 
-The server (`websock-actors run examples.chat:app --no-patch --log-level INFO`, pinned to CPU 0
-with taskset when there is one, its output in --log) serves while this process (gevent, no
-monkey-patching, pinned to the other CPUs) keeps --conns connections open, shared out as:
+The server (`websock-actors run examples.chat:app --no-patch`, on CPU 0, its output in --log)
+serves --conns connections from this process (gevent, on the other CPUs), shared out as:
+- 70% well-behaved chat clients: join a room, say numbered messages now and then (faster and
+  1,000 characters long in the busy rooms), leave, rejoin, reconnect. A message is expected
+  by a membership when it was said wholly inside it; delivery = expected received / expected;
+- 3% abrupt drops and 3% resets (RST), reconnecting after a pause;
+- 4% slow readers (a 4 KiB receive buffer, never read), which the server must close;
+- 5% trickled frames (a 1 MiB header, then 1 byte every 0.5 s) and 5% trickled handshakes
+  (1 byte a second), which the server must close;
+- 10% invalid senders (not JSON, unknown types, wrong fields, 300 KB of `{}`, binary, 2 MiB
+  texts), each answered with its documented error code (2 MiB: close 1009 accepted too).
 
-- 70% well-behaved chat clients (`websock_actors.client`): client i joins room i // 20 and
-  says something now and then (every 10 s on average; every 1 s with 1,000-character texts
-  in the busy rooms, one room in ten), sometimes leaves and joins again, sometimes leaves,
-  closes cleanly and reconnects. Each `say` carries a number; each client records, per room
-  membership, the numbers of the `message` pushes it got. A message is *expected* by a
-  membership when it was sent after the `joined` reply arrived and its `said` reply arrived
-  before the `leave` was sent (or before the connection was found closed): the server then
-  certainly broadcast it while the client was a member. Messages whose window overlaps a
-  join or a leave are counted neither way. Delivery = expected messages received / expected.
-- 3% abrupt drops (raw socket: handshake, join a chat room, close without a close frame) and
-  3% resets (the same, closed with SO_LINGER 0: RST), reconnecting after a pause;
-- 4% slow readers: a 4 KiB receive buffer, join a busy room, never read. The server must
-  close them (a socket of the server's that is no longer ESTABLISHED in `ss`, checked every
-  2 s); they reconnect;
-- 5% trickled frames (a frame header declaring 1 MiB, then 1 byte every 0.5 s) and 5%
-  trickled handshakes (the request head, 1 byte per second): the server must close them
-  (a close frame, EOF or an error on the socket);
-  slow readers and trickled frames first start at a random time in the first 45 s, so that
-  their ages are spread out (see LONG_LIVED_SPREAD);
-- 10% invalid senders (`websock_actors.client`): in a room of their own, they send now and
-  then text that is not JSON, an unknown type, wrong field types, a `say` whose text is a
-  list of 100,000 `{}` (300 KB), a binary frame, and a 2 MiB text; each must get the
-  documented error reply (`invalid_json`, `unknown_type`, `validation_error`,
-  `unsupported_data`; for 2 MiB a close 1009 is accepted too), the connection staying open.
-
-Every 10 s it prints the server's fd count (/proc/PID/fd), RSS (VmRSS), CPU share and
-ESTABLISHED connections, with client figures. At the end: the series; the checks; then it
-stops the server with SIGTERM and waits for it. Exits 0 only when every check passed:
-- fds flat: after --warmup seconds (default max(30, duration / 5)), the max of the samples
-  of the last half of the run minus the first sample after the warm-up <= max(5%, 50 fds);
-- RSS flat: the same difference <= 10% of that first sample;
-- delivery 100% (and something expected), no duplicate, no message with the wrong name;
-- no line containing "Traceback" in the server log;
-- no slow reader or trickled connection still open --abuse-limit seconds (75) after it
-  began (ones younger than that at the end are "undecided");
-- every invalid message answered as documented; no well-behaved client closed by the
-  server, refused, or left without a `said`; no error in this script's own greenlets;
-- the server did not die during the run and exited 0 after SIGTERM.
-Bounded: a hard wall-clock limit of duration + 60 s kills the server (ours, by PID) and
-exits 3. Loopback only.
+Every 10 s it prints the server's fds, RSS, CPU and connections. Exits 0 only when every check
+passed: fds and RSS flat after --warmup (fds within max(5%, 50), RSS within 10%); delivery
+100%, no duplicate; no Traceback; every slow reader and trickle closed within --abuse-limit
+(75 s); every invalid message answered as documented; no well-behaved client refused or
+closed by the server; the server alive and exiting 0 on SIGTERM. Bounded: duration + 60 s
+kills the server (ours, by PID) and exits 3. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
 import array
-import base64
 import bisect
 import json
 import math
@@ -76,11 +49,31 @@ import gevent.event
 import gevent.socket
 import gevent.subprocess
 from greenlet import GreenletExit
-from server_process import free_port, proc_fds, proc_status, raise_fd_limit, start_server, stop_server
-
-from websock_actors.client import ConnectionClosed, HandshakeRejected, RequestError, RequestTimeout, connect
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
+
+from benchmarks.harness.chat_server import start_server, stop_server  # noqa: E402
+from benchmarks.harness.logs import log_summary  # noqa: E402
+from benchmarks.harness.ports import free_port  # noqa: E402
+from benchmarks.harness.processes import raise_fd_limit  # noqa: E402
+from benchmarks.harness.procstat import cpu_seconds, fd_count, status_kib  # noqa: E402
+from benchmarks.harness.raw_websocket import (  # noqa: E402
+    HandshakeFailed,
+    frame_header,
+    read_handshake,
+    request_head,
+    server_frames,
+    text_frame,
+)
+from websock_actors.client import (  # noqa: E402
+    ConnectionClosed,
+    HandshakeRejected,
+    RequestError,
+    RequestTimeout,
+    connect,
+)
+
 ROOM_SIZE = 20
 BUSY_EVERY = 10  # rooms 0, 10, 20, ... are busy
 SAY_MEAN = {False: 10.0, True: 1.0}  # mean seconds between a chatter's actions: quiet, busy room
@@ -119,13 +112,6 @@ Sample = tuple[float, int, int, float, int]  # t, fds, RSS kB, server CPU share,
 # -- the server process ------------------------------------------------------------------
 
 
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of the process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def established_peers(port: int) -> set[int] | None:
     """Client ports of the server's ESTABLISHED sockets (None when ss fails)."""
     try:
@@ -143,60 +129,7 @@ def established_peers(port: int) -> set[int] | None:
     return peers
 
 
-# -- raw WebSocket pieces ----------------------------------------------------------------
-
-
-def request_head(port: int) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (
-        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-
-
-def mask(payload: bytes, key: bytes) -> bytes:
-    n = len(payload)
-    keys = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(keys, "little")).to_bytes(n, "little")
-
-
-def frame_header(opcode: int, length: int, key: bytes) -> bytes:
-    if length < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
-    elif length < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
-    return head + key
-
-
-def text_frame(text: str) -> bytes:
-    payload, key = text.encode(), os.urandom(4)
-    return frame_header(0x1, len(payload), key) + mask(payload, key)
-
-
-def server_frames(buf: bytearray) -> list[tuple[int, bytes]]:
-    """Take the complete (unmasked) server frames off the front of `buf`: (opcode, payload)."""
-    frames = []
-    while len(buf) >= 2:
-        length, pos = buf[1] & 0x7F, 2
-        if length == 126:
-            if len(buf) < 4:
-                break
-            length, pos = struct.unpack_from("!H", buf, 2)[0], 4
-        elif length == 127:
-            if len(buf) < 10:
-                break
-            length, pos = struct.unpack_from("!Q", buf, 2)[0], 10
-        if len(buf) < pos + length:
-            break
-        frames.append((buf[0] & 0x0F, bytes(buf[pos : pos + length])))
-        del buf[: pos + length]
-    return frames
-
-
-class HandshakeFailed(Exception):
-    pass
+# -- raw sockets -------------------------------------------------------------------------
 
 
 def raw_socket(port: int, rcvbuf: int | None = None) -> Any:
@@ -217,16 +150,7 @@ def raw_open(port: int, rcvbuf: int | None = None) -> tuple[Any, bytes]:
     sock = raw_socket(port, rcvbuf)
     try:
         sock.sendall(request_head(port))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk or len(data) > 16384:
-                raise HandshakeFailed("no answer")
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        status = head.split(b"\r\n", 1)[0]
-        if b" 101 " not in status + b" ":
-            raise HandshakeFailed(status.decode(errors="replace"))
+        rest = read_handshake(sock)
     except BaseException:
         sock.close()
         raise
@@ -798,20 +722,6 @@ def spread(values: list[float]) -> str:
     return f"p50 {ordered[len(ordered) // 2]:.1f} s, max {ordered[-1]:.1f} s"
 
 
-def traceback_lines(log: Path) -> tuple[int, Counter[str], list[str]]:
-    tracebacks, levels, first = 0, Counter[str](), []
-    with open(log, errors="replace") as f:
-        for line in f:
-            if "Traceback" in line:
-                tracebacks += 1
-            parts = line.split(" ", 3)
-            if len(parts) > 2 and parts[2] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-                levels[parts[2]] += 1
-                if parts[2] in ("ERROR", "CRITICAL") and len(first) < 5:
-                    first.append(line.rstrip()[:300])
-    return tracebacks, levels, first
-
-
 # -- main --------------------------------------------------------------------------------
 
 
@@ -867,10 +777,10 @@ def main() -> int:
 
     pid = server.pid
     samples: list[Sample] = []
-    baseline_fds = proc_fds(pid)
+    baseline_fds = fd_count(pid)
     t0 = time.monotonic()
-    cpu_before, cpu_at = proc_cpu(pid), t0
-    samples.append((0.0, baseline_fds, proc_status(pid, "VmRSS"), 0.0, 0))
+    cpu_before, cpu_at = cpu_seconds(pid), t0
+    samples.append((0.0, baseline_fds, status_kib(pid, "VmRSS"), 0.0, 0))
     greenlets = [gevent.spawn_later(i / RAMP_PER_S, run.guarded, fn, *fn_args) for i, (fn, fn_args) in
                  enumerate(slots)]  # fmt: skip
     watcher = gevent.spawn(run.guarded, watch_slow_readers, run)
@@ -886,10 +796,10 @@ def main() -> int:
             break
         now = time.monotonic()
         if now >= next_sample - 0.01:
-            cpu = proc_cpu(pid)
+            cpu = cpu_seconds(pid)
             share = (cpu - cpu_before) / (now - cpu_at)
             cpu_before, cpu_at = cpu, now
-            samples.append((now - t0, proc_fds(pid), proc_status(pid, "VmRSS"), share, run.established))
+            samples.append((now - t0, fd_count(pid), status_kib(pid, "VmRSS"), share, run.established))
             print_sample(run, samples[-1])
             next_sample += args.sample
         if now >= end - 0.01:
@@ -912,14 +822,14 @@ def main() -> int:
     gevent.killall([g for g in greenlets if not g.dead], timeout=5)
     watcher.kill(timeout=2)
     gevent.sleep(3)  # the server notices the last closes
-    fds_after = proc_fds(pid) if server.poll() is None else -1
-    rss_after = proc_status(pid, "VmRSS") if server.poll() is None else 0
-    peak_rss = proc_status(pid, "VmHWM") if server.poll() is None else 0
+    fds_after = fd_count(pid) if server.poll() is None else -1
+    rss_after = status_kib(pid, "VmRSS") if server.poll() is None else 0
+    peak_rss = status_kib(pid, "VmHWM") if server.poll() is None else 0
     report_delivery = delivery(run)
 
     # Stop the server: SIGTERM, wait (bounded by the hard limit).
     server_status = stop_server(server, hard_limit - (time.monotonic() - started) - 5)
-    tracebacks, levels, errors = traceback_lines(args.log)
+    tracebacks, levels, errors = log_summary(args.log)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     driver_cpu = (usage.ru_utime + usage.ru_stime) / (time.monotonic() - started)
 

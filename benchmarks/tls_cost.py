@@ -3,21 +3,14 @@
     python benchmarks/tls_cost.py                 # 3 rounds, a few minutes
     python benchmarks/tls_cost.py --quick         # 1 round, shorter and smaller: a smoke run
 
-Servers: benchmarks/bench_app.py's app through `websock-actors run` (``--certfile/--keyfile``
-for TLS) and benchmarks/tls_websockets_peer.py (the same bench protocol on websockets), both
-pinned to CPU 0 (``taskset -c 0``); the Node load generator benchmarks/tls_load.js on CPU 1
-(``npm install`` in benchmarks/ once). The certificate is made by trustme for 127.0.0.1, and the
-client checks it against trustme's CA. Measured, each with a fresh server:
-
-* echo: 100 connections, 1 message of 32 bytes in flight each, messages/s;
-* broadcast: 1,000 receivers, one sender sends 200 ``broadcast:`` messages, 8 in flight, deliveries/s;
-* 1 MiB echo: 1 connection, 1 binary message of 1 MiB in flight, payload MB/s (one direction);
-* idle: the server's VmRSS (/proc/PID/status) before and after opening 5,000 connections that stay
-  idle, KiB per connection (the TLS figure includes the handshakes' leftovers).
-
-Medians over the rounds are printed as a markdown table with the TLS/plain ratio per server,
-then every round's figures as one JSON line. Loopback only; every step has a time limit; the
-servers are started here and stopped by their PID.
+Servers: benchmarks/bench_app.py through `websock-actors run` (--certfile/--keyfile for TLS)
+and benchmarks/tls_websockets_peer.py, on CPU 0; the load generator benchmarks/tls_load.js on
+CPU 1 (`npm install` in benchmarks/ once); a trustme certificate the client checks. Each with a
+fresh server: echo (100 connections x 1 in flight, messages/s), broadcast (1,000 receivers, 200
+`broadcast:` messages, 8 in flight, deliveries/s), 1 MiB echo (1 connection, MB/s) and idle
+memory (VmRSS over 5,000 idle connections, KiB each). Prints the medians as a markdown table
+with the TLS/plain ratios, then every round as a JSON line. Loopback only; every step has a
+time limit; the servers are stopped by their PID.
 """
 
 from __future__ import annotations
@@ -25,11 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import select
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,8 +29,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks"
-LOAD = BENCH / "tls_load.js"
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
+
+from benchmarks.harness.node import BENCH, TLS_LOAD, missing_node  # noqa: E402
+from benchmarks.harness.ports import free_port, wait_for_port  # noqa: E402
+from benchmarks.harness.processes import pinned, raise_fd_limit, stop_process  # noqa: E402
+from benchmarks.harness.procstat import cpu_seconds, rss_kib  # noqa: E402
+from benchmarks.harness.stats import median  # noqa: E402
+
 SERVERS = ("websock_actors", "websockets")
 MODES = ("plain", "tls")
 METRICS = {  # name: (label, unit, higher is better)
@@ -52,19 +48,6 @@ METRICS = {  # name: (label, unit, higher is better)
 
 
 FIGURE = {"echo": "msgs_per_s", "broadcast": "deliveries_per_s", "big_echo": "mb_per_s"}  # in tls_load.js
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 def make_certificates(folder: Path) -> tuple[str, str, str]:
@@ -91,25 +74,7 @@ def server_command(server: str, port: int, tls: tuple[str, str] | None) -> list[
         command = [sys.executable, str(BENCH / "tls_websockets_peer.py"), str(port)]
     if tls is not None:
         command += ["--certfile", tls[0], "--keyfile", tls[1]]
-    return ["taskset", "-c", "0", *command]
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with status {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return pinned(0, command)
 
 
 ERRORS: dict[str, int] = {}  # server/mode: lines with ERROR or Traceback its stderr had
@@ -126,24 +91,18 @@ def running(server: str, tls: tuple[str, str] | None) -> Iterator[tuple[int, int
             server_command(server, port, tls), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log
         )
         try:
-            wait_listening(port, proc)
+            if (why := wait_for_port(port, 20, process=proc)) is not None:
+                raise SystemExit(why)
             time.sleep(0.5)  # settle before any reading
             yield proc.pid, port
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc, 10)
             log.seek(0)
             ERRORS[key] = ERRORS.get(key, 0) + sum(" ERROR " in line for line in log)
 
 
 def load_command(scenario: str, url: str, ca_file: str, *args: object) -> list[str]:
-    return ["taskset", "-c", "1", "node", str(LOAD), scenario, "--url", url, "--ca", ca_file,
-            *map(str, args)]  # fmt: skip
+    return pinned(1, ["node", str(TLS_LOAD), scenario, "--url", url, "--ca", ca_file, *map(str, args)])
 
 
 def run_load(command: list[str], timeout: float, pid: int) -> dict[str, object]:
@@ -236,15 +195,15 @@ def number(value: float) -> str:
 
 
 def table(rounds: list[dict[str, dict[str, object]]]) -> str:
-    def median(key: str, metric: str) -> float:
-        return statistics.median(float(r[key][metric]) for r in rounds)  # type: ignore[arg-type]
+    def middle(key: str, metric: str) -> float:
+        return median(float(r[key][metric]) for r in rounds) or 0.0  # type: ignore[arg-type]
 
     head = "| measurement | " + " | ".join(f"{s} plain | {s} TLS | TLS/plain" for s in SERVERS) + " |"
     lines = [head, "|---" * (1 + 3 * len(SERVERS)) + "|"]
     for metric, (label, unit, _) in METRICS.items():
         cells = [f"{label} ({unit})"]
         for server in SERVERS:
-            plain, tls = median(f"{server}/plain", metric), median(f"{server}/tls", metric)
+            plain, tls = middle(f"{server}/plain", metric), middle(f"{server}/tls", metric)
             cells += [number(plain), number(tls), f"{tls / plain:.2f}" if plain else "n/a"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -266,11 +225,9 @@ def main() -> int:
     if args.quick:
         args.rounds, args.duration, args.idle_conns = 1, 1.0, 500
         args.broadcast_conns, args.messages = 200, 50
-    if not (BENCH / "node_modules" / "ws").is_dir():
-        raise SystemExit("run `npm install` in benchmarks/ first")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, max(soft, args.idle_conns + 1000))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # the server and node inherit it
+    if (missing := missing_node()) is not None:
+        raise SystemExit(missing)
+    wanted = raise_fd_limit(args.idle_conns + 1000)  # the server and node inherit it
     if wanted < args.idle_conns + 100:
         raise SystemExit(f"file descriptor limit {wanted} is too low for {args.idle_conns} connections")
 

@@ -3,34 +3,24 @@
     .venv/bin/python benchmarks/under_attack.py                      # 5,000 idle sockets, 30 s
     .venv/bin/python benchmarks/under_attack.py --duration 10 --idle 500
 
-The server (`websock-actors run examples.chat:app --no-patch --log-level INFO`, pinned to CPU 0
-with taskset when there is one, its output in --log) gets, from this process (gevent, no
-monkey-patching, pinned to the other CPUs):
-1. --idle pre-handshake sockets: TCP connected, then nothing (even ones) or the first half
-   of a request head (odd ones); each waits for the server to answer or close it
-   (--reopen opens a closed one again at once, to keep the pressure up);
-2. one attacker connection (`websock_actors.client`) sending worst-case invalid typed
-   messages back to back, --attack-inflight at a time, each followed by a ping so that the
-   next waits until the server took it: a 1 MiB JSON list of `{}`, a `say` whose text is a
-   list of 100,000 `{}`, a `say` with 200 keys of 5,000 characters, a `say` whose text is
-   ~1 MiB of nested `[`, a `join` with a 1 MiB room name, a `say` whose text is a number
-   of ~1 MiB digits. Each is just under 1 MiB (--attack-size), the typed app's frame limit;
-3. one well-behaved client sending a WebSocket ping every 20 ms (--interval) for
-   --duration seconds (`ws.ping()` returns the round trip).
-It prints the round trips (p50/p90/p99/max, overall and per 5 s), the idle sockets the server
-kept open and closed (when, and what it answered), what the attacker got back and how long
-the server took per kind, and the server's CPU (/proc/PID/stat) over the measurement, RSS
-(VmRSS, VmHWM) and fds. The target is p99 < 50 ms: a benchmark, not a test, so the exit
-status is 0 unless something crashed: the server died, did not exit 0 on SIGTERM, or logged
-a Traceback, or this script failed. Bounded: a hard wall-clock limit of duration + 60 s kills
-the server (ours, by PID) and exits 3. Loopback only.
+The server (`websock-actors run examples.chat:app --no-patch`, on CPU 0, its output in --log)
+gets from this process:
+1. --idle pre-handshake sockets, silent or half a request head (--reopen: opened again once
+   closed);
+2. one attacker sending worst-case invalid typed messages just under 1 MiB (--attack-size),
+   --attack-inflight at a time: a list of `{}`, 200 long keys, nested `[`, a 1 MiB room name,
+   a number of ~1 MiB digits;
+3. one client pinging every --interval for --duration seconds.
+Printed: the round trips (p50/p90/p99/max, overall and per 5 s), what became of the idle
+sockets, the attacker's answers and the server's time per kind, its CPU, RSS and fds. Target
+p99 < 50 ms; exit 0 unless something crashed. Bounded: duration + 60 s kills the server (by
+PID) and exits 3. Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import sys
@@ -46,38 +36,20 @@ import gevent.lock
 import gevent.socket
 import gevent.subprocess
 from greenlet import GreenletExit
-from server_process import free_port, proc_fds, proc_status, raise_fd_limit, start_server, stop_server
-
-from websock_actors.client import ConnectionClosed, HandshakeRejected, connect
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
+
+from benchmarks.harness.chat_server import start_server, stop_server  # noqa: E402
+from benchmarks.harness.logs import log_summary  # noqa: E402
+from benchmarks.harness.ports import free_port  # noqa: E402
+from benchmarks.harness.processes import raise_fd_limit  # noqa: E402
+from benchmarks.harness.procstat import cpu_times, fd_count, status_kib  # noqa: E402
+from benchmarks.harness.stats import nearest_rank as percentile  # noqa: E402
+from websock_actors.client import ConnectionClosed, HandshakeRejected, connect  # noqa: E402
+
 OPEN_CONCURRENCY = 200  # idle sockets connecting at once
 WINDOW = 5.0  # seconds per line of the round-trip series
-
-
-# -- the server process (as in soak.py) --------------------------------------------------
-
-
-def proc_cpu(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of the process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def log_summary(log: Path) -> tuple[int, Counter[str], list[str]]:
-    tracebacks, levels, first = 0, Counter[str](), []
-    with open(log, errors="replace") as f:
-        for line in f:
-            if "Traceback" in line:
-                tracebacks += 1
-            parts = line.split(" ", 3)
-            if len(parts) > 2 and parts[2] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-                levels[parts[2]] += 1
-                if parts[2] in ("WARNING", "ERROR", "CRITICAL") and len(first) < 8:
-                    first.append(line.rstrip()[:300])
-    return tracebacks, levels, first
 
 
 # -- the attack --------------------------------------------------------------------------
@@ -247,14 +219,6 @@ class Idle:
 # -- figures -----------------------------------------------------------------------------
 
 
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest rank."""
-    if not ordered:
-        return float("nan")
-    rank = max(1, -(-len(ordered) * q // 1))
-    return ordered[int(rank) - 1]
-
-
 def quantiles_ms(values: list[float]) -> str:
     ordered = sorted(values)
     if not ordered:
@@ -314,7 +278,7 @@ def main() -> int:
             break
         gevent.sleep(0.1)
     print(f"idle sockets: {idle.connected} connected, {dict(idle.connect_failures) or 'none'} failed, in "
-          f"{time.monotonic() - opening:.1f} s; server fds {proc_fds(pid)}", flush=True)  # fmt: skip
+          f"{time.monotonic() - opening:.1f} s; server fds {fd_count(pid)}", flush=True)  # fmt: skip
 
     # 2 and 3. The attacker, then the pinger.
     attacker = Attacker(url, args.attack_size, stop)
@@ -322,7 +286,7 @@ def main() -> int:
     gevent.sleep(0.5)
     rtts: list[tuple[float, float]] = []  # (t, round trip)
     ping_failures: Counter[str] = Counter()
-    cpu_before = proc_cpu(pid)
+    cpu_before = cpu_times(pid)
     measure_start = time.monotonic()
     try:
         ws = connect(url, open_timeout=10, close_timeout=5, max_queue=16)
@@ -348,8 +312,8 @@ def main() -> int:
             next_ping = max(next_ping + args.interval, time.monotonic())
             gevent.sleep(next_ping - time.monotonic())
     measured = time.monotonic() - measure_start
-    cpu_after = proc_cpu(pid)
-    rss, peak, fds = proc_status(pid, "VmRSS"), proc_status(pid, "VmHWM"), proc_fds(pid)
+    cpu_after = cpu_times(pid)
+    rss, peak, fds = status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM"), fd_count(pid)
     kept, closed = idle.open, len(idle.closed_after)
 
     # The end: stop the attack, let go of the idle sockets, stop the server.
@@ -366,7 +330,7 @@ def main() -> int:
     gevent.killall(idlers, timeout=10)
     died = server.poll() is not None
     server_status = stop_server(server, hard_limit - (time.monotonic() - started) - 5)
-    tracebacks, levels, warnings = log_summary(args.log)
+    tracebacks, levels, warnings = log_summary(args.log, ("WARNING", "ERROR", "CRITICAL"), 8)
     signal.alarm(0)
 
     # -- print ---------------------------------------------------------------------------

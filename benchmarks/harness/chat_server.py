@@ -1,37 +1,24 @@
-"""What the hostile-client benchmarks (soak.py, under_attack.py) need to run the chat server as
-a process of their own and watch it: a free port, the command (pinned to CPU 0), waiting for it
-to listen, its fds and memory from /proc."""
+"""The chat demo as a server process of the hostile-client benchmarks (soak.py, under_attack.py):
+its command (pinned to CPU 0), a hard wall-clock limit for the whole run, and a bounded stop.
+They drive it from gevent without monkey-patching, so its waits are gevent's."""
 
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
-import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import gevent
-import gevent.socket
 import gevent.subprocess
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.harness.ports import wait_for_port
 
+__all__ = ["server_command", "start_server", "stop_server"]
 
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server inherits it
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def server_command(port: int, extra: list[str]) -> list[str]:
@@ -42,32 +29,6 @@ def server_command(port: int, extra: list[str]) -> list[str]:
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]  # taskset execs: the PID stays the server's
     return command
-
-
-def wait_for_port(port: int, server: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            return False
-        try:
-            gevent.socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            gevent.sleep(0.1)
-    return False
-
-
-def proc_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def proc_status(pid: int, key: str) -> int:
-    """A kB figure of /proc/PID/status (VmRSS, VmHWM)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def start_server(port: int, extra: list[str], log: Path, hard_limit: float) -> Any:
@@ -92,7 +53,7 @@ def start_server(port: int, extra: list[str], log: Path, hard_limit: float) -> A
     if cpus > 1:  # this process off the server's CPU
         os.sched_setaffinity(0, set(range(1, cpus)))
     print(f"server: {' '.join(command)} (PID {server.pid}, log {log})", flush=True)
-    if not wait_for_port(port, server, 20):
+    if wait_for_port(port, 20, process=server, green=True, poll=0.1, connect_timeout=1) is not None:
         print("the server did not start; its log:\n" + log.read_text(errors="replace")[-3000:])
         if server.poll() is None:
             server.kill()

@@ -21,7 +21,15 @@ import sys
 
 import gevent
 
-from websock_actors import Connection, Server, WebSocketApp, encode_broadcast
+from websock_actors import (
+    Connection,
+    HandshakeOptions,
+    LimitOptions,
+    Server,
+    TimeoutOptions,
+    WebSocketApp,
+    encode_broadcast,
+)
 
 PREFIX = "broadcast:"
 app = WebSocketApp()
@@ -55,7 +63,14 @@ def main() -> None:
     app.inline = "--inline" in args or os.environ.get("WEBSOCK_ACTORS_INLINE", "") == "1"
     ports = [arg for arg in args if not arg.startswith("--")]
     port = int(ports[0]) if ports else 8765
-    server = Server(app, "127.0.0.1", port, ping_interval=None, max_connections=None, compression=compression)
+    server = Server(
+        app,
+        "127.0.0.1",
+        port,
+        limits=LimitOptions(max_connections=None),
+        timeouts=TimeoutOptions(ping_interval=None),
+        handshake=HandshakeOptions(compression=compression),
+    )
     gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 2.0))
     server.serve_forever()
 

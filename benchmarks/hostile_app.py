@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:  # run as a script: examples/ and websock_actors/ 
 from benchmarks.apps.serving import log_warnings, serve  # noqa: E402
 from benchmarks.harness.procstat import rss_kib  # noqa: E402
 from examples import chat  # noqa: E402
-from websock_actors import App, Context, RedisBackplane, ResumePolicy, Server  # noqa: E402
+from websock_actors import App, Context, LimitOptions, RedisBackplane, ResumePolicy, Server  # noqa: E402
 
 __all__ = ["app", "build_app", "policy"]
 
@@ -145,7 +145,7 @@ def main() -> int:
         redis=args.redis,
         quiet=args.quiet_joins,
     )
-    server = Server(served, "127.0.0.1", args.port, max_connections=args.max_connections)
+    server = Server(served, "127.0.0.1", args.port, limits=LimitOptions(max_connections=args.max_connections))
     serve(server, lambda: stats(served))
     return 0
 

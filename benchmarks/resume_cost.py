@@ -51,7 +51,7 @@ from benchmarks.harness.procstat import cpu_ns  # noqa: E402
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
 from benchmarks.harness.stats import median_of as median  # noqa: E402
 from websock_actors.server.broadcast import encode_broadcast  # noqa: E402
-from websock_actors.typed.history import LocalStream, stamp_prefix  # noqa: E402
+from websock_actors.typed.history import LocalStream, stamp_head  # noqa: E402
 from websock_actors.typed.numbered import NumberedBroadcasts  # noqa: E402
 from websock_actors.typed.rooms import LocalRooms  # noqa: E402
 from websock_actors.typed.streams import Position  # noqa: E402
@@ -167,7 +167,7 @@ def check(result: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 class RoomedMessage(BaseModel):
-    """What the bench's messages are to stamp_prefix: a model with a `room` field."""
+    """What the bench's messages are to stamp_head: a model with a `room` field."""
 
     room: str
 
@@ -200,7 +200,7 @@ def _local_stream(kept: int) -> LocalStream:
 def local_history_bytes(size: int, kept: int, rooms: int) -> tuple[float, int]:
     """(bytes tracemalloc sees a LocalStream hold per room with `kept` messages, the stamped
     message's length)."""
-    prefixes = [stamp_prefix(chat_json(size), f"room{r}", RoomedMessage) for r in range(rooms)]
+    prefixes = [stamp_head(chat_json(size), f"room{r}", RoomedMessage) for r in range(rooms)]
     gc.collect()
     tracemalloc.start()
     try:
@@ -252,7 +252,7 @@ def redis_history(url: str, client: Any, size: int, kept: int, timeout: float) -
     try:
         wait_for(lambda: backplane.connected, "the backplane did not connect to redis-server")
         text = chat_json(size)
-        prefix = stamp_prefix(text, room, RoomedMessage)
+        prefix = stamp_head(text, room, RoomedMessage)
         sent = 0
         before = command_stats(client)
         for label, total in (("", kept), ("_steady", 3 * kept)):
@@ -296,12 +296,12 @@ def loop_us(func: Callable[[], object], loops: int) -> float:
 
 def stamp_costs(loops: int, kept: int, repeats: int = 7) -> dict[str, float]:
     """Per call (us), medians over `repeats` rounds that time each function in turn (host noise
-    hits them all): stamp_prefix + append, and a broadcast off and on in a room without members
+    hits them all): stamp_head + append, and a broadcast off and on in a room without members
     (`diff_<size>`: the median of the rounds' on - off)."""
     out: dict[str, float] = {}
     for size in (100, 1000):
         text = chat_json(size)
-        prefix = stamp_prefix(text, "bench", RoomedMessage)
+        prefix = stamp_head(text, "bench", RoomedMessage)
         history = _local_stream(kept)
         off, on = LocalRooms(), LocalRooms()
         on_stream = on.open_stream(kept, 86400.0, 1 << 30)
@@ -311,13 +311,13 @@ def stamp_costs(loops: int, kept: int, repeats: int = 7) -> dict[str, float]:
             on_stream.append("bench", prefix, "", "")
 
         def stamp(text: str = text, history: LocalStream = history) -> None:
-            history.append("bench", stamp_prefix(text, "bench", RoomedMessage), "", "")
+            history.append("bench", stamp_head(text, "bench", RoomedMessage), "", "")
 
         def broadcast(text: str = text, rooms: LocalRooms = off) -> int:
             return rooms.broadcast("bench", encode_broadcast(text))
 
         def publish(text: str = text, stream: Any = on_stream) -> None:
-            stream.append("bench", stamp_prefix(text, "bench", RoomedMessage), "", "")
+            stream.append("bench", stamp_head(text, "bench", RoomedMessage), "", "")
 
         funcs: dict[str, Callable[[], object]] = {"stamp": stamp, "broadcast": broadcast, "publish": publish}
         timings: dict[str, list[float]] = {name: [] for name in funcs}
@@ -428,7 +428,7 @@ def report_memory(
 def report_stamp(costs: dict[str, float], remote: dict[int, dict[str, float]], loops: int) -> None:
     print(f"\n3. the stamp per broadcast (us; in process: medians of 7 interleaved loops of {loops:,} calls)")
     header = (
-        f"{'message':>7} | {'stamp_prefix + append':>21} | {'off: broadcast':>14} {'on: publish':>11} "
+        f"{'message':>7} | {'stamp_head + append':>21} | {'off: broadcast':>14} {'on: publish':>11} "
         f"{'on - off':>8} | {'redis PUBLISH':>13} {'EVAL':>5}"
     )
     print(header)

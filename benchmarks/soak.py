@@ -68,7 +68,7 @@ from benchmarks.harness.raw_websocket import (  # noqa: E402
 )
 from websock_actors.client import (  # noqa: E402
     ConnectionClosed,
-    HandshakeRejected,
+    RemoteHandshakeRefusal,
     RequestError,
     RequestTimeout,
     connect,
@@ -267,7 +267,7 @@ class Chatter:
             while not run.stop.is_set():
                 try:
                     ws = connect(run.url, open_timeout=10, close_timeout=5, max_queue=1_000_000)
-                except (OSError, TimeoutError, HandshakeRejected) as exc:
+                except (OSError, TimeoutError, RemoteHandshakeRefusal) as exc:
                     run.events[f"chat.connect_failed:{type(exc).__name__}"] += 1
                     run.events["chat.connect_failed"] += 1
                     run.pause(1, 2)
@@ -617,7 +617,7 @@ def invalid_sender(run: Run, slot: int) -> None:
         room = f"junk{slot}-{cycle}"
         try:
             ws = connect(run.url, open_timeout=10, close_timeout=5, max_queue=64)
-        except (OSError, TimeoutError, HandshakeRejected) as exc:
+        except (OSError, TimeoutError, RemoteHandshakeRefusal) as exc:
             run.events[f"invalid.connect_failed:{type(exc).__name__}"] += 1
             run.pause(1, 2)
             continue

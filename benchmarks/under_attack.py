@@ -46,7 +46,7 @@ from benchmarks.harness.ports import free_port  # noqa: E402
 from benchmarks.harness.processes import raise_fd_limit  # noqa: E402
 from benchmarks.harness.procstat import cpu_times, fd_count, status_kib  # noqa: E402
 from benchmarks.harness.stats import nearest_rank as percentile  # noqa: E402
-from websock_actors.client import ConnectionClosed, HandshakeRejected, connect  # noqa: E402
+from websock_actors.client import ConnectionClosed, RemoteHandshakeRefusal, connect  # noqa: E402
 
 OPEN_CONCURRENCY = 200  # idle sockets connecting at once
 WINDOW = 5.0  # seconds per line of the round-trip series
@@ -127,7 +127,7 @@ class Attacker:
                         self.url, open_timeout=10, close_timeout=2, max_queue=0, on_push=self.on_push
                     )
                     self.connects += 1
-                except (OSError, TimeoutError, HandshakeRejected) as exc:
+                except (OSError, TimeoutError, RemoteHandshakeRefusal) as exc:
                     self.connect_failures[type(exc).__name__] += 1
                     self.stop.wait(0.5)
             return self.ws
@@ -290,7 +290,7 @@ def main() -> int:
     measure_start = time.monotonic()
     try:
         ws = connect(url, open_timeout=10, close_timeout=5, max_queue=16)
-    except (OSError, TimeoutError, HandshakeRejected) as exc:
+    except (OSError, TimeoutError, RemoteHandshakeRefusal) as exc:
         crashed.append(f"the pinger could not connect: {exc!r}")
         ws = None
     if ws is not None:
@@ -307,7 +307,7 @@ def main() -> int:
                 ping_failures[f"closed {exc.code}"] += 1
                 try:
                     ws = connect(url, open_timeout=5, close_timeout=5, max_queue=16)
-                except (OSError, TimeoutError, HandshakeRejected) as exc2:
+                except (OSError, TimeoutError, RemoteHandshakeRefusal) as exc2:
                     ping_failures[f"reconnect {type(exc2).__name__}"] += 1
             next_ping = max(next_ping + args.interval, time.monotonic())
             gevent.sleep(next_ping - time.monotonic())

@@ -13,7 +13,7 @@ from typing import Any
 
 import gevent
 
-from websock_actors import App, RedisBackplane, Server
+from websock_actors import App, LimitOptions, RedisBackplane, Server, TimeoutOptions
 
 __all__ = ["log_warnings", "serve", "serve_app"]
 
@@ -47,7 +47,8 @@ def serve_app(app: App, url: str, more: Callable[[RedisBackplane], dict[str, Any
     backplane = RedisBackplane(url) if url != "-" else None
     if backplane is not None:
         app.use_backplane(backplane)
-    server = Server(app, "127.0.0.1", 0, ping_interval=None, max_connections=20000)
+    limits, timeouts = LimitOptions(max_connections=20000), TimeoutOptions(ping_interval=None)
+    server = Server(app, "127.0.0.1", 0, limits=limits, timeouts=timeouts)
 
     def stats() -> dict[str, Any]:
         out: dict[str, Any] = {"broadcast_failures": app.rooms.broadcast_failures}

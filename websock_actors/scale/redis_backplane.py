@@ -46,6 +46,8 @@ __all__ = ["BackplaneStats", "RedisBackplane"]
 log = logging.getLogger("websock_actors")
 
 _FRAME = b"F"  # the kind of a Redis message that carries a client frame
+# Seconds `start` waits for the first connections to Redis before the server goes on.
+START_WAIT = 2.0
 _HEADER = 17  # kind (1 byte) + origin node id (16 hex digits)
 
 
@@ -156,7 +158,9 @@ class RedisBackplane:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, lost: LostMember | None = None, reset: Callable[[], None] | None = None) -> None:
-        """Start the subscriber and the heartbeat; Redis may be down (they keep trying)."""
+        """Start the subscriber and the heartbeat, and give them a moment to connect, so that
+        the first clients of a server that starts beside a working Redis are not refused;
+        Redis may be down (then they keep trying, and the server starts not ready)."""
         if self._started:
             return
         self._started = True
@@ -165,6 +169,9 @@ class RedisBackplane:
         self._publisher.start()
         self.subscriber.start()
         self.liveness.start()
+        deadline = time.monotonic() + START_WAIT
+        self._publisher.connected_once.wait(START_WAIT)
+        self.subscriber.connected.wait(max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         """Say goodbye (other nodes need not wait for our heartbeat to expire), then stop."""

@@ -164,6 +164,7 @@ class Publisher:
         self._writing = False  # a write is under way (it may wait for the socket)
         self._broken: BaseException | None = None  # a sender's write failed: the owner reconnects
         self.healthy = False  # connected: a publish is taken
+        self.connected_once = gevent.event.Event()  # set at the first connection
         self.errors = 0  # commands Redis answered with an error
 
     def start(self) -> None:
@@ -249,6 +250,7 @@ class Publisher:
                 self._broken = None
                 self._conn = conn
                 self.healthy = True
+                self.connected_once.set()
                 delay = 0.0
                 self._pump(conn)
                 return  # stopped

@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         help="handshakes per second of one client IP, as many at once (429 beyond)",
     )
     run.add_argument(
+        "--ipv6-prefix",
+        type=int,
+        default=64,
+        metavar="BITS",
+        help="the per-IP caps count an IPv6 client as its network of this many bits (default: 64)",
+    )
+    run.add_argument(
         "--forwarded-allow-ips",
         default=None,
         metavar="IPS",
@@ -366,6 +373,7 @@ def _serve(
                 max_handshakes=args.max_handshakes,
                 max_connections_per_ip=args.max_connections_per_ip,
                 max_handshakes_per_second_per_ip=args.max_handshakes_per_ip,
+                ipv6_prefix=args.ipv6_prefix,
                 max_message_size="app" if args.max_message_size is None else args.max_message_size,
                 max_fragments=args.max_fragments,
             ),

@@ -58,6 +58,11 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "websock_backplane_publish_failures_total": ("counter", "", "Broadcasts the backplane did not take."),
     "websock_resumes_total": ("counter", "outcome", "Resumes: recovered, partial, fresh, refused."),
     "websock_limit_hits_total": ("counter", "limit", "Requests refused or cut by a bound, by bound."),
+    "websock_forwarded_invalid_total": (
+        "counter",
+        "reason",
+        "Trusted proxies' X-Forwarded-For not used (not_an_ip, too_long): the peer's address counted.",
+    ),
     "websock_room_lost_total": ("counter", "", "room_lost notices: messages a node could not deliver."),
     "websock_room_caught_up_total": ("counter", "", "Room messages delivered from the stream after a gap."),
     "websock_replayed_messages_total": ("counter", "", "Missed room messages replayed by resumes."),
@@ -104,6 +109,7 @@ class ServerStats:
         "closes",
         "connections_total",
         "dropped",
+        "forwarded_invalid",
         "handshake_failures",
         "messages_binary",
         "messages_sent",
@@ -120,6 +126,7 @@ class ServerStats:
         self.handshake_failures: dict[str, int] = {}
         self.closes: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
+        self.forwarded_invalid: dict[str, int] = {}  # by reason, counted by edge.TrustedProxies
 
     def failed(self, status: int | str) -> None:
         key = str(status)

@@ -29,7 +29,7 @@ from ..protocol.http import Response, error_response
 from .app import Application
 from .broadcast import encode_broadcast
 from .connection import Connection
-from .edge import PerIPLimits, TrustedProxies, peer_ip
+from .edge import PerIPLimits, TrustedProxies
 from .endpoints import builtin_router
 from .keepalive import Keepalive
 from .metrics import Snapshot
@@ -143,9 +143,12 @@ class Server:
                 raise ConfigurationError(str(exc)) from None
         self._router = builtin_router(endpoints, self.not_ready, self.metrics_total, self.status_page)
         proxies = listen.forwarded_allow_ips
-        self.trusted_proxies = TrustedProxies(proxies) if proxies else None
+        self.trusted_proxies = None
+        if proxies:
+            bounds = listen.forwarded_max_bytes, listen.forwarded_max_entries
+            self.trusted_proxies = TrustedProxies(proxies, *bounds, self.options.stats.forwarded_invalid)
         per_ip = limits.max_connections_per_ip, limits.max_handshakes_per_second_per_ip
-        self._per_ip = PerIPLimits(*per_ip) if per_ip != (None, None) else None
+        self._per_ip = PerIPLimits(*per_ip, limits.ipv6_prefix) if per_ip != (None, None) else None
         self._stream: StreamServer | None = None
         interval, timeout = timeouts.ping_interval, timeouts.ping_timeout
         self._keepalive = Keepalive(self.connections.values, interval, timeout) if interval else None
@@ -303,7 +306,7 @@ class Server:
                 conn.app = routed
         per_ip = self._per_ip
         if upgrade and per_ip is not None:
-            answer = per_ip.admit(peer_ip(conn.address))
+            answer = per_ip.admit(per_ip.key(conn.address))
             if answer is not None:
                 log.debug("%r: refused: %s", conn, answer.body[:64])
                 return answer
@@ -346,7 +349,7 @@ class Server:
         self.connections[conn.id] = conn
         self.options.stats.connections_total += 1
         if self._per_ip is not None:
-            self._per_ip.opened(peer_ip(conn.address))
+            self._per_ip.opened(self._per_ip.key(conn.address))
         return None
 
     def _on_finish(self, conn: Connection) -> None:
@@ -355,7 +358,7 @@ class Server:
         if self.connections.pop(conn.id, None) is not None:
             self.options.stats.closed(conn.close_code)
             if self._per_ip is not None:
-                self._per_ip.closed(peer_ip(conn.address))
+                self._per_ip.closed(self._per_ip.key(conn.address))
         if not self._actors:
             self._all_gone.set()
 

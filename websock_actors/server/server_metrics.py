@@ -64,6 +64,7 @@ class ServerMetrics:
             "websock_bytes_received_total": {"": stats.bytes_received},
             "websock_bytes_sent_total": {"": stats.bytes_sent},
             "websock_dropped_messages_total": dict(stats.dropped),
+            "websock_forwarded_invalid_total": dict(stats.forwarded_invalid),
             "websock_mailbox_bytes": {"": max((c._queued for c in self.connections.values()), default=0)},
         }
         for name, values in self.app.metrics().items():

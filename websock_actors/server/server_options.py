@@ -26,6 +26,7 @@ from ..protocol.connection import DEFAULT_MAX_FRAGMENTS
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import HandshakePolicy
 from ..protocol.http import DEFAULT_MAX_HEADER_BYTES, Request, Response
+from .edge import DEFAULT_FORWARDED_MAX_BYTES, DEFAULT_FORWARDED_MAX_ENTRIES, DEFAULT_IPV6_PREFIX
 from .options import ConnectionOptions, OverflowPolicy
 
 __all__ = [
@@ -55,6 +56,8 @@ class LimitOptions:
         max_connections_per_ip: open connections of one client IP (None: no cap).
         max_handshakes_per_second_per_ip: handshakes a second of one client IP (None: no
             cap). Beyond either per-IP cap the handshake gets 429 with `Retry-After`.
+        ipv6_prefix: the per-IP caps count an IPv6 client as its network of this many bits
+            (one subscriber is given a whole /64); an IPv4 client as its address.
         max_message_size: bytes of one message; "app" takes the application's own limit,
             None is no limit.
         max_fragments: frames of one fragmented message (None: no limit).
@@ -67,6 +70,7 @@ class LimitOptions:
     max_handshakes: int | None = None
     max_connections_per_ip: int | None = None
     max_handshakes_per_second_per_ip: float | None = None
+    ipv6_prefix: int = DEFAULT_IPV6_PREFIX
     max_message_size: int | Literal["app"] | None = "app"
     max_fragments: int | None = DEFAULT_MAX_FRAGMENTS
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
@@ -78,6 +82,8 @@ class LimitOptions:
             raise ConfigurationError(f"overflow must be 'close' or 'drop', not {self.overflow!r}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ConfigurationError("max_connections must be at least 1")
+        if not 1 <= self.ipv6_prefix <= 128:
+            raise ConfigurationError("ipv6_prefix must be from 1 to 128")
         handshakes = self.max_handshakes
         if handshakes is not None and (
             handshakes < 1 or (self.max_connections is not None and handshakes > self.max_connections)
@@ -157,6 +163,9 @@ class ListenOptions:
         forwarded_allow_ips: the proxies (IPs, networks, or "*") whose `X-Forwarded-For`
             and `X-Forwarded-Proto` give the client's address and scheme; from any other
             peer those headers are ignored.
+        forwarded_max_bytes, forwarded_max_entries: how much of `X-Forwarded-For` is read,
+            from the right; a client beyond it, or an entry that is not an IP address,
+            leaves the peer's own address in place (counted in /metrics).
     """
 
     backlog: int = 1024
@@ -164,6 +173,12 @@ class ListenOptions:
     listener: socket.socket | None = None
     ssl_context: ssl.SSLContext | None = None
     forwarded_allow_ips: Sequence[str] | None = None
+    forwarded_max_bytes: int = DEFAULT_FORWARDED_MAX_BYTES
+    forwarded_max_entries: int = DEFAULT_FORWARDED_MAX_ENTRIES
+
+    def __post_init__(self) -> None:
+        if self.forwarded_max_bytes < 1 or self.forwarded_max_entries < 1:
+            raise ConfigurationError("forwarded_max_bytes and forwarded_max_entries must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)

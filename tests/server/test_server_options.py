@@ -46,6 +46,9 @@ FLAT_DEFAULTS: dict[str, Any] = {
     "max_connections_per_ip": None,
     "max_handshakes_per_second_per_ip": None,
     "forwarded_allow_ips": None,
+    "forwarded_max_bytes": 1024,  # these three came after the groups (issue 24)
+    "forwarded_max_entries": 16,
+    "ipv6_prefix": 64,
     "ssl_context": None,
     "reuse_port": False,
     "listener": None,

@@ -9,6 +9,7 @@ and the client both drive it; this package imports nothing above `websock_actors
     handshake.py   ServerHandshake / ClientHandshake: the CONNECTING state of a connection
     connection.py  WebSocketConnection: the OPEN -> CLOSING -> CLOSED state machine
     deflate.py     permessage-deflate negotiation and codec (RFC 7692)
+    redact.py      credentials masked for display: URL userinfo, token parameters, headers
 """
 
 from .connection import (

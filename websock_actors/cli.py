@@ -362,7 +362,9 @@ def _serve(
         try:
             typed.use_backplane(_backplane_class()(args.redis))
         except (ValueError, ConfigurationError) as exc:
-            raise SystemExit(f"error: --redis {args.redis}: {exc}") from None
+            from .protocol.redact import mask_secrets, mask_url
+
+            raise SystemExit(f"error: --redis {mask_url(args.redis)}: {mask_secrets(str(exc))}") from None
     try:
         server = Server(
             app,

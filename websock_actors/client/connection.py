@@ -130,7 +130,7 @@ class ClientConnection(ClientTransport):
 
     def _open_with_retries(self) -> None:
         """Open (retrying with `reconnect=`'s backoff) and take over the new transport."""
-        sock, handshake, protocol = open_with_retries(self.url, self._target, self._opts)
+        sock, handshake, protocol = open_with_retries(self._target, self._opts)
         self._start(sock, protocol)
         self.response = handshake.response
         self.subprotocol = handshake.subprotocol
@@ -200,7 +200,7 @@ class ClientConnection(ClientTransport):
             try:
                 self.on_push(message)
             except Exception:
-                log.exception("on_push failed on a message from %s", self.url)
+                log.exception("on_push failed on a message from %s", self._target.shown)
         inbox = self._inbox
         if inbox.maxlen:
             if len(inbox) == inbox.maxlen:
@@ -354,4 +354,4 @@ class ClientConnection(ClientTransport):
 
     def __repr__(self) -> str:
         state = f"closed {self.close_code}" if self.closed else "open"
-        return f"<ClientConnection {self.url} {state}>"
+        return f"<ClientConnection {self._target.shown} {state}>"

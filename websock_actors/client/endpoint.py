@@ -30,6 +30,7 @@ from ..errors import RemoteHandshakeRefusal
 from ..protocol.connection import WebSocketConnection
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import ClientHandshake
+from ..protocol.redact import mask_secrets, mask_url
 
 __all__ = [
     "Backoff",
@@ -84,25 +85,27 @@ class Target:
     resource: str  # path and query
     host_header: str
     secure: bool
+    shown: str  # the URL for log lines and errors: credentials masked (protocol/redact.py)
 
 
 def parse_url(url: str) -> Target:
+    shown = mask_url(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("ws", "wss"):
-        raise ValueError(f"not a WebSocket URL (ws:// or wss://): {url!r}")
+        raise ValueError(f"not a WebSocket URL (ws:// or wss://): {shown!r}")
     if parts.fragment or url.endswith("#"):
-        raise ValueError(f"a WebSocket URL has no fragment (RFC 6455 3): {url!r}")
+        raise ValueError(f"a WebSocket URL has no fragment (RFC 6455 3): {shown!r}")
     host = parts.hostname
     if not host:
-        raise ValueError(f"no host in {url!r}")
+        raise ValueError(f"no host in {shown!r}")
     secure = scheme == "wss"
     default_port = 443 if secure else 80
     port = parts.port or default_port
-    shown = f"[{host}]" if ":" in host else host
-    host_header = shown if port == default_port else f"{shown}:{port}"
+    literal = f"[{host}]" if ":" in host else host
+    host_header = literal if port == default_port else f"{literal}:{port}"
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Target(host, port, resource, host_header, secure)
+    return Target(host, port, resource, host_header, secure, shown)
 
 
 def _resolve(host: str, port: int) -> list[tuple[Any, ...]]:
@@ -170,7 +173,7 @@ def open_socket(target: Target, ssl_context: ssl.SSLContext | None) -> Any:
     raise error or OSError(f"no address for {target.host!r}")
 
 
-def open_connection(url: str, target: Target, opts: ClientOptions) -> Opened:
+def open_connection(target: Target, opts: ClientOptions) -> Opened:
     """Open the socket and do the opening handshake, within `open_timeout` (TimeoutError).
 
     Returns the socket, the finished handshake (its response, subprotocol, and the bytes that
@@ -201,7 +204,7 @@ def open_connection(url: str, target: Target, opts: ClientOptions) -> Opened:
             sock.close()
         if exc is not timer:
             raise
-        raise TimeoutError(f"opening {url} took over {opts.open_timeout:g} s") from None
+        raise TimeoutError(f"opening {target.shown} took over {opts.open_timeout:g} s") from None
     except BaseException:
         if sock is not None:
             sock.close()
@@ -212,13 +215,13 @@ def open_connection(url: str, target: Target, opts: ClientOptions) -> Opened:
     return sock, handshake, protocol
 
 
-def open_with_retries(url: str, target: Target, opts: ClientOptions) -> Opened:
+def open_with_retries(target: Target, opts: ClientOptions) -> Opened:
     """`open_connection`, tried again with `opts.reconnect`'s backoff where that may help."""
     backoff = opts.reconnect
     delays = backoff.delays() if backoff is not None else iter(())
     while True:
         try:
-            return open_connection(url, target, opts)
+            return open_connection(target, opts)
         except (OSError, RemoteHandshakeRefusal) as exc:
             status = exc.status if isinstance(exc, RemoteHandshakeRefusal) else None
             if status is not None and status < 500 and status != 429:
@@ -226,5 +229,6 @@ def open_with_retries(url: str, target: Target, opts: ClientOptions) -> Opened:
             delay = next(delays, None)
             if delay is None:
                 raise
-            log.info("connecting to %s failed (%s); next try in %.2f s", url, exc, delay)
+            why = mask_secrets(str(exc))
+            log.info("connecting to %s failed (%s); next try in %.2f s", target.shown, why, delay)
             gevent.sleep(delay)

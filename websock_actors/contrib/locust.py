@@ -76,6 +76,7 @@ from pydantic import BaseModel
 from ..client import RECONNECT_CODES, ClientConnection, connect
 from ..errors import ConnectionClosed, HandshakeError, RequestError, WebSocketError
 from ..protocol.deflate import DeflateOptions
+from ..protocol.redact import mask_secrets
 
 __all__ = ["WebSocketFailure", "WebSocketUser", "failure_of", "push_received", "push_type"]
 
@@ -101,7 +102,7 @@ def failure_of(exc: BaseException) -> WebSocketFailure:
         return WebSocketFailure(f"handshake {exc.status if exc.status is not None else 'invalid'}")
     if isinstance(exc, OSError):
         return WebSocketFailure(type(exc).__name__)
-    return WebSocketFailure(str(exc))
+    return WebSocketFailure(mask_secrets(str(exc)))  # Locust shows it: no credentials
 
 
 def push_type(message: str | bytes) -> str:

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackplaneUnavailable
+from ..protocol.redact import mask_url
 from ..typed.rooms import LocalRooms, LostMember, MemberRef
 from ..typed.streams import RoomStream
-from .redis_io import CommandPool, Publisher, connection_options
+from .redis_io import CommandPool, Publisher, connection_options, error_text
 from .redis_presence import PRESENCE, NodeLiveness, PresenceCache, PresenceEntry, PresenceWrites
 from .redis_sessions import RedisSessions
 from .redis_stream import NUMBERED, RedisStream
@@ -85,6 +86,7 @@ class RedisBackplane:
 
         options = connection_options(url, connect_timeout=2.0, timeout=5.0)
         self.url = url
+        self._shown_url = mask_url(url)  # in log lines: no password
         self.node = secrets.token_hex(8)
         self.local = LocalRooms()
         self.local.node = self.node
@@ -139,7 +141,7 @@ class RedisBackplane:
         self._last_failure_log = 0.0
 
     def __repr__(self) -> str:
-        return f"<RedisBackplane node={self.node} {self.url}>"
+        return f"<RedisBackplane node={self.node} {self._shown_url}>"
 
     @property
     def broadcast_failures(self) -> int:
@@ -348,12 +350,12 @@ class RedisBackplane:
 
     def _publishes_lost(self, count: int, error: BaseException) -> None:
         """The publisher's connection broke with `count` plain publishes unconfirmed."""
-        log.warning("%r: Redis lost (%s) with %d broadcasts unconfirmed", self, error, count)
+        log.warning("%r: Redis lost (%s) with %d broadcasts unconfirmed", self, error_text(error), count)
         self._publishes_failed(count, "")
 
     def _publish_refused(self, error: BaseException) -> None:
         """Redis answered a publish with an error: it went nowhere."""
-        self._publishes_failed(1, f"Redis refused a broadcast: {error}")
+        self._publishes_failed(1, f"Redis refused a broadcast: {error_text(error)}")
 
     def _publishes_failed(self, count: int, what: str) -> None:
         self.stats.publish_failures += count

@@ -30,8 +30,16 @@ from redis.connection import parse_url
 from redis.retry import Retry
 
 from ..errors import BackplaneUnavailable, ConfigurationError
+from ..protocol.redact import mask_secrets, mask_url
 
-__all__ = ["REDIS_FAILURES", "CommandPool", "GeventRedisConnection", "Publisher", "connection_options"]
+__all__ = [
+    "REDIS_FAILURES",
+    "CommandPool",
+    "GeventRedisConnection",
+    "Publisher",
+    "connection_options",
+    "error_text",
+]
 
 log = logging.getLogger("websock_actors")
 
@@ -40,6 +48,12 @@ REDIS_FAILURES = (redis.RedisError, OSError)
 
 # Publishes queued but not yet written, beyond which Redis counts as not keeping up.
 MAX_QUEUED_PUBLISHES = 100_000
+
+
+def error_text(exc: BaseException) -> str:
+    """A Redis error's text for a log line or an exception message: redis-py's texts may
+    quote the URL or a command's arguments, so credentials in them are masked."""
+    return mask_secrets(str(exc))
 
 
 class GeventRedisConnection(redis.Connection):
@@ -57,9 +71,9 @@ def connection_options(url: str, *, connect_timeout: float, timeout: float | Non
     try:
         options: dict[str, Any] = parse_url(url)
     except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {url!r}: {exc}") from None
+        raise ConfigurationError(f"bad Redis URL {mask_url(url)!r}: {error_text(exc)}") from None
     if "connection_class" in options or "path" in options:  # rediss:// or unix://
-        raise ConfigurationError(f"only redis://HOST:PORT/DB URLs are supported, not {url!r}")
+        raise ConfigurationError(f"only redis://HOST:PORT/DB URLs are supported, not {mask_url(url)!r}")
     options.update(
         socket_connect_timeout=connect_timeout,
         socket_timeout=timeout,
@@ -96,7 +110,7 @@ class CommandPool:
             try:
                 return self._run_on(GeventRedisConnection(**self._options), commands)
             except redis.ConnectionError as exc:
-                raise BackplaneUnavailable(f"Redis: {exc}") from exc
+                raise BackplaneUnavailable(f"Redis: {error_text(exc)}") from exc
 
     def _run_on(self, conn: GeventRedisConnection, commands: Sequence[Sequence[Any]]) -> list[Any]:
         try:
@@ -114,11 +128,11 @@ class CommandPool:
             if isinstance(exc, redis.ConnectionError):
                 raise
             if isinstance(exc, REDIS_FAILURES):
-                raise BackplaneUnavailable(f"Redis: {exc}") from exc
+                raise BackplaneUnavailable(f"Redis: {error_text(exc)}") from exc
             raise
         self._idle.append(conn)
         if failure is not None:
-            raise BackplaneUnavailable(f"Redis refused a command: {failure}") from failure
+            raise BackplaneUnavailable(f"Redis refused a command: {error_text(failure)}") from failure
         return replies
 
     def execute(self, *command: Any) -> Any:
@@ -218,7 +232,7 @@ class Publisher:
                 self._broken = exc
                 self.healthy = False
                 self._wake.set()
-                raise BackplaneUnavailable(f"Redis: {exc}") from exc
+                raise BackplaneUnavailable(f"Redis: {error_text(exc)}") from exc
             return
         if len(self._queue) >= MAX_QUEUED_PUBLISHES:
             raise BackplaneUnavailable("Redis is not keeping up with the publishes")
@@ -259,7 +273,7 @@ class Publisher:
                 self._in_flight = 0
                 self._queue = []
                 self.healthy = False
-                failure = BackplaneUnavailable(f"Redis: {exc}")
+                failure = BackplaneUnavailable(f"Redis: {error_text(exc)}")
                 for waiter in waiters:
                     if waiter is not None:
                         waiter.set_exception(failure)  # its sender is told: not counted as lost
@@ -300,13 +314,13 @@ class Publisher:
             self._in_flight -= 1
             waiter = self._waiters.popleft()
             if waiter is not None:
-                waiter.set_exception(BackplaneUnavailable(f"Redis refused a command: {exc}"))
+                waiter.set_exception(BackplaneUnavailable(f"Redis refused a command: {error_text(exc)}"))
                 return
             self.errors += 1
             if self._on_refused is not None:
                 self._on_refused(exc)
             else:
-                log.warning("Redis refused a command sent without waiting: %s", exc)
+                log.warning("Redis refused a command sent without waiting: %s", error_text(exc))
             return
         self._in_flight -= 1
         waiter = self._waiters.popleft()

@@ -23,7 +23,7 @@ import gevent.event
 import redis
 
 from ..errors import BackplaneUnavailable
-from .redis_io import REDIS_FAILURES, GeventRedisConnection
+from .redis_io import REDIS_FAILURES, GeventRedisConnection, error_text
 
 __all__ = ["Subscriber"]
 
@@ -125,9 +125,9 @@ class Subscriber:
                 self._known_down = True
                 if lost_at is None:
                     lost_at = time.monotonic()
-                    log.warning("Redis subscriber lost (%s); reconnecting", exc)
+                    log.warning("Redis subscriber lost (%s); reconnecting", error_text(exc))
                 else:
-                    log.debug("Redis still down: %s", exc)
+                    log.debug("Redis still down: %s", error_text(exc))
             finally:
                 self.connected.clear()
                 self.subscribed.clear()

@@ -105,7 +105,7 @@ def silent_listener() -> Iterator[int]:
 
 
 def test_masking_functions() -> None:
-    from websock_actors.protocol.redact import mask_secrets, mask_url
+    from websock_actors.protocol.redact import mask_secrets, mask_url  # new: as above
 
     assert mask_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert mask_url("redis://user:p@ss@h/0") == "redis://user:***@h/0"  # up to the last @
@@ -325,6 +325,36 @@ def test_the_log_formats_mask_urls_whoever_logs_them(log_format: str) -> None:
         entries = [json.loads(line) for line in output.splitlines()]
         assert [entry["logger"] for entry in entries] == ["some.library"] * 3
         assert "redis://user:***@10.0.0.1" in entries[2]["exception"]
+
+
+def test_the_masking_filter_keeps_the_json_fields_of_a_masked_line() -> None:
+    """A masked record loses its arguments (the message is final): the connection and peer
+    they gave stay in the JSON line."""
+
+    class About:  # what the JSON format takes a connection from: an id and an address
+        id = 7
+        address = ("127.0.0.1", 50312)
+
+    from websock_actors.server.logs import MaskingFilter  # new: imported here, so main runs the rest
+
+    args = (About(), f"redis://:{secret('pw')}@h/0")
+    record = logging.LogRecord("websock_actors", logging.WARNING, __file__, 1, "%r: lost %s", args, None)
+    assert MaskingFilter().filter(record)
+    entry = json.loads(JSONFormatter().format(record))
+    assert entry["event"].endswith("lost redis://:***@h/0")
+    assert (entry["connection"], entry["peer"]) == (7, "127.0.0.1:50312")
+
+
+def test_the_command_line_refuses_a_redis_url_without_echoing_its_password() -> None:
+    password = secret("pw")
+    command = [
+        sys.executable, "-m", "websock_actors", "run", "examples.chat:app", "--port", "0", "--no-patch",
+        "--redis", f"rediss://:{password}@127.0.0.1:1/0",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: --redis rediss://:***@127.0.0.1:1/0: "), result.stderr
+    assert password not in result.stderr + result.stdout
 
 
 def wait_for_line(path: Path, wanted: Callable[[str], bool], what: str) -> str:

@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
         help="processes serving the port (SO_REUSEPORT), or 'auto': one per CPU (default: 1, no fork)",
     )
     run.add_argument(
+        "--worker-timeout", type=float, default=30.0, metavar="SECONDS",
+        help="with --workers: replace a worker whose event loop has not run for this long"
+        " (a handler that never yields); 0: never (default: 30)",
+    )  # fmt: skip
+    run.add_argument(
         "--redis",
         default=None,
         metavar="URL",
@@ -214,6 +219,8 @@ def _compression(args: argparse.Namespace) -> DeflateOptions | bool:
 def _run(args: argparse.Namespace) -> int:
     if args.workers > 1 and args.port == 0:
         raise SystemExit("error: --workers needs a fixed --port: the workers all listen on it (SO_REUSEPORT)")
+    if args.worker_timeout < 0:
+        raise SystemExit(f"error: --worker-timeout must be 0 (off) or more, not {args.worker_timeout:g}")
     _status_token(args)
     if not args.no_patch:
         from gevent import monkey
@@ -338,7 +345,13 @@ def _prefork(args: argparse.Namespace, app: Application, context: ssl.SSLContext
         args.metrics_dir = tempfile.mkdtemp(prefix="websock-actors-metrics-")  # fresh for this run
     _say_status_page(args, args.host, args.port, context is not None)
     try:
-        return run_workers(args.workers, serve, listener=listener, shutdown_timeout=args.shutdown_timeout)
+        return run_workers(
+            args.workers,
+            serve,
+            listener=listener,
+            shutdown_timeout=args.shutdown_timeout,
+            worker_timeout=args.worker_timeout,
+        )
     finally:
         if getattr(args, "metrics_dir", None) is not None and os.getpid() == master:
             shutil.rmtree(args.metrics_dir, ignore_errors=True)

@@ -35,6 +35,7 @@ from websock_actors.testing import TestClient
 from websock_actors.typed.rooms import LocalRooms
 
 from ..support.raw import free_port
+from ..support.waits import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_LINE = re.compile(r"websock-actors: worker (\d+) \(pid (\d+)\) serving (\S+) on (ws://\S+)")
@@ -203,6 +204,39 @@ def test_a_killed_worker_is_restarted(start) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_stuck_worker_is_killed_and_replaced(start) -> None:
+    cluster = start("--workers", "2", "--worker-timeout", "2")
+    before = cluster.wait_for_workers(2)
+    with connect(cluster.url, compression=None) as ws:
+        stuck = _pid_of(ws)
+        index = next(i for i, pid in before.items() if pid == stuck)
+        ws.send("spin 60")  # its hub never runs again: it holds its socket, accepting nothing
+        with pytest.raises(ConnectionClosed) as info:  # not a timeout: the process was killed
+            ws.recv(timeout=15)
+        assert info.value.rcvd is None  # dropped (1006), no closing handshake
+    while cluster.workers[index] == stuck:  # the master forks worker `index` again
+        assert cluster.next_line(timeout=15) is not None, f"the server ended: {cluster.seen}"
+    replaced = cluster.workers[index]
+    other = 3 - index
+    assert replaced not in before.values()
+    assert cluster.workers[other] == before[other]  # alive all along: its heartbeats came
+    wait_until(lambda: not _alive(stuck), 5, "the stuck worker's end")
+    served = []
+    for _ in range(20):  # each new client connects, whichever worker the kernel picks
+        with connect(cluster.url, compression=None, open_timeout=5) as ws:
+            served.append(_pid_of(ws))
+    assert set(served) <= {replaced, before[other]} and len(served) == 20, served
+    assert "websock-actors: stopped" in _stop(cluster)
+    log = cluster.log()
+    silent = re.findall(rf"WARNING.* worker {index} \(pid {stuck}\) silent for (\d+\.\d) s", log)
+    assert len(silent) == 1, log  # one line, with the reason; killed once
+    assert 2.0 <= float(silent[0]) < 6.0, silent
+    assert f"worker {index} (pid {stuck}) was killed by SIGKILL; restarting it" in log
+    assert "silent for" not in log.replace(f"(pid {stuck}) silent for", "")  # nobody else
+    assert "Traceback" not in log
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_to_the_master_closes_every_client_with_1001(start, signum: int) -> None:
     cluster = start()
@@ -321,6 +355,13 @@ def test_a_taken_port_is_refused_before_any_fork() -> None:
         port = taken.getsockname()[1]
         (line,) = _refused(*_command("tests.support.pid_app:app", port, "--workers", "2"))
     assert line.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+
+
+@pytest.mark.timeout(60)
+def test_a_negative_worker_timeout_is_refused() -> None:
+    command = _command("tests.support.pid_app:app", free_port(), "--workers", "2", "--worker-timeout", "-1")
+    (line,) = _refused(*command)
+    assert line == "error: --worker-timeout must be 0 (off) or more, not -1"
 
 
 @pytest.mark.timeout(60)

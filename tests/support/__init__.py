@@ -9,7 +9,7 @@ raw.py             raw sockets: RawClient, upgrade requests, HTTP answers, free 
 waits.py           polling until a condition holds
 websock_thread.py  WebSock's WebSocketServer in a thread with its own hub
 redis_server.py    real redis-server processes and their fixtures
-pid_app.py         an app that answers with its worker's PID (for the CLI's --workers)
+pid_app.py         an app that answers with its worker's PID, or spins the CPU (for --workers)
 log_app.py         an app that logs (for --log-format json)
 test_redis_server.py  the Redis fixtures' own tests
 

@@ -4,7 +4,8 @@ One gevent hub runs on one core, so N processes serve one port: the master forks
 each builds its own `Server` and hub and binds the port with SO_REUSEPORT (the kernel spreads
 new connections over them), or, where SO_REUSEPORT is missing, accepts on the one socket
 the master bound before forking. The master serves nothing: it restarts a worker that died
-(backing off while they keep dying fast), forwards SIGTERM, SIGINT and SIGHUP to every
+(backing off while they keep dying fast) and one whose event loop stopped running (a
+handler that never yields: scale/worker_liveness.py), forwards SIGTERM, SIGINT and SIGHUP to every
 worker for their graceful shutdown (1001 to each client), and waits for them.
 
 The master forks before any hub, greenlet or connection exists, and stays a plain process:
@@ -28,6 +29,8 @@ from typing import Any, TextIO
 
 import gevent
 from gevent import monkey
+
+from .worker_liveness import DEFAULT_WORKER_TIMEOUT, Heartbeat, LivenessBoard
 
 __all__ = ["SHUTDOWN_SIGNALS", "Worker", "parse_workers", "prepare_listener", "run_workers", "say"]
 
@@ -115,6 +118,7 @@ class Worker:
     master: int  # the master's pid
     _ready_fd: int = field(repr=False)
     early_signals: list[int] = field(default_factory=list)
+    _heartbeat: Heartbeat | None = field(default=None, repr=False)
 
     @property
     def orphaned(self) -> bool:
@@ -128,7 +132,10 @@ class Worker:
 
     def ready(self) -> None:
         """Tell the master this worker is serving (a worker that dies before it, in the first
-        round, stops the whole server: its configuration cannot work)."""
+        round, stops the whole server: its configuration cannot work). From now on its hub
+        also tells the master it runs, when the master watches for stuck workers."""
+        if self._heartbeat is not None:
+            self._heartbeat.start()
         try:
             os.write(self._ready_fd, f"{os.getpid()}\n".encode())
         except OSError:
@@ -142,6 +149,7 @@ class _Child:
     started: float
     first: bool  # of the first round: dying before ready stops everything
     ready: bool = False
+    silenced: bool = False  # killed for its silence, not reaped yet
 
 
 def run_workers(
@@ -150,12 +158,19 @@ def run_workers(
     *,
     listener: socket.socket | None = None,
     shutdown_timeout: float = 10.0,
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
 ) -> int:
     """Fork `count` workers running `serve(worker)` (its return value is the worker's exit
-    code), keep them running until a shutdown signal, then stop them; the exit code."""
+    code), keep them running until a shutdown signal, then stop them; the exit code.
+
+    A worker whose event loop has not run for `worker_timeout` seconds once it served is
+    killed and replaced (0: never)."""
     if not hasattr(os, "fork"):
         raise SystemExit("error: --workers needs os.fork (a POSIX system)")
-    return _Master(count, serve, listener, shutdown_timeout).run()
+    if worker_timeout < 0:
+        raise ValueError(f"worker_timeout must be 0 (off) or more, not {worker_timeout}")
+    liveness = LivenessBoard(count, worker_timeout) if worker_timeout > 0 else None
+    return _Master(count, serve, listener, shutdown_timeout, liveness).run()
 
 
 class _Master:
@@ -165,12 +180,14 @@ class _Master:
         serve: Callable[[Worker], int],
         listener: socket.socket | None,
         shutdown_timeout: float,
+        liveness: LivenessBoard | None = None,
     ) -> None:
         self.pid = os.getpid()
         self.count = count
         self.serve = serve
         self.listener = listener
         self.kill_after = shutdown_timeout + KILL_GRACE
+        self.liveness = liveness
         self.children: dict[int, _Child] = {}  # by pid
         self.restarts: dict[int, float] = {}  # slot index -> when to restart it
         self.delay = RESTART_DELAY
@@ -202,6 +219,7 @@ class _Master:
                 self._reap()
                 if self.stopping is None:
                     self._restart_due()
+                    self._kill_the_silent()
                 elif time.monotonic() > self.deadline:
                     self._kill_the_rest()
         finally:
@@ -210,6 +228,8 @@ class _Master:
                 _signal(signum, handler)
             for fd in (self._wake_r, self._wake_w, self._ready_r, self._ready_w):
                 os.close(fd)
+            if self.liveness is not None:
+                self.liveness.close()
         if self.boot_failure:
             return 1
         say("websock-actors: stopped")
@@ -218,6 +238,8 @@ class _Master:
     def _wait(self) -> None:
         """Sleep until a signal, a worker's ready line, or the next restart or deadline."""
         timeout = 1.0  # a safety net: SIGCHLD and the wakeup fd are what wake us
+        if self.liveness is not None:  # and the workers' liveness, read on this tick
+            timeout = min(timeout, self.liveness.interval)
         now = time.monotonic()
         if self.stopping is None and self.restarts:
             timeout = min(timeout, max(0.0, min(self.restarts.values()) - now))
@@ -287,6 +309,31 @@ class _Master:
                 del self.restarts[index]
                 self._spawn(index, first=False)
 
+    def _kill_the_silent(self) -> None:
+        """SIGKILL each serving worker whose hub has been silent for the timeout; it is then
+        reaped and restarted as any dead worker. No SIGTERM first: a stuck hub cannot run its
+        handler, and one that came back would start a graceful stop that takes longer still.
+        Its clients see their connections drop, and reconnect (or resume) on another worker."""
+        if self.liveness is None:
+            return
+        now = time.monotonic()
+        for child in self.children.values():
+            if not child.ready or child.silenced:
+                continue
+            silent = self.liveness.silent_for(child.index, now)
+            if silent < self.liveness.timeout:
+                continue
+            child.silenced = True
+            log.warning(
+                "worker %d (pid %d) silent for %.1f s (--worker-timeout %g): its event loop is"
+                " stuck (a handler that never yields?); killing it",
+                child.index, child.pid, silent, self.liveness.timeout,
+            )
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def _shutdown(self, signum: int) -> None:
         """Forward the signal to every worker (again, on a second one)."""
         if self.stopping is None:
@@ -315,6 +362,8 @@ class _Master:
     def _spawn(self, index: int, *, first: bool) -> None:
         sys.stdout.flush()  # or the child would print the master's buffered output again
         sys.stderr.flush()
+        if self.liveness is not None:
+            self.liveness.stamp(index)  # not the stamps of the process it replaces
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, tuple(self._saved))  # until the child is set up
         try:
             pid = _fork()
@@ -335,7 +384,8 @@ class _Master:
             _set_wakeup_fd(-1)
             for fd in (self._wake_r, self._wake_w, self._ready_r):
                 os.close(fd)
-            worker = Worker(index, self.listener, self.pid, self._ready_w)
+            heartbeat = None if self.liveness is None else Heartbeat(self.liveness, index)
+            worker = Worker(index, self.listener, self.pid, self._ready_w, _heartbeat=heartbeat)
             for signum, handler in self._saved.items():
                 _signal(signum, handler)
 

@@ -237,6 +237,40 @@ def test_a_stuck_worker_is_killed_and_replaced(start) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_workers_frozen_with_their_master_are_not_blamed(start) -> None:
+    # Ctrl-Z, then `fg`: the whole server was stopped for longer than the timeout, workers and
+    # master alike; no worker was silent while the master watched, so none is replaced.
+    cluster = start("--workers", "2", "--worker-timeout", "2")
+    before = cluster.wait_for_workers(2)
+    with ExitStack() as stack:
+        by_pid: dict[int, ClientConnection] = {}
+        for _ in range(40):
+            ws = stack.enter_context(connect(cluster.url, compression=None))
+            by_pid.setdefault(_pid_of(ws), ws)
+            if len(by_pid) == 2:
+                break
+        assert set(by_pid) == set(before.values())
+        frozen = [cluster.proc.pid, *before.values()]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(3.5)  # the scenario: frozen for longer than --worker-timeout
+        for pid in frozen:  # the master first: it must not judge the workers before they run
+            os.kill(pid, signal.SIGCONT)
+        index = 1
+        by_pid[before[index]].send("spin 60")  # now one of them does get stuck
+        while cluster.workers[index] == before[index]:
+            assert cluster.next_line(timeout=15) is not None, f"the server ended: {cluster.seen}"
+        for pid, ws in by_pid.items():  # the other one served on, untouched
+            if pid != before[index]:
+                assert _pid_of(ws) == pid
+    assert cluster.workers[2] == before[2]
+    assert "websock-actors: stopped" in _stop(cluster)
+    log = cluster.log()
+    assert log.count("silent for") == 1, log
+    assert f"worker 1 (pid {before[1]}) silent for" in log
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_signal_to_the_master_closes_every_client_with_1001(start, signum: int) -> None:
     cluster = start()

@@ -13,6 +13,9 @@ master reads the slots on the tick it already has, and a master that lags cannot
 and block a worker writing to it. An aligned 8-byte store is one instruction on the platforms
 served, so a slot is never read half-written.
 
+The master counts a worker's silence only over time it ran itself: after a terminal's Ctrl-Z
+and `fg`, or a paused virtual machine, every process was frozen alike, and none is to blame.
+
 The timer is a watcher of the hub's loop whose callback runs in the hub itself: no greenlet,
 no switch, and it runs exactly when the hub does, which is the point.
 """
@@ -31,6 +34,7 @@ __all__ = ["DEFAULT_WORKER_TIMEOUT", "Heartbeat", "LivenessBoard"]
 DEFAULT_WORKER_TIMEOUT = 30.0  # seconds of silence before the master replaces a worker
 
 _SLOT = struct.Struct("d")
+_MASTER_GAP = 1.0  # the master's ticks this much further apart than usual: it was frozen too
 
 
 class LivenessBoard:
@@ -43,14 +47,21 @@ class LivenessBoard:
         # Several beats per timeout, so that a late one or two do not look like silence.
         self.interval = min(1.0, timeout / 4)
         self._slots = mmap.mmap(-1, _SLOT.size * (count + 1))  # anonymous, MAP_SHARED: inherited
+        self._last_tick = self._since = time.monotonic()  # the master's
 
     def stamp(self, index: int, now: float | None = None) -> None:
         _SLOT.pack_into(self._slots, _SLOT.size * index, time.monotonic() if now is None else now)
 
+    def tick(self, now: float) -> None:
+        """The master's check begins: after a gap in them, silence counts from `now`."""
+        if now - self._last_tick > self.interval + _MASTER_GAP:
+            self._since = now
+        self._last_tick = now
+
     def silent_for(self, index: int, now: float) -> float:
-        """Seconds since worker `index` last stamped its slot."""
+        """Seconds since worker `index` last stamped its slot (or the master came back)."""
         (stamped,) = _SLOT.unpack_from(self._slots, _SLOT.size * index)
-        return float(now - stamped)
+        return float(now - max(stamped, self._since))
 
     def close(self) -> None:
         self._slots.close()

@@ -317,6 +317,7 @@ class _Master:
         if self.liveness is None:
             return
         now = time.monotonic()
+        self.liveness.tick(now)
         for child in self.children.values():
             if not child.ready or child.silenced:
                 continue

@@ -76,6 +76,8 @@ class Heartbeat:
         self._timer: Any = None
 
     def start(self) -> None:
+        if self._timer is not None:
+            return
         self.board.stamp(self.index)
         interval = self.board.interval
         self._timer = gevent.get_hub().loop.timer(interval, interval)

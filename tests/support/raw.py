@@ -123,6 +123,20 @@ def refuse(port: int, request: bytes, timeout: float = 5.0) -> tuple[int, dict[s
     return split_response(data)
 
 
+def closed_unanswered(
+    port: int, request: bytes | None = None, host: str = "127.0.0.1", timeout: float = 5.0
+) -> bool:
+    """Connect (from `host`), send `request` if any, and tell whether the server closed the
+    connection without answering a byte: what a socket refused at accept time gets."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(host, 0)) as sock:
+        try:
+            if request is not None:
+                sock.sendall(request)
+            return read_until_eof(sock) == b""
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+
+
 class RawClient:
     """A WebSocket client on a plain socket: masked frames out, frames parsed by hand in."""
 
@@ -211,6 +225,7 @@ __all__ = [
     "TEXT",
     "RawClient",
     "close_code",
+    "closed_unanswered",
     "free_port",
     "masked_frame",
     "raw_exchange",

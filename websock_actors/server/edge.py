@@ -2,9 +2,12 @@
 really is behind a trusted proxy, and the per-IP caps.
 
 `TrustedProxies` reads `X-Forwarded-For` and `X-Forwarded-Proto` from the proxies it
-trusts only, and only within a bound. `PerIPLimits` caps the open connections of one IP and
-its handshakes per second (a token bucket per IP, dropped once full again); both refuse with
-HTTP 429. An IPv6 client counts as its network (`ip_key`: a /64 by default), since one
+trusts only, and only within a bound. `PerIPLimits` caps the open connections of one IP, its
+handshakes per second (a token bucket per IP, dropped once full again) and its share of the
+sockets still in their handshake. A peer is checked when its socket is accepted (`accept`:
+refused, the socket is closed before any byte is read, before TLS); a client known only from
+a trusted proxy's headers is checked once its request is read (`admit`: refused with HTTP
+429). An IPv6 client counts as its network (`ip_key`: a /64 by default), since one
 subscriber holds a whole prefix of addresses.
 """
 
@@ -26,6 +29,7 @@ __all__ = [
     "DEFAULT_IPV6_PREFIX",
     "NOT_AN_IP",
     "TOO_LONG",
+    "handshake_share",
     "PerIPLimits",
     "TrustedProxies",
     "ip_key",
@@ -42,6 +46,13 @@ DEFAULT_IPV6_PREFIX = 64
 # Why a trusted proxy's X-Forwarded-For was not used (the label of the counter).
 NOT_AN_IP = "not_an_ip"
 TOO_LONG = "too_long"
+
+
+def handshake_share(max_handshakes: int | None) -> int | None:
+    """How many of the server's handshake slots one IP may hold at once (with per-IP caps
+    on): a tenth, so that one address cannot fill them while a shared address (a NAT, an
+    office) still handshakes many at once; None when the slots are not capped."""
+    return None if max_handshakes is None else max(1, max_handshakes // 10)
 
 
 def peer_ip(address: Any) -> str:
@@ -213,15 +224,17 @@ def ip_key(ip: str, ipv6_prefix: int) -> str:
 
 
 class PerIPLimits:
-    """Open connections per IP (`max_connections`) and handshakes per second per IP
-    (`max_handshakes_per_second`, with a burst of as many); None is no cap. The counts are
-    by `key`: an IPv4 address, or an IPv6 address's network of `ipv6_prefix` bits."""
+    """Open connections per IP (`max_connections`), handshakes per second per IP
+    (`max_handshakes_per_second`, with a burst of as many) and sockets of one IP in their
+    handshake at once (`handshakes_in_progress`); None is no cap. The counts are by `key`: an
+    IPv4 address, or an IPv6 address's network of `ipv6_prefix` bits."""
 
     def __init__(
         self,
         max_connections: int | None,
         max_handshakes_per_second: float | None,
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
+        handshakes_in_progress: int | None = None,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ConfigurationError("max_connections_per_ip must be at least 1")
@@ -231,7 +244,10 @@ class PerIPLimits:
         self.rate = max_handshakes_per_second
         self.ipv6_prefix = ipv6_prefix
         self.burst = float(max(1, math.ceil(max_handshakes_per_second or 1)))
+        self.handshakes_in_progress = handshakes_in_progress
         self.open: dict[str, int] = {}  # IP -> admitted connections still open
+        self.sockets: dict[str, int] = {}  # IP -> sockets accepted and not finished
+        self.handshaking: dict[str, int] = {}  # IP -> of those, still in their handshake
         self._buckets: dict[str, list[float]] = {}  # IP -> [tokens, stamp]
         self._next_sweep = 0.0
 
@@ -239,26 +255,61 @@ class PerIPLimits:
         """What the caps count the client at socket `address` as (`ip_key`)."""
         return ip_key(peer_ip(address), self.ipv6_prefix)
 
+    # -- at accept time: the peer's address, nothing read yet ------------------------------
+
+    def accept(self, ip: str) -> str | None:
+        """Count a socket just accepted from `ip` (and one handshake against its rate), or
+        say why it is refused: the caller closes it then, and counts nothing."""
+        sockets = self.sockets.get(ip, 0)
+        if self.max_connections is not None and sockets >= self.max_connections:
+            return "too many connections from this address"
+        handshaking = self.handshaking.get(ip, 0)
+        share = self.handshakes_in_progress
+        if share is not None and handshaking >= share:
+            return "too many handshakes in progress from this address"
+        if self.rate is not None and self._take(ip) is not None:
+            return "too many handshakes from this address"
+        self.sockets[ip] = sockets + 1
+        self.handshaking[ip] = handshaking + 1
+        return None
+
+    def handshake_ended(self, ip: str) -> None:
+        """An accepted socket of `ip` ended its handshake (upgraded, refused or answered)."""
+        _decrement(self.handshaking, ip)
+
+    def released(self, ip: str) -> None:
+        """An accepted socket of `ip` is closed."""
+        _decrement(self.sockets, ip)
+
+    # -- once the request is read: the client behind a trusted proxy -----------------------
+
     def admit(self, ip: str) -> Response | None:
         """Count one handshake of `ip`, or the 429 answer that refuses it."""
         if self.max_connections is not None and self.open.get(ip, 0) >= self.max_connections:
             return error_response(429, "too many connections from this address", [("Retry-After", "1")])
-        rate = self.rate
-        if rate is not None:
-            now = time.monotonic()
-            if now >= self._next_sweep:
-                self._sweep(now)
-            bucket = self._buckets.get(ip)
-            if bucket is None:
-                bucket = self._buckets[ip] = [self.burst, now]
-            else:
-                bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * rate)
-                bucket[1] = now
-            if bucket[0] < 1.0:
-                wait = math.ceil((1.0 - bucket[0]) / rate)
+        if self.rate is not None:
+            wait = self._take(ip)
+            if wait is not None:
                 retry = [("Retry-After", str(wait))]
                 return error_response(429, "too many handshakes from this address", retry)
-            bucket[0] -= 1.0
+        return None
+
+    def _take(self, ip: str) -> int | None:
+        """Take a token from the bucket of `ip`: None, or the seconds until one is there."""
+        rate = self.rate
+        assert rate is not None
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        bucket = self._buckets.get(ip)
+        if bucket is None:
+            bucket = self._buckets[ip] = [self.burst, now]
+        else:
+            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * rate)
+            bucket[1] = now
+        if bucket[0] < 1.0:
+            return math.ceil((1.0 - bucket[0]) / rate)
+        bucket[0] -= 1.0
         return None
 
     def opened(self, ip: str) -> None:
@@ -267,11 +318,7 @@ class PerIPLimits:
 
     def closed(self, ip: str) -> None:
         if self.max_connections is not None:
-            left = self.open.get(ip, 0) - 1
-            if left > 0:
-                self.open[ip] = left
-            else:
-                self.open.pop(ip, None)
+            _decrement(self.open, ip)
 
     def _sweep(self, now: float) -> None:
         """Drop the buckets that are full again (at most once a second)."""
@@ -280,3 +327,11 @@ class PerIPLimits:
         for ip in full:
             del self._buckets[ip]
         self._next_sweep = now + 1.0
+
+
+def _decrement(counts: dict[str, int], ip: str) -> None:
+    left = counts.get(ip, 0) - 1
+    if left > 0:
+        counts[ip] = left
+    else:
+        counts.pop(ip, None)

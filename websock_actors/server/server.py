@@ -21,15 +21,15 @@ import gevent
 import gevent.event
 import gevent.socket
 from gevent.server import StreamServer
-from greenlet import greenlet
 
 from ..errors import CloseCode, ConfigurationError
 from ..protocol.deflate import CompressorPool
 from ..protocol.http import Response, error_response
+from .acceptor import Acceptor, check_open_files
 from .app import Application
 from .broadcast import encode_broadcast
 from .connection import Connection
-from .edge import PerIPLimits, TrustedProxies
+from .edge import PerIPLimits, TrustedProxies, handshake_share, peer_ip
 from .endpoints import builtin_router
 from .keepalive import Keepalive
 from .metrics import Snapshot
@@ -50,25 +50,6 @@ from .tls import TLSConnection
 __all__ = ["Server", "bind_listener", "tls_context"]
 
 log = logging.getLogger("websock_actors")
-
-
-class _Acceptor(StreamServer):
-    """A StreamServer that hands a plain socket to a plain greenlet; the actor closes it."""
-
-    loop_hub: Any = None
-
-    def do_read(self) -> tuple[_socket.socket, Any] | None:  # type: ignore[override]
-        listener: Any = self.socket
-        try:
-            fd, address = listener._accept()
-        except BlockingIOError:
-            return None
-        return _socket.socket(fileno=fd), address
-
-    def do_handle(self, sock: _socket.socket, address: Any) -> None:
-        """Start the connection's actor in a plain greenlet: lighter than a gevent Greenlet."""
-        actor = greenlet(self.handle, parent=self.loop_hub)
-        self.loop_hub.loop.run_callback(actor.switch, sock, address)
 
 
 class Server:
@@ -148,7 +129,13 @@ class Server:
             bounds = listen.forwarded_max_bytes, listen.forwarded_max_entries
             self.trusted_proxies = TrustedProxies(proxies, *bounds, self.options.stats.forwarded_invalid)
         per_ip = limits.max_connections_per_ip, limits.max_handshakes_per_second_per_ip
-        self._per_ip = PerIPLimits(*per_ip, limits.ipv6_prefix) if per_ip != (None, None) else None
+        share = handshake_share(self.max_handshakes)
+        self._per_ip = (
+            PerIPLimits(*per_ip, ipv6_prefix=limits.ipv6_prefix, handshakes_in_progress=share)
+            if per_ip != (None, None)
+            else None
+        )
+        self._accepted_ip: dict[Connection, str] = {}  # checked at accept time: the peer's key
         self._stream: StreamServer | None = None
         interval, timeout = timeouts.ping_interval, timeouts.ping_timeout
         self._keepalive = Keepalive(self.connections.values, interval, timeout) if interval else None
@@ -190,8 +177,10 @@ class Server:
         if listener is None:
             listener = bind_listener(self.host, self.port, self.listen)
         listener.setblocking(False)  # an inherited socket may be blocking: the acceptor never waits
-        self._stream = _Acceptor(listener, self._handle)
-        self._stream.loop_hub = gevent.get_hub()
+        check_open_files(self.max_connections)
+        stream = self._stream = Acceptor(listener, self._handle)
+        stream.loop_hub = gevent.get_hub()
+        stream.admit = self._admit
         self.app.handle_start()
         self._stream.start()
         if self._keepalive is not None:
@@ -248,13 +237,35 @@ class Server:
 
     # -- connections ---------------------------------------------------------------
 
-    def _handle(self, sock: _socket.socket, address: Any) -> None:
+    def _admit(self, address: Any) -> str | None:
+        """At accept time, from the peer's address alone: None closes the socket at once
+        (nothing read, no TLS), else the IP counted against the per-IP caps ("" for none:
+        no cap, or a trusted proxy, whose clients are checked once their requests are read).
+        Counted here, not in the actor, so that a burst of accepts sees its own sockets."""
         if self.max_handshakes is not None and self._handshaking >= self.max_handshakes:
             self.refused_sockets += 1
             self.options.stats.failed("overload")
             log.debug("%s: %d handshakes in progress: closed at once", address, self.max_handshakes)
-            sock.close()
-            return
+            return None
+        per_ip = self._per_ip
+        ip = ""
+        if per_ip is not None:
+            ip = peer_ip(address)
+            proxies = self.trusted_proxies
+            if proxies is not None and ip in proxies:
+                ip = ""
+            else:
+                ip = per_ip.key(address)  # an IPv6 client counts as its network
+                refused = per_ip.accept(ip)
+                if refused is not None:
+                    self.refused_sockets += 1
+                    self.options.stats.failed("per_ip")
+                    log.debug("%s: %s: closed at once", address, refused)
+                    return None
+        self._handshaking += 1
+        return ip
+
+    def _handle(self, sock: _socket.socket, address: Any, accepted_ip: str = "") -> None:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -278,11 +289,16 @@ class Server:
         if self.ssl_context is not None:
             cast(TLSConnection, conn).start_tls(self.ssl_context)
         self._actors.add(conn)
-        self._handshaking += 1
+        if accepted_ip:
+            self._accepted_ip[conn] = accepted_ip
         conn.run()
 
     def _on_handshake_end(self, conn: Connection) -> None:
         self._handshaking -= 1
+        if self._accepted_ip:
+            ip = self._accepted_ip.get(conn)
+            if ip is not None and self._per_ip is not None:
+                self._per_ip.handshake_ended(ip)
 
     def _on_received(self, conn: Connection, upgrade: bool) -> Response | None:
         """Called as soon as a request is parsed, before any hook of the application's: who
@@ -305,7 +321,7 @@ class Server:
             if routed is not None:  # the endpoint's own application serves this connection
                 conn.app = routed
         per_ip = self._per_ip
-        if upgrade and per_ip is not None:
+        if upgrade and per_ip is not None and conn not in self._accepted_ip:  # a proxy's client
             answer = per_ip.admit(per_ip.key(conn.address))
             if answer is not None:
                 log.debug("%r: refused: %s", conn, answer.body[:64])
@@ -355,6 +371,10 @@ class Server:
     def _on_finish(self, conn: Connection) -> None:
         """The connection's actor has ended: out of the registry and the per-IP counts."""
         self._actors.discard(conn)
+        if self._accepted_ip:
+            ip = self._accepted_ip.pop(conn, None)
+            if ip is not None and self._per_ip is not None:
+                self._per_ip.released(ip)
         if self.connections.pop(conn.id, None) is not None:
             self.options.stats.closed(conn.close_code)
             if self._per_ip is not None:

@@ -52,8 +52,8 @@ def silent_crowd(port: int, count: int, host: str = "127.0.0.1") -> Iterator[lis
     with ExitStack() as stack:
         socks = []
         for _ in range(count):
-            sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), source_address=(host, 0)))
-            socks.append(sock)
+            sock = socket.create_connection(("127.0.0.1", port), source_address=(host, 0))
+            socks.append(stack.enter_context(sock))
         yield socks
 
 

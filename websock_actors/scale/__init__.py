@@ -9,6 +9,7 @@
     redis_io.py          connections on gevent sockets, the command pool, the publisher
     workers.py           --workers: forked processes on one port
     worker_liveness.py   each worker's hub stamps the time; the master replaces a silent one
+    steering.py          one client address, one worker: the reuseport BPF program
 
 Above the typed layer (the backplane implements its `Rooms`), below the edges (the CLI).
 Importing this package needs neither redis-py nor a Redis server; the backplane module does.

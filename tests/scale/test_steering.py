@@ -71,9 +71,8 @@ def run(tmp_path: Path) -> Iterator[Callable[..., Run]]:
         code = f"{prelude}\nimport sys\nfrom websock_actors.cli import main\nsys.exit(main(sys.argv[1:]))"
         command = [sys.executable, "-c", code, "run", "tests.support.pid_app:app", "--port", str(port)]
         stderr = open(tmp_path / f"stderr-{len(runs)}.log", "w+")  # noqa: SIM115 (closed below)
-        proc = subprocess.Popen(
-            [*command, "--workers", "2", *options], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True
-        )
+        command += ["--workers", "2", *options]
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
         started = Run(port, proc, stderr)
         runs.append(started)
         wait_until(lambda: len(started.workers) == 2 or proc.poll() is not None, 20, "two workers")

@@ -67,18 +67,20 @@ class Acceptor(StreamServer):
     def _out_of_fds(self, exc: OSError) -> None:
         """One line a second at most, and a pause: the listener stays readable meanwhile,
         and accepting again at once would only fail again."""
-        self._fd_failures += 1
         now = time.monotonic()
-        if now >= self._next_fd_line:
+        if now < self._next_fd_line:
+            self._fd_failures += 1
+        else:
             self._next_fd_line = now + 1.0
+            more = f" ({self._fd_failures} more since the last such line)" if self._fd_failures else ""
+            self._fd_failures = 0
             log.warning(
-                "cannot accept connections: %s (%d times since the last such line); raise the"
-                " open-files limit (ulimit -n, now %s) or lower --max-connections",
+                "cannot accept connections: %s%s; raise the open-files limit (ulimit -n, now %s)"
+                " or lower --max-connections",
                 exc.strerror or exc,
-                self._fd_failures,
+                more,
                 _soft_limit(),
             )
-            self._fd_failures = 0
         self.stop_accepting()
         resume: Any = self._start_accepting_if_started  # type: ignore[attr-defined]  # gevent's
         timer: Any = self.loop.timer(ACCEPT_PAUSE)

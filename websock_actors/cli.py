@@ -83,13 +83,15 @@ def _parser() -> argparse.ArgumentParser:
         "--max-connections-per-ip",
         type=int,
         default=None,
-        help="open connections of one client IP (429 beyond)",
+        help="connections of one client IP (beyond: closed at accept, 429 behind a trusted proxy);"
+        " with --workers, each IP is steered to one worker",
     )
     run.add_argument(
         "--max-handshakes-per-ip",
         type=float,
         default=None,
-        help="handshakes per second of one client IP, as many at once (429 beyond)",
+        help="handshakes per second of one client IP, as many at once (beyond: as for"
+        " --max-connections-per-ip)",
     )
     run.add_argument(
         "--ipv6-prefix",

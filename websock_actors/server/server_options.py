@@ -53,9 +53,12 @@ class LimitOptions:
         max_handshakes: sockets still in the opening handshake (None: as many as
             `max_connections`); beyond it a new socket is closed at once, so that silent
             sockets cannot exhaust file descriptors.
-        max_connections_per_ip: open connections of one client IP (None: no cap).
+        max_connections_per_ip: connections of one client IP (None: no cap).
         max_handshakes_per_second_per_ip: handshakes a second of one client IP (None: no
-            cap). Beyond either per-IP cap the handshake gets 429 with `Retry-After`.
+            cap). With either, one IP also holds a tenth of the `max_handshakes` slots at
+            most. The peer's IP is checked when its socket is accepted (beyond a cap, the
+            socket is closed before a byte is read); a trusted proxy's client once its
+            request is read (beyond a cap, 429 with `Retry-After`).
         ipv6_prefix: the per-IP caps count an IPv6 client as its network of this many bits
             (one subscriber is given a whole /64); an IPv4 client as its address.
         max_message_size: bytes of one message; "app" takes the application's own limit,

@@ -6,6 +6,7 @@ address's own. Real sockets: the server runs in a subprocess, clients connect fr
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -120,6 +121,19 @@ def test_one_address_meets_one_worker(run) -> None:
                 pids.add(pid_of(ws))
         assert pids == {server.workers[worker_of(host, 2)]}, (host, pids, server.workers)
     assert "cannot steer" not in server.log()
+
+
+@pytest.mark.timeout(60)
+def test_a_restarted_worker_serves_the_same_addresses(run) -> None:
+    server = run("--max-connections-per-ip", "100")
+    index = worker_of("127.0.0.2", 2)
+    before = server.workers[index]
+    os.kill(before, signal.SIGKILL)  # the master forks it again; the listener stays the master's
+    wait_until(lambda: server.workers[index] != before, 20, "the worker to be restarted")
+    with server.open("127.0.0.2") as ws:
+        assert pid_of(ws) == server.workers[index]
+    with server.open("127.0.0.1") as ws:
+        assert pid_of(ws) == server.workers[3 - index]
 
 
 @pytest.mark.timeout(60)

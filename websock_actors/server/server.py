@@ -110,7 +110,7 @@ class Server:
         self.on_request = handshake.on_request
         self.connections: dict[int, Connection] = {}  # admitted connections, by id
         self._actors: set[Connection] = set()  # every connection, handshaking ones too
-        self.refused_sockets = 0  # closed at once: too many handshakes in progress
+        self.refused_sockets = 0  # closed at accept: handshakes in progress, a per-IP cap
         self._handshaking = 0  # connections still in their opening handshake
         self.options = connection_options(limits, timeouts, handshake, app.max_message_size)
         self._metrics = ServerMetrics(self.options.stats, self.connections, app, endpoints.metrics_dir)
@@ -273,21 +273,29 @@ class Server:
         hooks = self._hooks
         if hooks is None:  # bound once: four bound methods less to keep per connection
             hooks = self._hooks = (self._on_open, self._on_received, self._on_handshake_end, self._on_finish)
-        conn = (Connection if self.ssl_context is None else TLSConnection)(
-            sock,
-            address,
-            self.app,
-            self.options,
-            on_open=hooks[0],
-            on_received=hooks[1],
-            on_request=self.on_request,
-            on_handshake_end=hooks[2],
-            on_finish=hooks[3],
-            recv_buffer=self._recv_buffer,
-            compressors=self._compressors,
-        )
-        if self.ssl_context is not None:
-            cast(TLSConnection, conn).start_tls(self.ssl_context)
+        try:
+            conn = (Connection if self.ssl_context is None else TLSConnection)(
+                sock,
+                address,
+                self.app,
+                self.options,
+                on_open=hooks[0],
+                on_received=hooks[1],
+                on_request=self.on_request,
+                on_handshake_end=hooks[2],
+                on_finish=hooks[3],
+                recv_buffer=self._recv_buffer,
+                compressors=self._compressors,
+            )
+            if self.ssl_context is not None:
+                cast(TLSConnection, conn).start_tls(self.ssl_context)
+        except BaseException:  # no actor will end this handshake: give back what _admit counted
+            self._handshaking -= 1
+            if accepted_ip and self._per_ip is not None:
+                self._per_ip.handshake_ended(accepted_ip)
+                self._per_ip.released(accepted_ip)
+            sock.close()
+            raise
         self._actors.add(conn)
         if accepted_ip:
             self._accepted_ip[conn] = accepted_ip

@@ -35,7 +35,7 @@ from .members import MemberHooks
 from .metrics import app_metrics
 from .numbered import RoomLost
 from .pages import HttpSide
-from .ratelimit import RateLimit
+from .ratelimit import DEFAULT_JOIN_RATE, RateLimit
 from .resume import ResumePolicy, SessionOpened
 from .resumption import Resumption
 from .rooms import LocalRooms, Rooms
@@ -72,6 +72,7 @@ class App(Application):
         backplane: Rooms | None = None,
         max_message_size: int | None = DEFAULT_MAX_TYPED_MESSAGE,
         rate_limit: RateLimit | None = None,
+        join_rate: RateLimit | None = DEFAULT_JOIN_RATE,
         resume: ResumePolicy | None = None,
         inline: bool = False,
         max_rooms: int = 100,
@@ -80,8 +81,11 @@ class App(Application):
         memory; `RedisBackplane(url)` shares them between processes and hosts).
         `max_message_size`: the largest frame accepted (1 MiB; a larger one closes with 1009):
         validating JSON costs CPU in proportion to its size, and the whole hub waits for it.
-        `rate_limit`: every connection's limit over all its messages (None: none); handlers
-        add limits per message type (`@app.handler(rate_limit=...)`).
+        `rate_limit`: every client's limit over all its messages (None: none); handlers
+        add limits per message type (`@app.handler(rate_limit=...)`). A client is its
+        identity when authenticated, else its address (typed/ratelimit.py).
+        `join_rate`: each client's `ctx.join`s (5 a second, 100 at once; None: no limit):
+        a join into a large room is news its members pay for; past it, `rate_limited`.
         `resume`: sessions a client can resume after a dropped connection, with the room
         messages it missed (typed/resume.py has the wire protocol); None: off.
         `max_rooms`: rooms one connection may be in at once (a `join` past it gets
@@ -100,7 +104,9 @@ class App(Application):
         self.restart_policy = restart or RestartPolicy()
         self.actor_mailbox_size = actor_mailbox_size
         # what the Contexts reach: rooms, broadcasts, error counts (one per app)
-        self.services = HandlerServices(backplane if backplane is not None else LocalRooms(), max_rooms)
+        self.services = HandlerServices(
+            backplane if backplane is not None else LocalRooms(), max_rooms, join_rate
+        )
         self.has_backplane = backplane is not None
         self.supervisor: Supervisor | None = None
         self._supervisor_ref: ActorRef[Supervisor] | None = None
@@ -147,7 +153,7 @@ class App(Application):
 
     def add(self, func: Handler, *, actor: str | None = None, rate_limit: RateLimit | None = None) -> Route:
         """Register `def func(msg: Model, ctx: Context) -> Reply | None`, optionally in a named
-        actor; `rate_limit` limits each connection's messages of this type."""
+        actor; `rate_limit` limits each client's messages of this type."""
         route = self.router.add(func, actor=actor)
         if rate_limit is not None:
             self.type_rate_limits[route.tag] = rate_limit
@@ -214,6 +220,15 @@ class App(Application):
     @property
     def max_rooms(self) -> int:
         return self.services.max_rooms
+
+    @property
+    def join_rate(self) -> RateLimit | None:
+        """Each client's limit on joins (see `join_rate` above); set it before the app starts."""
+        return self.services.join_rate
+
+    @join_rate.setter
+    def join_rate(self, limit: RateLimit | None) -> None:
+        self.services.join_rate = limit
 
     @property
     def rooms_refused(self) -> int:

@@ -30,7 +30,7 @@ from ..errors import (
 from ..server.metrics import Histogram
 from .context import Context
 from .messages import Ack, ErrorReply, stamp_request_id, to_json
-from .ratelimit import ConnectionLimits, retry_after_ms
+from .ratelimit import ClientLimits, ClientTable, client_key, retry_after_ms
 from .router import Route, peek
 
 if TYPE_CHECKING:
@@ -85,7 +85,9 @@ class Dispatcher:
         self.services = app.services
         self.router = app.router
         self.rate_limited = False  # the one check on the hot path (set at start)
-        self.limits: dict[int, ConnectionLimits] = {}  # by connection id, while open
+        # each open connection's client's buckets, by connection id: one lookup a message
+        self.limits: dict[int, ClientLimits] = {}
+        self.clients = ClientTable()  # the clients' buckets, kept across their reconnects
         # metrics (server/metrics.py): counted here (and on each LiveRoute), read on scrape
         self.live: dict[str, LiveRoute] = {}  # by tag
         self.rejected_by_label: dict[str, int] = {}  # "_unknown", "_invalid"
@@ -100,6 +102,8 @@ class Dispatcher:
         """After registration: whether any rate limit applies."""
         app = self.app
         self.rate_limited = app.rate_limit is not None or bool(app.type_rate_limits)
+        self.limits.clear()
+        self.clients.clear()  # a restarted app starts with full buckets
         if app.resumption is not None:
             self.sessions_changed = app.resumption.changed
             self.numbered = True
@@ -110,7 +114,20 @@ class Dispatcher:
             supervisor.supervise(name, lambda: HandlerActor(self, mailbox_size), self.dead_letter)
 
     def closed(self, conn: Connection) -> None:
-        self.limits.pop(conn.id, None)
+        limits = self.limits.pop(conn.id, None)
+        if limits is not None:
+            self.clients.release(limits)
+
+    def limits_of(self, conn: Connection) -> ClientLimits:
+        """The buckets of `conn`'s client (see typed/ratelimit.py), found at its first use."""
+        limits = self.limits.get(conn.id)
+        if limits is None:
+            app = self.app
+            limits = self.clients.acquire(
+                client_key(conn), app.rate_limit, app.type_rate_limits, self.services.join_rate
+            )
+            self.limits[conn.id] = limits
+        return limits
 
     def _new_live_route(self, tag: str) -> LiveRoute:
         """At a route's first message: whatever registered it, and when."""
@@ -157,7 +174,7 @@ class Dispatcher:
         app = self.app
         limits = self.limits.get(conn.id)
         if limits is None:
-            limits = self.limits[conn.id] = ConnectionLimits(app.rate_limit, app.type_rate_limits)
+            limits = self.limits_of(conn)
         message_id: Any = None
         tag: object = None
         text = not isinstance(message, bytes)
@@ -186,7 +203,7 @@ class Dispatcher:
             result = live.handler(msg, ctx)
         except MessageError as exc:
             live.histogram.observe(perf_counter() - started)
-            ctx.error(exc.code, exc.detail)
+            ctx.error(exc.code, exc.detail, retry_after_ms=getattr(exc, "retry_after_ms", None))
             return
         except Exception:
             live.histogram.observe(perf_counter() - started)

@@ -1,23 +1,49 @@
-"""Rate limits of typed apps: token buckets per connection, in total and per message type.
+"""Rate limits of typed apps: token buckets per client, in total, per message type, for joins.
 
-    App(rate_limit=RateLimit(rate=50, burst=100))          # every message of a connection
-    @app.handler(rate_limit=RateLimit(rate=5, burst=20))   # this message type, per connection
+    App(rate_limit=RateLimit(rate=50, burst=100))          # every message of a client
+    @app.handler(rate_limit=RateLimit(rate=5, burst=20))   # this message type, per client
+    App(join_rate=RateLimit(rate=5, burst=100))            # ctx.join, per client
 
 A bucket holds up to `burst` tokens and gains `rate` tokens a second; a message takes one
-token from its connection's total bucket and one from its type's bucket, or is answered
+token from its client's total bucket and one from its type's bucket, or is answered
 `rate_limited` (with `retry_after_ms`) without being validated. After `close_after` such
 answers in a row, the connection is closed with 1008. The clock is `time.monotonic`.
+
+A client is who `client_key` says: the identity `@app.authenticate` gave (a str or an
+int), else the address (after trusted proxies; an IPv6 one by its /64), else the connection.
+The connections of one client share its buckets, and the buckets outlive them in a
+`ClientTable` until they would be full again: reconnecting refills nothing and keeps the
+count of refusals in a row. The table is per process.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, MessageError
 
-__all__ = ["ConnectionLimits", "RateLimit", "TokenBucket", "retry_after_ms"]
+if TYPE_CHECKING:
+    from ..server.connection import Connection
+
+__all__ = [
+    "DEFAULT_JOIN_RATE",
+    "MAX_IDLE_CLIENTS",
+    "ClientLimits",
+    "ClientTable",
+    "RateLimit",
+    "RateLimited",
+    "TokenBucket",
+    "client_key",
+    "retry_after_ms",
+]
+
+# Clients without a connection whose buckets are kept (the oldest go first past it).
+MAX_IDLE_CLIENTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +68,19 @@ class RateLimit:
         return float(self.burst if self.burst is not None else max(1, math.ceil(self.rate)))
 
 
+# Joins a client may make: all of a connection's default 100 rooms at once, then 5 a second
+# (each join may be news to every member of a large room).
+DEFAULT_JOIN_RATE = RateLimit(rate=5, burst=100)
+
+
+class RateLimited(MessageError):
+    """A handler's `ctx.join` past the join rate: answered `rate_limited` with `retry_after_ms`."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__("rate_limited", detail)
+        self.retry_after_ms = retry_after
+
+
 class TokenBucket:
     """`capacity` tokens, refilled at `rate` a second; starts full."""
 
@@ -64,21 +103,36 @@ class TokenBucket:
         """Seconds until a token is there (0 when one is), after `refill`."""
         return 0.0 if self.tokens >= 1.0 else (1.0 - self.tokens) / self.rate
 
+    def full_at(self) -> float:
+        """When the bucket will be full again (its clock)."""
+        return self.stamp + (self.capacity - self.tokens) / self.rate
 
-class ConnectionLimits:
-    """One connection's buckets: the total one (or None) and one per limited message type."""
 
-    __slots__ = ("_types", "rejected", "total", "types")
+class ClientLimits:
+    """One client's buckets: the total one (or None), one per limited message type, one for
+    joins (made at the first); `rejected`: messages refused in a row; `connections`: its
+    open connections here."""
+
+    __slots__ = ("_join", "_types", "connections", "joins", "key", "rejected", "total", "types")
 
     def __init__(
-        self, total: RateLimit | None, types: dict[str, RateLimit], now: float | None = None
+        self,
+        total: RateLimit | None,
+        types: dict[str, RateLimit],
+        join: RateLimit | None = None,
+        now: float | None = None,
+        key: Hashable = None,
     ) -> None:
         if now is None:
             now = time.monotonic()
+        self.key = key
         self.total = TokenBucket(total, now) if total is not None else None
         self._types = types
+        self._join = join
         self.types: dict[str, TokenBucket] = {}
+        self.joins: TokenBucket | None = None
         self.rejected = 0  # rejected messages in a row
+        self.connections = 0
 
     def take(self, tag: object) -> TokenBucket | None:
         """Take a token for one message of type `tag`: None when it may go on, or the bucket
@@ -107,6 +161,104 @@ class ConnectionLimits:
             total.tokens -= 1.0
         self.rejected = 0
         return None
+
+    def take_join(self) -> TokenBucket | None:
+        """Take a token for one join: None when it may go on, or the refusing bucket."""
+        if self._join is None:
+            return None
+        now = time.monotonic()
+        bucket = self.joins
+        if bucket is None:
+            bucket = self.joins = TokenBucket(self._join, now)
+        bucket.refill(now)
+        if bucket.tokens < 1.0:
+            self.rejected += 1
+            return bucket
+        bucket.tokens -= 1.0
+        return None
+
+    def full_at(self) -> float:
+        """When every bucket will be full again: until then the client is remembered."""
+        buckets = [self.total, self.joins, *self.types.values()]
+        return max((b.full_at() for b in buckets if b is not None), default=0.0)
+
+
+class ClientTable:
+    """The clients with buckets in this process: those with open connections, and those
+    without, kept (oldest first) until their buckets would be full again, `max_idle` at most."""
+
+    def __init__(self, max_idle: int = MAX_IDLE_CLIENTS) -> None:
+        self.max_idle = max_idle
+        self.active: dict[Hashable, ClientLimits] = {}
+        self.idle: dict[Hashable, tuple[float, ClientLimits]] = {}  # (full at, limits), oldest first
+
+    def acquire(
+        self, key: Hashable, total: RateLimit | None, types: dict[str, RateLimit], join: RateLimit | None
+    ) -> ClientLimits:
+        """The buckets of `key`'s new connection: its client's, kept or new."""
+        limits = self.active.get(key)
+        if limits is None:
+            kept = self.idle.pop(key, None)
+            limits = kept[1] if kept is not None else ClientLimits(total, types, join, key=key)
+            self.active[key] = limits
+        limits.connections += 1
+        return limits
+
+    def release(self, limits: ClientLimits) -> None:
+        """One of the client's connections closed: with none left, the client is kept while
+        its buckets refill (a connection's own key is never seen again: dropped)."""
+        limits.connections -= 1
+        if limits.connections > 0:
+            return
+        key = limits.key
+        self.active.pop(key, None)
+        now = time.monotonic()
+        full_at = limits.full_at()
+        if full_at > now and not (isinstance(key, tuple) and key[0] == "connection"):
+            self.idle[key] = (full_at, limits)
+        self.sweep(now)
+
+    def sweep(self, now: float) -> None:
+        """Forget clients from the oldest: those full again, and any past `max_idle`."""
+        idle = self.idle
+        while idle:
+            key = next(iter(idle))
+            if idle[key][0] > now and len(idle) <= self.max_idle:
+                return
+            del idle[key]
+
+    def clear(self) -> None:
+        self.active.clear()
+        self.idle.clear()
+
+
+def client_key(conn: Connection) -> Hashable:
+    """Who sends on `conn`, once per connection: ("identity", the identity) when the app
+    authenticated it as a str or an int, else ("address", host) (an IPv6 host by its /64),
+    else ("connection", its id)."""
+    request = conn.request
+    identity: Any = request.identity if request is not None else None
+    if isinstance(identity, (str, int)) and not isinstance(identity, bool):
+        return ("identity", identity)
+    address = conn.address
+    host = address[0] if isinstance(address, tuple) and address else None
+    if isinstance(host, str) and host:
+        if ":" in host:
+            host = _ipv6_client(host)
+        return ("address", host)
+    return ("connection", conn.id)
+
+
+def _ipv6_client(host: str) -> str:
+    """An IPv6 client by its /64 (one host is often given a whole /64); an IPv4-mapped one
+    by its IPv4 address."""
+    try:
+        ip = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 def retry_after_ms(bucket: TokenBucket) -> int:

@@ -2,7 +2,7 @@
 
 A `Context` is made per message; the `HandlerServices` it reaches through is made once per
 App. It is the one place a room broadcast is sent from (numbered with resumption on, plain
-otherwise), and where joins are capped at the app's `max_rooms`.
+otherwise), and where joins are capped at the app's `max_rooms` and its `join_rate`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from pydantic import BaseModel
 
-from ..errors import BackplaneUnavailable, ConfigurationError, MessageError
+from ..errors import BackplaneUnavailable, CloseCode, ConfigurationError, MessageError
 from ..server.broadcast import encode_broadcast
 from .messages import to_json
+from .ratelimit import RateLimit, RateLimited, retry_after_ms
 from .rooms import Rooms
 
 if TYPE_CHECKING:
@@ -39,9 +40,10 @@ def wait_kept(pending: Any) -> None:
 class HandlerServices:
     """The rooms, broadcasts, held replies and error counts of one App, for its Contexts."""
 
-    def __init__(self, rooms: Rooms, max_rooms: int) -> None:
+    def __init__(self, rooms: Rooms, max_rooms: int, join_rate: RateLimit | None = None) -> None:
         self.rooms = rooms
         self.max_rooms = max_rooms
+        self.join_rate = join_rate  # per client (typed/ratelimit.py); None: no limit
         self.rooms_refused = 0  # joins past max_rooms
         self.error_replies: dict[str, int] = {}  # by code, counted by Context.error
         self.resumption: Resumption | None = None
@@ -58,8 +60,11 @@ class HandlerServices:
             raise ConfigurationError(self.rooms_refusal)
 
     def join(self, conn: Connection, room: str, presence: Any) -> bool:
-        """`conn` joins `room`, within `max_rooms` (`too_many_rooms` past it)."""
+        """`conn` joins `room`, within `max_rooms` (`too_many_rooms` past it) and its client's
+        `join_rate` (`rate_limited` past it, even for a room it is in: checked first)."""
         self.check_rooms()
+        if self.join_rate is not None and self.dispatcher is not None:
+            self._take_join(conn)
         rooms = self.rooms
         if len(rooms.rooms_of(conn)) >= self.max_rooms and not rooms.is_member(conn, room):
             self.rooms_refused += 1
@@ -69,6 +74,19 @@ class HandlerServices:
         if joined and resumption is not None and resumption.numbered is not None:
             resumption.joined(conn, room, presence, resumption.numbered.joined(room))
         return joined
+
+    def _take_join(self, conn: Connection) -> None:
+        """A join token of `conn`'s client, or RateLimited (and the close with 1008 after
+        the join rate's `close_after` refusals in a row)."""
+        assert self.dispatcher is not None
+        limits = self.dispatcher.limits_of(conn)
+        bucket = limits.take_join()
+        if bucket is None:
+            return
+        close_after = bucket.limit.close_after
+        if close_after is not None and limits.rejected >= close_after:
+            conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
+        raise RateLimited("too many joins; slow down", retry_after_ms(bucket))
 
     def leave(self, conn: Connection, room: str) -> bool:
         self.check_rooms()

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from examples.chat import app as chat_app
 from websock_actors import App, CloseCode, Connection, ResumePolicy, WebSocketApp
+
+from ..support.apps import fresh_chat_app
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat.py"
@@ -65,7 +66,8 @@ def test_chat_and_echo_users_against_real_servers(serve, tmp_path: Path) -> None
         if len(closes) == 20:
             all_closed.set()
 
-    chat_server, echo_server = serve(chat_app), serve(echo)
+    # Its users share one address, so the demo's rate limits would be theirs together.
+    chat_server, echo_server = serve(fresh_chat_app()), serve(echo)
     # Both runs at once: 40 chatters in rooms of 5, acting every ~0.1 s; 20 echo users.
     chat_run = locust(
         "chat.py", chat_server.url, tmp_path / "chat",
@@ -120,6 +122,8 @@ def cutting_chat(after: int, **policy: float) -> App:
     assert app.resumption is not None, "the chat demo has resumption on"
     if policy:
         app.resumption.policy = ResumePolicy(**{"window": 120, "history": 1000, "grace": 10, **policy})
+    # Its users share one address: the demo's rate limits would be theirs together.
+    app.rate_limit, app.type_rate_limits, app.join_rate = None, {}, None
     handle = app.handle_message
     received: dict[int, int] = {}  # connection id -> its messages so far
 

@@ -19,8 +19,9 @@ from typing import IO
 import psutil
 import pytest
 
-from examples.chat import app as chat_app
 from websock_actors.testing import ServerThread
+
+from ..support.apps import fresh_chat_app
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = str(ROOT / "locustfiles" / "chat.py")
@@ -171,7 +172,7 @@ def check_chat_results(csv_prefix: Path, output: str) -> None:
 
 
 def test_processes(serve: Callable[..., ServerThread], locusts: Locusts, tmp_path: Path) -> None:
-    server = serve(chat_app)
+    server = serve(fresh_chat_app())  # without its limits: the users share one address
     port = free_port()
     master = locusts.start(
         "master",
@@ -189,7 +190,7 @@ def test_processes(serve: Callable[..., ServerThread], locusts: Locusts, tmp_pat
 
 
 def test_master_and_workers(serve: Callable[..., ServerThread], locusts: Locusts, tmp_path: Path) -> None:
-    server = serve(chat_app)
+    server = serve(fresh_chat_app())
     port = free_port()
     master = locusts.start(
         "master",

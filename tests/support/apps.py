@@ -23,9 +23,10 @@ CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat.py"
 _chat_copies = itertools.count(1)
 
 
-def fresh_chat_app(resume: bool = True, **policy: Any) -> App:
+def fresh_chat_app(resume: bool = True, limits: bool = False, **policy: Any) -> App:
     """A fresh copy of examples/chat.py's app, without its rate limits (the tests send faster
-    than a person types): each node of a test needs an App and a backplane of its own.
+    than a person types; `limits=True` keeps them): each node of a test needs an App and a
+    backplane of its own.
 
     `resume=False`: without the demo's session resumption, so with plain (unnumbered)
     broadcasts; `policy` changes its ResumePolicy (window 120 s, history 1000, grace 10 s,
@@ -38,8 +39,10 @@ def fresh_chat_app(resume: bool = True, **policy: Any) -> App:
     sys.modules[name] = module  # its type hints are resolved through sys.modules
     spec.loader.exec_module(module)
     app: App = module.app
-    app.rate_limit = None
-    app.type_rate_limits = {}
+    if not limits:
+        app.rate_limit = None
+        app.type_rate_limits = {}
+        app.join_rate = None
     assert app.resumption is not None, "the chat demo has resumption on"
     if not resume:
         app.resumption = None

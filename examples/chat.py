@@ -15,9 +15,11 @@ closing the connection leaves every room like "leave". With `--redis` (several p
 hosts), `members` lists the room's members on every node, and the members of a node that
 died are reported as left (member_left) by a surviving node.
 
-Rate limits: 50 messages a second per connection (100 at once), and `say` 5 a second (20 at
+Rate limits: 50 messages a second per client (100 at once), and `say` 5 a second (20 at
 once); beyond them the answer is an error with code "rate_limited" and `retry_after_ms`,
-and after 200 refused `say` in a row the connection is closed with 1008.
+and after 200 refused `say` in a row the connection is closed with 1008. A client is its
+token's name in token mode, else its address: reconnecting does not refill its buckets.
+Joins: the App's default, 5 a second (100 at once).
 
 Token mode: with `CHAT_TOKENS=ann:s3cret,bob:hunter2` in the environment (read at import), a
 connection must carry `?token=<token>` (HTTP 401 otherwise), and its name in every room is

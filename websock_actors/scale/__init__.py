@@ -6,6 +6,7 @@
     redis_presence.py    presence (and its copy per node), heartbeats, dead nodes, resets
     redis_stream.py      RedisStream: numbered broadcasts (seq, epoch, history)
     redis_sessions.py    resumable sessions
+    redis_ratelimit.py   RedisLeases: rate limits shared by every process, leased from Redis
     redis_io.py          connections on gevent sockets, the command pool, the publisher
     workers.py           --workers: forked processes on one port
     worker_liveness.py   each worker's hub stamps the time; the master replaces a silent one

@@ -35,6 +35,7 @@ from ..typed.rooms import LocalRooms, LostMember, MemberRef
 from ..typed.streams import RoomStream
 from .redis_io import CommandPool, Publisher, connection_options, error_text
 from .redis_presence import PRESENCE, NodeLiveness, PresenceCache, PresenceEntry, PresenceWrites
+from .redis_ratelimit import RedisLeases
 from .redis_sessions import RedisSessions
 from .redis_stream import NUMBERED, RedisStream
 from .redis_subscriber import Subscriber
@@ -103,6 +104,7 @@ class RedisBackplane:
         self._channel_prefix = f"{prefix}:room:".encode()
         self._header = _FRAME + self.node.encode()
         self.sessions = RedisSessions(self._pool, prefix)
+        self.rate_leases = RedisLeases(self._pool, prefix)  # the typed apps' rate limits
         self._stream: RedisStream | None = None
         self._lost: LostMember | None = None
         self._reset: Callable[[], None] | None = None

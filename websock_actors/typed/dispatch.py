@@ -104,6 +104,8 @@ class Dispatcher:
         self.rate_limited = app.rate_limit is not None or bool(app.type_rate_limits)
         self.limits.clear()
         self.clients.clear()  # a restarted app starts with full buckets
+        # the Redis backplane's shared budgets: a client gets its rate once over all processes
+        self.clients.leases = getattr(app.rooms, "rate_leases", None)
         if app.resumption is not None:
             self.sessions_changed = app.resumption.changed
             self.numbered = True

@@ -13,7 +13,9 @@ A client is who `client_key` says: the identity `@app.authenticate` gave (a str 
 int), else the address (after trusted proxies; an IPv6 one by its /64), else the connection.
 The connections of one client share its buckets, and the buckets outlive them in a
 `ClientTable` until they would be full again: reconnecting refills nothing and keeps the
-count of refusals in a row. The table is per process.
+count of refusals in a row. The table is per process; with a `Leases` (the Redis backplane's)
+each bucket's tokens come from a budget every process shares, leased a few at a time
+(`LeasedBucket`), so a client spread over processes and hosts gets its rate once.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import math
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ConfigurationError, MessageError
+from ..errors import BackplaneUnavailable, ConfigurationError, MessageError
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -35,6 +37,8 @@ __all__ = [
     "MAX_IDLE_CLIENTS",
     "ClientLimits",
     "ClientTable",
+    "LeasedBucket",
+    "Leases",
     "RateLimit",
     "RateLimited",
     "TokenBucket",
@@ -108,12 +112,52 @@ class TokenBucket:
         return self.stamp + (self.capacity - self.tokens) / self.rate
 
 
+class Leases(Protocol):
+    """A budget shared by processes: `lease(name, rate, burst, want)` takes up to `want`
+    tokens of the bucket `name` -> (granted, ms until the next one is there); raises
+    BackplaneUnavailable when it cannot answer."""
+
+    def lease(self, name: str, rate: float, burst: float, want: int) -> tuple[int, int]: ...
+
+
+class LeasedBucket(TokenBucket):
+    """A bucket spending tokens leased from a shared budget, `want` at a time (a tenth of a
+    second's worth): asked only when empty, and not again before the budget has a token.
+    While the budget cannot answer, it refills locally like a TokenBucket."""
+
+    __slots__ = ("leases", "name", "retry_at", "want")
+
+    def __init__(self, limit: RateLimit, now: float, leases: Leases, name: str) -> None:
+        super().__init__(limit, now)
+        self.tokens = 0.0
+        self.leases = leases
+        self.name = name
+        self.retry_at = 0.0
+        self.want = max(1, min(int(self.capacity), math.ceil(self.rate / 10)))
+
+    def refill(self, now: float) -> None:
+        if self.tokens >= 1.0 or now < self.retry_at:
+            return
+        try:
+            granted, wait_ms = self.leases.lease(self.name, self.rate, self.capacity, self.want)
+        except BackplaneUnavailable:
+            TokenBucket.refill(self, now)
+            return
+        self.tokens += granted
+        self.stamp = now
+        self.retry_at = now + wait_ms / 1000
+
+    def wait(self) -> float:
+        ahead = self.retry_at - time.monotonic()  # what the budget said, or the local refill
+        return ahead if ahead > 0 and self.tokens < 1.0 else TokenBucket.wait(self)
+
+
 class ClientLimits:
     """One client's buckets: the total one (or None), one per limited message type, one for
     joins (made at the first); `rejected`: messages refused in a row; `connections`: its
     open connections here."""
 
-    __slots__ = ("_join", "_types", "connections", "joins", "key", "rejected", "total", "types")
+    __slots__ = ("_join", "_types", "connections", "joins", "key", "leases", "rejected", "total", "types")
 
     def __init__(
         self,
@@ -122,11 +166,13 @@ class ClientLimits:
         join: RateLimit | None = None,
         now: float | None = None,
         key: Hashable = None,
+        leases: Leases | None = None,
     ) -> None:
         if now is None:
             now = time.monotonic()
         self.key = key
-        self.total = TokenBucket(total, now) if total is not None else None
+        self.leases = leases
+        self.total = self.bucket(total, now, "total") if total is not None else None
         self._types = types
         self._join = join
         self.types: dict[str, TokenBucket] = {}
@@ -145,7 +191,7 @@ class ClientLimits:
             if typed is None:
                 limit = self._types.get(tag)
                 if limit is not None:
-                    typed = self.types[tag] = TokenBucket(limit, now)
+                    typed = self.types[tag] = self.bucket(limit, now, "type:" + tag)
         if total is not None:
             total.refill(now)
             if total.tokens < 1.0:
@@ -169,13 +215,21 @@ class ClientLimits:
         now = time.monotonic()
         bucket = self.joins
         if bucket is None:
-            bucket = self.joins = TokenBucket(self._join, now)
+            bucket = self.joins = self.bucket(self._join, now, "join")
         bucket.refill(now)
         if bucket.tokens < 1.0:
             self.rejected += 1
             return bucket
         bucket.tokens -= 1.0
         return None
+
+    def bucket(self, limit: RateLimit, now: float, what: str) -> TokenBucket:
+        """A new bucket of this client's: its own, or leased with `leases`."""
+        if self.leases is None:
+            return TokenBucket(limit, now)
+        key = self.key
+        name = ":".join(map(str, key)) if isinstance(key, tuple) else str(key)
+        return LeasedBucket(limit, now, self.leases, f"{name}:{what}")
 
     def full_at(self) -> float:
         """When every bucket will be full again: until then the client is remembered."""
@@ -189,6 +243,7 @@ class ClientTable:
 
     def __init__(self, max_idle: int = MAX_IDLE_CLIENTS) -> None:
         self.max_idle = max_idle
+        self.leases: Leases | None = None  # set: the buckets are leased from a shared budget
         self.active: dict[Hashable, ClientLimits] = {}
         self.idle: dict[Hashable, tuple[float, ClientLimits]] = {}  # (full at, limits), oldest first
 
@@ -199,7 +254,10 @@ class ClientTable:
         limits = self.active.get(key)
         if limits is None:
             kept = self.idle.pop(key, None)
-            limits = kept[1] if kept is not None else ClientLimits(total, types, join, key=key)
+            if kept is not None:
+                limits = kept[1]
+            else:
+                limits = ClientLimits(total, types, join, key=key, leases=self.leases)
             self.active[key] = limits
         limits.connections += 1
         return limits

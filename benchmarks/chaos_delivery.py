@@ -142,7 +142,8 @@ class Node:
         """Start the node (the worktree's code: cwd and PYTHONPATH) and wait for /readyz."""
         command = [sys.executable, "-m", "websock_actors", "run", "examples.chat:app",
                    "--host", "127.0.0.1", "--port", str(self.port), "--redis", self.redis.url,
-                   "--shutdown-timeout", "5", "--log-level", "INFO"]  # fmt: skip
+                   "--shutdown-timeout", "5", "--log-level", "INFO",
+                   "--rate-limit-per", "connection"]  # fmt: skip
         env = dict(
             os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         )

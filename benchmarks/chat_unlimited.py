@@ -12,3 +12,4 @@ __all__ = ["app"]
 
 app.rate_limit = None
 app.type_rate_limits = {}
+app.join_rate = None

@@ -186,7 +186,7 @@ def main() -> int:
         locust_log = stack.enter_context(open(args.out / "locust.log", "wb"))
         server_command = [sys.executable, "-m", "websock_actors", "run", "examples.chat:app",
              "--port", str(args.port), "--no-patch", "--max-connections", str(args.users + 1000),
-             "--log-level", "WARNING"]  # fmt: skip
+             "--log-level", "WARNING", "--rate-limit-per", "connection"]  # fmt: skip
         if args.workers is not None:
             redis_server = RedisServer(args.redis_server, server_cpus, args.out)
             stack.callback(redis_server.stop)  # if anything below fails: stopping twice is a no-op

@@ -34,7 +34,7 @@ from websock_actors.client import ClientConnection, connect  # noqa: E402
 
 def start_server(app: str, port: int, conns: int) -> subprocess.Popen[bytes]:
     options = ["--port", str(port), "--no-patch", "--max-connections", str(conns + 100)]
-    options += ["--log-level", "WARNING"]
+    options += ["--log-level", "WARNING", "--rate-limit-per", "connection"]  # its clients share one address
     command = pinned(0, [sys.executable, "-m", "websock_actors", "run", app, *options])
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if (why := wait_for_port(port, 20, poll=0.1, connect_timeout=1)) is not None:

@@ -3,7 +3,7 @@ say things (each `say` with an `id`, waiting for its `said`), and now and then l
 again. Every member receives every `message` said in its room: those pushes are counted and
 reported at the end of the run (and in `<csv prefix>_pushes.csv`).
 
-    websock-actors run examples.chat:app --port 8000 --max-connections 20000
+    websock-actors run examples.chat:app --port 8000 --max-connections 20000 --rate-limit-per connection
     locust -f locustfiles/chat.py --headless -u 1000 -r 100 -t 1m --host ws://127.0.0.1:8000
 
 Options of this file: --room-size N (members per room, default 20), --think-time S (mean

@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--no-patch", action="store_true", help="do not monkey-patch the standard library")
     run.add_argument(
+        "--rate-limit-per",
+        choices=("client", "connection"),
+        help="whose buckets a typed app's rate limits fill: each client's (identity, else address;"
+        " the app's default) or each connection's (load tests whose users share one address)",
+    )
+    run.add_argument(
         "--workers",
         type=_workers,
         default=1,
@@ -243,6 +249,10 @@ def _run(args: argparse.Namespace) -> int:
         if typed is None:
             raise SystemExit("error: --redis needs a typed App")
         _backplane_class()  # imported once, before any fork: a missing redis-py fails here
+    if args.rate_limit_per is not None:
+        if typed is None:
+            raise SystemExit("error: --rate-limit-per needs a typed App")
+        typed.rate_limit_per = args.rate_limit_per
     if args.workers > 1 and args.redis is None and typed is not None and not typed.has_backplane:
         # Whether the app uses rooms shows when it does: each use raises ConfigurationError
         # (a handler's sender gets `handler_error`, the log says why).

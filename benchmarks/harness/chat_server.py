@@ -25,6 +25,7 @@ def server_command(port: int, extra: list[str]) -> list[str]:
     script = ROOT / ".venv" / "bin" / "websock-actors"
     base = [str(script)] if script.exists() else [sys.executable, "-m", "websock_actors"]
     command = [*base, "run", "examples.chat:app", "--port", str(port), "--no-patch", "--log-level", "INFO"]
+    command += ["--rate-limit-per", "connection"]  # the benchmark's clients share one address
     command += extra
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]  # taskset execs: the PID stays the server's

@@ -8,7 +8,10 @@ own; joins have a limit of their own (`App(join_rate=...)`).
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -17,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from websock_actors import App, AppRefusal, AuthRequest, Context, Message, RateLimit
+from websock_actors import App, AppRefusal, AuthRequest, ConfigurationError, Context, Message, RateLimit
 from websock_actors.testing import ServerThread
 
 from ..support.apps import fresh_chat_app
@@ -133,6 +136,46 @@ def test_close_after_carries_over_a_reconnect(serve: Callable[..., ServerThread]
             send(second, type="echo", id=i)
         assert [recv(second)["code"] for _ in range(2)] == ["rate_limited"] * 2
         assert closed_with(second) == 1008
+
+
+def test_per_connection_buckets_refill_on_reconnect(serve: Callable[..., ServerThread]) -> None:
+    """`rate_limit_per="connection"` (for load tests whose users share one address): each
+    connection spends its own buckets, as before limits followed the client."""
+    app = echo_app(RateLimit(rate=0.1, burst=2))
+    app.rate_limit_per = "connection"
+    server = serve(app)
+    for _ in range(2):
+        with open_ws(server.url) as ws:
+            assert echo_codes(ws, 3) == ["echoed"] * 2 + ["rate_limited"]
+
+
+def test_rate_limit_per_is_checked() -> None:
+    with pytest.raises(ConfigurationError, match="rate_limit_per"):
+        App("x", rate_limit_per="address")  # type: ignore[arg-type]
+
+
+def test_the_cli_sets_rate_limit_per(tmp_path: Any) -> None:
+    """`websock-actors run --rate-limit-per connection` gives each connection its buckets."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "websock_actors", "run", "tests.typed.test_ratelimit:cli_app", "--port", "0",
+         "--no-patch", "--rate-limit-per", "connection"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "ws://" in line, line
+        url = line.strip().rsplit(" ", 1)[1]
+        for _ in range(2):
+            with open_ws(url) as ws:
+                assert echo_codes(ws, 3) == ["echoed"] * 2 + ["rate_limited"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+cli_app = echo_app(RateLimit(rate=0.1, burst=2))
 
 
 # -- who a client is -------------------------------------------------------------------------

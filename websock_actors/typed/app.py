@@ -35,7 +35,7 @@ from .members import MemberHooks
 from .metrics import app_metrics
 from .numbered import RoomLost
 from .pages import HttpSide
-from .ratelimit import DEFAULT_JOIN_RATE, RateLimit
+from .ratelimit import DEFAULT_JOIN_RATE, RateLimit, RateLimitKey
 from .resume import ResumePolicy, SessionOpened
 from .resumption import Resumption
 from .rooms import LocalRooms, Rooms
@@ -73,6 +73,7 @@ class App(Application):
         max_message_size: int | None = DEFAULT_MAX_TYPED_MESSAGE,
         rate_limit: RateLimit | None = None,
         join_rate: RateLimit | None = DEFAULT_JOIN_RATE,
+        rate_limit_per: RateLimitKey = "client",
         resume: ResumePolicy | None = None,
         inline: bool = False,
         max_rooms: int = 100,
@@ -84,6 +85,9 @@ class App(Application):
         `rate_limit`: every client's limit over all its messages (None: none); handlers
         add limits per message type (`@app.handler(rate_limit=...)`). A client is its
         identity when authenticated, else its address (typed/ratelimit.py).
+        `rate_limit_per`: "client" (the default, as above: reconnecting refills nothing) or
+        "connection" (each connection its own buckets: for load tests whose thousands of
+        users come from one address).
         `join_rate`: each client's `ctx.join`s (5 a second, 100 at once; None: no limit):
         a join into a large room is news its members pay for; past it, `rate_limited`.
         `resume`: sessions a client can resume after a dropped connection, with the room
@@ -115,6 +119,9 @@ class App(Application):
         self.members = MemberHooks(self.services)  # on_connect, on_disconnect, ...
         self.bytes_handler: Callable[[bytes, Context], None] | None = None
         self.rate_limit = rate_limit
+        if rate_limit_per not in ("client", "connection"):
+            raise ConfigurationError(f"rate_limit_per: 'client' or 'connection', not {rate_limit_per!r}")
+        self.rate_limit_per: RateLimitKey = rate_limit_per
         self.type_rate_limits: dict[str, RateLimit] = {}  # per message type, by tag
         self.resumption: Resumption | None = None
         if resume is not None:

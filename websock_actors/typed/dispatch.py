@@ -125,9 +125,8 @@ class Dispatcher:
         limits = self.limits.get(conn.id)
         if limits is None:
             app = self.app
-            limits = self.clients.acquire(
-                client_key(conn), app.rate_limit, app.type_rate_limits, self.services.join_rate
-            )
+            key = client_key(conn, app.rate_limit_per)
+            limits = self.clients.acquire(key, app.rate_limit, app.type_rate_limits, self.services.join_rate)
             self.limits[conn.id] = limits
         return limits
 

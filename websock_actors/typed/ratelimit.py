@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..errors import BackplaneUnavailable, ConfigurationError, MessageError
 
@@ -40,11 +40,15 @@ __all__ = [
     "LeasedBucket",
     "Leases",
     "RateLimit",
+    "RateLimitKey",
     "RateLimited",
     "TokenBucket",
     "client_key",
     "retry_after_ms",
 ]
+
+# Whose buckets a connection spends: its client's (identity, else address) or its own.
+RateLimitKey = Literal["client", "connection"]
 
 # Clients without a connection whose buckets are kept (the oldest go first past it).
 MAX_IDLE_CLIENTS = 100_000
@@ -290,10 +294,12 @@ class ClientTable:
         self.idle.clear()
 
 
-def client_key(conn: Connection) -> Hashable:
+def client_key(conn: Connection, per: RateLimitKey = "client") -> Hashable:
     """Who sends on `conn`, once per connection: ("identity", the identity) when the app
     authenticated it as a str or an int, else ("address", host) (an IPv6 host by its /64),
-    else ("connection", its id)."""
+    else ("connection", its id); always the last with `per="connection"`."""
+    if per == "connection":
+        return ("connection", conn.id)
     request = conn.request
     identity: Any = request.identity if request is not None else None
     if isinstance(identity, (str, int)) and not isinstance(identity, bool):

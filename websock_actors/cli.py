@@ -134,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, metavar="PORT", help="serve the metrics on this port"
     )
     run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address --metrics-port binds (default 127.0.0.1, whatever --host is:"
+        " give 0.0.0.0 for a scraper on another host)",
+    )
+    run.add_argument(
         "--status-page",
         action="store_true",
         help="serve a live status page at GET /_status (connections, rooms, rates; behind a token);"
@@ -436,6 +443,7 @@ def _serve(
             endpoints=EndpointOptions(
                 metrics=args.metrics and args.metrics_port is None,
                 metrics_port=args.metrics_port,
+                metrics_host=args.metrics_host,
                 metrics_dir=getattr(args, "metrics_dir", None),
                 status_token=args.status_token if args.status_page else None,
             ),

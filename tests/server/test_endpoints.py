@@ -33,12 +33,12 @@ def test_exact_paths_and_subtrees() -> None:
 
 
 def test_the_builtin_routes_follow_the_options() -> None:
-    def no_metrics() -> dict[str, dict[str, object]]:
+    def no_metrics() -> tuple[bytes, str]:
         raise AssertionError("not asked")
 
     off = builtin_router(EndpointOptions(health=False), lambda: None, no_metrics, None)
     assert not off
-    on = builtin_router(EndpointOptions(metrics=True), lambda: "busy", lambda: {}, None)
+    on = builtin_router(EndpointOptions(metrics=True), lambda: "busy", lambda: (b"x 1\n", "text/plain"), None)
     healthz = on.route(request("/healthz"), False)
     assert isinstance(healthz, Response) and healthz.status == 200
     readyz = on.route(request("/readyz"), False)
@@ -52,7 +52,7 @@ def test_the_builtin_routes_follow_the_options() -> None:
 
 def test_the_status_page_takes_its_websocket_over() -> None:
     page = StatusPage("secret", lambda: {}, echo_app, summed=False)
-    router = builtin_router(EndpointOptions(), lambda: None, lambda: {}, page)
+    router = builtin_router(EndpointOptions(), lambda: None, lambda: (b"", "text/plain"), page)
     refused = router.route(request("/_status/ws"), True)
     assert isinstance(refused, Response) and refused.status == 401
     taken = router.route(request("/_status/ws?token=secret"), True)

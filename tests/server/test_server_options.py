@@ -55,6 +55,7 @@ FLAT_DEFAULTS: dict[str, Any] = {
     "health": True,
     "metrics": False,
     "metrics_port": None,
+    "metrics_host": "127.0.0.1",
     "metrics_dir": None,
     "status_token": None,
 }

@@ -9,8 +9,9 @@ request's path. A handler returns one of three things:
     None           not this endpoint's request (another method, say): the application's
 
 `builtin_router` routes what `EndpointOptions` turns on: /healthz and /readyz (health.py),
-/metrics (metrics.py) and /_status with everything under it (status_page.py). Admission
-(capacity, the per-IP caps) is not routing: the server does it for every upgrade.
+/metrics (metrics.py; rendered at most once a second, server_metrics.py) and /_status with
+everything under it (status_page.py). Admission (capacity, the per-IP caps) is not routing:
+the server does it for every upgrade.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import Callable
 from ..protocol.http import Headers, Request, Response
 from .app import Application
 from .health import HEALTH_PATHS, health_answer
-from .metrics import Snapshot, metrics_response
 from .server_options import EndpointOptions
 from .status_page import STATUS_PATH, StatusPage
 
@@ -66,13 +66,13 @@ class EndpointRouter:
 def builtin_router(
     options: EndpointOptions,
     not_ready: Callable[[], str | None],
-    metrics_total: Callable[[], Snapshot],
+    metrics_exposition: Callable[[], tuple[bytes, str]],
     status_page: StatusPage | None,
 ) -> EndpointRouter:
     """The routes of the endpoints `options` turns on.
 
-    `not_ready` says why /readyz answers 503 (None: ready), `metrics_total` gives the
-    figures /metrics exposes, `status_page` serves /_status (None: off)."""
+    `not_ready` says why /readyz answers 503 (None: ready), `metrics_exposition` gives the
+    body and content type /metrics answers, `status_page` serves /_status (None: off)."""
     router = EndpointRouter()
 
     def health(request: Request, upgrade: bool) -> Response | None:
@@ -81,7 +81,7 @@ def builtin_router(
     def metrics(request: Request, upgrade: bool) -> Response | None:
         if upgrade or request.method != "GET":
             return None
-        body, content_type = metrics_response(metrics_total())
+        body, content_type = metrics_exposition()
         return Response(200, "OK", Headers([("Content-Type", content_type)]), body)
 
     def status(request: Request, upgrade: bool) -> Response | Application:

@@ -9,19 +9,24 @@ and handler seconds by type, error replies by code, broadcast deliveries, actor 
 the backplane's publish failures), and prometheus_client writes the exposition format.
 
 With `--workers`, every worker writes its snapshot to a file of its own in a directory the
-master made fresh for the run (every second, and when it answers a scrape); whichever worker
-answers GET /metrics sums the files: counters and histograms over every worker that ever
-ran in this run (a restarted worker's predecessor keeps its counts), gauges over the live ones.
+master made fresh for the run (every second, and when asked: `ask_for_snapshots`); whichever
+worker answers GET /metrics sums the files: counters and histograms over every worker that
+ever ran in this run (a restarted worker's predecessor keeps its counts), gauges over the
+live ones. Each file says when it was written (the system-wide monotonic clock), so that the
+answering worker knows which of the others' figures predate the scrape.
 
 Label values are bounded: message types are the registered ones (others are `_unknown`, and
 frames that do not decode `_invalid`), close codes are the RFC's and IANA's (private codes
 count as `4xxx` or `3xxx`), handshake failures are HTTP statuses (or `tls`, `overload`).
+A plain HTTP request (no `Upgrade: websocket`: a page, a favicon, a health check) is no failed
+handshake: its answer counts in `websock_http_requests_total` by status.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -31,6 +36,8 @@ __all__ = [
     "METRICS",
     "Histogram",
     "ServerStats",
+    "ask_for_snapshots",
+    "asked_since",
     "close_code_label",
     "merge_snapshots",
     "metrics_response",
@@ -44,6 +51,7 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "websock_connections": ("gauge", "", "Open WebSocket connections."),
     "websock_connections_total": ("counter", "", "WebSocket connections accepted."),
     "websock_handshake_failures_total": ("counter", "status", "Opening handshakes refused or failed."),
+    "websock_http_requests_total": ("counter", "status", "Plain HTTP requests answered, by status."),
     "websock_closes_total": ("counter", "code", "Connections closed, by close code."),
     "websock_messages_received_total": ("counter", "type", "Messages received, by type."),
     "websock_messages_sent_total": ("counter", "", "Messages queued for sending."),
@@ -111,6 +119,7 @@ class ServerStats:
         "dropped",
         "forwarded_invalid",
         "handshake_failures",
+        "http_requests",
         "messages_binary",
         "messages_sent",
         "messages_text",
@@ -124,6 +133,7 @@ class ServerStats:
         self.bytes_received = 0
         self.bytes_sent = 0
         self.handshake_failures: dict[str, int] = {}
+        self.http_requests: dict[str, int] = {}
         self.closes: dict[str, int] = {}
         self.dropped: dict[str, int] = {}
         self.forwarded_invalid: dict[str, int] = {}  # by reason, counted by edge.TrustedProxies
@@ -131,6 +141,16 @@ class ServerStats:
     def failed(self, status: int | str) -> None:
         key = str(status)
         self.handshake_failures[key] = self.handshake_failures.get(key, 0) + 1
+
+    def answered(self, status: int, upgrade: bool) -> None:
+        """An HTTP answer went out instead of a 101: a failed handshake (from 400 on) when the
+        request asked for a WebSocket or could not be read, else a plain request's answer."""
+        if upgrade:
+            if status >= 400:
+                self.failed(status)
+            return
+        key = str(status)
+        self.http_requests[key] = self.http_requests.get(key, 0) + 1
 
     def closed(self, code: int | None) -> None:
         key = close_code_label(code)
@@ -173,13 +193,36 @@ def merge_snapshots(live: Iterable[Mapping[str, Any]], dead: Iterable[Mapping[st
     return total
 
 
+ASK_FILE = "asked"  # its change asks every worker for a snapshot (no digits: never a snapshot)
+
+
 def write_snapshot(directory: str, snapshot: Snapshot) -> None:
-    """This worker's snapshot, replaced atomically (a reader never sees half of it)."""
+    """This worker's snapshot, replaced atomically (a reader never sees half of it), with
+    when it was written."""
     path = os.path.join(directory, f"{os.getpid()}.json")
     partial = f"{path}.partial"
     with open(partial, "w") as out:
-        json.dump(snapshot, out)
+        json.dump({"written": time.monotonic_ns(), "figures": snapshot}, out)
     os.replace(partial, path)
+
+
+def ask_for_snapshots(directory: str) -> None:
+    """Ask every worker for a snapshot now (each looks at the file's stamp, `asked_since`)."""
+    path = os.path.join(directory, ASK_FILE)
+    partial = f"{path}.{os.getpid()}.partial"
+    with open(partial, "w") as out:
+        out.write(str(os.getpid()))
+    os.replace(partial, path)  # a new inode: a change even within the clock's granularity
+
+
+def asked_since(directory: str, seen: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The ask file's stamp when it differs from `seen` (the last one answered), else None."""
+    try:
+        st = os.stat(os.path.join(directory, ASK_FILE))
+    except OSError:
+        return None
+    stamp = (st.st_ino, st.st_mtime_ns)
+    return None if stamp == seen else stamp
 
 
 def _alive(pid: int) -> bool:
@@ -192,21 +235,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_worker_snapshots(directory: str) -> tuple[list[Snapshot], list[Snapshot]]:
-    """The snapshots in `directory`: (those of live processes, those of ended ones)."""
+def read_worker_snapshots(
+    directory: str, since: int | None = None
+) -> tuple[list[Snapshot], list[Snapshot], int]:
+    """The snapshots in `directory`: (those of live processes, those of ended ones, how many
+    live ones were written before `since`, a `time.monotonic_ns()`)."""
     live: list[Snapshot] = []
     dead: list[Snapshot] = []
+    stale = 0
     for entry in os.scandir(directory):
         stem, _, extension = entry.name.partition(".")
         if extension != "json" or not stem.isdigit():
             continue
         try:
             with open(entry.path) as f:
-                snapshot = json.load(f)
-        except (OSError, ValueError):
+                saved = json.load(f)
+            written, snapshot = int(saved["written"]), saved["figures"]
+        except (OSError, ValueError, KeyError, TypeError):
             continue  # a worker that is writing its first one
-        (live if _alive(int(stem)) else dead).append(snapshot)
-    return live, dead
+        if _alive(int(stem)):
+            live.append(snapshot)
+            stale += since is not None and written < since
+        else:
+            dead.append(snapshot)
+    return live, dead, stale
 
 
 def render_metrics(snapshot: Snapshot) -> bytes:

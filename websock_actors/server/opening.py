@@ -98,8 +98,7 @@ def drive_handshake(conn: Connection) -> bytes | None:
         log.exception("%r: request hook failed", conn)
         answer = error_response(500, "internal server error")
     if answer is not None:
-        if answer.status >= 400:
-            options.stats.failed(answer.status)
+        options.stats.answered(answer.status, handshake.is_upgrade)
         _respond(conn, handshake.respond(answer), deadline)
         return None
     conn._start_protocol(protocol)
@@ -112,7 +111,7 @@ def _refuse(
 ) -> None:
     """Answer a refused request with its error; a client's mistake, not the server's news (DEBUG)."""
     log.debug("%r: handshake refused: %s", conn, error, extra={"status": error.status})
-    conn.options.stats.failed(error.status)
+    conn.options.stats.answered(error.status, handshake.request is None or handshake.is_upgrade)
     try:
         conn.app.handle_refused(conn.address, error)
     except Exception:

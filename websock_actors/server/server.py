@@ -122,7 +122,7 @@ class Server:
                 )
             except ValueError as exc:
                 raise ConfigurationError(str(exc)) from None
-        self._router = builtin_router(endpoints, self.not_ready, self.metrics_total, self.status_page)
+        self._router = builtin_router(endpoints, self.not_ready, self._metrics.exposition, self.status_page)
         proxies = listen.forwarded_allow_ips
         self.trusted_proxies = None
         if proxies:
@@ -187,7 +187,8 @@ class Server:
             self._keepalive.start()
         # (the status page's sampler saves the figures every second already, through metrics_total)
         port = self.endpoints.metrics_port
-        metrics_listener = None if port is None else bind_listener(self.host, port, self.listen)
+        metrics_host = self.endpoints.metrics_host
+        metrics_listener = None if port is None else bind_listener(metrics_host, port, self.listen)
         self._metrics.start(write=self.status_page is None, listener=metrics_listener)
         if self.status_page is not None:
             self.status_page.start()

@@ -193,6 +193,9 @@ class EndpointOptions:
         metrics: answer GET /metrics (Prometheus, metrics.py) on the WebSocket's port.
         metrics_port: serve the metrics on a port of their own instead (plain HTTP, any
             path; with `reuse_port` too).
+        metrics_host: the address `metrics_port` binds: the loopback by default, whatever
+            the WebSocket's host, because the figures are for the operator, not the
+            clients; give "0.0.0.0" (or an internal address) for a scraper on another host.
         metrics_dir: where the workers' snapshots meet (set by the `--workers` master), so
             that any worker answers with the sum.
         status_token: serve the live status page at GET /_status (status_page.py) to
@@ -203,6 +206,7 @@ class EndpointOptions:
     health: bool = True
     metrics: bool = False
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     metrics_dir: str | None = None
     status_token: str | None = None
 

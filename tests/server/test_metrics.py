@@ -174,7 +174,8 @@ def test_a_burst_of_scrapes_is_answered_from_one_render_a_second(serve) -> None:
 
 
 def test_scrapes_that_come_during_a_render_wait_for_it(serve) -> None:
-    """Ten scrapes sent at once (on ten sockets) cost one render."""
+    """Ten scrapes sent at once (on ten sockets) cost one render (on main: ten, and the
+    answers differed, each counting the bytes of the answers written before it)."""
     server = serve(chat_app(), metrics=True, ping_interval=None)
     request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
     socks = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(10)]
@@ -188,7 +189,7 @@ def test_scrapes_that_come_during_a_render_wait_for_it(serve) -> None:
         for sock in socks:
             sock.close()
     assert [status for status, _, _ in answers] == [200] * 10
-    assert len({body for _, _, body in answers}) == 1
+    assert len({body for _, _, body in answers}) <= 1 + int(seconds)  # one, unless over a second
     assert server.call(lambda: server.server._metrics.renders) <= 1 + int(seconds)
 
 

@@ -17,7 +17,7 @@ The layers, in order; a module imports only from its own layer and those listed 
     contrib/     Locust's WebSocketUser
     testing/     TestClient, ServerThread, the pytest plugin
     compiled.py  which hot modules run compiled (setup.py's optional mypyc build)
-    cli.py       the command line (`websock-actors`, also `python -m websock_actors`)
+    cli/         the command line (`websock-actors`, also `python -m websock_actors`)
 
 The names below are imported on first use (PEP 562), so `import websock_actors.protocol`
 works where gevent and pydantic cannot be imported.

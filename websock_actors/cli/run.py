@@ -1,0 +1,89 @@
+"""`run`: the flags checked and the app prepared once, then served by one process or by
+`--workers N` forked processes."""
+
+from __future__ import annotations
+
+import argparse
+import ssl
+
+from .loading import load_app, typed_app
+from .prefork import prefork
+from .serve import backplane_class, serve
+
+__all__ = ["run_app"]
+
+
+def run_app(args: argparse.Namespace) -> int:
+    if args.workers > 1 and args.port == 0:
+        raise SystemExit("error: --workers needs a fixed --port: the workers all listen on it (SO_REUSEPORT)")
+    if args.worker_timeout < 0:
+        raise SystemExit(f"error: --worker-timeout must be 0 (off) or more, not {args.worker_timeout:g}")
+    _status_token(args)
+    if not args.no_patch:
+        from gevent import monkey
+
+        monkey.patch_all()
+
+    from ..server import Application
+    from ..server.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format, process=args.workers > 1)
+    app = load_app(args.app)
+    if not isinstance(app, Application):
+        raise SystemExit(f"error: {args.app} is not a websock_actors Application")
+    typed = typed_app(app)
+    if args.redis is not None:
+        if typed is None:
+            raise SystemExit("error: --redis needs a typed App")
+        backplane_class()  # imported once, before any fork: a missing redis-py fails here
+    if args.rate_limit_per is not None:
+        if typed is None:
+            raise SystemExit("error: --rate-limit-per needs a typed App")
+        typed.rate_limit_per = args.rate_limit_per
+    if args.workers > 1 and args.redis is None and typed is not None and not typed.has_backplane:
+        # Whether the app uses rooms shows when it does: each use raises ConfigurationError
+        # (a handler's sender gets `handler_error`, the log says why).
+        typed.refuse_rooms(
+            f"{args.app} uses rooms: with --workers {args.workers} every process would keep"
+            " its own rooms (a message reaches only the members in its process);"
+            " add --redis redis://HOST:PORT/DB to share them"
+        )
+    context = _tls_context(args)
+    if args.workers == 1:
+        return serve(args, app, context)
+    return prefork(args, app, context)
+
+
+def _status_token(args: argparse.Namespace) -> None:
+    """The status page's token, chosen once (before any fork: every worker takes the same)."""
+    import secrets
+
+    args.status_token_generated = False
+    if not args.status_page:
+        if args.status_token is not None:
+            raise SystemExit("error: --status-token needs --status-page")
+        return
+    if args.status_token is None:
+        args.status_token = secrets.token_urlsafe(24)
+        args.status_token_generated = True
+    elif not args.status_token.strip():
+        raise SystemExit("error: --status-token may not be empty")
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """Built once (before any fork): a missing or unreadable certificate fails at once."""
+    from ..errors import ConfigurationError
+    from ..server import tls_context
+
+    if not args.certfile:
+        if args.keyfile or args.ca_certs or args.verify_client:
+            raise SystemExit("error: --keyfile, --ca-certs and --verify-client need --certfile")
+        return None
+    try:
+        return tls_context(
+            args.certfile, args.keyfile, ca_certs=args.ca_certs, verify_client=args.verify_client
+        )
+    except ConfigurationError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    except (OSError, ssl.SSLError) as exc:  # a missing or unreadable certificate or key
+        raise SystemExit(f"error: cannot load the TLS certificate: {exc}") from None
+

@@ -62,7 +62,7 @@ def settled(server: Any, count: int) -> None:
     inner = server.server
 
     def taken() -> bool:
-        return bool(server.call(lambda: inner.refused_sockets + inner._handshaking >= count))
+        return bool(server.call(lambda: inner.refused_sockets + inner.admission.handshaking >= count))
 
     wait_until(taken, 10, f"the server to take the {count} sockets")
 
@@ -155,7 +155,8 @@ def test_the_per_ip_counts_go_back_to_zero(serve) -> None:
     inner = server.server
 
     def empty() -> bool:
-        return bool(server.call(lambda: not inner._per_ip.sockets and not inner._per_ip.handshaking))
+        per_ip = inner.admission.per_ip
+        return bool(server.call(lambda: not per_ip.sockets and not per_ip.handshaking))
 
     wait_until(empty, 10, "the per-IP counts to empty")
     handshake_from(server.port, "127.0.0.1")  # the address is admitted again

@@ -86,7 +86,7 @@ def test_a_server_without_options_is_configured_as_before() -> None:
         server = Server(echo_app)
     assert (server.max_connections, server.max_handshakes) == (10_000, 10_000)
     assert server.ssl_context is None and server.on_request is None and server.trusted_proxies is None
-    assert server.status_page is None and server._per_ip is None and server._keepalive is not None
+    assert server.status_page is None and server.admission.per_ip is None and server._keepalive is not None
     options = server.options
     assert (options.handshake_timeout, options.close_timeout) == (10.0, 10.0)
     assert (options.max_queue_bytes, options.overflow) == (4 * 1024 * 1024, "close")

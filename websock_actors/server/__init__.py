@@ -3,6 +3,7 @@
     app.py            Application (what the server calls) and WebSocketApp (hooks by decorator)
     server.py         Server: accepts, admits or refuses, keeps the registry, stops gracefully
     acceptor.py       the accept loop: admission before any byte is read, out of descriptors
+    admission.py      Admission: handshake slots and per-IP caps counted at accept time
     server_options.py the option groups Server is configured with (limits, timeouts, ...)
     endpoints.py      the router of the server's own HTTP endpoints (reserved paths)
     health.py         GET /healthz and /readyz

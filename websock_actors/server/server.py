@@ -26,10 +26,11 @@ from ..errors import CloseCode, ConfigurationError
 from ..protocol.deflate import CompressorPool
 from ..protocol.http import Response, error_response
 from .acceptor import Acceptor, check_open_files
+from .admission import Admission
 from .app import Application
 from .broadcast import encode_broadcast
 from .connection import Connection
-from .edge import PerIPLimits, TrustedProxies, handshake_share, peer_ip
+from .edge import TrustedProxies
 from .endpoints import builtin_router
 from .keepalive import Keepalive
 from .metrics import Snapshot
@@ -105,13 +106,10 @@ class Server:
         self.host = host
         self.port = port
         self.max_connections = limits.max_connections
-        self.max_handshakes = limits.handshakes
         self.ssl_context = listen.ssl_context
         self.on_request = handshake.on_request
         self.connections: dict[int, Connection] = {}  # admitted connections, by id
         self._actors: set[Connection] = set()  # every connection, handshaking ones too
-        self.refused_sockets = 0  # closed at accept: handshakes in progress, a per-IP cap
-        self._handshaking = 0  # connections still in their opening handshake
         self.options = connection_options(limits, timeouts, handshake, app.max_message_size)
         self._metrics = ServerMetrics(self.options.stats, self.connections, app, endpoints.metrics_dir)
         self.status_page: StatusPage | None = None
@@ -128,14 +126,7 @@ class Server:
         if proxies:
             bounds = listen.forwarded_max_bytes, listen.forwarded_max_entries
             self.trusted_proxies = TrustedProxies(proxies, *bounds, self.options.stats.forwarded_invalid)
-        per_ip = limits.max_connections_per_ip, limits.max_handshakes_per_second_per_ip
-        share = handshake_share(self.max_handshakes)
-        self._per_ip = (
-            PerIPLimits(*per_ip, ipv6_prefix=limits.ipv6_prefix, handshakes_in_progress=share)
-            if per_ip != (None, None)
-            else None
-        )
-        self._accepted_ip: dict[Connection, str] = {}  # checked at accept time: the peer's key
+        self.admission = Admission(limits, self.trusted_proxies, self.options.stats)  # at accept
         self._stream: StreamServer | None = None
         interval, timeout = timeouts.ping_interval, timeouts.ping_timeout
         self._keepalive = Keepalive(self.connections.values, interval, timeout) if interval else None
@@ -180,7 +171,7 @@ class Server:
         check_open_files(self.max_connections)
         stream = self._stream = Acceptor(listener, self._handle)
         stream.loop_hub = gevent.get_hub()
-        stream.admit = self._admit
+        stream.admit = self.admission.accept
         self.app.handle_start()
         self._stream.start()
         if self._keepalive is not None:
@@ -238,33 +229,14 @@ class Server:
 
     # -- connections ---------------------------------------------------------------
 
-    def _admit(self, address: Any) -> str | None:
-        """At accept time, from the peer's address alone: None closes the socket at once
-        (nothing read, no TLS), else the IP counted against the per-IP caps ("" for none:
-        no cap, or a trusted proxy, whose clients are checked once their requests are read).
-        Counted here, not in the actor, so that a burst of accepts sees its own sockets."""
-        if self.max_handshakes is not None and self._handshaking >= self.max_handshakes:
-            self.refused_sockets += 1
-            self.options.stats.failed("overload")
-            log.debug("%s: %d handshakes in progress: closed at once", address, self.max_handshakes)
-            return None
-        per_ip = self._per_ip
-        ip = ""
-        if per_ip is not None:
-            ip = peer_ip(address)
-            proxies = self.trusted_proxies
-            if proxies is not None and ip in proxies:
-                ip = ""
-            else:
-                ip = per_ip.key(address)  # an IPv6 client counts as its network
-                refused = per_ip.accept(ip)
-                if refused is not None:
-                    self.refused_sockets += 1
-                    self.options.stats.failed("per_ip")
-                    log.debug("%s: %s: closed at once", address, refused)
-                    return None
-        self._handshaking += 1
-        return ip
+    @property
+    def max_handshakes(self) -> int | None:
+        return self.admission.max_handshakes
+
+    @property
+    def refused_sockets(self) -> int:
+        """Sockets closed at accept: too many handshakes in progress, a per-IP cap."""
+        return self.admission.refused_sockets
 
     def _handle(self, sock: _socket.socket, address: Any, accepted_ip: str = "") -> None:
         try:
@@ -273,7 +245,8 @@ class Server:
             pass
         hooks = self._hooks
         if hooks is None:  # bound once: four bound methods less to keep per connection
-            hooks = self._hooks = (self._on_open, self._on_received, self._on_handshake_end, self._on_finish)
+            ended = self.admission.handshake_ended
+            hooks = self._hooks = (self._on_open, self._on_received, ended, self._on_finish)
         try:
             conn = (Connection if self.ssl_context is None else TLSConnection)(
                 sock,
@@ -290,24 +263,13 @@ class Server:
             )
             if self.ssl_context is not None:
                 cast(TLSConnection, conn).start_tls(self.ssl_context)
-        except BaseException:  # no actor will end this handshake: give back what _admit counted
-            self._handshaking -= 1
-            if accepted_ip and self._per_ip is not None:
-                self._per_ip.handshake_ended(accepted_ip)
-                self._per_ip.released(accepted_ip)
+        except BaseException:
+            self.admission.not_started(accepted_ip)
             sock.close()
             raise
         self._actors.add(conn)
-        if accepted_ip:
-            self._accepted_ip[conn] = accepted_ip
+        self.admission.started(conn, accepted_ip)
         conn.run()
-
-    def _on_handshake_end(self, conn: Connection) -> None:
-        self._handshaking -= 1
-        if self._accepted_ip:
-            ip = self._accepted_ip.get(conn)
-            if ip is not None and self._per_ip is not None:
-                self._per_ip.handshake_ended(ip)
 
     def _on_received(self, conn: Connection, upgrade: bool) -> Response | None:
         """Called as soon as a request is parsed, before any hook of the application's: who
@@ -329,13 +291,7 @@ class Server:
                 return routed
             if routed is not None:  # the endpoint's own application serves this connection
                 conn.app = routed
-        per_ip = self._per_ip
-        if upgrade and per_ip is not None and conn not in self._accepted_ip:  # a proxy's client
-            answer = per_ip.admit(per_ip.key(conn.address))
-            if answer is not None:
-                log.debug("%r: refused: %s", conn, answer.body[:64])
-                return answer
-        return None
+        return self.admission.check_upgrade(conn) if upgrade else None
 
     # -- metrics -------------------------------------------------------------------
 
@@ -373,21 +329,16 @@ class Server:
                 return answer
         self.connections[conn.id] = conn
         self.options.stats.connections_total += 1
-        if self._per_ip is not None:
-            self._per_ip.opened(self._per_ip.key(conn.address))
+        self.admission.opened(conn)
         return None
 
     def _on_finish(self, conn: Connection) -> None:
         """The connection's actor has ended: out of the registry and the per-IP counts."""
         self._actors.discard(conn)
-        if self._accepted_ip:
-            ip = self._accepted_ip.pop(conn, None)
-            if ip is not None and self._per_ip is not None:
-                self._per_ip.released(ip)
-        if self.connections.pop(conn.id, None) is not None:
+        was_open = self.connections.pop(conn.id, None) is not None
+        if was_open:
             self.options.stats.closed(conn.close_code)
-            if self._per_ip is not None:
-                self._per_ip.closed(self._per_ip.key(conn.address))
+        self.admission.finished(conn, was_open)
         if not self._actors:
             self._all_gone.set()
 

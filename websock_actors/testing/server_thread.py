@@ -99,7 +99,8 @@ class ServerThread:
         """Admitted connections still open per client IP, as the per-IP cap counts them
         (`max_connections_per_ip`); empty when the server has no per-IP cap."""
         server = self._started()
-        return self.call(lambda: dict(server._per_ip.open) if server._per_ip is not None else {})
+        per_ip = server.admission.per_ip
+        return self.call(lambda: dict(per_ip.open) if per_ip is not None else {})
 
     def wait_all_gone(self, timeout: float = 5.0) -> bool:
         """Wait until the server holds no connection, handshaking ones included; False if some

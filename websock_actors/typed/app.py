@@ -35,7 +35,7 @@ from .members import MemberHooks
 from .metrics import app_metrics
 from .numbered import RoomLost
 from .pages import HttpSide
-from .ratelimit import DEFAULT_JOIN_RATE, RateLimit, RateLimitKey
+from .ratelimit import DEFAULT_JOIN_RATE, RateLimit, RateLimitKey, rate_limit_key
 from .resume import ResumePolicy, SessionOpened
 from .resumption import Resumption
 from .rooms import LocalRooms, Rooms
@@ -108,9 +108,8 @@ class App(Application):
         self.restart_policy = restart or RestartPolicy()
         self.actor_mailbox_size = actor_mailbox_size
         # what the Contexts reach: rooms, broadcasts, error counts (one per app)
-        self.services = HandlerServices(
-            backplane if backplane is not None else LocalRooms(), max_rooms, join_rate
-        )
+        rooms = backplane if backplane is not None else LocalRooms()
+        self.services = HandlerServices(rooms, max_rooms, join_rate)
         self.has_backplane = backplane is not None
         self.supervisor: Supervisor | None = None
         self._supervisor_ref: ActorRef[Supervisor] | None = None
@@ -119,17 +118,12 @@ class App(Application):
         self.members = MemberHooks(self.services)  # on_connect, on_disconnect, ...
         self.bytes_handler: Callable[[bytes, Context], None] | None = None
         self.rate_limit = rate_limit
-        if rate_limit_per not in ("client", "connection"):
-            raise ConfigurationError(f"rate_limit_per: 'client' or 'connection', not {rate_limit_per!r}")
-        self.rate_limit_per: RateLimitKey = rate_limit_per
+        self.rate_limit_per: RateLimitKey = rate_limit_key(rate_limit_per)
         self.type_rate_limits: dict[str, RateLimit] = {}  # per message type, by tag
         self.resumption: Resumption | None = None
         if resume is not None:
             self.resumption = Resumption(
-                resume,
-                self.rooms,
-                member_gone=self.members.gone,
-                rejoined=self.members.rejoined,
+                resume, self.rooms, member_gone=self.members.gone, rejoined=self.members.rejoined,
                 authenticates=lambda: self.authenticates,
             )
             self.services.resumption = self.resumption

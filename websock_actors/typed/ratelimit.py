@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from ..errors import BackplaneUnavailable, ConfigurationError, MessageError
 
@@ -44,6 +44,7 @@ __all__ = [
     "RateLimited",
     "TokenBucket",
     "client_key",
+    "rate_limit_key",
     "retry_after_ms",
 ]
 
@@ -292,6 +293,13 @@ class ClientTable:
     def clear(self) -> None:
         self.active.clear()
         self.idle.clear()
+
+
+def rate_limit_key(per: str) -> RateLimitKey:
+    """`per` checked as a `RateLimitKey`: a typo would otherwise share no bucket, or all."""
+    if per not in ("client", "connection"):
+        raise ConfigurationError(f"rate_limit_per: 'client' or 'connection', not {per!r}")
+    return cast(RateLimitKey, per)
 
 
 def client_key(conn: Connection, per: RateLimitKey = "client") -> Hashable:

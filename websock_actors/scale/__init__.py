@@ -7,7 +7,8 @@
     redis_stream.py      RedisStream: numbered broadcasts (seq, epoch, history)
     redis_sessions.py    resumable sessions
     redis_ratelimit.py   RedisLeases: rate limits shared by every process, leased from Redis
-    redis_io.py          connections on gevent sockets, the command pool, the publisher
+    redis_io.py          connections on gevent sockets, the command pool, the publisher and
+                         its failures counted and logged
     workers.py           --workers: forked processes on one port
     worker_liveness.py   each worker's hub stamps the time; the master replaces a silent one
     steering.py          one client address, one worker: the reuseport BPF program

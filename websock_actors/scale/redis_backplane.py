@@ -33,7 +33,7 @@ from ..errors import BackplaneUnavailable
 from ..protocol.redact import mask_url
 from ..typed.rooms import LocalRooms, LostMember, MemberRef
 from ..typed.streams import RoomStream
-from .redis_io import CommandPool, Publisher, connection_options, error_text
+from .redis_io import CommandPool, Publisher, PublishFailures, connection_options
 from .redis_presence import PRESENCE, NodeLiveness, PresenceCache, PresenceEntry, PresenceWrites
 from .redis_ratelimit import RedisLeases
 from .redis_sessions import RedisSessions
@@ -83,23 +83,20 @@ class RedisBackplane:
         """`linger`: seconds a room stays subscribed after its last member here left (a
         member coming back costs no SUBSCRIBE); `heartbeat`/`node_timeout`: how often a node
         says it lives, and after how long without it it counts as dead."""
-        import secrets
-
         options = connection_options(url, connect_timeout=2.0, timeout=5.0)
         self.url = url
         self._shown_url = mask_url(url)  # in log lines: no password
-        self.node = secrets.token_hex(8)
         self.local = LocalRooms()
-        self.local.node = self.node
+        self.node = self.local.node  # a fresh random id: this node's, in Redis and in headers
         self.stats = BackplaneStats()
         self._options = options
         self._pool = CommandPool(options, pool_size)  # joins, leaves, presence, stream reads
         # heartbeats and reaping: never behind a join rush, and quick to notice a stall
         beat_timeout = max(0.5, heartbeat)
-        self._beats = CommandPool(
-            connection_options(url, connect_timeout=beat_timeout, timeout=beat_timeout), 1
-        )
-        self._publisher = Publisher(options, self._publishes_lost, self._publish_refused)
+        beat_options = connection_options(url, connect_timeout=beat_timeout, timeout=beat_timeout)
+        self._beats = CommandPool(beat_options, 1)
+        self._failures = PublishFailures(self, self.stats)  # counted, and logged sparingly
+        self._publisher = Publisher(options, self._failures.lost, self._failures.refused)
         self._key_prefix = prefix  # Redis keys and channels start with it
         self._channel_prefix = f"{prefix}:room:".encode()
         self._header = _FRAME + self.node.encode()
@@ -140,7 +137,6 @@ class RedisBackplane:
         )
         self.resets = 0
         self._started = False
-        self._last_failure_log = 0.0
 
     def __repr__(self) -> str:
         return f"<RedisBackplane node={self.node} {self._shown_url}>"
@@ -188,10 +184,9 @@ class RedisBackplane:
         # With resumption, the members still here are in their grace (every open connection
         # was closed): their presence stays until they resume elsewhere or their grace ends.
         removals = [] if self._stream is not None else self._presence_removals(list(self._entries))
+        goodbye = [*removals, ("ZREM", self.liveness.nodes_key, self.node), ("DEL", self.liveness.rooms_key)]
         try:
-            self._pool.run(
-                [*removals, ("ZREM", self.liveness.nodes_key, self.node), ("DEL", self.liveness.rooms_key)]
-            )
+            self._pool.run(goodbye)
         except BackplaneUnavailable as exc:
             log.warning("%r: could not say goodbye to Redis: %s", self, exc)
         self.local.stop()
@@ -200,16 +195,8 @@ class RedisBackplane:
         self._beats.close()
 
     def open_stream(self, size: int, retention: float, retained: int) -> RoomStream:
-        self._stream = RedisStream(
-            self._pool,
-            self._publisher,
-            self._key_prefix,
-            self.node,
-            self.stats,
-            size=size,
-            retention=retention,
-            retained=retained,
-        )
+        shared = self._pool, self._publisher, self._key_prefix, self.node, self.stats
+        self._stream = RedisStream(*shared, size=size, retention=retention, retained=retained)
         return self._stream
 
     # -- membership ----------------------------------------------------------------------
@@ -285,7 +272,7 @@ class RedisBackplane:
         try:
             self._publisher.publish(self._channel_prefix + room.encode(), self._header + frame)
         except BackplaneUnavailable:
-            self._publishes_failed(1, f"a broadcast to {room!r} reached only this node")
+            self._failures.failed(1, f"a broadcast to {room!r} reached only this node")
             raise
         self.stats.published += 1
         return delivered
@@ -347,24 +334,6 @@ class RedisBackplane:
                 self._lost(room, presence)
             except BackplaneUnavailable as exc:
                 log.warning("%r: a lost member of %r was not reported: %s", self, room, exc)
-
-    # -- failures ---------------------------------------------------------------------------
-
-    def _publishes_lost(self, count: int, error: BaseException) -> None:
-        """The publisher's connection broke with `count` plain publishes unconfirmed."""
-        log.warning("%r: Redis lost (%s) with %d broadcasts unconfirmed", self, error_text(error), count)
-        self._publishes_failed(count, "")
-
-    def _publish_refused(self, error: BaseException) -> None:
-        """Redis answered a publish with an error: it went nowhere."""
-        self._publishes_failed(1, f"Redis refused a broadcast: {error_text(error)}")
-
-    def _publishes_failed(self, count: int, what: str) -> None:
-        self.stats.publish_failures += count
-        now = time.monotonic()
-        if what and now - self._last_failure_log >= 1.0:  # one line a second at most
-            self._last_failure_log = now
-            log.warning("%r: %s (%d publishes failed so far)", self, what, self.stats.publish_failures)
 
     # -- presence bookkeeping ------------------------------------------------------------
 

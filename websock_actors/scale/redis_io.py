@@ -8,7 +8,8 @@ still does the protocol (and its hiredis parser, when installed, reads from that
 redis-py's own pools take threading locks and its retries sleep with `time.sleep`: neither
 is what a greenlet should wait on, so `CommandPool` is a gevent semaphore over idle
 connections, and every connection is made with retries off (the backplane decides what
-a failure means).
+a failure means). `Publisher` writes publishes without waiting for their replies;
+`PublishFailures` counts what it reports as failed and logs it sparingly.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import gevent.event
@@ -36,6 +38,7 @@ __all__ = [
     "REDIS_FAILURES",
     "CommandPool",
     "GeventRedisConnection",
+    "PublishFailures",
     "Publisher",
     "connection_options",
     "error_text",
@@ -326,3 +329,36 @@ class Publisher:
         waiter = self._waiters.popleft()
         if waiter is not None:
             waiter.set(reply)
+
+
+class _FailureCounts(Protocol):
+    publish_failures: int
+
+
+class PublishFailures:
+    """What a `Publisher` reports as failed (`on_lost`, `on_refused`): counted in
+    `stats.publish_failures`, and logged as `owner`'s, one line a second at most (a Redis
+    that is down fails every broadcast: one line each would flood the log)."""
+
+    def __init__(self, owner: object, stats: _FailureCounts) -> None:
+        self._owner = owner
+        self._stats = stats
+        self._last_log = 0.0
+
+    def lost(self, count: int, error: BaseException) -> None:
+        """The publisher's connection broke with `count` plain publishes unconfirmed."""
+        text = error_text(error)
+        log.warning("%r: Redis lost (%s) with %d broadcasts unconfirmed", self._owner, text, count)
+        self.failed(count, "")
+
+    def refused(self, error: BaseException) -> None:
+        """Redis answered a publish with an error: it went nowhere."""
+        self.failed(1, f"Redis refused a broadcast: {error_text(error)}")
+
+    def failed(self, count: int, what: str) -> None:
+        self._stats.publish_failures += count
+        now = time.monotonic()
+        if what and now - self._last_log >= 1.0:  # one line a second at most
+            self._last_log = now
+            failures = self._stats.publish_failures
+            log.warning("%r: %s (%d publishes failed so far)", self._owner, what, failures)

@@ -4,7 +4,8 @@ The server admits or refuses connections (capacity, the `on_request` hook), keep
 registry of open connections, runs keepalive over them, and shuts them all down in order
 on `stop`: stop accepting, close every connection with 1001 after what its mailbox holds,
 wait up to a timeout, then drop the rest. Its options come in groups (server_options.py),
-its own HTTP endpoints are routed by endpoints.py, its figures gathered by server_metrics.py.
+its own HTTP endpoints are routed by endpoints.py, its figures gathered by server_metrics.py,
+its handshake slots and per-IP caps counted at accept by admission.py.
 """
 
 from __future__ import annotations

@@ -42,32 +42,6 @@ pytestmark = pytest.mark.timeout(60)
 # -- fixtures and helpers -------------------------------------------------------------------
 
 
-@pytest.fixture(params=["local", "redis"])
-def backplane(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def nodes(backplane: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., ServerThread]]:
-    """`node(app=None, **policy)`: a server of `app` (default: the chat demo with `policy`);
-    with Redis, each node on a RedisBackplane of its own over the shared Redis."""
-    started: list[ServerThread] = []
-    url = request.getfixturevalue("shared_redis").url if backplane == "redis" else None
-
-    def start(app: App | None = None, **policy: Any) -> ServerThread:
-        if app is None:
-            app = chat_app(**policy)
-        if url is not None:
-            app.use_backplane(RedisBackplane(url))
-        server = ServerThread(app).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 @pytest.fixture
 def two_nodes(shared_redis: Any) -> Iterator[tuple[ServerThread, ServerThread]]:
     """Two chat servers on the shared Redis, stopped after the test."""

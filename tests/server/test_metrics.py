@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,10 @@ def test_metrics_are_off_by_default(serve) -> None:
     assert refuse(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 404  # the app's pages
 
 
-@pytest.mark.timeout(60)
-def test_with_two_workers_the_figures_are_summed(tmp_path) -> None:
+@contextmanager
+def two_workers() -> Iterator[tuple[int, int]]:
+    """`run tests.support.pid_app:app --workers 2 --metrics-port`, both workers serving:
+    (the port, the metrics port); stopped (exit status 0) after the block."""
     port, metrics_port = free_port(), free_port()
     command = [
         sys.executable, "-m", "websock_actors", "run", "tests.support.pid_app:app", "--port", str(port)
@@ -127,6 +130,15 @@ def test_with_two_workers_the_figures_are_summed(tmp_path) -> None:
             line = proc.stdout.readline()
             assert line, "the server ended"
             served += " serving " in line
+        yield port, metrics_port
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+
+
+@pytest.mark.timeout(60)
+def test_with_two_workers_the_figures_are_summed(tmp_path) -> None:
+    with two_workers() as (port, metrics_port):
         pids = set()
         for _ in range(16):
             with connect(f"ws://127.0.0.1:{port}/") as ws:
@@ -145,9 +157,6 @@ def test_with_two_workers_the_figures_are_summed(tmp_path) -> None:
             )
 
         wait_until(summed, 10, "the sum over both workers")  # each worker writes every second
-    finally:
-        proc.terminate()
-        assert proc.wait(20) == 0
 
 
 def test_a_burst_of_scrapes_is_answered_from_one_render_a_second(serve) -> None:
@@ -254,38 +263,20 @@ def test_with_two_workers_a_scrape_shows_what_every_worker_counts_now() -> None:
     """Right after connections to both workers open and each answers a message, one scrape
     shows them all: the answering worker asks the other for its snapshot. (On main the other
     worker's figures were those it wrote up to a second before.)"""
-    port, metrics_port = free_port(), free_port()
-    command = [
-        sys.executable, "-m", "websock_actors", "run", "tests.support.pid_app:app", "--port", str(port)
-    ]
-    proc = subprocess.Popen(
-        [*command, "--no-patch", "--workers", "2", "--metrics-port", str(metrics_port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        served = 0
-        while served < 2:  # the master's line, then each worker's
-            line = proc.stdout.readline()
-            assert line, "the server ended"
-            served += " serving " in line
-        with ExitStack() as stack:
-            clients = []
-            pids: set[str] = set()
-            while len(clients) < 8 or len(pids) < 2:
-                assert len(clients) < 64, "the kernel sent every connection to one worker"
-                ws = stack.enter_context(connect(f"ws://127.0.0.1:{port}/"))
-                clients.append(ws)
-                ws.send("which")
-                pids.add(ws.recv(timeout=5))
-            for ws in clients:  # the last thing each worker did: answer a message
-                ws.send("which")
-            for ws in clients:
-                ws.recv(timeout=5)
-            samples = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
-            assert value(samples, "websock_connections") == len(clients)
-            assert value(samples, "websock_connections_total") == len(clients)
-            assert value(samples, "websock_messages_received_total", type="text") == 2 * len(clients)
-    finally:
-        proc.terminate()
-        assert proc.wait(20) == 0
+    with two_workers() as (port, metrics_port), ExitStack() as stack:
+        clients = []
+        pids: set[str] = set()
+        while len(clients) < 8 or len(pids) < 2:
+            assert len(clients) < 64, "the kernel sent every connection to one worker"
+            ws = stack.enter_context(connect(f"ws://127.0.0.1:{port}/"))
+            clients.append(ws)
+            ws.send("which")
+            pids.add(ws.recv(timeout=5))
+        for ws in clients:  # the last thing each worker did: answer a message
+            ws.send("which")
+        for ws in clients:
+            ws.recv(timeout=5)
+        samples = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert value(samples, "websock_connections") == len(clients)
+        assert value(samples, "websock_connections_total") == len(clients)
+        assert value(samples, "websock_messages_received_total", type="text") == 2 * len(clients)

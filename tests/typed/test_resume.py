@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,30 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHAT = ROOT / "examples" / "chat.py"
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(params=["local", "redis"])
-def backplane(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def nodes(backplane: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., ServerThread]]:
-    """`node(**policy)`: a chat server; with Redis, every node shares one Redis."""
-    started: list[ServerThread] = []
-    url = request.getfixturevalue("shared_redis").url if backplane == "redis" else None
-
-    def start(**policy: Any) -> ServerThread:
-        app = chat_app(**policy)
-        if url is not None:
-            app.use_backplane(RedisBackplane(url))
-        server = ServerThread(app).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 def cut_on_server(server: ServerThread, name: str) -> None:

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "websock_actors"
 
 LAYERS = (
     "errors", "protocol", "actors", "server", "typed", "scale",
-    "client", "compat", "contrib", "testing", "compiled", "cli", "__main__",
+    "client", "compat", "contrib", "testing", "emitter", "compiled", "cli", "__main__",
 )  # fmt: skip  # compiled: which hot modules (by name, imported at run time) came compiled
 
 # What the sans-I/O core may not import, even from the standard library.

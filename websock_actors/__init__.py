@@ -16,6 +16,7 @@ The layers, in order; a module imports only from its own layer and those listed 
     compat/      WebSock's API, WSGIMount
     contrib/     Locust's WebSocketUser
     testing/     TestClient, ServerThread, the pytest plugin
+    emitter.py   Emitter: push into the rooms from any Python process (no gevent)
     compiled.py  which hot modules run compiled (setup.py's optional mypyc build)
     cli/         the command line (`websock-actors`, also `python -m websock_actors`)
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
         WebSocketServer,
         WSGIMount,
     )
+    from .emitter import Emitter
     from .errors import (
         ActorStopped,
         AppRefusal,
@@ -94,6 +96,7 @@ _HOMES = {
         "WebSocketInvalidHandshake",
         "WebSocketServer",
     ),
+    ".emitter": ("Emitter",),
     ".errors": (
         "ActorStopped",
         "AppRefusal",
@@ -167,6 +170,7 @@ __all__ = [
     "ConnectionClosedOK",
     "Context",
     "DeflateOptions",
+    "Emitter",
     "EndpointOptions",
     "ErrorReply",
     "FrameType",

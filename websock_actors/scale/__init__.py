@@ -5,6 +5,8 @@
     redis_subscriber.py  the pub/sub connection: room channels, reconnects, catch-up hooks
     redis_presence.py    presence (and its copy per node), heartbeats, dead nodes, resets
     redis_stream.py      RedisStream: numbered broadcasts (seq, epoch, history)
+    redis_wire.py        key names, message kinds and the numbering script (no gevent: the
+                         Emitter uses them too)
     redis_sessions.py    resumable sessions
     redis_ratelimit.py   RedisLeases: rate limits shared by every process, leased from Redis
     redis_io.py          connections on gevent sockets, the command pool, the publisher and

@@ -37,8 +37,9 @@ from .redis_io import CommandPool, Publisher, PublishFailures, connection_option
 from .redis_presence import PRESENCE, NodeLiveness, PresenceCache, PresenceEntry, PresenceWrites
 from .redis_ratelimit import RedisLeases
 from .redis_sessions import RedisSessions
-from .redis_stream import NUMBERED, RedisStream
+from .redis_stream import RedisStream
 from .redis_subscriber import Subscriber
+from .redis_wire import FRAME, HEADER, NUMBERED
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -47,10 +48,8 @@ __all__ = ["BackplaneStats", "RedisBackplane"]
 
 log = logging.getLogger("websock_actors")
 
-_FRAME = b"F"  # the kind of a Redis message that carries a client frame
 # Seconds `start` waits for the first connections to Redis before the server goes on.
 START_WAIT = 2.0
-_HEADER = 17  # kind (1 byte) + origin node id (16 hex digits)
 
 
 @dataclass
@@ -99,7 +98,7 @@ class RedisBackplane:
         self._publisher = Publisher(options, self._failures.lost, self._failures.refused)
         self._key_prefix = prefix  # Redis keys and channels start with it
         self._channel_prefix = f"{prefix}:room:".encode()
-        self._header = _FRAME + self.node.encode()
+        self._header = FRAME + self.node.encode()
         self.sessions = RedisSessions(self._pool, prefix)
         self.rate_leases = RedisLeases(self._pool, prefix)  # the typed apps' rate limits
         self._stream: RedisStream | None = None
@@ -288,22 +287,22 @@ class RedisBackplane:
             self._cache.apply(room, data)
             return
         if kind == NUMBERED:
-            if data[1:_HEADER] == self._header[1:]:
+            if data[1:HEADER] == self._header[1:]:
                 self.stats.own += 1
             else:
                 self.stats.received += 1
             if self._stream is not None:
                 self._stream.on_message(room, data)
             return
-        if data[:_HEADER] == self._header:
+        if data[:HEADER] == self._header:
             self.stats.own += 1
             return
         self.stats.received += 1
         if room not in self.local.rooms:
             self.stats.foreign += 1
             return
-        if kind == _FRAME:
-            self.stats.delivered += self.local.broadcast_here(room, data[_HEADER:])
+        if kind == FRAME:
+            self.stats.delivered += self.local.broadcast_here(room, data[HEADER:])
 
     def _on_subscribed(self, room: str) -> None:
         """Before any message of the new subscription: the room's presence, the stream's catch-up."""

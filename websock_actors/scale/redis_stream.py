@@ -18,7 +18,6 @@ The pub/sub message is `S<origin> <seq>:<epoch> <text>`; the subscriber hands it
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
@@ -27,67 +26,9 @@ import gevent.event
 from ..errors import BackplaneUnavailable
 from ..typed.streams import Kept, Pending, Position, StreamRead, StreamSink
 from .redis_io import CommandPool, Publisher
+from .redis_wire import APPEND, APPEND_SHA, NUMBERED, VACATED, stream_keys
 
 __all__ = ["NUMBERED", "RedisStream"]
-
-NUMBERED = b"S"  # the kind of a Redis message that carries a numbered broadcast
-
-# Both scripts' KEYS: the room's hash, its stream, the retained set, the room's presence.
-# `retain`: the room has no member anywhere: its keys expire after the retention, it goes to
-# the end of the retained set, and the oldest retained rooms beyond the cap are dropped now
-# (returns the keys dropped). The set forgets rooms past the retention, and expires itself
-# when no room was retained for that long.
-_RETAIN = """
-local function retain(retention, room, now, cap, prefix)
-  redis.call('EXPIRE', KEYS[1], retention)
-  redis.call('EXPIRE', KEYS[2], retention)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
-  redis.call('ZADD', KEYS[3], now, room)
-  redis.call('EXPIRE', KEYS[3], retention)
-  local dropped = 0
-  local excess = redis.call('ZCARD', KEYS[3]) - tonumber(cap)
-  if excess > 0 then
-    for i, old in ipairs(redis.call('ZPOPMIN', KEYS[3], excess)) do
-      if i % 2 == 1 then
-        dropped = dropped + redis.call('DEL', prefix .. 'seq:' .. old, prefix .. 'history:' .. old)
-      end
-    end
-  end
-  return dropped
-end
-"""
-
-# ARGV: a fresh epoch, the stamped head, the history size, the skip key, the origin, the
-# channel, the room, the retention (s), the cap on retained rooms, now, the key prefix.
-_APPEND = _RETAIN + """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
-end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-local text = ARGV[2] .. seq .. ',"epoch":"' .. epoch .. '"}'
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', text, 'x', ARGV[4], 'o', ARGV[5])
-redis.call('PUBLISH', ARGV[6], 'S' .. ARGV[5] .. ' ' .. seq .. ':' .. epoch .. ' ' .. text)
-local dropped = 0
-if redis.call('ZCARD', KEYS[4]) == 0 then
-  dropped = retain(ARGV[8], ARGV[7], ARGV[10], ARGV[9], ARGV[11])
-end
-return {seq, dropped}
-"""
-
-_APPEND_SHA = hashlib.sha1(_APPEND.encode()).hexdigest()  # Redis names scripts by SHA-1
-
-# A room's last member here left: if nobody anywhere is left, its history is retained.
-# ARGV: the retention, the room, now, the cap, the key prefix.
-_VACATED = _RETAIN + """
-if redis.call('ZCARD', KEYS[4]) > 0 or redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
-return retain(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-"""
-
 
 class RedisStream:
     """See the module's docstring."""
@@ -114,7 +55,6 @@ class RedisStream:
         self.size = size
         self.retention = max(1, int(retention))
         self.retained = retained
-        self._retained_key = f"{key_prefix}:retained"
         self._epochs = 0  # fresh epochs offered to the script
         self._loaded = False  # Redis has the append script: EVALSHA, not the whole text
         self.dropped = 0  # history keys dropped by this node's scripts: over the cap
@@ -124,8 +64,7 @@ class RedisStream:
         self.sink = sink
 
     def _keys(self, room: str) -> tuple[str, str, str, str]:
-        p = self._key_prefix
-        return f"{p}:seq:{room}", f"{p}:history:{room}", self._retained_key, f"{p}:presence:{room}"
+        return stream_keys(self._key_prefix, room)
 
     def append(self, room: str, head: str, skip: str, origin: str) -> Pending:
         """Send the script (by its SHA once Redis knows it); the result is set when it ran."""
@@ -146,9 +85,9 @@ class RedisStream:
         )
         try:
             if self._loaded:
-                sent = self._publisher.submit("EVALSHA", _APPEND_SHA, 4, *args)
+                sent = self._publisher.submit("EVALSHA", APPEND_SHA, 4, *args)
             else:
-                sent = self._publisher.submit("EVAL", _APPEND, 4, *args)
+                sent = self._publisher.submit("EVAL", APPEND, 4, *args)
         except BackplaneUnavailable:
             self._stats.publish_failures += 1
             raise
@@ -161,7 +100,7 @@ class RedisStream:
         if result.successful():
             self._loaded = True
             self._stats.published += 1
-            seq, dropped = result.value
+            seq, dropped = result.value[:2]
             self.dropped += int(dropped) // 2  # two keys a room
             kept.set(seq)
             return
@@ -169,7 +108,7 @@ class RedisStream:
         if "NOSCRIPT" in str(error) or "No matching script" in str(error):  # a restarted Redis
             self._loaded = False
             try:
-                self._publisher.submit("EVAL", _APPEND, 4, *args).rawlink(
+                self._publisher.submit("EVAL", APPEND, 4, *args).rawlink(
                     lambda again: self._answered(again, kept, args)
                 )
                 return
@@ -204,7 +143,7 @@ class RedisStream:
     def vacated(self, room: str) -> None:
         try:
             dropped = self._pool.execute(
-                "EVAL", _VACATED, 4, *self._keys(room), self.retention, room, time.time(), self.retained,
+                "EVAL", VACATED, 4, *self._keys(room), self.retention, room, time.time(), self.retained,
                 f"{self._key_prefix}:",
             )  # fmt: skip
             self.dropped += int(dropped) // 2

@@ -53,6 +53,11 @@ log = logging.getLogger("websock_actors")
 H = TypeVar("H", bound=Handler)
 
 DEFAULT_MAX_TYPED_MESSAGE = 1024 * 1024
+_NOT_STARTED = (
+    "app.broadcast works only in the server's process once the app started; from any other "
+    "process (a web view, a Celery task, a script) publish with an Emitter: "
+    "websock_actors.Emitter('redis://...').broadcast(room, message)"
+)
 M = TypeVar("M", bound=type[BaseModel])
 
 def _drop_letter(message: Any) -> None:
@@ -267,9 +272,9 @@ class App(Application):
         self._actors[name] = factory
 
     def broadcast(self, room: str, message: BaseModel) -> int:
-        """Send a model to every member of `room` (from an actor of the app, say)."""
+        """Send a model to every member of `room`, in the server's process (else: `Emitter`)."""
         if self.supervisor is None:
-            return 0
+            raise ConfigurationError(_NOT_STARTED)
         return self.send_to_room(room, message)
 
     def send_to_room(

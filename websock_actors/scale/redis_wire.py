@@ -1,0 +1,97 @@
+"""The Redis wire format shared by the backplane's nodes and an `Emitter` (which imports no
+gevent): key names, the kinds of pub/sub messages, and the script that numbers a broadcast.
+
+    <prefix>:room:<room>      the room's pub/sub channel
+    <prefix>:seq:<room>       a hash: the room's last seq and its epoch
+    <prefix>:history:<room>   a stream of the kept broadcasts, entry id `<seq>-0`
+    <prefix>:presence:<room>  who is in the room (a sorted set)
+    <prefix>:retained         rooms without members that keep their history
+
+A plain broadcast on a room's channel is `F<origin node, 16 hex digits><the client frame>`;
+a numbered one is `S<origin> <seq>:<epoch> <text>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+__all__ = [
+    "APPEND", "APPEND_SHA", "FRAME", "HEADER", "IDEMPOTENT", "NUMBERED", "RETAIN", "VACATED",
+    "stream_keys",
+]  # fmt: skip
+
+FRAME = b"F"  # the kind of a Redis message that carries a client frame
+NUMBERED = b"S"  # the kind of a Redis message that carries a numbered broadcast
+HEADER = 17  # a plain message's header: kind (1 byte) + origin node id (16 hex digits)
+
+
+def stream_keys(prefix: str, room: str) -> tuple[str, str, str, str]:
+    """The KEYS of the scripts below: the room's hash, its stream, the retained set, its presence."""
+    p = prefix
+    return f"{p}:seq:{room}", f"{p}:history:{room}", f"{p}:retained", f"{p}:presence:{room}"
+
+
+# Both scripts' KEYS: the room's hash, its stream, the retained set, the room's presence.
+# `retain`: the room has no member anywhere: its keys expire after the retention, it goes to
+# the end of the retained set, and the oldest retained rooms beyond the cap are dropped now
+# (returns the keys dropped). The set forgets rooms past the retention, and expires itself
+# when no room was retained for that long.
+RETAIN = """
+local function retain(retention, room, now, cap, prefix)
+  redis.call('EXPIRE', KEYS[1], retention)
+  redis.call('EXPIRE', KEYS[2], retention)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - retention)
+  redis.call('ZADD', KEYS[3], now, room)
+  redis.call('EXPIRE', KEYS[3], retention)
+  local dropped = 0
+  local excess = redis.call('ZCARD', KEYS[3]) - tonumber(cap)
+  if excess > 0 then
+    for i, old in ipairs(redis.call('ZPOPMIN', KEYS[3], excess)) do
+      if i % 2 == 1 then
+        dropped = dropped + redis.call('DEL', prefix .. 'seq:' .. old, prefix .. 'history:' .. old)
+      end
+    end
+  end
+  return dropped
+end
+"""
+
+# ARGV: a fresh epoch, the stamped head, the history size, the skip key, the origin, the
+# channel, the room, the retention (s), the cap on retained rooms, now, the key prefix.
+# Returns the seq, the keys dropped, the epoch and how many nodes received the PUBLISH.
+APPEND = RETAIN + """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local text = ARGV[2] .. seq .. ',"epoch":"' .. epoch .. '"}'
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', text, 'x', ARGV[4], 'o', ARGV[5])
+local nodes = redis.call('PUBLISH', ARGV[6], 'S' .. ARGV[5] .. ' ' .. seq .. ':' .. epoch .. ' ' .. text)
+local dropped = 0
+if redis.call('ZCARD', KEYS[4]) == 0 then
+  dropped = retain(ARGV[8], ARGV[7], ARGV[10], ARGV[9], ARGV[11])
+end
+return {seq, dropped, epoch, nodes}
+"""
+
+APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+# A room's last member here left: if nobody anywhere is left, its history is retained.
+# ARGV: the retention, the room, now, the cap, the key prefix.
+VACATED = RETAIN + """
+if redis.call('ZCARD', KEYS[4]) > 0 or redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+return retain(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"""
+
+# Put before a script whose last KEY is an idempotency key: a key seen within ARGV[n] seconds
+# (the script's own last ARGV) ends the script with -1, so a retried publish goes out once.
+IDEMPOTENT = """
+if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', ARGV[#ARGV]) then
+  return -1
+end
+"""

@@ -224,3 +224,22 @@ def test_app_broadcast_before_start_names_the_emitter() -> None:
     app.use_backplane(RedisBackplane("redis://127.0.0.1:1/0"))
     with pytest.raises(ConfigurationError, match="Emitter"):
         app.broadcast("r", Notice())
+
+
+class Bulletin(BaseModel):
+    """A push model without a "room" field (and an `id` left None, not sent)."""
+
+    type: Literal["message"] = "message"
+    id: int | None = None
+    name: str
+    text: str
+
+
+def test_a_model_without_a_room_gets_one_stamped(chat_nodes, shared_redis) -> None:
+    _, _, ann, bob = members_on_two_nodes(chat_nodes)
+    with ann, bob:
+        done = Emitter(shared_redis.url, numbered=True).broadcast("r", Bulletin(name="ops", text="model"))
+        for ws in (ann, bob):
+            got = read_until(ws, text_is("model"))[-1]
+            assert got == {"type": "message", "name": "ops", "text": "model", "room": "r",
+                           "seq": done.seq, "epoch": done.epoch}  # fmt: skip

@@ -8,6 +8,7 @@
     redis_wire.py        key names, message kinds and the numbering script (no gevent: the
                          Emitter uses them too)
     redis_sessions.py    resumable sessions
+    redis_users.py       RedisUsers: a channel per user (send_to_user, disconnect_user)
     redis_ratelimit.py   RedisLeases: rate limits shared by every process, leased from Redis
     redis_io.py          connections on gevent sockets, the command pool, the publisher and
                          its failures counted and logged

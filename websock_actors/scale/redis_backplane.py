@@ -12,6 +12,7 @@ Each process (a "node", with a fresh random id per start) keeps its own members 
   as left, and a Redis that lost its data noticed by every node.
 - redis_stream.py: numbered broadcasts (resumption on): seq, epoch, the kept history.
 - redis_sessions.py: resumable sessions.
+- redis_users.py: a channel per user, for `send_to_user` and `disconnect_user`.
 
 A plain broadcast is framed once; the Redis message is a 17-byte header (kind, origin
 node) and that frame, which every node puts as it is into its members' mailboxes: one
@@ -39,6 +40,7 @@ from .redis_ratelimit import RedisLeases
 from .redis_sessions import RedisSessions
 from .redis_stream import RedisStream
 from .redis_subscriber import Subscriber
+from .redis_users import RedisUsers
 from .redis_wire import FRAME, HEADER, NUMBERED
 
 if TYPE_CHECKING:
@@ -88,7 +90,6 @@ class RedisBackplane:
         self.local = LocalRooms()
         self.node = self.local.node  # a fresh random id: this node's, in Redis and in headers
         self.stats = BackplaneStats()
-        self._options = options
         self._pool = CommandPool(options, pool_size)  # joins, leaves, presence, stream reads
         # heartbeats and reaping: never behind a join rush, and quick to notice a stall
         beat_timeout = max(0.5, heartbeat)
@@ -119,6 +120,7 @@ class RedisBackplane:
             join_timeout=join_timeout,
             ping_interval=ping_interval,
         )
+        self.user_channels = RedisUsers(options, self._publisher, prefix, self.node, self.subscriber)
         self._writes = PresenceWrites(prefix, self.node)
         self._cache = PresenceCache(self.node)
         self.liveness = NodeLiveness(
@@ -167,6 +169,7 @@ class RedisBackplane:
         self._reset = reset
         self._publisher.start()
         self.subscriber.start()
+        self.user_channels.start()
         self.liveness.start()
         deadline = time.monotonic() + START_WAIT
         self._publisher.connected_once.wait(START_WAIT)
@@ -178,6 +181,7 @@ class RedisBackplane:
             return
         self._started = False
         self.subscriber.stop()
+        self.user_channels.stop()
         self._publisher.stop()  # what the last connections' goodbyes published goes out first
         self.liveness.stop()
         # With resumption, the members still here are in their grace (every open connection

@@ -7,6 +7,7 @@
     context.py     Context: what a handler may do (reply, push, rooms, close), one per message
     services.py    HandlerServices: what the Contexts share (rooms, the one broadcast, error counts)
     members.py     MemberHooks: on_connect, on_disconnect, on_member_lost, on_resume
+    users.py       Users: each identity's connections, send_to_user and disconnect_user
     pages.py       HttpSide: the app's HTTP pages and the authentication hook
     auth.py        AuthRequest: what an `@app.authenticate` hook sees, before the upgrade
     ratelimit.py   RateLimit: token buckets per connection, in total and per message type

@@ -42,6 +42,7 @@ from .rooms import LocalRooms, Rooms
 from .router import Handler, Route, Router
 from .schema import asyncapi_document, json_schema_document
 from .services import HandlerServices
+from .users import UserAddressing
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -64,7 +65,7 @@ def _drop_letter(message: Any) -> None:
     log.warning("dropped a message to an actor that is down: %r", message)
 
 
-class App(Application):
+class App(UserAddressing, Application):
     """A typed application; serve it with `websock-actors run module:app`."""
 
     def __init__(

@@ -138,6 +138,11 @@ class Context:
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         self.conn.close(code, reason)
 
+    def send_to_user(self, identity: Any, message: BaseModel) -> int:
+        """Send to every connection of `identity`, on every node (see `App.send_to_user`);
+        returns the deliveries queued on this node."""
+        return self._services.users.send(identity, message)
+
     # -- rooms -----------------------------------------------------------------------------
 
     def join(self, room: str, presence: Any = None) -> bool:

@@ -41,6 +41,7 @@ class MemberHooks:
 
     def opened(self, conn: Connection) -> None:
         """The session first (its token is the first message), then `on_connect`."""
+        self.services.users.opened(conn)
         resumption = self.services.resumption
         if resumption is not None:
             resumption.opened(conn)
@@ -50,6 +51,7 @@ class MemberHooks:
             resumption.connected(conn)
 
     def closed(self, conn: Connection, code: int) -> None:
+        self.services.users.closed(conn)
         resumption = self.services.resumption
         kept = resumption.closed(conn, code) if resumption is not None else False
         if kept:

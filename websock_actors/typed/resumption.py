@@ -179,6 +179,19 @@ class Resumption:
             if record is not None and token is not None:
                 self._write(token, record)
 
+    def end(self, conn: Connection) -> None:
+        """The session of open `conn` ends now (`disconnect_user`): its close keeps nothing,
+        and a resume of it is refused."""
+        token = self.tokens.pop(conn.id, None)
+        if token is None:
+            return
+        if self.open_by_token.get(token) is conn:
+            del self.open_by_token[token]
+        try:
+            self.rooms.sessions.discard(token)
+        except BackplaneUnavailable as exc:
+            log.warning("%r: session not discarded: %s", conn, exc)
+
     def closed(self, conn: Connection, code: int) -> bool | None:
         """True when the session is kept: the member's leaving waits for its grace; None
         when a resume took the session elsewhere (the member lives on there: no word)."""

@@ -1,4 +1,4 @@
-"""What the Contexts of one App share: its rooms, its broadcasts, its error counts.
+"""What the Contexts of one App share: its rooms, its broadcasts, its users, its error counts.
 
 A `Context` is made per message; the `HandlerServices` it reaches through is made once per
 App. It is the one place a room broadcast is sent from (numbered with resumption on, plain
@@ -17,6 +17,7 @@ from ..server.broadcast import encode_broadcast
 from .messages import to_json
 from .ratelimit import RateLimit, RateLimited, retry_after_ms
 from .rooms import Rooms
+from .users import Users
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -49,6 +50,7 @@ class HandlerServices:
         self.resumption: Resumption | None = None
         self.dispatcher: Dispatcher | None = None  # set by the App, which makes both
         self.rooms_refusal: str | None = None  # set: rooms are not to be used (see App.refuse_rooms)
+        self.users = Users(self)  # identity -> its connections here (typed/users.py)
 
     def count_error(self, code: str) -> None:
         counts = self.error_replies

@@ -1,0 +1,92 @@
+"""A channel per user, `<key_prefix>:user:<identity>`, so that `send_to_user` and
+`disconnect_user` reach a user's connections on every node.
+
+A node listens on a user's channel while it has a connection of that user (and `linger`
+seconds after), through a `Subscriber` of its own: the rooms' machinery (reconnects,
+subscribe again, linger) with the user channels' prefix. A message is a 17-byte header
+(kind, origin node) and either the frame, as it goes to the clients (`U`), or a close
+(`X`: the code, a space, the reason). The sender delivers on its own node first; Redis
+sends it its publish back, and the header drops it unread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..typed.users import UserSink
+from .redis_io import Publisher
+from .redis_subscriber import Subscriber
+
+__all__ = ["RedisUsers"]
+
+log = logging.getLogger("websock_actors")
+
+_FRAME = b"U"
+_CLOSE = b"X"
+_HEADER = 17  # kind (1 byte) + origin node id (16 hex digits)
+
+
+class RedisUsers:
+    """The `UserChannels` of a RedisBackplane (see the module's docstring)."""
+
+    def __init__(
+        self, options: dict[str, Any], publisher: Publisher, key_prefix: str, node: str, rooms: Subscriber
+    ) -> None:
+        """`rooms`: the rooms' subscriber, whose linger and timeouts the user channels share."""
+        self.sink: UserSink | None = None  # the App's Users, set on first use
+        self._publisher = publisher
+        self._node = node.encode()
+        self._channel_prefix = f"{key_prefix}:user:".encode()
+        self.wanted: set[str] = set()  # users with a connection here
+        self.published = 0
+        self.received = 0
+        self.subscriber = Subscriber(
+            options,
+            self._channel_prefix,
+            on_message=self._on_message,
+            on_subscribed=lambda key: None,
+            on_unsubscribed=lambda key: None,
+            rooms_wanted=lambda: self.wanted,
+            linger=rooms.linger,
+            join_timeout=rooms.join_timeout,
+            ping_interval=rooms.ping_interval,
+        )
+
+    def start(self) -> None:
+        self.subscriber.start()
+
+    def stop(self) -> None:
+        self.subscriber.stop()
+
+    def want(self, key: str) -> None:
+        self.wanted.add(key)
+        self.subscriber.want(key)
+
+    def release(self, key: str) -> None:
+        self.wanted.discard(key)
+        self.subscriber.release(key)
+
+    def publish_frame(self, key: str, frame: bytes) -> None:
+        """BackplaneUnavailable when Redis does not take it (delivered on this node only)."""
+        self._publisher.publish(self._channel_prefix + key.encode(), _FRAME + self._node + frame)
+        self.published += 1
+
+    def publish_close(self, key: str, code: int, reason: str) -> None:
+        data = b"%b%b%d %b" % (_CLOSE, self._node, code, reason.encode())
+        self._publisher.publish(self._channel_prefix + key.encode(), data)
+        self.published += 1
+
+    def _on_message(self, key: str, data: bytes) -> None:
+        if data[1:_HEADER] == self._node or self.sink is None:
+            return  # our own publish, delivered when it was sent
+        self.received += 1
+        kind, body = data[:1], data[_HEADER:]
+        try:
+            if kind == _FRAME:
+                self.sink.send_here(key, body)
+            elif kind == _CLOSE:
+                code, _, reason = body.partition(b" ")
+                self.sink.disconnect_here(key, int(code), reason.decode())
+        except Exception:
+            log.exception("a message on the channel of user %r failed", key)

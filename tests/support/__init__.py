@@ -11,6 +11,7 @@ websock_thread.py  WebSock's WebSocketServer in a thread with its own hub
 redis_server.py    real redis-server processes and their fixtures
 pid_app.py         an app that answers with its worker's PID, or spins the CPU (for --workers)
 log_app.py         an app that logs (for --log-format json)
+users_app.py       an app whose clients are users (send_to_user, disconnect_user)
 test_redis_server.py  the Redis fixtures' own tests
 
 A server under test runs in `websock_actors.testing.ServerThread` (the `serve` fixture).

@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .numbered import NumberedBroadcasts
-from .resume import RoomPosition
+from .resume import Resumed, RoomPosition
 from .rooms import MemberRef, Rooms
 from .sessions import RoomMembership, SessionRecord
 from .streams import Position, Reattached
@@ -18,7 +18,20 @@ from .streams import Position, Reattached
 if TYPE_CHECKING:
     from ..server.connection import Connection
 
-__all__ = ["reattach", "replay_from"]
+__all__ = ["reattach", "replay_from", "resumed_reply"]
+
+
+def resumed_reply(result: Reattached, session: str) -> Resumed:
+    """The `resumed` answer to a resume that restored its session (`session`: the new token)."""
+    positions = {room: RoomPosition(seq=p.seq, epoch=p.epoch) for room, p in result.positions.items()}
+    return Resumed(
+        recovered=not result.lost,
+        restored=True,
+        session=session,
+        lost=sorted(result.lost),
+        replayed=result.replayed,
+        positions=positions,
+    )
 
 
 def reattach(

@@ -20,8 +20,8 @@ from ..errors import BackplaneUnavailable, CloseCode, MessageError
 from .context import Context
 from .graces import Grace, Graces, MemberGone, encoded
 from .numbered import NumberedBroadcasts, ReplayLimits
-from .reattach import reattach
-from .resume import RESUMABLE_CLOSE_CODES, Resume, Resumed, ResumePolicy, RoomPosition, SessionOpened
+from .reattach import reattach, resumed_reply
+from .resume import RESUMABLE_CLOSE_CODES, Resume, Resumed, ResumePolicy, SessionOpened
 from .rooms import Rooms
 from .sessions import RoomMembership, SessionRecord
 from .streams import Position
@@ -301,17 +301,7 @@ class Resumption:
             request.identity = record.identity
         self.replayed += result.replayed
         self.resumes["partial" if result.lost else "recovered"] += 1
-        positions = {room: RoomPosition(seq=p.seq, epoch=p.epoch) for room, p in result.positions.items()}
-        ctx.reply(
-            Resumed(
-                recovered=not result.lost,
-                restored=True,
-                session=new_token,
-                lost=sorted(result.lost),
-                replayed=result.replayed,
-                positions=positions,
-            )
-        )
+        ctx.reply(resumed_reply(result, new_token))
         self._write(new_token, record, new=True)
         sessions.discard(token)  # this connection's own first session is not used
         if was_open and previous_node != self.rooms.node:

@@ -162,3 +162,29 @@ def test_packed_headers_read_back_the_same() -> None:
     wide = Headers([("Name", "caf\u00e9")])  # not ASCII (made by hand): kept as it is
     wide.pack()
     assert wide.get("name") == "caf\u00e9"
+
+
+def test_a_plain_request_body_is_read_by_content_length_and_bounded() -> None:
+    from websock_actors.protocol.handshake import HandshakePolicy, ServerHandshake
+
+    head = b"POST /_api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n"
+    handshake = ServerHandshake(HandshakePolicy())
+    assert handshake.receive_data(head + b"hello") is None  # the body is not complete yet
+    request = handshake.receive_data(b" world")
+    assert request is not None and request.body == b"hello world" and handshake.rest == b""
+    whole = ServerHandshake(HandshakePolicy()).receive_data(head + b"hello worldEXTRA")
+    assert whole is not None and whole.body == b"hello world"
+    for headers, status in (
+        (b"Content-Length: 12\r\n", 413),
+        (b"Content-Length: -1\r\n", 400),
+        (b"Content-Length: 1\r\nContent-Length: 1\r\n", 400),
+        (b"Transfer-Encoding: chunked\r\n", 411),
+    ):
+        refusing = ServerHandshake(HandshakePolicy(max_body_bytes=11))
+        with pytest.raises(LocalHandshakeRefusal) as refused:
+            refusing.receive_data(b"POST / HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n")
+        assert refused.value.status == status, headers
+    upgrade = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nContent-Length: 5\r\n\r\nframe"
+    opening = ServerHandshake(HandshakePolicy())
+    request = opening.receive_data(upgrade)
+    assert request is not None and request.body == b"" and opening.rest == b"frame"  # frames, not a body

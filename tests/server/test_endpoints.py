@@ -37,7 +37,9 @@ def test_the_builtin_routes_follow_the_options() -> None:
         raise AssertionError("not asked")
 
     off = builtin_router(EndpointOptions(health=False), lambda: None, no_metrics, None)
-    assert not off
+    assert off.route(request("/healthz"), False) is None
+    no_api = off.route(request("/_api/broadcast", "POST"), False)  # reserved, also when off
+    assert isinstance(no_api, Response) and no_api.status == 404
     on = builtin_router(EndpointOptions(metrics=True), lambda: "busy", lambda: (b"x 1\n", "text/plain"), None)
     healthz = on.route(request("/healthz"), False)
     assert isinstance(healthz, Response) and healthz.status == 200

@@ -58,6 +58,10 @@ FLAT_DEFAULTS: dict[str, Any] = {
     "metrics_host": "127.0.0.1",
     "metrics_dir": None,
     "status_token": None,
+    "max_body_bytes": 1024 * 1024,  # these four came with the server API (issue 25)
+    "api_key": None,
+    "api_rate": 1000.0,
+    "api_burst": 1000,
 }
 
 

@@ -12,6 +12,7 @@ redis_server.py    real redis-server processes and their fixtures
 pid_app.py         an app that answers with its worker's PID, or spins the CPU (for --workers)
 log_app.py         an app that logs (for --log-format json)
 users_app.py       an app whose clients are users (send_to_user, disconnect_user)
+api_app.py         the users app with rooms: the tests of the server API (/_api/)
 test_redis_server.py  the Redis fixtures' own tests
 
 A server under test runs in `websock_actors.testing.ServerThread` (the `serve` fixture).

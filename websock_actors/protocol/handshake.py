@@ -36,6 +36,7 @@ from .deflate import (
     server_negotiate,
 )
 from .http import (
+    DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_HEADER_BYTES,
     Request,
     Response,
@@ -162,6 +163,7 @@ class HandshakePolicy:
     """What a server accepts in an opening handshake, and the limits of the connection it opens."""
 
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # a plain HTTP request's body (the server API's)
     origins: Sequence[str | None] | None = None  # None: any Origin
     subprotocols: Sequence[str] = ()  # in the server's order of preference
     compression: DeflateOptions | None = None  # permessage-deflate, when not None
@@ -177,7 +179,10 @@ class ServerHandshake:
     whose answer `refuse` renders. `state` is CONNECTING until then, OPEN or CLOSED after.
     """
 
-    __slots__ = ("_buffer", "_compressors", "declined", "policy", "request", "rest", "state", "subprotocol")
+    __slots__ = (
+        "_body_wanted", "_buffer", "_compressors", "_head", "declined", "policy", "request", "rest", "state",
+        "subprotocol",
+    )  # fmt: skip
 
     def __init__(self, policy: HandshakePolicy, compressors: CompressorPool | None = None) -> None:
         self.policy = policy
@@ -188,28 +193,63 @@ class ServerHandshake:
         self.declined: list[str] = []  # why permessage-deflate offers were declined, for the log
         self._buffer = b""
         self._compressors = compressors
+        self._head: Request | None = None  # a plain request whose body is still coming
+        self._body_wanted = 0
 
     def receive_data(self, data: bytes) -> Request | None:
-        """Feed bytes of the request head: the request once it is complete, else None.
+        """Feed bytes of the request head (and of a plain request's body): the request once it
+        is complete, else None.
 
-        Raises LocalHandshakeRefusal (400, 431, 505) for a head that cannot be a request.
+        Raises LocalHandshakeRefusal (400, 411, 413, 431, 505) for a head that cannot be a
+        request, or a body that is chunked or over `policy.max_body_bytes`.
         """
         if self.request is not None:
             self.rest += data
             return self.request
+        head = self._head
+        if head is not None:
+            self._buffer += data
+            return self._body_done(head) if len(self._buffer) >= self._body_wanted else None
         self._buffer += data
         parsed = parse_request(self._buffer, self.policy.max_header_bytes)
         if parsed is None:
             return None
-        self.request, self.rest = parsed
-        self._buffer = b""
-        return self.request
+        request, rest = parsed
+        wanted = 0 if _is_upgrade(request) else self._body_length(request)
+        if not wanted:
+            self.request, self.rest = request, rest
+            self._buffer = b""
+            return request
+        self._head, self._body_wanted, self._buffer = request, wanted, rest
+        return self._body_done(request) if len(rest) >= wanted else None
+
+    def _body_length(self, request: Request) -> int:
+        """The length of a plain request's body; only Content-Length bodies, and bounded."""
+        headers = request.headers
+        if headers.get("Transfer-Encoding") is not None:
+            raise LocalHandshakeRefusal(411, "a request body needs Content-Length (no chunked encoding)")
+        value = headers.get("Content-Length")
+        if value is None:
+            return 0
+        value = value.strip()
+        if not value.isdigit() or not value.isascii() or len(headers.get_all("Content-Length")) > 1:
+            raise LocalHandshakeRefusal(400, "invalid Content-Length")
+        length = int(value)
+        if length > self.policy.max_body_bytes:
+            raise LocalHandshakeRefusal(413, "request body too large")
+        return length
+
+    def _body_done(self, head: Request) -> Request:
+        wanted = self._body_wanted
+        head.body, self.rest = self._buffer[:wanted], self._buffer[wanted:]
+        self._buffer, self._head, self.request = b"", None, head
+        return head
 
     @property
     def is_upgrade(self) -> bool:
         """The request asks for a WebSocket (`Upgrade: websocket`); False for plain HTTP."""
         request = self.request
-        return request is not None and "websocket" in header_tokens(request.headers.get("Upgrade"))
+        return request is not None and _is_upgrade(request)
 
     def accept(self) -> tuple[bytes, WebSocketConnection]:
         """Check the request and negotiate: the 101 answer and the open connection.
@@ -394,3 +434,7 @@ class ClientHandshake:
         self.state = ConnectionState.OPEN
         self._buffer = b""
         return WebSocketConnection(Role.CLIENT, max_message_size=self._max_message_size, deflate=deflate)
+
+
+def _is_upgrade(request: Request) -> bool:
+    return "websocket" in header_tokens(request.headers.get("Upgrade"))

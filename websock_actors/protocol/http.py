@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from ..errors import LocalHandshakeRefusal, RemoteHandshakeRefusal
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_HEADER_BYTES",
     "Extension",
     "Headers",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # a plain request's body: the server API's JSON
 _MAX_HEADERS = 128
 # A header name is an RFC 9110 token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -106,6 +108,7 @@ class Request:
     peer: Any = None  # the client's address, set by the server that received it
     scheme: str = "ws"  # "wss" when a trusted proxy's X-Forwarded-Proto says the client used TLS
     identity: Any = None  # what a typed app's authentication hook returned for it
+    body: bytes = b""  # a plain HTTP request's body (Content-Length only; handshake.py reads it)
 
     @property
     def bare_path(self) -> str:

@@ -10,21 +10,24 @@ request's path. A handler returns one of three things:
 
 `builtin_router` routes what `EndpointOptions` turns on: /healthz and /readyz (health.py),
 /metrics (metrics.py; rendered at most once a second, server_metrics.py) and /_status with
-everything under it (status_page.py). Admission (capacity, the per-IP caps) is not routing:
-the server does it for every upgrade.
+everything under it (status_page.py). /_api/ is always reserved: the server API (a typed
+App's, typed/api.py) when `api_key` is given, else 404 for every path under it. Admission
+(capacity, the per-IP caps) is not routing: the server does it for every upgrade.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..protocol.http import Headers, Request, Response
+from ..protocol.http import Headers, Request, Response, error_response
 from .app import Application
 from .health import HEALTH_PATHS, health_answer
 from .server_options import EndpointOptions
 from .status_page import STATUS_PATH, StatusPage
 
-__all__ = ["EndpointHandler", "EndpointRouter", "builtin_router"]
+__all__ = ["API_PATH", "EndpointHandler", "EndpointRouter", "builtin_router"]
+
+API_PATH = "/_api"  # the server API's subtree, reserved whether it is on or not
 
 # (request, is it an upgrade) -> an answer, an application to take the connection, or None
 EndpointHandler = Callable[[Request, bool], Response | Application | None]
@@ -68,6 +71,7 @@ def builtin_router(
     not_ready: Callable[[], str | None],
     metrics_exposition: Callable[[], tuple[bytes, str]],
     status_page: StatusPage | None,
+    api: EndpointHandler | None = None,
 ) -> EndpointRouter:
     """The routes of the endpoints `options` turns on.
 
@@ -96,4 +100,10 @@ def builtin_router(
         router.add("/metrics", metrics)
     if status_page is not None:
         router.add(STATUS_PATH, status, subtree=True)
+    router.add(API_PATH, api or _no_api, subtree=True)
     return router
+
+
+def _no_api(request: Request, upgrade: bool) -> Response:
+    """The server API is off: its paths are nobody's (not the application's either)."""
+    return error_response(404, "not found")

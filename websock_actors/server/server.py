@@ -121,7 +121,10 @@ class Server:
                 )
             except ValueError as exc:
                 raise ConfigurationError(str(exc)) from None
-        self._router = builtin_router(endpoints, self.not_ready, self._metrics.exposition, self.status_page)
+        api = getattr(app, "api_endpoint", None)  # a typed App's server API (typed/api.py)
+        api = api(endpoints) if api is not None and endpoints.api_key is not None else None
+        exposition = self._metrics.exposition
+        self._router = builtin_router(endpoints, self.not_ready, exposition, self.status_page, api)
         proxies = listen.forwarded_allow_ips
         self.trusted_proxies = None
         if proxies:

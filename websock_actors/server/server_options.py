@@ -25,7 +25,7 @@ from ..errors import ConfigurationError
 from ..protocol.connection import DEFAULT_MAX_FRAGMENTS
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import HandshakePolicy
-from ..protocol.http import DEFAULT_MAX_HEADER_BYTES, Request, Response
+from ..protocol.http import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, Request, Response
 from .edge import DEFAULT_FORWARDED_MAX_BYTES, DEFAULT_FORWARDED_MAX_ENTRIES, DEFAULT_IPV6_PREFIX
 from .options import ConnectionOptions, OverflowPolicy
 
@@ -65,6 +65,8 @@ class LimitOptions:
             None is no limit.
         max_fragments: frames of one fragmented message (None: no limit).
         max_header_bytes: bytes of the opening request's head.
+        max_body_bytes: bytes of a plain HTTP request's body (Content-Length only; chunked
+            is refused with 411, a longer one with 413): the server API's JSON.
         max_queue_bytes: bytes an outgoing mailbox holds before `overflow` applies.
         overflow: a full mailbox "close"s its peer (1013) or "drop"s the message.
     """
@@ -77,6 +79,7 @@ class LimitOptions:
     max_message_size: int | Literal["app"] | None = "app"
     max_fragments: int | None = DEFAULT_MAX_FRAGMENTS
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_queue_bytes: int = 4 * 1024 * 1024
     overflow: OverflowPolicy = "close"
 
@@ -201,6 +204,11 @@ class EndpointOptions:
         status_token: serve the live status page at GET /_status (status_page.py) to
             whoever gives this token, its WebSocket at /_status/ws. None: off, and
             /_status is the application's like any path.
+        api_key: turn on the server API under /_api/ (a typed App's broadcast,
+            send_to_user, disconnect_user and presence, typed/api.py) for requests with
+            `Authorization: Bearer <api_key>`. None: off, and /_api/ answers 404.
+        api_rate: requests per second the API accepts (a token bucket), beyond which 429.
+        api_burst: requests the API accepts at once before `api_rate` applies.
     """
 
     health: bool = True
@@ -209,6 +217,15 @@ class EndpointOptions:
     metrics_host: str = "127.0.0.1"
     metrics_dir: str | None = None
     status_token: str | None = None
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    api_rate: float = 1000.0
+    api_burst: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigurationError("api_key may not be empty")
+        if self.api_rate <= 0 or self.api_burst < 1:
+            raise ConfigurationError("api_rate must be above 0 and api_burst at least 1")
 
 
 # the Server argument of each group -> its class
@@ -263,6 +280,7 @@ def connection_options(
     return ConnectionOptions(
         handshake=HandshakePolicy(
             max_header_bytes=limits.max_header_bytes,
+            max_body_bytes=limits.max_body_bytes,
             origins=None if handshake.origins is None else tuple(handshake.origins),
             subprotocols=tuple(handshake.subprotocols),
             compression=handshake.deflate(),

@@ -8,6 +8,7 @@
     services.py    HandlerServices: what the Contexts share (rooms, the one broadcast, error counts)
     members.py     MemberHooks: on_connect, on_disconnect, on_member_lost, on_resume
     users.py       Users: each identity's connections, send_to_user and disconnect_user
+    api.py         ServerApi: the server API under /_api/ (broadcast, users, presence over HTTP)
     pages.py       HttpSide: the app's HTTP pages and the authentication hook
     auth.py        AuthRequest: what an `@app.authenticate` hook sees, before the upgrade
     ratelimit.py   RateLimit: token buckets per connection, in total and per message type

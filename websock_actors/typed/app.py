@@ -28,6 +28,8 @@ from ..actors.supervisor import RestartPolicy, Supervisor
 from ..errors import CloseCode, ConfigurationError
 from ..protocol.http import Request, Response
 from ..server.app import Application
+from ..server.server_options import EndpointOptions
+from .api import ServerApi
 from .auth import Authenticator
 from .context import Context
 from .dispatch import Dispatcher
@@ -283,6 +285,12 @@ class App(UserAddressing, Application):
     ) -> int:
         """Send a model to `room` (not to `exclude`): see `HandlerServices.send_to_room`."""
         return self.services.send_to_room(room, message, exclude, ctx.pending if ctx is not None else None)
+
+    def api_endpoint(self, options: EndpointOptions) -> ServerApi:
+        """The server API's handler of /_api/ (typed/api.py), asked for by the Server when
+        `options.api_key` is given; built after the app's pushes are declared."""
+        assert options.api_key is not None
+        return ServerApi(self, options.api_key, options.api_rate, options.api_burst)
 
     def page(self, path: str, body: str | bytes, content_type: str = "text/html; charset=utf-8") -> None:
         """Serve `body` to plain HTTP GETs of `path` on the WebSocket's port."""

@@ -1,8 +1,11 @@
 """The command line's own behaviour (`websock-actors run`, in a subprocess): a port in use is a
-one-line error, SIGHUP stops gracefully, and --ipv6-prefix reaches the per-IP caps."""
+one-line error, SIGHUP stops gracefully, --ipv6-prefix reaches the per-IP caps, and the
+server API's key comes from --api-key-file or $WEBSOCK_ACTORS_API_KEY."""
 
 from __future__ import annotations
 
+import http.client
+import os
 import signal
 import socket
 import subprocess
@@ -75,3 +78,56 @@ def test_cli_bad_ipv6_prefix_is_a_one_line_error() -> None:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert result.stderr.strip() == "error: ipv6_prefix must be from 1 to 128"
+
+
+def api_status(port: int, key: str | None) -> int:
+    """The status of GET /_api/presence on the CLI's server, with `key` (None: no header)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        conn.request("GET", "/_api/presence?room=lobby", headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("source", ["file", "env", "none"])
+def test_cli_api_key_from_a_file_or_the_environment(source: str, tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "websock_actors", "run", "examples.chat:app", "--port", str(port)]
+    command.append("--no-patch")
+    env = {k: v for k, v in os.environ.items() if k != "WEBSOCK_ACTORS_API_KEY"}
+    if source == "file":
+        key_file = tmp_path / "api.key"
+        key_file.write_text("from-the-file\n")
+        command += ["--api-key-file", str(key_file)]
+        key = "from-the-file"
+    elif source == "env":
+        env["WEBSOCK_ACTORS_API_KEY"] = key = "from-the-env"
+    else:
+        key = "anything"
+    out = subprocess.PIPE
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None and "serving" in proc.stdout.readline()
+        if source == "none":
+            assert api_status(port, key) == 404  # no key: the API is off
+        else:
+            assert api_status(port, key) == 200
+            assert api_status(port, key + "x") == 401
+            assert api_status(port, None) == 401
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def test_cli_empty_or_missing_api_key_file_is_a_one_line_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.key"
+    empty.write_text("\n")
+    for path, says in ((empty, "is empty"), (tmp_path / "missing.key", "cannot read --api-key-file")):
+        command = [*cli(free_port()), "--api-key-file", str(path)]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode != 0 and says in result.stderr and "Traceback" not in result.stderr

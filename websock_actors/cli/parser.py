@@ -127,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOKEN",
         help="the status page's token (default: a random one, printed once at start)",
     )
+    run.add_argument(
+        "--api-key-file",
+        default=None,
+        metavar="PATH",
+        help="turn on the server API under /_api/ (a typed App's broadcast, send_to_user,"
+        " disconnect_user, presence) with the key in this file (or in $WEBSOCK_ACTORS_API_KEY)",
+    )
+    run.add_argument(
+        "--api-rate", type=float, default=1000.0, metavar="N", help="API requests per second (default 1000)"
+    )
+    run.add_argument(
+        "--api-burst", type=int, default=1000, metavar="N", help="API requests at once (default 1000)"
+    )
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument(
         "--log-format",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import ssl
 
 from .loading import load_app, typed_app
@@ -19,6 +20,7 @@ def run_app(args: argparse.Namespace) -> int:
     if args.worker_timeout < 0:
         raise SystemExit(f"error: --worker-timeout must be 0 (off) or more, not {args.worker_timeout:g}")
     _status_token(args)
+    _api_key(args)
     if not args.no_patch:
         from gevent import monkey
 
@@ -36,6 +38,8 @@ def run_app(args: argparse.Namespace) -> int:
         if typed is None:
             raise SystemExit("error: --redis needs a typed App")
         backplane_class()  # imported once, before any fork: a missing redis-py fails here
+    if args.api_key is not None and typed is None:
+        raise SystemExit("error: the server API (--api-key-file, $WEBSOCK_ACTORS_API_KEY) needs a typed App")
     if args.rate_limit_per is not None:
         if typed is None:
             raise SystemExit("error: --rate-limit-per needs a typed App")
@@ -68,6 +72,23 @@ def _status_token(args: argparse.Namespace) -> None:
         args.status_token_generated = True
     elif not args.status_token.strip():
         raise SystemExit("error: --status-token may not be empty")
+
+def _api_key(args: argparse.Namespace) -> None:
+    """The server API's key: from --api-key-file, else $WEBSOCK_ACTORS_API_KEY (never a
+    plain flag: a command line is visible to every user of the host); None: the API is off."""
+    key = os.environ.get("WEBSOCK_ACTORS_API_KEY")
+    source = "$WEBSOCK_ACTORS_API_KEY"
+    if args.api_key_file is not None:
+        source = args.api_key_file
+        try:
+            with open(args.api_key_file, encoding="utf-8") as file:
+                key = file.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SystemExit(f"error: cannot read --api-key-file: {exc}") from None
+    if key is not None and not key.strip():
+        raise SystemExit(f"error: the API key in {source} is empty")
+    args.api_key = key.strip() if key is not None else None
+
 
 def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     """Built once (before any fork): a missing or unreadable certificate fails at once."""

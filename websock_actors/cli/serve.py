@@ -77,6 +77,9 @@ def serve(
                 metrics_host=args.metrics_host,
                 metrics_dir=getattr(args, "metrics_dir", None),
                 status_token=args.status_token if args.status_page else None,
+                api_key=args.api_key,
+                api_rate=args.api_rate,
+                api_burst=args.api_burst,
             ),
         )
     except ConfigurationError as exc:

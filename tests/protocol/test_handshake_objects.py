@@ -165,8 +165,6 @@ def test_packed_headers_read_back_the_same() -> None:
 
 
 def test_a_plain_request_body_is_read_by_content_length_and_bounded() -> None:
-    from websock_actors.protocol.handshake import HandshakePolicy, ServerHandshake
-
     head = b"POST /_api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n"
     handshake = ServerHandshake(HandshakePolicy())
     assert handshake.receive_data(head + b"hello") is None  # the body is not complete yet

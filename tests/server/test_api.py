@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 
+from examples.echo import app as echo_app
 from websock_actors import ConnectionClosed
 from websock_actors.client import ClientConnection, connect
+from websock_actors.errors import ConfigurationError
+from websock_actors.server import EndpointOptions, Server
 from websock_actors.testing import ServerThread
 
 from ..support.api_app import api_app
@@ -67,6 +70,13 @@ def test_without_a_key_the_api_is_off_and_answers_404() -> None:
         body = {"room": "r", "message": {"type": "notice", "text": "x"}}
         assert call(server, "POST", "/_api/broadcast", body)[0] == 404
         assert call(server, "GET", "/_api/presence?room=r")[0] == 404
+
+
+def test_a_key_for_an_app_that_is_not_typed_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="needs a typed App"):
+        Server(echo_app, endpoints=EndpointOptions(api_key=KEY))
+    with pytest.raises(ConfigurationError, match="may not be empty"):
+        EndpointOptions(api_key=" ")
 
 
 def test_the_key_is_required_and_compared() -> None:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..errors import ConfigurationError
 from ..protocol.http import Headers, Request, Response, error_response
 from .app import Application
 from .health import HEALTH_PATHS, health_answer
 from .server_options import EndpointOptions
 from .status_page import STATUS_PATH, StatusPage
 
-__all__ = ["API_PATH", "EndpointHandler", "EndpointRouter", "builtin_router"]
+__all__ = ["API_PATH", "EndpointHandler", "EndpointRouter", "app_api", "builtin_router"]
 
 API_PATH = "/_api"  # the server API's subtree, reserved whether it is on or not
 
@@ -102,6 +103,17 @@ def builtin_router(
         router.add(STATUS_PATH, status, subtree=True)
     router.add(API_PATH, api or _no_api, subtree=True)
     return router
+
+
+def app_api(app: Application, options: EndpointOptions) -> EndpointHandler | None:
+    """The server API's handler, asked of a typed App (`App.api_endpoint`, typed/api.py: this
+    layer imports nothing of typed/) when `options.api_key` is given; None: the API is off."""
+    if options.api_key is None:
+        return None
+    make: Callable[[EndpointOptions], EndpointHandler] | None = getattr(app, "api_endpoint", None)
+    if make is None:
+        raise ConfigurationError("the server API (api_key) needs a typed App")
+    return make(options)
 
 
 def _no_api(request: Request, upgrade: bool) -> Response:

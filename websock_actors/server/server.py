@@ -32,7 +32,7 @@ from .app import Application
 from .broadcast import encode_broadcast
 from .connection import Connection
 from .edge import TrustedProxies
-from .endpoints import builtin_router
+from .endpoints import app_api, builtin_router
 from .keepalive import Keepalive
 from .metrics import Snapshot
 from .server_metrics import ServerMetrics
@@ -67,8 +67,7 @@ class Server:
             (`HandshakeOptions`).
         listen: the listening socket: backlog, SO_REUSEPORT, an inherited listener, TLS,
             trusted proxies (`ListenOptions`).
-        endpoints: the server's own HTTP endpoints: health, metrics, the status page
-            (`EndpointOptions`).
+        endpoints: the server's own HTTP endpoints (health, metrics, status page, API: `EndpointOptions`).
         backplane: a `RedisBackplane`, say, for a typed App's rooms (as
             `App(backplane=...)`); other applications have no rooms to share.
         **flat: the groups' fields as keywords (`max_connections=...`): deprecated, each
@@ -121,9 +120,7 @@ class Server:
                 )
             except ValueError as exc:
                 raise ConfigurationError(str(exc)) from None
-        api = getattr(app, "api_endpoint", None)  # a typed App's server API (typed/api.py)
-        api = api(endpoints) if api is not None and endpoints.api_key is not None else None
-        exposition = self._metrics.exposition
+        exposition, api = self._metrics.exposition, app_api(app, endpoints)
         self._router = builtin_router(endpoints, self.not_ready, exposition, self.status_page, api)
         proxies = listen.forwarded_allow_ips
         self.trusted_proxies = None

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from websock_actors import ConnectionClosed, RedisBackplane
-from websock_actors.client import ClientConnection, connect
 from websock_actors.testing import ServerThread
 
 from ..support.api_app import api_app
+from ..support.users_app import member, notice
 from ..support.waits import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -47,23 +47,12 @@ def post(server: ServerThread, path: str, body: Any) -> tuple[int, Any]:
         conn.close()
 
 
-def member(server: ServerThread, name: str, room: str | None = None) -> ClientConnection:
-    ws = connect(f"{server.url}?user={name}")
-    if room is not None:
-        ws.request({"type": "join", "room": room})
-    else:
-        ws.request({"type": "tell", "to": "nobody", "text": "-"})
-    return ws
 
 
 def say(text: str) -> dict[str, str]:
     return {"type": "notice", "text": text}
 
 
-def notice(ws: ClientConnection) -> Any:
-    message = ws.recv_json(timeout=5)
-    assert message["type"] == "notice", message
-    return message["text"]
 
 
 def test_the_api_of_one_node_reaches_clients_of_both(two_nodes: tuple[ServerThread, ServerThread]) -> None:

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from websock_actors import App, ConnectionClosed, RedisBackplane
-from websock_actors.client import ClientConnection, connect
+from websock_actors import App, RedisBackplane
+from websock_actors.client import connect
 from websock_actors.testing import ServerThread
 
-from ..support.users_app import Notice, users_app
+from ..support.users_app import Notice, closed_with, notice, users_app
+from ..support.users_app import member as user
 from ..support.waits import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,24 +43,10 @@ def app_of(server: ServerThread) -> App:
     return app
 
 
-def user(server: ServerThread, name: str) -> ClientConnection:
-    """A client of user `name`, its connect hooks done (a request answered)."""
-    ws = connect(f"{server.url}?user={name}")
-    ws.request({"type": "tell", "to": "nobody", "text": "-"})
-    return ws
 
 
-def notice(ws: ClientConnection) -> Any:
-    message = ws.recv_json(timeout=5)
-    assert message["type"] == "notice", message
-    return message["text"]
 
 
-def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
-    with pytest.raises(ConnectionClosed):
-        while True:
-            ws.recv(timeout=5)
-    return ws.close_code, ws.close_reason
 
 
 def test_send_to_user_reaches_both_nodes_and_nobody_else(

@@ -15,12 +15,12 @@ import pytest
 
 from examples.echo import app as echo_app
 from websock_actors import ConnectionClosed
-from websock_actors.client import ClientConnection, connect
 from websock_actors.errors import ConfigurationError
 from websock_actors.server import EndpointOptions, Server
 from websock_actors.testing import ServerThread
 
 from ..support.api_app import api_app
+from ..support.users_app import member, notice
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,19 +50,8 @@ def call(
         conn.close()
 
 
-def member(server: ServerThread, name: str, room: str | None = None) -> ClientConnection:
-    ws = connect(f"{server.url}?user={name}")
-    if room is not None:
-        ws.request({"type": "join", "room": room})
-    else:
-        ws.request({"type": "tell", "to": "nobody", "text": "-"})
-    return ws
 
 
-def notice(ws: ClientConnection) -> Any:
-    message = ws.recv_json(timeout=5)
-    assert message["type"] == "notice", message
-    return message["text"]
 
 
 def test_without_a_key_the_api_is_off_and_answers_404() -> None:

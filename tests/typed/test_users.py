@@ -5,37 +5,21 @@ Real sockets on 127.0.0.1; clients are users by `?user=NAME` (tests/support/user
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from websock_actors import ConnectionClosed
-from websock_actors.client import ClientConnection, connect
+from websock_actors.client import connect
 from websock_actors.testing import ServerThread
 
-from ..support.users_app import Notice, users_app
+from ..support.users_app import Notice, closed_with, notice, users_app
+from ..support.users_app import member as user
 
 pytestmark = pytest.mark.timeout(30)
 
 
-def user(server: ServerThread, name: str) -> ClientConnection:
-    """A client of user `name`, its connect hooks done (a request answered)."""
-    ws = connect(f"{server.url}?user={name}")
-    ws.request({"type": "tell", "to": "nobody", "text": "-"})
-    return ws
 
 
-def notice(ws: ClientConnection) -> Any:
-    message = ws.recv_json(timeout=5)
-    assert message["type"] == "notice", message
-    return message["text"]
 
 
-def closed_with(ws: ClientConnection) -> tuple[int | None, str | None]:
-    with pytest.raises(ConnectionClosed):
-        while True:
-            ws.recv(timeout=5)
-    return ws.close_code, ws.close_reason
 
 
 def test_send_to_user_reaches_every_connection_of_the_user_and_nobody_else() -> None:

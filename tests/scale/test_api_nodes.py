@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from websock_actors import ConnectionClosed, RedisBackplane
+from websock_actors import ConnectionClosed
 from websock_actors.testing import ServerThread
 
 from ..support.api_app import api_app
+from ..support.apps import two_nodes_on
 from ..support.users_app import member, notice
 from ..support.waits import wait_until
 
@@ -24,16 +25,8 @@ KEY = "node-key"
 
 @pytest.fixture
 def two_nodes(shared_redis: Any) -> Iterator[tuple[ServerThread, ServerThread]]:
-    servers: list[ServerThread] = []
-    try:
-        for _ in range(2):
-            app = api_app()
-            app.use_backplane(RedisBackplane(shared_redis.url))
-            servers.append(ServerThread(app, api_key=KEY).start())
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.stop()
+    with two_nodes_on(shared_redis.url, api_app, api_key=KEY) as nodes:
+        yield nodes
 
 
 def post(server: ServerThread, path: str, body: Any) -> tuple[int, Any]:
@@ -47,12 +40,8 @@ def post(server: ServerThread, path: str, body: Any) -> tuple[int, Any]:
         conn.close()
 
 
-
-
 def say(text: str) -> dict[str, str]:
     return {"type": "notice", "text": text}
-
-
 
 
 def test_the_api_of_one_node_reaches_clients_of_both(two_nodes: tuple[ServerThread, ServerThread]) -> None:

@@ -28,7 +28,7 @@ from websock_actors.client import ClientConnection, connect
 from websock_actors.errors import RequestError
 from websock_actors.testing import ServerThread
 
-from ..support.apps import RoomSequence
+from ..support.apps import RoomSequence, two_nodes_on
 from ..support.apps import fresh_chat_app as chat_app
 from ..support.chat import both_join, join, position, read_until, resume, say, text_is, wait_kept
 from ..support.raw import free_port
@@ -45,16 +45,8 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def two_nodes(shared_redis: Any) -> Iterator[tuple[ServerThread, ServerThread]]:
     """Two chat servers on the shared Redis, stopped after the test."""
-    servers: list[ServerThread] = []
-    try:
-        for _ in range(2):
-            app = chat_app()
-            app.use_backplane(RedisBackplane(shared_redis.url))
-            servers.append(ServerThread(app).start())
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.stop()
+    with two_nodes_on(shared_redis.url, chat_app) as nodes:
+        yield nodes
 
 
 @pytest.fixture

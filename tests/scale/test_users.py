@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from websock_actors import App, RedisBackplane
+from websock_actors import App
 from websock_actors.client import connect
 from websock_actors.testing import ServerThread
 
+from ..support.apps import two_nodes_on
 from ..support.users_app import Notice, closed_with, notice, users_app
 from ..support.users_app import member as user
 from ..support.waits import wait_until
@@ -25,28 +26,14 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture
 def two_nodes(shared_redis: Any) -> Iterator[tuple[ServerThread, ServerThread]]:
     """Two servers of the users app (with resumption) on the shared Redis."""
-    servers: list[ServerThread] = []
-    try:
-        for _ in range(2):
-            app = users_app()
-            app.use_backplane(RedisBackplane(shared_redis.url))
-            servers.append(ServerThread(app).start())
-        yield servers[0], servers[1]
-    finally:
-        for server in servers:
-            server.stop()
+    with two_nodes_on(shared_redis.url, users_app) as nodes:
+        yield nodes
 
 
 def app_of(server: ServerThread) -> App:
     app = server.app
     assert isinstance(app, App)
     return app
-
-
-
-
-
-
 
 
 def test_send_to_user_reaches_both_nodes_and_nobody_else(

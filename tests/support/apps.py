@@ -14,10 +14,13 @@ import importlib.util
 import itertools
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from websock_actors import App, Connection, ResumePolicy, WebSocketApp
+from websock_actors import App, Connection, RedisBackplane, ResumePolicy, WebSocketApp
+from websock_actors.testing import ServerThread
 
 CHAT = Path(__file__).resolve().parents[2] / "examples" / "chat.py"
 _chat_copies = itertools.count(1)
@@ -123,3 +126,21 @@ class RecordingEchoApp(WebSocketApp):
             self.closes.append((code, reason))
             if len(self.closes) >= self.expected:
                 self.all_closed.set()
+
+
+@contextmanager
+def two_nodes_on(
+    url: str, make_app: Callable[[], App], **server_options: Any
+) -> Iterator[tuple[ServerThread, ServerThread]]:
+    """Two servers of `make_app()`, each on a RedisBackplane of its own over the Redis at
+    `url`; stopped after the block."""
+    servers: list[ServerThread] = []
+    try:
+        for _ in range(2):
+            app = make_app()
+            app.use_backplane(RedisBackplane(url))
+            servers.append(ServerThread(app, **server_options).start())
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()

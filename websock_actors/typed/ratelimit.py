@@ -20,7 +20,6 @@ each bucket's tokens come from a budget every process shares, leased a few at a 
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections.abc import Hashable
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from ..errors import BackplaneUnavailable, ConfigurationError, MessageError
+from ..server.edge import DEFAULT_IPV6_PREFIX, ip_key
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -315,22 +315,9 @@ def client_key(conn: Connection, per: RateLimitKey = "client") -> Hashable:
     address = conn.address
     host = address[0] if isinstance(address, tuple) and address else None
     if isinstance(host, str) and host:
-        if ":" in host:
-            host = _ipv6_client(host)
-        return ("address", host)
+        # an IPv6 client by its /64, as the per-IP caps count it; a zone is no part of it
+        return ("address", ip_key(host.split("%", 1)[0], DEFAULT_IPV6_PREFIX))
     return ("connection", conn.id)
-
-
-def _ipv6_client(host: str) -> str:
-    """An IPv6 client by its /64 (one host is often given a whole /64); an IPv4-mapped one
-    by its IPv4 address."""
-    try:
-        ip = ipaddress.IPv6Address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 def retry_after_ms(bucket: TokenBucket) -> int:

@@ -238,7 +238,11 @@ export class Client {
     this._resumeId = null;
     if (m.type === "resumed" && m.restored) {
       this.session = m.session;
-      Object.assign(this.positions, m.positions);
+      // Where each room goes on (past a lost gap); never back before what was read.
+      for (const [room, p] of Object.entries(m.positions || {})) {
+        const last = this.positions[room];
+        if (!last || last.epoch !== p.epoch || p.seq > last.seq) this.positions[room] = p;
+      }
       this._emit("resumed", m);
     } else {
       // restored: false (an unknown or expired session), or refused (an error reply)

@@ -39,7 +39,8 @@ def node_modules() -> Path:
     if not (modules / "ws").is_dir():
         if NPM is None:
             pytest.skip("npm is not installed")
-        done = subprocess.run([NPM, "ci", "--no-audit", "--no-fund"], cwd=PACKAGE, capture_output=True, text=True)
+        command = [NPM, "ci", "--no-audit", "--no-fund"]
+        done = subprocess.run(command, cwd=PACKAGE, capture_output=True, text=True)
         if done.returncode != 0:
             message = f"npm ci failed:\n{done.stdout}\n{done.stderr}"
             if REQUIRED:
@@ -73,7 +74,7 @@ def test_the_library_in_node(node_modules: Path, redis_url: str | None) -> None:
             env["WSA_REDIS_URL"] = redis_url
         files = sorted(str(path) for path in (PACKAGE / "test").glob("*.test.mjs"))
         done = subprocess.run(
-            [NODE, "--test", "--test-reporter=spec", *files],
+            [NODE, "--test", "--test-reporter=tap", *files],
             cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=150,
         )  # fmt: skip
     if done.returncode != 0:
@@ -81,4 +82,4 @@ def test_the_library_in_node(node_modules: Path, redis_url: str | None) -> None:
         print(done.stderr, file=sys.stderr)
     assert done.returncode == 0, "node --test failed: its output is above"
     skipped = "# skipped 0" if redis_url is not None else "# skipped 1"
-    assert skipped in done.stdout.replace("ℹ", "#"), done.stdout
+    assert skipped in done.stdout, done.stdout  # the outage test ran where Redis is

@@ -114,8 +114,19 @@ export class Client {
     return this.ws !== null && this.ws.readyState === 1;
   }
 
+  // A handler that throws is reported (reportError, else as an uncaught error) without
+  // breaking the client or the other handlers.
   _emit(type, value) {
-    for (const handler of this._handlers.get(type) || []) handler(value);
+    for (const handler of this._handlers.get(type) || []) {
+      try {
+        handler(value);
+      } catch (error) {
+        if (globalThis.reportError) globalThis.reportError(error);
+        else setTimeout(() => {
+          throw error;
+        });
+      }
+    }
   }
 
   // A request's frame, once on a socket, is answered there or not at all; one still queued
@@ -131,6 +142,7 @@ export class Client {
 
   async _open() {
     this._timer = null;
+    await null; // from connect(): after the caller's code has added its handlers
     let url = this.url;
     let token = this.options.token;
     try {
@@ -141,7 +153,12 @@ export class Client {
     if (this._final) return;
     if (token != null) url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
     const Impl = this.options.WebSocket || globalThis.WebSocket;
-    const ws = (this.ws = new Impl(url));
+    let ws;
+    try {
+      ws = this.ws = new Impl(url);
+    } catch (error) {
+      return this._end(1006, String(error)); // a bad URL: no try would do better
+    }
     let openedAt = 0;
     ws.onerror = () => {}; // a failure is told by the close that follows
     ws.onopen = () => {
@@ -183,8 +200,8 @@ export class Client {
     const backoff = this.options.backoff;
     const n = this._attempt++;
     const delay = typeof backoff === "function" ? backoff(n) : backoffDelay(n, backoff);
-    this._emit("reconnecting", {attempt: this._attempt, delay, code, reason});
     this._timer = setTimeout(() => this._open(), delay);
+    this._emit("reconnecting", {attempt: this._attempt, delay, code, reason});
   }
 
   _end(code, reason) {

@@ -92,7 +92,14 @@ test("close() while the token is being fetched opens nothing", async () => {
   let connections = 0;
   const {url, stop} = await scripted(() => connections++);
   let release;
-  const c = connect(url, {WebSocket, token: () => new Promise((resolve) => (release = resolve))});
+  let asked;
+  const tokenAsked = new Promise((resolve) => (asked = resolve));
+  const token = () => {
+    asked();
+    return new Promise((answer) => (release = answer));
+  };
+  const c = connect(url, {WebSocket, token});
+  await tokenAsked;
   const closed = next(c, "closed");
   c.close();
   release("late");
@@ -127,4 +134,39 @@ test("the backoff doubles to its bound, with jitter", () => {
     assert.ok(new Set(delays).size > 1, "jittered");
   }
   assert.equal(backoffDelay(3, {jitter: 0}), 2000);
+});
+
+test("a handler that throws breaks neither the client nor the other handlers", async () => {
+  const {url, stop} = await scripted((socket) => {
+    socket.on("message", (data) => socket.send(JSON.stringify({type: "pong", id: JSON.parse(data.toString()).id})));
+  });
+  const reported = [];
+  globalThis.reportError = (error) => reported.push(error.message); // as browsers have it
+  try {
+    const c = connect(url, {WebSocket});
+    const seen = [];
+    c.on("pong", () => {
+      throw new Error("from a handler");
+    });
+    c.on("pong", (m) => seen.push(m.type));
+    c.on("*", () => {
+      throw new Error("from another");
+    });
+    c.send({type: "ping"});
+    assert.equal((await c.request({type: "ping"})).type, "pong");
+    assert.deepEqual(seen, ["pong"]);
+    assert.deepEqual(reported, ["from another", "from a handler", "from another"]);
+    c.close();
+  } finally {
+    delete globalThis.reportError;
+    stop();
+  }
+});
+
+test("a URL the WebSocket refuses closes the client for good", async () => {
+  const c = connect("not a url", {WebSocket});
+  const closed = await next(c, "closed");
+  assert.equal(closed.code, 1006);
+  assert.match(closed.reason, /Invalid URL|SyntaxError/);
+  await assert.rejects(c.request({type: "x"}), {code: "connection_lost"});
 });

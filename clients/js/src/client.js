@@ -92,6 +92,7 @@ export class Client {
       if (this._final) return reject(new RequestError("connection_lost", "the client is closed"));
       const timer = setTimeout(() => {
         this._pending.delete(id);
+        this._queue = this._queue.filter((queued) => queued[1] !== request); // not sent late
         reject(new RequestError("request_timeout", "no reply within " + timeout + " ms"));
       }, timeout);
       const request = {resolve, reject, timer, sent: false};
@@ -106,7 +107,11 @@ export class Client {
     clearTimeout(this._timer);
     const ws = this.ws;
     this.ws = null;
-    if (ws) ws.close(code, reason);
+    try {
+      if (ws) ws.close(code, reason);
+    } catch {
+      ws.close(); // a code browsers refuse (only 1000 and 3000-4999 are allowed)
+    }
     this._end(code, reason);
   }
 

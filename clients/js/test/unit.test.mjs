@@ -126,6 +126,23 @@ test("a request made while disconnected waits for the next socket, not for the n
   stop();
 });
 
+test("a request that timed out while queued is not sent on the next socket", async () => {
+  const {url, stop} = await scripted((socket, n) => {
+    if (n === 0) return socket.terminate();
+    const seen = frames(socket);
+    socket.on("message", () => {
+      if (seen.at(-1).type === "marker") socket.send(JSON.stringify({type: "got", frames: seen.map((m) => m.type)}));
+    });
+  });
+  const c = connect(url, {WebSocket, backoff: () => 300});
+  await next(c, "reconnecting");
+  await assert.rejects(c.request({type: "late"}, {timeout: 20}), {code: "request_timeout"});
+  c.send({type: "marker"});
+  assert.deepEqual((await next(c, "got")).frames, ["marker"]);
+  c.close();
+  stop();
+});
+
 test("the backoff doubles to its bound, with jitter", () => {
   const options = {initial: 250, factor: 2, max: 5000, jitter: 0.5};
   for (const [n, full] of [[0, 250], [1, 500], [2, 1000], [4, 4000], [5, 5000], [30, 5000]]) {

@@ -14,6 +14,7 @@
     ratelimit.py   RateLimit: token buckets per connection, in total and per message type
     metrics.py     app_metrics: the app's figures for /metrics and the status page
     schema.py      JSON Schema and AsyncAPI documents of an app's messages
+    typescript.py  TypeScript types of an app's messages, and the reply of each request
     rooms.py       Rooms: membership, presence and fan-out of bytes (LocalRooms in process)
     streams.py     what numbered broadcasting is made of: Position, RoomStream
     numbered.py    NumberedBroadcasts: seq, epoch, catch-up, replay (resumption on)

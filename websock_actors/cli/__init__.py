@@ -1,5 +1,6 @@
-"""The command line: `websock-actors run MODULE:ATTR --host HOST --port PORT`, and
-`websock-actors schema|asyncapi MODULE:ATTR` to print a typed app's message documents.
+"""The command line: `websock-actors run MODULE:ATTR --host HOST --port PORT`,
+`websock-actors schema|asyncapi MODULE:ATTR` to print a typed app's message documents, and
+`websock-actors typescript MODULE:ATTR [-o FILE]` for their TypeScript types.
 
 `run` applies `gevent.monkey.patch_all()` before it imports the application, so that
 blocking standard-library calls in handlers become cooperative (`--no-patch` turns that
@@ -14,7 +15,7 @@ process would. `--redis URL` puts the typed app's rooms on Redis, shared by ever
     run.py       `run`: the flags checked, the app prepared, one process or workers
     serve.py     serving in this process: the single process, or one worker
     prefork.py   the master of `--workers N`: fork, supervise, steer client addresses
-    describe.py  `schema|asyncapi`: a typed app's JSON Schema or AsyncAPI document
+    describe.py  `schema|asyncapi|typescript`: a typed app's JSON Schema, AsyncAPI or TypeScript
 """
 
 from __future__ import annotations

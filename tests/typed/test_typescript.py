@@ -13,12 +13,13 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from examples.chat import app as chat_app
 from websock_actors import App, Context, Message, ResumePolicy
@@ -72,6 +73,35 @@ class Poked(Message):
     type: Literal["poked"] = "poked"
 
 
+class Node(BaseModel):
+    value: int
+    children: list[Node]
+
+
+class Cat(BaseModel):
+    kind: Literal["cat"]
+
+
+class Dog(BaseModel):
+    kind: Literal["dog"]
+    good: bool
+
+
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    a: int
+
+
+class Plan(Message):
+    type: Literal["plan"]
+    tree: Node
+    pet: Annotated[Cat | Dog, Field(discriminator="kind")]
+    loose: Loose
+    when: datetime
+    anything: Any
+    level: Literal[1, True, "max"]
+
+
 class Moved(BaseModel):
     type: Literal["moved"] = "moved"
     path: list[Point]
@@ -92,6 +122,10 @@ def board_app(resume: bool = False) -> App:
 
     @app.handler
     def poke(msg: Poke, ctx: Context) -> Poked | None:
+        return None
+
+    @app.handler
+    def plan(msg: Plan, ctx: Context) -> None:
         return None
 
     return app
@@ -172,9 +206,27 @@ export interface Moved {
     assert "  retry_after_ms?: number;\n" in error and "  id?: string | number;\n" in error
 
 
+def test_recursive_models_tagged_unions_and_extras() -> None:
+    text = generate(board_app())
+    assert declaration(text, "interface Plan") == '''\
+export interface Plan {
+  id?: string | number | null;
+  type: "plan";
+  tree: Node;
+  pet: Cat | Dog;
+  loose: Loose;
+  /** @format "date-time" */
+  when: string;
+  anything: unknown;
+  level: 1 | true | "max";
+}'''
+    assert "export interface Node {\n  value: number;\n  children: Node[];\n}" in text
+    assert "export interface Loose {\n  a: number;\n  [key: string]: unknown;\n}" in text
+
+
 def test_unions_and_the_reply_of_each_request() -> None:
     text = generate(board_app())
-    assert "export type Request = Place | Clear | Poke;" in text
+    assert "export type Request = Place | Clear | Poke | Plan;" in text
     assert "export type Reply = Placed | Poked | Ack;" in text
     assert "export type Push = Moved;" in text
     assert "export type ServerMessage = Placed | Poked | Moved | Ack | ErrorReply;" in text
@@ -184,6 +236,7 @@ export interface RequestReplies {
   place: Placed;
   clear: Ack;
   poke: Poked | Ack;
+  plan: Ack;
 }'''
     assert "export interface PushTypes {\n  moved: Moved;\n}" in text
 
@@ -194,7 +247,7 @@ def test_with_resumption_a_push_may_carry_its_room_position() -> None:
     moved = declaration(generate(board_app(resume=True)), "interface Moved")
     assert "  seq?: number;\n" in moved and "  epoch?: string;\n" in moved and "  room?: string;\n" in moved
     resumable = generate(board_app(resume=True))
-    assert "export type Request = Resume | Place | Clear | Poke;" in resumable
+    assert "export type Request = Resume | Place | Clear | Poke | Plan;" in resumable
     assert "  resume: Resumed | Ack;\n" in resumable
     assert "seq" not in declaration(resumable, "interface SessionOpened")
 
@@ -312,10 +365,14 @@ def test_strict_tsc_refuses_a_wrong_field(
 
 def test_strict_tsc_accepts_every_construct_of_the_small_app(tsc: list[str], tmp_path: Path) -> None:
     sample = """\
-import type { Place, Placed, RequestReplies } from "./chat";
+import type { Place, Placed, Plan, RequestReplies } from "./chat";
 
 export const place: Place = {
   type: "place", at: { x: 1 }, color: "green", label: null, corner: [1, 2], "not-an-identifier": 3,
+};
+export const plan: Plan = {
+  type: "plan", tree: { value: 1, children: [{ value: 2, children: [] }] }, pet: { kind: "dog", good: true },
+  loose: { a: 1, b: "extra" }, when: "2026-12-07T00:00:00Z", anything: [1], level: "max",
 };
 export function seen(placed: Placed, reply: RequestReplies["poke"]): number {
   return placed.at.y + placed.count + (reply.type === "ack" ? 0 : 1);

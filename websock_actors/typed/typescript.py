@@ -38,10 +38,10 @@ __all__ = ["typescript_definitions"]
 
 _REF = "#/$defs/"
 _IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
-# Names a model cannot take: the generated ones, the TypeScript types they use, and keywords.
+# Names a model cannot take: the generated ones, `Record` (used below), and the predefined
+# types (a shadowed global such as `Date` is harmless: the declarations do not use it).
 _RESERVED = frozenset((
-    "Request", "Reply", "Push", "ServerMessage", "RequestReplies", "PushTypes", "Record", "Array",
-    "Promise", "Partial", "Object", "String", "Number", "Boolean", "Date", "Error", "Map", "Set",
+    "Request", "Reply", "Push", "ServerMessage", "RequestReplies", "PushTypes", "Record",
     "any", "unknown", "never", "object", "string", "number", "boolean", "bigint", "symbol",
     "undefined", "null", "void",
 ))  # fmt: skip
@@ -144,7 +144,7 @@ def typescript_definitions(
     for model in pushes:
         out.append(f"  {_property_name(model_tag(model))}: {name_of(model, 'serialization')};")
     out += ["}", ""]
-    return "\n".join(out)
+    return "\n".join(out).replace(" {\n}", " {}")  # an empty interface on one line
 
 
 def _unique(models: Iterable[type[BaseModel]]) -> list[type[BaseModel]]:

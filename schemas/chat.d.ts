@@ -182,3 +182,12 @@ export interface PushTypes {
   member_left: MemberLeft;
   message: ChatMessage;
 }
+
+/** The app's messages for a client: `request` what it sends, `replies` what answers each,
+ * `pushes` what arrives unasked by `type`, `server` everything the server sends. */
+export interface Protocol {
+  request: Request;
+  replies: RequestReplies;
+  pushes: PushTypes;
+  server: ServerMessage;
+}

@@ -239,6 +239,7 @@ export interface RequestReplies {
   plan: Ack;
 }'''
     assert "export interface PushTypes {\n  moved: Moved;\n}" in text
+    assert "export interface Protocol {\n  request: Request;\n  replies: RequestReplies;\n" in text
 
 
 def test_with_resumption_a_push_may_carry_its_room_position() -> None:
@@ -299,12 +300,15 @@ def compile_sample(tsc: list[str], folder: Path, types: str, sample: str) -> sub
 
 # What a client library declares (clients/js): a request typed by its `type`, pushes by theirs.
 CLIENT = """\
-import type { ChatMessage, ErrorReply, Join, PushTypes, Request } from "./chat";
-import type { RequestReplies, ServerMessage } from "./chat";
+import type { ChatMessage, ErrorReply, Join, Protocol } from "./chat";
 
-declare function request<T extends Request>(message: T): Promise<RequestReplies[T["type"]]>;
-declare function on<K extends keyof PushTypes>(type: K, handler: (message: PushTypes[K]) => void): void;
-declare function onAny(handler: (message: ServerMessage) => void): void;
+interface Client<P extends Protocol> {
+  request<T extends P["request"]>(message: T): Promise<P["replies"][T["type"]]>;
+  on<K extends keyof P["pushes"]>(type: K, handler: (message: P["pushes"][K]) => void): void;
+  on(type: "*", handler: (message: P["server"]) => void): void;
+}
+declare const client: Client<Protocol>;
+const request = client.request.bind(client);
 
 export async function chat(): Promise<string[]> {
   const joined = await request({ type: "join", id: 1, room: "lobby", name: "ann" });
@@ -314,13 +318,13 @@ export async function chat(): Promise<string[]> {
   const join: Join = { type: "join", room: "lobby", name: "bob" };
   const again = await request(join);
   const room: string = again.room;
-  on("message", (message) => {
+  client.on("message", (message) => {
     const line: string = `${message.name}: ${message.text} at ${message.ts.toFixed(0)}`;
     const seq: number | undefined = message.seq;
     console.log(line, seq, kind, room);
   });
-  on("member_left", (message) => console.log(message.name));
-  onAny((message) => {
+  client.on("member_left", (message) => console.log(message.name));
+  client.on("*", (message) => {
     if (message.type === "message") {
       const chatMessage: ChatMessage = message;
       console.log(chatMessage.text);
@@ -346,7 +350,7 @@ def test_strict_tsc_accepts_a_client_of_the_chat_types(tsc: list[str], tmp_path:
     [
         ('const typo: Join = { type: "join", room: "lobby", nam: "ann" };', ["'nam'", "Join"]),
         ("const count: number = joined.memberz.length;", ["'memberz'", "Joined"]),
-        ('on("message", (message) => console.log(message.txt));', ["'txt'", "ChatMessage"]),
+        ('client.on("message", (message) => console.log(message.txt));', ["'txt'", "ChatMessage"]),
         ('await request({ type: "say", room: "lobby", txt: "hi" });', ["'txt'", "Say"]),
     ],
     ids=["request-field", "reply-field", "push-field", "inferred-request-field"],

@@ -16,6 +16,8 @@ A nested model used in both directions whose two forms differ becomes two types:
 the server sends it) and `ItemInput` (as a client may send it). `type` is required in every
 message: it is what routes it. `RequestReplies` maps each request's `type` to what answers
 it (a handler that may return nothing is answered by `Ack`); an `ErrorReply` rejects instead.
+`PushTypes` maps each push's `type` to its model; `Protocol` holds them all, one type
+argument for a client library.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 # Names a model cannot take: the generated ones, `Record` (used below), and the predefined
 # types (a shadowed global such as `Date` is harmless: the declarations do not use it).
 _RESERVED = frozenset((
-    "Request", "Reply", "Push", "ServerMessage", "RequestReplies", "PushTypes", "Record",
+    "Request", "Reply", "Push", "ServerMessage", "RequestReplies", "PushTypes", "Protocol", "Record",
     "any", "unknown", "never", "object", "string", "number", "boolean", "bigint", "symbol",
     "undefined", "null", "void",
 ))  # fmt: skip
@@ -121,8 +123,21 @@ def typescript_definitions(
         out.append(f"  {_property_name(route.tag)}: {_union(answer)};")
     out += ["}", "", "/** The push of each push `type`. */", "export interface PushTypes {"]
     out += [f"  {_property_name(model_tag(model))}: {name_of(model)};" for model in pushes]
-    out += ["}", ""]
+    out += ["}", "", *_PROTOCOL, ""]
     return "\n".join(out).replace(" {\n}", " {}")  # an empty interface on one line
+
+
+# One type argument for a client library: `connect<Protocol>(url)`.
+_PROTOCOL = [
+    "/** The app's messages for a client: `request` what it sends, `replies` what answers each,",
+    " * `pushes` what arrives unasked by `type`, `server` everything the server sends. */",
+    "export interface Protocol {",
+    "  request: Request;",
+    "  replies: RequestReplies;",
+    "  pushes: PushTypes;",
+    "  server: ServerMessage;",
+    "}",
+]
 
 
 def _definitions(

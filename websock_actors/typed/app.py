@@ -135,6 +135,7 @@ class App(UserAddressing, Application):
                 authenticates=lambda: self.authenticates,
             )
             self.services.resumption = self.resumption
+            self.resumption.graces.user_done = self.services.users.graces_over
         self.dispatcher = self.services.dispatcher = Dispatcher(self)
         if self.resumption is not None:
             self.router.add(self.resumption.handler())

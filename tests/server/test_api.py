@@ -25,7 +25,7 @@ from websock_actors.server.opening import MAX_KEPT_REQUESTS
 from websock_actors.testing import ServerThread
 
 from ..support.api_app import api_app
-from ..support.raw import read_until_eof, split_response
+from ..support.raw import read_until_eof, split_response, upgrade_request
 from ..support.users_app import member, notice
 from ..support.waits import wait_until
 
@@ -283,7 +283,37 @@ def test_an_idle_kept_connection_is_closed_after_the_handshake_timeout() -> None
         assert server.wait_all_gone()
 
 
-def test_framing_errors_a_wrong_key_and_5xx_close_the_connection() -> None:
+def test_a_kept_connection_may_upgrade_after_its_requests() -> None:
+    with ServerThread(api_app(), api_key=KEY, max_handshakes=1) as server:
+        http = RawHttp(server.port)
+        http.send(api_request("GET", "/_api/presence?room=r"))
+        assert http.answer()[1]["connection"] == "keep-alive"
+        http.send(upgrade_request("/?user=ann"))
+        while b"\r\n\r\n" not in http.buffer:
+            http._read()
+        assert http.buffer.startswith(b"HTTP/1.1 101 ")
+        assert server.call(lambda: len(server.server.connections)) == 1  # type: ignore[union-attr]
+        bob = member(server, "bob")  # the one slot is free
+        admission = server.server.admission  # type: ignore[union-attr]
+        assert server.call(lambda: admission.handshaking) == 0  # given back once, not twice
+        bob.close()
+        http.close()
+
+
+def test_a_stopping_server_closes_an_idle_kept_connection_at_once() -> None:
+    server = ServerThread(api_app(), api_key=KEY).start()
+    try:
+        http = RawHttp(server.port)
+        http.send(api_request("GET", "/_api/presence?room=r"))
+        assert http.answer()[1]["connection"] == "keep-alive"
+        started = time.monotonic()
+        server.stop()
+        assert http.closed() and time.monotonic() - started < 3  # not after the idle timeout
+    finally:
+        server.stop()
+
+
+def test_framing_errors_and_a_wrong_key_close_the_connection() -> None:
     with ServerThread(api_app(), api_key=KEY, max_body_bytes=1000) as server:
         big = {"room": "r", "message": {"type": "notice", "text": "x" * 2000}}
         wrong_key = api_request("GET", "/_api/presence?room=r", key="wrong")

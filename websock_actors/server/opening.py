@@ -175,9 +175,9 @@ def _keeps_alive(request: Request, answer: Response, served: int) -> bool:
     if served + 1 >= MAX_KEPT_REQUESTS or "keep-alive" not in header_tokens(answer.headers.get("Connection")):
         return False
     wanted = header_tokens(request.headers.get("Connection"))
-    if request.version == "HTTP/1.1":
-        return "close" not in wanted
-    return "keep-alive" in wanted
+    if request.version == "HTTP/1.0":
+        return "keep-alive" in wanted
+    return "close" not in wanted
 
 
 def _render_kept(request: Request, answer: Response, idle: float) -> bytes:

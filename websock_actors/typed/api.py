@@ -38,7 +38,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -46,7 +46,9 @@ from ..errors import BackplaneUnavailable, ConfigurationError
 from ..protocol.connection import close_payload
 from ..protocol.http import Headers, Request, Response
 from ..server.endpoints import API_PATH, KEEP_ALIVE
-from .users import DISCONNECT_CODE, user_key
+from .messages import user_key
+from .router import push_adapter
+from .users import DISCONNECT_CODE
 
 if TYPE_CHECKING:
     from .app import App
@@ -145,14 +147,7 @@ class ServerApi:
     @staticmethod
     def _push_adapter(app: App) -> TypeAdapter[Any] | None:
         """One adapter over the app's pushes, told apart by their `type` (None: no pushes)."""
-        models = tuple(app.pushes)
-        if not models:
-            return None
-        union: Any = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
-        try:
-            return TypeAdapter(Annotated[union, Field(discriminator="type")])
-        except Exception as exc:  # a push without a Literal `type`
-            raise ConfigurationError(f"the server API needs pushes told apart by `type`: {exc}") from None
+        return push_adapter(tuple(app.pushes))  # shared with the Emitter's app= (emitter/)
 
     def __call__(self, request: Request, upgrade: bool) -> Response:
         route = None if upgrade else self._routes.get(request.bare_path)

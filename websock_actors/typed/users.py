@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from ..errors import BackplaneUnavailable
 from ..protocol.connection import close_payload
 from ..server.broadcast import encode_broadcast
-from .messages import to_json
+from .messages import to_json, user_key
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -34,20 +34,10 @@ log = logging.getLogger("websock_actors")
 DISCONNECT_CODE = 4000
 
 
-def user_key(identity: Any) -> str:
-    """The address of `identity`; TypeError for a type that cannot be one."""
-    if isinstance(identity, str):
-        return identity
-    if isinstance(identity, int) and not isinstance(identity, bool):
-        return str(identity)
-    raise TypeError(f"a user's identity is a str or an int, not {type(identity).__name__}")
-
-
 def user_address(identity: Any) -> str | None:
-    """The address of `identity`, or None for one that cannot be addressed."""
-    if isinstance(identity, str):
-        return identity
-    if isinstance(identity, int) and not isinstance(identity, bool):
+    """The address of `identity`, or None for one that cannot be addressed (`user_key`'s
+    rule, without its TypeError: connections of any identity open and close)."""
+    if isinstance(identity, (str, int)) and not isinstance(identity, bool):
         return str(identity)
     return None
 

@@ -19,7 +19,8 @@ _WITHOUT_GEVENT = """
 import dataclasses, json, sys
 sys.modules["gevent"] = None
 from websock_actors.emitter import Emitter
-url, options, method, args, kwargs = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], *map(json.loads, sys.argv[4:])
+url, options, method = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+args, kwargs = map(json.loads, sys.argv[4:])
 emitter = Emitter(url, **options)
 try:
     done = dataclasses.asdict(getattr(emitter, method)(*args, **kwargs))

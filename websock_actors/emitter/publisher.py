@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from ..protocol.connection import close_payload
+from ..protocol.connection import close_payload, is_valid_close_code
 from ..protocol.redact import mask_url
 from ..typed.messages import user_key
 from .emitted import Emitted, Transport
@@ -120,7 +120,9 @@ class Emitter:
         key = user_key(identity)
         if not isinstance(code, int) or isinstance(code, bool) or not isinstance(reason, str):
             raise TypeError("a close code is an int and its reason a str")
-        close_payload(code, reason)
+        if not is_valid_close_code(code):
+            raise ValueError(f"close code {code} may not be sent")  # 1005 too: a code is needed
+        close_payload(code, reason)  # the reason's bound
         return self.transport.disconnect_user(key, code, reason, _checked(idempotency_key))
 
 

@@ -4,10 +4,14 @@ kept connections against a server scripted to close them (tests/support/scripted
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +26,7 @@ from ..support.users_app import closed_with, member, notice
 pytestmark = pytest.mark.timeout(60)
 
 KEY = "s3cret-api-key"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def http_url(server: ServerThread) -> str:
@@ -181,3 +186,20 @@ def test_an_idempotency_key_over_http_is_done_once(api_server: ServerThread) -> 
         emitter.send_to_user("ann", {"type": "notice", "text": "next"})
     assert [notice(ann), notice(ann)] == ["once", "next"]
     ann.close()
+
+
+def test_over_http_the_emitter_imports_neither_gevent_nor_redis() -> None:
+    """redis-py is an optional extra, and gevent is the server's: neither is needed here."""
+    server = ScriptedHttp(Answer(body={"deliveries": 5}))
+    code = (
+        "import sys\n"
+        "sys.modules['gevent'] = None\n"
+        "sys.modules['redis'] = None\n"
+        "from websock_actors import Emitter\n"
+        f"done = Emitter({server.url!r}, api_key='k').broadcast('r', {{'type': 'notice'}})\n"
+        "assert done.deliveries == 5, done\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=30)
+    assert len(server.requests) == 1
+    server.close()

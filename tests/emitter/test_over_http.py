@@ -175,7 +175,6 @@ def test_a_post_lost_after_sending_is_resent_only_with_an_idempotency_key() -> N
     server.close()
 
 
-@pytest.mark.xfail(reason="the server API's Idempotency-Key (helper api, same issue) is not merged yet")
 def test_an_idempotency_key_over_http_is_done_once(api_server: ServerThread) -> None:
     ann = member(api_server, "ann")
     with Emitter(http_url(api_server), api_key=KEY) as emitter:

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Flask, request
 
 from websock_actors.emitter import Emitter
-from websock_actors.errors import BackplaneUnavailable
+from websock_actors.errors import ApiRefusal, BackplaneUnavailable
 
 site = Flask(__name__)
 
@@ -41,6 +41,8 @@ def announce(room: str) -> tuple[dict[str, Any], int]:
     message = {"type": "message", "room": room, "name": "announcer", "text": text, "ts": time.time()}
     try:
         done = emitter.broadcast(room, message, idempotency_key=request.headers.get("Idempotency-Key"))
-    except BackplaneUnavailable:
+    except BackplaneUnavailable:  # Redis, or the chat server over HTTP (ServerUnreachable)
         return {"error": "the chat cannot be reached"}, 503
+    except ApiRefusal as refused:  # over HTTP: the chat's API refused it (a wrong key, say)
+        return {"error": f"the chat refused the announcement: {refused.detail}"}, 502
     return {"seq": done.seq, "epoch": done.epoch, "duplicate": done.duplicate}, 200

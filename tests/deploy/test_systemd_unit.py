@@ -1,4 +1,5 @@
-"""deploy/websock-actors.service: systemd accepts it, and its settings fit the server's.
+"""deploy/websock-actors.service: systemd accepts it, and its settings fit the server's; and
+deploy/sysctl-websock-actors.conf names real kernel settings.
 
 `systemd-analyze verify` (skipped where it is missing) reads the unit as systemd would; it
 only warns about a bad value, so any output fails the test. The ExecStart line is parsed by
@@ -70,3 +71,17 @@ def test_the_unit_matches_the_server() -> None:
     assert args.forwarded_allow_ips == "127.0.0.1" and args.host == "127.0.0.1"
     # systemd's SIGKILL must come after the master's own: the drain, then its grace.
     assert float(settings["TimeoutStopSec"]) > args.shutdown_timeout + KILL_GRACE
+
+
+@pytest.mark.skipif(not Path("/proc/sys/net").exists(), reason="Linux's /proc/sys")
+def test_the_sysctl_file_names_real_settings() -> None:
+    # Each key is a file under /proc/sys on Linux, each value numbers: `sysctl --system` takes it.
+    lines = (REPO_ROOT / "deploy" / "sysctl-websock-actors.conf").read_text().splitlines()
+    settings = dict(line.split(" = ") for line in lines if line and not line.startswith("#"))
+    assert len(settings) == 5
+    for key, value in settings.items():
+        assert Path("/proc/sys", *key.split(".")).exists(), key
+        assert all(part.isdigit() for part in value.split()), (key, value)
+    low, high = map(int, settings["net.ipv4.ip_local_port_range"].split())
+    assert high - low + 1 > 32768  # more than the default's 28,232
+    assert not low <= 8000 <= high  # the recipe's server port is never taken as a local port

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from ..support.frames import PING, PONG, TEXT, masked_frame, read_frame
-from ..support.raw import free_port, split_response, upgrade_request, wait_listening
+from ..support.frames import PING, PONG, masked_frame, read_frame
+from ..support.proxied import Client, backend, http_get, stop
+from ..support.raw import free_port, wait_listening
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SITE = REPO_ROOT / "deploy" / "nginx-websock-actors.conf"
@@ -63,38 +61,13 @@ def _site(server_port: int, proxy_port: int) -> str:
     return site
 
 
-def _stop(proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    print(f"--- {what}\n{log.read_text(errors='replace') if log.exists() else ''}")
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     nginx = _nginx()
     tmp = tmp_path_factory.mktemp("nginx")
-    server_port, proxy_port = free_port(), free_port()
-    server_log = tmp / "server.log"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # READY=1: every worker listens
-    notify.bind(str(tmp / "notify.sock"))
-    notify.settimeout(30)
-    command = [
-        sys.executable, "-m", "websock_actors", "run", "tests.support.address_app:app",
-        "--host", "127.0.0.1", "--port", str(server_port), "--workers", "2",
-        "--forwarded-allow-ips", "127.0.0.1", "--max-connections-per-ip", "1",
-        "--ping-interval", "0.5", "--ping-timeout", "5",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NOTIFY_SOCKET": str(tmp / "notify.sock")}
-    with open(server_log, "wb") as out:
-        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        assert notify.recv(100) == b"READY=1"
-        notify.close()
+    options = ("--max-connections-per-ip", "1", "--ping-interval", "0.5", "--ping-timeout", "5")
+    with backend(tmp, *options) as server_port:
+        proxy_port = free_port()
         (tmp / "site.conf").write_text(_site(server_port, proxy_port))
         for name in TEMP_PATHS:  # nginx's own defaults are system paths
             (tmp / name).mkdir()
@@ -119,54 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             wait_listening(proxy_port, proxy)
             yield Stack(proxy_port, server_port)
         finally:
-            _stop(proxy, "nginx", nginx_log)
-    finally:
-        notify.close()
-        _stop(server, "websock-actors", server_log)
-
-
-class Client:
-    """A WebSocket opened through nginx from one loopback address; answers pings."""
-
-    def __init__(self, port: int, source: str, extra: str = "") -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
-        self.sock.sendall(upgrade_request(extra=extra))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(1)  # byte by byte: nothing of the frames after it is taken
-            if not chunk:
-                raise EOFError(f"closed during the handshake: {head!r}")
-            head += chunk
-        self.status, self.headers, _ = split_response(head)
-        self.buffer = bytearray()
-
-    def ask(self) -> tuple[str, int]:
-        """The (address, worker pid) the server answers with."""
-        self.sock.sendall(masked_frame(TEXT, b"who"))
-        while True:
-            frame = read_frame(self.sock, self.buffer, read_size=65536)
-            if frame.opcode == PING:
-                self.sock.sendall(masked_frame(PONG, frame.payload))
-            elif frame.opcode == TEXT:
-                address, pid = frame.payload.decode().split()
-                return address, int(pid)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _http(port: int, request: bytes, source: str = CLIENT_A) -> tuple[int, dict[str, str], bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0)) as sock:
-        sock.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"closed before an answer: {data!r}"
-            data += chunk
-        status, headers, body = split_response(data)
-        while len(body) < int(headers.get("content-length", "0")):
-            body += sock.recv(65536)
-    return status, headers, body
+            stop(proxy, "nginx", nginx_log)
 
 
 def test_a_websocket_through_nginx_sees_the_real_client(stack: Stack) -> None:
@@ -187,11 +113,11 @@ def test_a_websocket_through_nginx_sees_the_real_client(stack: Stack) -> None:
 
 
 def test_plain_http_through_nginx(stack: Stack) -> None:
-    status, headers, body = _http(stack.proxy, b"GET /healthz HTTP/1.1\r\nHost: chat.example.com\r\n\r\n")
+    status, headers, body = http_get(stack.proxy, "/healthz", CLIENT_A)
     assert (status, body) == (200, b"ok\n")
     assert "upgrade" not in headers.get("connection", "").lower()
     # Without nginx the same request from the same client: nothing in between changed it.
-    assert _http(stack.server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[2] == b"ok\n"
+    assert http_get(stack.server, "/healthz", "127.0.0.1")[2] == b"ok\n"
 
 
 def test_the_per_ip_cap_counts_the_forwarded_address(stack: Stack) -> None:

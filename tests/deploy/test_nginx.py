@@ -112,6 +112,18 @@ def test_a_websocket_through_nginx_sees_the_real_client(stack: Stack) -> None:
         forged.close()
 
 
+def test_a_client_on_the_proxys_own_address_can_forge_its_address(stack: Stack) -> None:
+    # The limit of trusting 127.0.0.1: a client on the host itself reaches nginx from
+    # 127.0.0.1, the entry nginx appends is then a trusted proxy's, and the forged entry
+    # before it is read as the client. Remote clients never have that address.
+    local = Client(stack.proxy, "127.0.0.1", extra="X-Forwarded-For: 198.51.100.7\r\n")
+    try:
+        assert local.status == 101
+        assert local.ask()[0] == "198.51.100.7"
+    finally:
+        local.close()
+
+
 def test_plain_http_through_nginx(stack: Stack) -> None:
     status, headers, body = http_get(stack.proxy, "/healthz", CLIENT_A)
     assert (status, body) == (200, b"ok\n")

@@ -28,6 +28,8 @@ CLIENT_A, CLIENT_B = "127.0.0.2", "127.0.0.3"
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     caddy = shutil.which("caddy")
     if caddy is None:
+        if os.environ.get("WEBSOCK_ACTORS_REQUIRE_NGINX") == "1":  # CI installs both proxies
+            pytest.fail("caddy is required (WEBSOCK_ACTORS_REQUIRE_NGINX=1) but not installed")
         pytest.skip("caddy is not installed (Debian: apt-get install caddy)")
     tmp = tmp_path_factory.mktemp("caddy")
     with backend(tmp, "--max-connections-per-ip", "1") as server_port:

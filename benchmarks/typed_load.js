@@ -17,6 +17,8 @@
 //                             stdin; print DONE once delivered and wait for another before closing
 //     --timeout S             stop waiting for deliveries S s after the first say (report what came)
 //     --limit S               the hard time limit of the whole run (default 120 s)
+//     --external              no sender: the M messages ("m0".."m<M-1>", `ts` their wall-clock send
+//                             time in seconds) come from elsewhere (an Emitter); needs --sync
 //   with any of them the JSON also has: expected, delivered, missing, members_short/over (receivers
 //   that got fewer/more than M messages), out_of_order, idle_conns, idle_messages, join_s, elapsed_s.
 // Prints one JSON line.
@@ -113,7 +115,8 @@ async function joinAll(sockets, room, prefix, onMessage) {
 
 async function broadcast() {
   const conns = +opt('conns', 1000), messages = +opt('messages', 200), window = +opt('window', 8);
-  const extended = ['urls', 'sender-url', 'idle-url', 'settle', 'sync', 'timeout', 'limit']
+  const external = argv.includes('--external');
+  const extended = ['urls', 'sender-url', 'idle-url', 'settle', 'sync', 'timeout', 'limit', 'external']
     .some((name) => argv.includes('--' + name));
   const senderUrl = opt('sender-url', urls[0]);
   const settle = +opt('settle', 0), sync = argv.includes('--sync'), timeout = opt('timeout');
@@ -144,7 +147,7 @@ async function broadcast() {
       if (extended) lastFrame = performance.now();
       if (m.type === 'joined') resolve();
       else if (m.type === 'message') {
-        latencies.push(performance.now() - sentAt.get(m.text));
+        latencies.push(external ? Date.now() - m.ts * 1000 : performance.now() - sentAt.get(m.text));
         if (extended) {
           got[i]++;
           const n = +m.text.slice(1);
@@ -156,11 +159,13 @@ async function broadcast() {
     });
     ws.send(JSON.stringify({ type: 'join', id: i, room: 'bench', name: 'r' + i }));
   })));
-  const [sender] = await open(1, () => senderUrl);
-  await new Promise((resolve) => {
-    sender.on('message', (data) => { if (JSON.parse(data).type === 'joined') resolve(); });
-    sender.send(JSON.stringify({ type: 'join', id: 'j', room: 'bench', name: 'sender' }));
-  });
+  const [sender] = external ? [null] : await open(1, () => senderUrl);
+  if (!external) {
+    await new Promise((resolve) => {
+      sender.on('message', (data) => { if (JSON.parse(data).type === 'joined') resolve(); });
+      sender.send(JSON.stringify({ type: 'join', id: 'j', room: 'bench', name: 'sender' }));
+    });
+  }
   const joinSeconds = (performance.now() - joinStart) / 1000;
   while (settle && performance.now() - lastFrame < settle) await new Promise((r) => setTimeout(r, settle / 4));
   if (sync) { process.stderr.write('READY\n'); await nextLine(); }
@@ -174,8 +179,10 @@ async function broadcast() {
       next++; inflight++;
     }
   };
-  sender.on('message', (data) => { if (JSON.parse(data).type === 'said') { inflight--; say(); } });
-  say();
+  if (!external) {
+    sender.on('message', (data) => { if (JSON.parse(data).type === 'said') { inflight--; say(); } });
+    say();
+  }
   if (timeout !== undefined) {
     await Promise.race([allDelivered, new Promise((r) => setTimeout(r, +timeout * 1000))]);
   } else {
@@ -184,7 +191,7 @@ async function broadcast() {
   const elapsed = (performance.now() - t0) / 1000;
   latencies.sort((a, b) => a - b);
   if (sync) { process.stderr.write('DONE\n'); await nextLine(); }
-  for (const ws of [...idle, ...receivers, sender]) ws.terminate();
+  for (const ws of [...idle, ...receivers, ...(sender ? [sender] : [])]) ws.terminate();
   const result = { scenario: 'broadcast', conns, messages, deliveries_per_s: Math.round(delivered / elapsed),
                    p50_ms: +percentile(latencies, 0.5).toFixed(3), p99_ms: +percentile(latencies, 0.99).toFixed(3) };
   if (!extended) return result;

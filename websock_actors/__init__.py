@@ -16,7 +16,7 @@ The layers, in order; a module imports only from its own layer and those listed 
     compat/      WebSock's API, WSGIMount
     contrib/     Locust's WebSocketUser
     testing/     TestClient, ServerThread, the pytest plugin
-    emitter.py   Emitter: push into the rooms from any Python process (no gevent)
+    emitter/     Emitter: push to rooms and users from any Python process (no gevent)
     compiled.py  which hot modules run compiled (setup.py's optional mypyc build)
     cli/         the command line (`websock-actors`, also `python -m websock_actors`)
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .emitter import Emitter
     from .errors import (
         ActorStopped,
+        ApiRefusal,
         AppRefusal,
         BackplaneUnavailable,
         CloseCode,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
         RemoteHandshakeRefusal,
         RequestError,
         RequestTimeout,
+        ServerUnreachable,
         WebSocketError,
     )
     from .protocol import DeflateOptions, Request, Response
@@ -99,6 +101,7 @@ _HOMES = {
     ".emitter": ("Emitter",),
     ".errors": (
         "ActorStopped",
+        "ApiRefusal",
         "AppRefusal",
         "BackplaneUnavailable",
         "CloseCode",
@@ -116,6 +119,7 @@ _HOMES = {
         "RemoteHandshakeRefusal",
         "RequestError",
         "RequestTimeout",
+        "ServerUnreachable",
         "WebSocketError",
     ),
     ".protocol": ("DeflateOptions", "Request", "Response"),
@@ -157,6 +161,7 @@ __all__ = [
     "Actor",
     "ActorRef",
     "ActorStopped",
+    "ApiRefusal",
     "App",
     "AppRefusal",
     "Application",
@@ -196,6 +201,7 @@ __all__ = [
     "ResumePolicy",
     "Rooms",
     "Server",
+    "ServerUnreachable",
     "Supervisor",
     "TimeoutOptions",
     "WSGIMount",

@@ -17,10 +17,14 @@
     ├── MessageError                a handler refuses a message: becomes a typed error reply
     │   ├── InvalidMessage          a frame that does not decode to a registered message
     │   └── BackplaneUnavailable    the rooms' backplane (Redis) cannot be reached: the sender gets
-    │                               `backplane_unavailable`; local members still got the message
+    │       │                       `backplane_unavailable`; local members still got the message
+    │       └── ServerUnreachable   an Emitter's server API cannot be reached (refused, no answer
+    │                               in time, 503)
     ├── ConfigurationError          the application or server was set up wrongly (found at start-up)
     ├── AppRefusal                  the application's authentication hook refuses a handshake:
     │                               HTTP 401 or 403
+    ├── ApiRefusal                  the server API refused an Emitter's request (401, 404, 413,
+    │                               422, 429, ...): its status and the server's detail
     ├── RequestError                the client's request got an `error` reply; carries code and detail
     ├── RequestTimeout              the client's request got no reply in time (also a TimeoutError)
     └── OffloadTimeout              an offloaded call did not finish in time (also a TimeoutError)
@@ -28,8 +32,11 @@
 The side that refused is in the name, as h11 does with LocalProtocolError and
 RemoteProtocolError: Local for the refusal this end makes (a server answering a client),
 Remote for the refusal the other end made (the server's answer, seen by this client), App
-for the refusal the application raises. HandshakeRefused, HandshakeRejected and Refuse, the
-names without the side, remain as aliases that warn (DeprecationWarning).
+for the refusal the application raises, Api for the server API's answer to an Emitter.
+ServerUnreachable is a BackplaneUnavailable so that code written for an Emitter over Redis
+(`except BackplaneUnavailable`) keeps working when it moves to the server API.
+HandshakeRefused, HandshakeRejected and Refuse, the names without the side, remain as
+aliases that warn (DeprecationWarning).
 
 The sans-I/O core raises only LocalHandshakeRefusal, RemoteHandshakeRefusal and ProtocolError
 (which the connection state machine turns into a close): any other exception there is a bug.
@@ -43,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ActorStopped",
+    "ApiRefusal",
     "AppRefusal",
     "BackplaneUnavailable",
     "CloseCode",
@@ -60,6 +68,7 @@ __all__ = [
     "RemoteHandshakeRefusal",
     "RequestError",
     "RequestTimeout",
+    "ServerUnreachable",
     "WebSocketError",
     "WebSocketInvalidDataFrame",
     "WebSocketInvalidHandshake",
@@ -218,6 +227,13 @@ class BackplaneUnavailable(MessageError):
         super().__init__("backplane_unavailable", detail)
 
 
+class ServerUnreachable(BackplaneUnavailable):
+    """An Emitter's server API could not be reached within the Emitter's timeout: the
+    connection was refused or lost, no answer came in time, or the server answered 503 (its
+    own backplane is down). Nothing was published unless the request had been sent (then a
+    retry with the same idempotency key publishes it once)."""
+
+
 class InvalidMessage(MessageError):
     """A frame that is not JSON, has no known `type`, or does not fit its model.
 
@@ -257,6 +273,23 @@ class AppRefusal(WebSocketError):
         self.status = status
         self.reason = reason
         self.headers = headers or []
+
+
+class ApiRefusal(WebSocketError):
+    """The server API answered an Emitter's request with a refusal: `status` (401 wrong key,
+    404 the API is off, 413 too large, 422 a message that fails its push model, 429 too
+    fast, ...), `detail` (the server's `error`), `errors` (pydantic's list, with 422) and
+    `retry_after` (seconds, with 429). Retrying the same request gets the same answer,
+    except after a 429."""
+
+    def __init__(
+        self, status: int, detail: Any, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"the server API answered {status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.errors: list[Any] = detail if isinstance(detail, list) else []
+        self.retry_after = retry_after
 
 
 class OffloadTimeout(WebSocketError, TimeoutError):

@@ -13,7 +13,7 @@ from typing import Any
 
 import gevent
 
-from websock_actors import App, LimitOptions, RedisBackplane, Server, TimeoutOptions
+from websock_actors import App, EndpointOptions, LimitOptions, RedisBackplane, Server, TimeoutOptions
 
 __all__ = ["log_warnings", "serve", "serve_app"]
 
@@ -39,16 +39,21 @@ def serve(server: Server, stats: Callable[[], dict[str, Any]]) -> None:
     report()
 
 
-def serve_app(app: App, url: str, more: Callable[[RedisBackplane], dict[str, Any]] | None = None) -> None:
+def serve_app(
+    app: App,
+    url: str,
+    more: Callable[[RedisBackplane], dict[str, Any]] | None = None,
+    endpoints: EndpointOptions | None = None,
+) -> None:
     """Serve `app` on a free port of 127.0.0.1 without keepalive pings, on a RedisBackplane(url)
-    unless `url` is "-". Its STATS: broadcast_failures, and the backplane's counters and
-    `connected` with whatever `more` adds."""
+    unless `url` is "-", with `endpoints` (the server API, say). Its STATS: broadcast_failures,
+    and the backplane's counters and `connected` with whatever `more` adds."""
     log_warnings()
     backplane = RedisBackplane(url) if url != "-" else None
     if backplane is not None:
         app.use_backplane(backplane)
     limits, timeouts = LimitOptions(max_connections=20000), TimeoutOptions(ping_interval=None)
-    server = Server(app, "127.0.0.1", 0, limits=limits, timeouts=timeouts)
+    server = Server(app, "127.0.0.1", 0, limits=limits, timeouts=timeouts, endpoints=endpoints)
 
     def stats() -> dict[str, Any]:
         out: dict[str, Any] = {"broadcast_failures": app.rooms.broadcast_failures}

@@ -86,3 +86,27 @@ def test_a_node_listens_to_a_user_only_while_it_has_a_connection(
     assert a.call(lambda: set(channels.subscriber.subscribed)) == {"ann"}
     ann.close()
     wait_until(lambda: not a.call(lambda: set(channels.subscriber.subscribed)), 5, "unsubscribed")
+
+
+def test_disconnect_user_from_another_node_ends_a_session_in_grace(
+    two_nodes: tuple[ServerThread, ServerThread],
+) -> None:
+    a, b = two_nodes
+    ann_a, ann_b = user(a, "ann"), user(a, "ann")
+    tokens = [ann_a.session, ann_b.session]
+    assert None not in tokens
+    channels = app_of(a).rooms.user_channels  # type: ignore[attr-defined]
+    channels.subscriber.linger = 0.0  # only the session in grace keeps the channel
+    ann_a.abort()  # the transports are gone: the sessions wait on node a for their resume
+    ann_b.abort()
+    graces = app_of(a).resumption.graces  # type: ignore[union-attr]
+    wait_until(lambda: a.call(lambda: len(graces.running)) == 2, 5, "both in their grace")
+    assert a.call(lambda: set(channels.subscriber.subscribed)) == {"ann"}  # still listened to
+    assert b.call(app_of(b).disconnect_user, "ann", 4003, "kicked") == 0  # none open anywhere
+    wait_until(lambda: not a.call(lambda: graces.running), 5, "the graces ended on node a")
+    wait_until(lambda: not a.call(lambda: set(channels.subscriber.subscribed)), 5, "ann's channel let go")
+    for token in tokens:
+        for server in (a, b):
+            with connect(f"{server.url}?user=ann") as again:
+                answer = again.request({"type": "resume", "session": token, "rooms": {}})
+                assert answer["restored"] is False, answer

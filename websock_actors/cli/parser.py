@@ -1,4 +1,5 @@
-"""The flags of `websock-actors`: the `run` command's, and `schema|asyncapi MODULE:ATTR`."""
+"""The flags of `websock-actors`: the `run` command's, `emit`'s (cli/emit.py),
+`schema|asyncapi MODULE:ATTR`, and `typescript MODULE:ATTR [-o FILE]`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 
 from ..protocol.connection import DEFAULT_MAX_FRAGMENTS
 from ..protocol.deflate import DeflateOptions
+from .emit import add_emit_parser
 
 __all__ = ["build_parser"]
 
@@ -180,9 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep compression context between messages (zlib state per connection)",
     )
+    add_emit_parser(commands)
     for name, what in (("schema", "JSON Schema"), ("asyncapi", "AsyncAPI 3.0 document")):
         describe = commands.add_parser(name, help=f"print the {what} of a typed app's messages")
         describe.add_argument("app", metavar="MODULE:ATTR", help="a typed App, e.g. examples.chat:app")
+    typescript = commands.add_parser(
+        "typescript", help="print TypeScript types of a typed app's messages, with the reply of each request"
+    )
+    typescript.add_argument("app", metavar="MODULE:ATTR", help="a typed App, e.g. examples.chat:app")
+    typescript.add_argument(
+        "-o", "--output", metavar="FILE", help="write them to FILE (e.g. chat.d.ts) instead of stdout"
+    )
     return parser
 
 

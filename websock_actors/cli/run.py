@@ -11,7 +11,7 @@ from .loading import load_app, typed_app
 from .prefork import prefork
 from .serve import backplane_class, serve
 
-__all__ = ["run_app"]
+__all__ = ["read_api_key", "run_app"]
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -20,7 +20,7 @@ def run_app(args: argparse.Namespace) -> int:
     if args.worker_timeout < 0:
         raise SystemExit(f"error: --worker-timeout must be 0 (off) or more, not {args.worker_timeout:g}")
     _status_token(args)
-    _api_key(args)
+    read_api_key(args)
     if not args.no_patch:
         from gevent import monkey
 
@@ -73,7 +73,7 @@ def _status_token(args: argparse.Namespace) -> None:
     elif not args.status_token.strip():
         raise SystemExit("error: --status-token may not be empty")
 
-def _api_key(args: argparse.Namespace) -> None:
+def read_api_key(args: argparse.Namespace) -> None:
     """The server API's key: from --api-key-file, else $WEBSOCK_ACTORS_API_KEY (never a
     plain flag: a command line is visible to every user of the host); None: the API is off."""
     key = os.environ.get("WEBSOCK_ACTORS_API_KEY")

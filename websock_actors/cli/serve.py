@@ -39,6 +39,7 @@ def serve(
         Server,
         TimeoutOptions,
     )
+    from ..server.systemd_notify import Notifier
 
     if args.redis is not None:
         typed = typed_app(app)
@@ -86,7 +87,10 @@ def serve(
     except ConfigurationError as exc:
         raise SystemExit(f"error: {exc}") from None
 
+    notifier = Notifier.from_environ() if worker is None else Notifier(None)  # else the master tells systemd
+
     def shutdown() -> None:
+        notifier.stopping()
         gevent.spawn(server.stop, args.shutdown_timeout)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -100,6 +104,7 @@ def serve(
     hot_path = "compiled (mypyc)" if compiled_modules() else "interpreted"
     logging.getLogger("websock_actors").info("hot path: %s", hot_path)
     if worker is None:
+        notifier.ready()  # the port listens: systemd's Type=notify
         say(f"websock-actors: serving {args.app} on {url}")
         say_status_page(args, host, port, context is not None)
     else:

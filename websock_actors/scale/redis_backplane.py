@@ -202,6 +202,20 @@ class RedisBackplane:
         self._stream = RedisStream(*shared, size=size, retention=retention, retained=retained)
         return self._stream
 
+    # -- idempotency keys (the server API's; an Emitter's share them: redis_wire.py) -------
+
+    def first_use(self, key: str, ttl: int) -> bool:
+        """Whether idempotency `key` is new: False for a repeat within `ttl` seconds, on any
+        node. BackplaneUnavailable when Redis does not answer."""
+        return self._pool.execute("SET", self._idempotency_key(key), "1", "NX", "EX", ttl) is not None
+
+    def forget_use(self, key: str) -> None:
+        """The request of `key` failed: a retry of it is not a repeat."""
+        self._pool.execute("DEL", self._idempotency_key(key))
+
+    def _idempotency_key(self, key: str) -> str:
+        return f"{self._key_prefix}:idempotency:{key}"
+
     # -- membership ----------------------------------------------------------------------
 
     def join(

@@ -100,9 +100,9 @@ class RedisStream:
         if result.successful():
             self._loaded = True
             self._stats.published += 1
-            seq, dropped = result.value[:2]
+            seq, dropped, epoch = result.value[:3]
             self.dropped += int(dropped) // 2  # two keys a room
-            kept.set(seq)
+            kept.set((seq, epoch))  # where it was kept: for a publisher that asks (the server API)
             return
         error = result.exception
         if "NOSCRIPT" in str(error) or "No matching script" in str(error):  # a restarted Redis

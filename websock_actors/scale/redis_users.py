@@ -5,8 +5,9 @@ A node listens on a user's channel while it has a connection of that user (and `
 seconds after), through a `Subscriber` of its own: the rooms' machinery (reconnects,
 subscribe again, linger) with the user channels' prefix. A message is a 17-byte header
 (kind, origin node) and either the frame, as it goes to the clients (`U`), or a close
-(`X`: the code, a space, the reason). The sender delivers on its own node first; Redis
-sends it its publish back, and the header drops it unread.
+(`X`: the code, a space, the reason): scale/redis_wire.py, shared with the Emitter. The
+sender delivers on its own node first; Redis sends it its publish back, and the header
+drops it unread.
 """
 
 from __future__ import annotations
@@ -17,15 +18,11 @@ from typing import Any
 from ..typed.users import UserSink
 from .redis_io import Publisher
 from .redis_subscriber import Subscriber
+from .redis_wire import HEADER, USER_CLOSE, USER_FRAME, user_channel
 
 __all__ = ["RedisUsers"]
 
 log = logging.getLogger("websock_actors")
-
-_FRAME = b"U"
-_CLOSE = b"X"
-_HEADER = 17  # kind (1 byte) + origin node id (16 hex digits)
-
 
 class RedisUsers:
     """The `UserChannels` of a RedisBackplane (see the module's docstring)."""
@@ -37,7 +34,7 @@ class RedisUsers:
         self.sink: UserSink | None = None  # the App's Users, set on first use
         self._publisher = publisher
         self._node = node.encode()
-        self._channel_prefix = f"{key_prefix}:user:".encode()
+        self._channel_prefix = user_channel(key_prefix, "").encode()
         self.wanted: set[str] = set()  # users with a connection here
         self.published = 0
         self.received = 0
@@ -69,23 +66,23 @@ class RedisUsers:
 
     def publish_frame(self, key: str, frame: bytes) -> None:
         """BackplaneUnavailable when Redis does not take it (delivered on this node only)."""
-        self._publisher.publish(self._channel_prefix + key.encode(), _FRAME + self._node + frame)
+        self._publisher.publish(self._channel_prefix + key.encode(), USER_FRAME + self._node + frame)
         self.published += 1
 
     def publish_close(self, key: str, code: int, reason: str) -> None:
-        data = b"%b%b%d %b" % (_CLOSE, self._node, code, reason.encode())
+        data = b"%b%b%d %b" % (USER_CLOSE, self._node, code, reason.encode())
         self._publisher.publish(self._channel_prefix + key.encode(), data)
         self.published += 1
 
     def _on_message(self, key: str, data: bytes) -> None:
-        if data[1:_HEADER] == self._node or self.sink is None:
+        if data[1:HEADER] == self._node or self.sink is None:
             return  # our own publish, delivered when it was sent
         self.received += 1
-        kind, body = data[:1], data[_HEADER:]
+        kind, body = data[:1], data[HEADER:]
         try:
-            if kind == _FRAME:
+            if kind == USER_FRAME:
                 self.sink.send_here(key, body)
-            elif kind == _CLOSE:
+            elif kind == USER_CLOSE:
                 code, _, reason = body.partition(b" ")
                 self.sink.disconnect_here(key, int(code), reason.decode())
         except Exception:

@@ -6,9 +6,12 @@ gevent): key names, the kinds of pub/sub messages, and the script that numbers a
     <prefix>:history:<room>   a stream of the kept broadcasts, entry id `<seq>-0`
     <prefix>:presence:<room>  who is in the room (a sorted set)
     <prefix>:retained         rooms without members that keep their history
+    <prefix>:user:<identity>  a user's pub/sub channel (scale/redis_users.py)
+    <prefix>:idempotency:<k>  an idempotency key seen (SET NX EX)
 
 A plain broadcast on a room's channel is `F<origin node, 16 hex digits><the client frame>`;
-a numbered one is `S<origin> <seq>:<epoch> <text>`.
+a numbered one is `S<origin> <seq>:<epoch> <text>`. On a user's channel: `U<origin><the
+client frame>`, or `X<origin><code> <reason>` (close the user's connections).
 """
 
 from __future__ import annotations
@@ -16,13 +19,25 @@ from __future__ import annotations
 import hashlib
 
 __all__ = [
-    "APPEND", "APPEND_SHA", "FRAME", "HEADER", "IDEMPOTENT", "NUMBERED", "RETAIN", "VACATED",
-    "stream_keys",
+    "APPEND", "APPEND_SHA", "FRAME", "HEADER", "IDEMPOTENT", "NUMBERED", "RETAIN", "USER_CLOSE",
+    "USER_FRAME", "VACATED", "idempotency_key", "stream_keys", "user_channel",
 ]  # fmt: skip
 
 FRAME = b"F"  # the kind of a Redis message that carries a client frame
 NUMBERED = b"S"  # the kind of a Redis message that carries a numbered broadcast
 HEADER = 17  # a plain message's header: kind (1 byte) + origin node id (16 hex digits)
+USER_FRAME = b"U"  # on a user's channel: a client frame for each of the user's connections
+USER_CLOSE = b"X"  # on a user's channel: close the user's connections (`<code> <reason>`)
+
+
+def user_channel(prefix: str, key: str) -> str:
+    """The pub/sub channel of the user whose address (typed/users.py user_key) is `key`."""
+    return f"{prefix}:user:{key}"
+
+
+def idempotency_key(prefix: str, key: str) -> str:
+    """The Redis key that marks an idempotency key as seen (see IDEMPOTENT)."""
+    return f"{prefix}:idempotency:{key}"
 
 
 def stream_keys(prefix: str, room: str) -> tuple[str, str, str, str]:

@@ -30,6 +30,8 @@ from typing import Any, TextIO
 import gevent
 from gevent import monkey
 
+from ..server.systemd_notify import Notifier
+from .cpu_quota import available_cpus
 from .worker_liveness import DEFAULT_WORKER_TIMEOUT, Heartbeat, LivenessBoard
 
 __all__ = ["SHUTDOWN_SIGNALS", "Worker", "parse_workers", "prepare_listener", "run_workers", "say"]
@@ -61,9 +63,9 @@ def say(line: str, stream: TextIO | None = None) -> None:
 
 
 def parse_workers(value: str) -> int:
-    """`--workers`: a count of at least 1, or "auto" (one per CPU)."""
+    """`--workers`: a count of at least 1, or "auto" (one per CPU this process may use)."""
     if value == "auto":
-        return os.cpu_count() or 1
+        return available_cpus()  # the affinity mask and the cgroup's CPU quota (cpu_quota.py)
     try:
         count = int(value)
     except ValueError:
@@ -199,6 +201,7 @@ class _Master:
         self._wake_r, self._wake_w = os.pipe()
         self._ready_r, self._ready_w = os.pipe()
         self._ready_buffer = b""
+        self.notifier = Notifier.from_environ()  # systemd's Type=notify: READY=1, STOPPING=1
         for fd in (self._wake_r, self._wake_w, self._ready_r):
             os.set_blocking(fd, False)
 
@@ -270,6 +273,9 @@ class _Master:
             child = self.children.get(int(line))
             if child is not None:
                 child.ready = True
+        serving = [child for child in self.children.values() if child.ready]
+        if self.stopping is None and len(serving) == self.count:
+            self.notifier.ready()  # every worker listens (sent once)
 
     def _reap(self) -> None:
         for pid, child in list(self.children.items()):
@@ -338,6 +344,7 @@ class _Master:
     def _shutdown(self, signum: int) -> None:
         """Forward the signal to every worker (again, on a second one)."""
         if self.stopping is None:
+            self.notifier.stopping()
             self.stopping = signum
             self.deadline = time.monotonic() + self.kill_after
             self.restarts.clear()

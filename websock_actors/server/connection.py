@@ -97,7 +97,9 @@ class Connection(Mailbox):
         self._init_transport(sock, recv_buffer, options)
         self._init_mailbox()
         self._compressors = compressors  # permessage-deflate: the server's shared compressors
-        self._answered = False  # the handshake ended with a plain HTTP answer
+        # The handshake ended with a plain HTTP answer: True, then the connection closes;
+        # on a kept-alive connection (opening.py) the bytes sent after the request answered.
+        self._answered: bool | bytes = False
         # What the inline reader left to the actor (inline.py), between a HANDOFF and the
         # actor's take_handoff; None otherwise.
         self._handoff: Handoff = None

@@ -12,7 +12,9 @@ request's path. A handler returns one of three things:
 /metrics (metrics.py; rendered at most once a second, server_metrics.py), /_status with
 everything under it (status_page.py) and /_wsa/client.js, the browser client (client_js.py).
 /_api/ and /_wsa/ are always reserved: /_api/ is the server API (a typed App's, typed/api.py)
-when `api_key` is given; every other path under them answers 404. Admission
+when `api_key` is given; every other path under them answers 404. An answer with
+`KEEP_ALIVE` (the API's, once the key is checked) keeps the connection for the next
+request; every other one closes it. Admission
 (capacity, the per-IP caps) is not routing: the server does it for every upgrade.
 """
 
@@ -28,9 +30,13 @@ from .health import HEALTH_PATHS, health_answer
 from .server_options import EndpointOptions
 from .status_page import STATUS_PATH, StatusPage
 
-__all__ = ["API_PATH", "EndpointHandler", "EndpointRouter", "app_api", "builtin_router"]
+__all__ = ["API_PATH", "KEEP_ALIVE", "EndpointHandler", "EndpointRouter", "app_api", "builtin_router"]
 
 API_PATH = "/_api"  # the server API's subtree, reserved whether it is on or not
+
+# The header of an endpoint's answer after which the connection may read the client's next
+# request (opening.py decides: the client's wishes, a bound). Without it: closed after.
+KEEP_ALIVE = ("Connection", "keep-alive")
 
 # (request, is it an upgrade) -> an answer, an application to take the connection, or None
 EndpointHandler = Callable[[Request, bool], Response | Application | None]

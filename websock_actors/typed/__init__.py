@@ -14,6 +14,7 @@
     ratelimit.py   RateLimit: token buckets per connection, in total and per message type
     metrics.py     app_metrics: the app's figures for /metrics and the status page
     schema.py      JSON Schema and AsyncAPI documents of an app's messages
+    typescript.py  TypeScript types of an app's messages, and the reply of each request
     rooms.py       Rooms: membership, presence and fan-out of bytes (LocalRooms in process)
     streams.py     what numbered broadcasting is made of: Position, RoomStream
     numbered.py    NumberedBroadcasts: seq, epoch, catch-up, replay (resumption on)
@@ -23,16 +24,38 @@
     graces.py      Graces: closed sessions waiting for their resume, and their timers
     reattach.py    reattach: a resumed session back in its rooms, with what it missed
     sessions.py    session records and where they are kept (SessionStore, in process)
+
+The names below are imported on first use (PEP 562), so that the gevent-free modules
+(messages.py, router.py, ... tests/test_layers.py) import without gevent: the Emitter
+encodes with messages.py's `to_json` in a process that has none.
 """
 
-from .app import App
-from .auth import AuthRequest
-from .context import Context
-from .messages import Ack, ErrorReply, Message, MessageId
-from .ratelimit import RateLimit
-from .resume import ResumePolicy
-from .rooms import LocalRooms, LostMember, Rooms
-from .router import Route, Router
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import App
+    from .auth import AuthRequest
+    from .context import Context
+    from .messages import Ack, ErrorReply, Message, MessageId
+    from .ratelimit import RateLimit
+    from .resume import ResumePolicy
+    from .rooms import LocalRooms, LostMember, Rooms
+    from .router import Route, Router
+
+_HOMES = {
+    ".app": ("App",),
+    ".auth": ("AuthRequest",),
+    ".context": ("Context",),
+    ".messages": ("Ack", "ErrorReply", "Message", "MessageId"),
+    ".ratelimit": ("RateLimit",),
+    ".resume": ("ResumePolicy",),
+    ".rooms": ("LocalRooms", "LostMember", "Rooms"),
+    ".router": ("Route", "Router"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "Ack",
@@ -50,3 +73,16 @@ __all__ = [
     "Route",
     "Router",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found once: later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME_OF})

@@ -43,7 +43,7 @@ from .resumption import Resumption
 from .rooms import LocalRooms, Rooms
 from .router import Handler, Route, Router
 from .schema import asyncapi_document, json_schema_document
-from .services import HandlerServices
+from .services import HandlerServices, Published
 from .users import UserAddressing
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ class App(UserAddressing, Application):
                 authenticates=lambda: self.authenticates,
             )
             self.services.resumption = self.resumption
+            self.resumption.graces.user_done = self.services.users.graces_over
         self.dispatcher = self.services.dispatcher = Dispatcher(self)
         if self.resumption is not None:
             self.router.add(self.resumption.handler())
@@ -275,10 +276,15 @@ class App(UserAddressing, Application):
         self._actors[name] = factory
 
     def broadcast(self, room: str, message: BaseModel) -> int:
-        """Send a model to every member of `room`, in the server's process (else: `Emitter`)."""
+        """Send a model to every member of `room`, in the server's process (else: `Emitter`):
+        the deliveries queued here."""
+        return self.publish(room, message).deliveries
+
+    def publish(self, room: str, message: BaseModel) -> Published:
+        """`broadcast`, telling where a numbered room (resumption on) kept it: its seq and epoch."""
         if self.supervisor is None:
             raise ConfigurationError(_NOT_STARTED)
-        return self.send_to_room(room, message)
+        return self.services.publish(room, message)
 
     def send_to_room(
         self, room: str, message: BaseModel, exclude: Connection | None = None, ctx: Context | None = None

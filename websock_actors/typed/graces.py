@@ -4,6 +4,10 @@ A resumable close keeps the session for `grace` seconds: a timer each. When it r
 node that claims the grace in the session store reports the member as gone (the others
 forget it quietly). If the store loses its sessions (a Redis restart), the graces still
 running are written again for what is left of them.
+
+`by_user` indexes the graces by user (`user_address` of the record's identity), so that
+`disconnect_user` ends a user's sessions in grace too (`end_user`), in O(its sessions); the
+user's channel stays wanted while it has some (`Users`, told by `user_done`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import gevent
 
 from ..errors import BackplaneUnavailable
 from .sessions import SessionRecord, SessionStore
+from .users import user_address
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -49,24 +54,61 @@ class Graces:
         self._window = window
         self._member_gone = member_gone
         self.running: dict[str, Grace] = {}
+        self.by_user: dict[str, set[str]] = {}  # user address -> tokens of its graces here
+        self.user_done: Callable[[str], None] | None = None  # a user's last grace here ended
         self.ended = 0  # members reported as left when their grace ran out
 
     def start(self, token: str, conn: Connection, record: SessionRecord, grace: float) -> None:
         timer = gevent.spawn_later(grace, self._over, token)
         self.running[token] = Grace(conn, timer, record, time.time() + grace)
+        user = user_address(record.identity)
+        if user is not None:
+            self.by_user.setdefault(user, set()).add(token)
 
     def take(self, token: str) -> Grace | None:
         """A resume takes the session: its grace ends here, without a word to the rooms."""
         grace = self.running.pop(token, None)
         if grace is not None:
             grace.timer.kill(block=False)
+            self._unindex(token, grace)
         return grace
+
+    def _unindex(self, token: str, grace: Grace) -> None:
+        user = user_address(grace.record.identity)
+        tokens = self.by_user.get(user) if user is not None else None
+        if user is None or tokens is None:
+            return
+        tokens.discard(token)
+        if not tokens:
+            del self.by_user[user]
+            if self.user_done is not None:
+                self.user_done(user)
+
+    def end_user(self, user: str) -> int:
+        """The sessions of `user` in their grace here end now (`disconnect_user`): taken out
+        of the store, so that a resume of them is refused, and their members leave the
+        rooms (reported by whoever claims the grace). Returns how many."""
+        ended = 0
+        for token in list(self.by_user.get(user, ())):
+            grace = self.take(token)
+            if grace is None:
+                continue
+            mine = True  # Redis away: nobody else can report it
+            try:
+                self._sessions().take(token)
+                mine = self._sessions().claim_grace(token)
+            except BackplaneUnavailable as exc:
+                log.warning("session %s of user %r not ended in the store: %s", grace.record.sid, user, exc)
+            self._member_gone(grace.conn, mine)
+            ended += 1
+        return ended
 
     def stop(self) -> None:
         """The server stops: graces still running end with it (other nodes end them with Redis)."""
         for grace in self.running.values():
             grace.timer.kill(block=False)
         self.running.clear()
+        self.by_user.clear()
 
     def restore(self) -> None:
         """The store lost the sessions in their grace: keep them again, for what is left of it."""
@@ -84,6 +126,7 @@ class Graces:
         grace = self.running.pop(token, None)
         if grace is None:
             return
+        self._unindex(token, grace)
         conn = grace.conn
         while True:
             try:

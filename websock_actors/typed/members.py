@@ -51,9 +51,9 @@ class MemberHooks:
             resumption.connected(conn)
 
     def closed(self, conn: Connection, code: int) -> None:
-        self.services.users.closed(conn)
         resumption = self.services.resumption
         kept = resumption.closed(conn, code) if resumption is not None else False
+        self.services.users.closed(conn)  # after: a session kept in grace keeps the user's channel
         if kept:
             return  # kept for a resume: the member leaves when its grace ends
         self.gone(conn, kept is False)  # None: resumed elsewhere, no word

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-__all__ = ["Ack", "ErrorReply", "Message", "MessageId", "stamp_request_id", "to_json"]
+__all__ = ["Ack", "ErrorReply", "Message", "MessageId", "stamp_request_id", "to_json", "user_key"]
 
 MessageId = str | int
 
@@ -78,3 +78,13 @@ def to_json(message: BaseModel) -> str:
     if no_id:
         return to_bytes(message, exclude=_WITHOUT_ID).decode()
     return to_bytes(message).decode()
+
+
+def user_key(identity: Any) -> str:
+    """The address of a user's `identity` (typed/users.py): a str, or an int as its decimal
+    text; TypeError for any other type (a bool too). Here, gevent-free, for the Emitter."""
+    if isinstance(identity, str):
+        return identity
+    if isinstance(identity, int) and not isinstance(identity, bool):
+        return str(identity)
+    raise TypeError(f"a user's identity is a str or an int, not {type(identity).__name__}")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from ..errors import ConfigurationError, InvalidMessage
 
-__all__ = ["Handler", "Route", "Router", "model_tag", "peek"]
+__all__ = ["Handler", "Route", "Router", "model_tag", "peek", "push_adapter"]
 
 Handler = Callable[..., Any]
 
@@ -182,6 +182,19 @@ class _Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: Any = None
     type: Any = None
+
+
+def push_adapter(pushes: tuple[type[BaseModel], ...]) -> TypeAdapter[Any] | None:
+    """One validator over an app's declared pushes, told apart by their `type` (None: no
+    pushes), for messages that come from outside a handler: the server API's, an Emitter's.
+    A push without a Literal `type`: ConfigurationError."""
+    if not pushes:
+        return None
+    union: Any = pushes[0] if len(pushes) == 1 else Union[pushes]  # noqa: UP007
+    try:
+        return TypeAdapter(Annotated[union, Field(discriminator="type")])
+    except Exception as exc:
+        raise ConfigurationError(f"the app's pushes must be told apart by `type`: {exc}") from None
 
 
 _ENVELOPE = TypeAdapter(_Envelope)

@@ -3,10 +3,13 @@
 A `Context` is made per message; the `HandlerServices` it reaches through is made once per
 App. It is the one place a room broadcast is sent from (numbered with resumption on, plain
 otherwise), and where joins are capped at the app's `max_rooms` and its `join_rate`.
+`publish` is the broadcast of a sender outside the handlers (`App.broadcast`, the server
+API): it waits until a numbered broadcast is kept and says where (`Published`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -24,18 +27,29 @@ if TYPE_CHECKING:
     from .dispatch import Dispatcher
     from .resumption import Resumption
 
-__all__ = ["KEEP_TIMEOUT", "HandlerServices", "wait_kept"]
+__all__ = ["KEEP_TIMEOUT", "HandlerServices", "Published", "wait_kept"]
 
 # Seconds a broadcast may take to be kept before its sender is told it was not.
 KEEP_TIMEOUT = 5.0
 
 
-def wait_kept(pending: Any) -> None:
-    """Wait until a numbered broadcast is kept; BackplaneUnavailable when it was not."""
+def wait_kept(pending: Any) -> Any:
+    """Wait until a numbered broadcast is kept: where (the `Pending`'s value, streams.py);
+    BackplaneUnavailable when it was not."""
     try:
-        pending.get(timeout=KEEP_TIMEOUT)
+        return pending.get(timeout=KEEP_TIMEOUT)
     except gevent.Timeout:
         raise BackplaneUnavailable("Redis did not keep the broadcast in time") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What a broadcast did: the deliveries queued on this node, and in a numbered room
+    (resumption on) its `seq` and `epoch` there; None for a plain room."""
+
+    deliveries: int
+    seq: int | None = None
+    epoch: str | None = None
 
 
 class HandlerServices:
@@ -130,3 +144,19 @@ class HandlerServices:
             return delivered
         frame = encode_broadcast(to_json(message))
         return self.rooms.broadcast(room, frame, () if skip is None else (skip,))
+
+    def publish(self, room: str, message: BaseModel) -> Published:
+        """Send a model to `room` from outside the handlers: returns once a numbered one is
+        kept (BackplaneUnavailable when it is not), with its seq and epoch. The handlers'
+        `send_to_room` does none of this: their broadcasts do not wait."""
+        self.check_rooms()
+        resumption = self.resumption
+        numbered = resumption.numbered if resumption is not None else None
+        if numbered is None:
+            return Published(self.send_to_room(room, message))
+        delivered, kept = numbered.broadcast(room, message)
+        if kept is None:  # kept in process already: the room's position is this broadcast's
+            at = numbered.stream.position(room)
+            return Published(delivered, at.seq, at.epoch)
+        seq, epoch = wait_kept(kept)
+        return Published(delivered, int(seq), epoch.decode() if isinstance(epoch, bytes) else str(epoch))

@@ -14,6 +14,7 @@ __all__ = ["Kept", "Pending", "Position", "Reattached", "RoomStream", "StreamRea
 
 # A broadcast on its way into a stream: a gevent AsyncResult, set once it is kept (or with
 # BackplaneUnavailable); `get`, `ready`, `successful` and `rawlink` are what is used of it.
+# Its value is (seq, epoch) as the stream has them: an int, and the epoch as str or bytes.
 Pending = Any
 
 

@@ -6,7 +6,9 @@ addresses as its decimal text). Connections of other identities (None, a dict) c
 addressed. The index identity -> connections is kept as connections open and close (one
 dict operation each); with a backplane that offers `user_channels` (the Redis one does),
 the node also listens on the user's channel while it has a connection of that user, and
-`send_to_user`/`disconnect_user` publish there for the other nodes.
+`send_to_user`/`disconnect_user` publish there for the other nodes. With resumption, it
+listens while the user has sessions in grace here too (typed/graces.py), which
+`disconnect_user` ends as well: on every node, a resume of them is refused.
 """
 
 from __future__ import annotations
@@ -19,26 +21,25 @@ from pydantic import BaseModel
 from ..errors import BackplaneUnavailable
 from ..protocol.connection import close_payload
 from ..server.broadcast import encode_broadcast
-from .messages import to_json
+from .messages import to_json, user_key
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
     from .services import HandlerServices
 
-__all__ = ["UserAddressing", "UserChannels", "UserSink", "Users", "user_key"]
+__all__ = ["UserAddressing", "UserChannels", "UserSink", "Users", "user_address", "user_key"]
 
 log = logging.getLogger("websock_actors")
 
 DISCONNECT_CODE = 4000
 
 
-def user_key(identity: Any) -> str:
-    """The address of `identity`; TypeError for a type that cannot be one."""
-    if isinstance(identity, str):
-        return identity
-    if isinstance(identity, int) and not isinstance(identity, bool):
+def user_address(identity: Any) -> str | None:
+    """The address of `identity`, or None for one that cannot be addressed (`user_key`'s
+    rule, without its TypeError: connections of any identity open and close)."""
+    if isinstance(identity, (str, int)) and not isinstance(identity, bool):
         return str(identity)
-    raise TypeError(f"a user's identity is a str or an int, not {type(identity).__name__}")
+    return None
 
 
 class UserSink(Protocol):
@@ -82,10 +83,9 @@ class Users:
 
     def opened(self, conn: Connection) -> None:
         request = conn.request
-        identity = request.identity if request is not None else None
-        if not isinstance(identity, (str, int)) or isinstance(identity, bool):
+        key = user_address(request.identity if request is not None else None)
+        if key is None:
             return
-        key = str(identity)
         conns = self.index.get(key)
         if conns is None:
             conns = self.index[key] = set()
@@ -109,9 +109,19 @@ class Users:
         conns.discard(conn)
         if not conns:
             del self.index[key]
-            channels = self.channels()
-            if channels is not None:
-                channels.release(key)
+            resumption = self.services.resumption
+            if resumption is None or key not in resumption.graces.by_user:  # else: when they end
+                self._release(key)
+
+    def graces_over(self, key: str) -> None:
+        """The user's last session in grace here ended (Graces.user_done)."""
+        if key not in self.index:
+            self._release(key)
+
+    def _release(self, key: str) -> None:
+        channels = self.channels()
+        if channels is not None:
+            channels.release(key)
 
     def send_here(self, key: str, frame: bytes) -> int:
         delivered = 0
@@ -121,13 +131,16 @@ class Users:
         return delivered
 
     def disconnect_here(self, key: str, code: int, reason: str) -> int:
-        """Close the user's connections here; with resumption, their sessions end first."""
+        """Close the user's connections here; with resumption, their sessions end first, and
+        those in grace here end too."""
         conns = list(self.index.get(key, ()))
         resumption = self.services.resumption
         for conn in conns:
             if resumption is not None:
                 resumption.end(conn)
             conn.close(code, reason)
+        if resumption is not None and key in resumption.graces.by_user:
+            resumption.graces.end_user(key)  # its sessions whose connections are gone already
         return len(conns)
 
     def send(self, identity: Any, message: BaseModel) -> int:

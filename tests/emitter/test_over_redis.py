@@ -1,4 +1,5 @@
-"""`Emitter`: pushing into the rooms from a process that is not a server (websock_actors/emitter.py).
+"""`Emitter` over Redis: pushing into the rooms from a process that is not a server
+(websock_actors/emitter/).
 
 Real sockets on 127.0.0.1, a real redis-server, two chat nodes (examples/chat.py, a fresh
 copy each) on one Redis. The cross-process cases run the Emitter in a subprocess where
@@ -7,11 +8,8 @@ gevent cannot be imported, as in a Celery worker or a Flask view.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,38 +23,17 @@ from websock_actors import App, BackplaneUnavailable, ConfigurationError, Emitte
 from websock_actors.client import ClientConnection, connect
 from websock_actors.testing import ServerThread
 
-from .support.apps import fresh_chat_app
-from .support.chat import join, position, read_until, resume, say, text_is, wait_kept
+from ..support.apps import fresh_chat_app
+from ..support.chat import join, position, read_until, resume, say, text_is, wait_kept
+from ..support.elsewhere import emit_elsewhere
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 pytestmark = pytest.mark.timeout(60)
 
-# In a process without gevent: an Emitter broadcasts argv[3] (JSON) into room argv[2] and
-# prints what it did, or the exception's class.
-_WITHOUT_GEVENT = """
-import json, sys
-sys.modules["gevent"] = None
-from websock_actors.emitter import Emitter
-emitter = Emitter(sys.argv[1], numbered=sys.argv[4] == "numbered", timeout=2.0)
-done = emitter.broadcast(sys.argv[2], json.loads(sys.argv[3]))
-print(json.dumps({"nodes": done.nodes, "seq": done.seq, "epoch": done.epoch}))
-assert "gevent" not in {name.split(".")[0] for name in sys.modules if sys.modules[name] is not None}
-"""
-
-
-def emit_elsewhere(url: str, room: str, message: dict[str, Any], numbered: bool) -> dict[str, Any]:
-    kind = "numbered" if numbered else "plain"
-    done = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_GEVENT, url, room, json.dumps(message), kind],
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+def emit_numbered(url: str, room: str, message: dict[str, Any], numbered: bool) -> dict[str, Any]:
+    done = emit_elsewhere(url, "broadcast", room, message, options={"numbered": numbered})
+    return {"nodes": done["nodes"], "seq": done["seq"], "epoch": done["epoch"]}
 
 
 def pushed(text: str) -> dict[str, Any]:
@@ -96,7 +73,7 @@ def test_an_emitter_without_gevent_reaches_members_on_two_nodes_numbered(chat_no
         say(bob, "r", "first")
         last = position(read_until(ann, text_is("first"))[-1])
         read_until(bob, text_is("first"))
-        done = emit_elsewhere(shared_redis.url, "r", pushed("from celery"), numbered=True)
+        done = emit_numbered(shared_redis.url, "r", pushed("from celery"), numbered=True)
         assert done == {"nodes": 2, "seq": last["seq"] + 1, "epoch": last["epoch"]}
         for ws in (ann, bob):
             got = read_until(ws, text_is("from celery"))[-1]
@@ -108,7 +85,7 @@ def test_an_emitter_without_gevent_reaches_members_on_two_nodes_numbered(chat_no
 def test_an_emitter_without_gevent_reaches_members_on_two_nodes_plain(chat_nodes, shared_redis) -> None:
     _, _, ann, bob = members_on_two_nodes(chat_nodes, resume=False)
     with ann, bob:
-        done = emit_elsewhere(shared_redis.url, "r", pushed("plain push"), numbered=False)
+        done = emit_numbered(shared_redis.url, "r", pushed("plain push"), numbered=False)
         assert done == {"nodes": 2, "seq": None, "epoch": None}
         for ws in (ann, bob):
             got = read_until(ws, text_is("plain push"))[-1]
@@ -124,7 +101,7 @@ def test_a_client_cut_while_it_was_emitted_gets_it_in_its_replay(chat_nodes, sha
         assert token is not None
         ann.abort()
         wait_kept(a)
-        done = emit_elsewhere(shared_redis.url, "r", pushed("while cut"), numbered=True)
+        done = emit_numbered(shared_redis.url, "r", pushed("while cut"), numbered=True)
         with connect(b.url) as ann2:
             answer = resume(ann2, token, {"r": last})
             assert answer["restored"] is True and answer["lost"] == [], answer
@@ -212,7 +189,11 @@ def test_bad_messages_are_refused_before_redis() -> None:
     with pytest.raises(TypeError, match="pydantic model or a dict"):
         emitter.broadcast("r", "text")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="redis://"):
+        Emitter("ftp://127.0.0.1:8000")
+    with pytest.raises(ValueError, match="api_key"):
         Emitter("http://127.0.0.1:8000")
+    with pytest.raises(ValueError, match="server API"):
+        Emitter("redis://127.0.0.1:1/0", api_key="k")
 
 
 def test_app_broadcast_before_start_names_the_emitter() -> None:

@@ -1,4 +1,5 @@
-// client.d.ts under strict tsc: a typed client of a generated protocol compiles; a wrong field
+// client.d.ts under strict tsc, with the chat's generated types (schemas/chat.d.ts, kept current by
+// tests/typed/test_typescript.py): a typed client compiles; a wrong field
 // in a request or a push does not.
 import assert from "node:assert/strict";
 import {spawnSync} from "node:child_process";

@@ -1,5 +1,5 @@
 import {connect, RequestError} from "../../client.js";
-import type {Protocol} from "./chat.js";
+import type {Protocol} from "../../../../schemas/chat.js"; // websock-actors typescript examples.chat:app
 
 export async function chat(): Promise<string[]> {
   const client = connect<Protocol>("ws://127.0.0.1/", {token: async () => "ann", backoff: {initial: 100}});

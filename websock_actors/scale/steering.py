@@ -22,8 +22,6 @@ import ipaddress
 import logging
 import socket
 
-from gevent import monkey
-
 __all__ = ["SO_ATTACH_REUSEPORT_CBPF", "steered_listeners", "steering_program", "worker_of"]
 
 log = logging.getLogger("websock_actors")
@@ -37,8 +35,6 @@ _LD_W_ABS, _LD_B_ABS = 0x00 | 0x00 | 0x20, 0x00 | 0x10 | 0x20
 _ALU_RSH_K, _ALU_MUL_K, _ALU_MOD_K = 0x04 | 0x70, 0x04 | 0x20, 0x04 | 0x90
 _JMP_JEQ_K, _JMP_JA = 0x05 | 0x10, 0x05 | 0x00
 _RET_A = 0x06 | 0x10
-
-_socket_class: type[socket.socket] = monkey.get_original("socket", "socket")
 
 Instruction = tuple[int, int, int, int]  # code, jump if true, jump if false, k
 
@@ -97,16 +93,11 @@ def attach(listener: socket.socket, count: int) -> None:
 def steered_listeners(host: str, port: int, count: int, backlog: int = 1024) -> list[socket.socket] | None:
     """Before the fork: `count` listeners on `host:port`, one per worker in order, with the
     steering program; None (and one log line) where it cannot be attached."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    from .listeners import slot_listeners
+
     listeners: list[socket.socket] = []
     try:
-        for _ in range(count):
-            listener = _socket_class(family, socket.SOCK_STREAM)
-            listeners.append(listener)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            listener.bind((host, port))
-            listener.listen(backlog)  # in order: the group numbers its sockets so
+        listeners = slot_listeners(host, port, count, backlog)
         attach(listeners[0], count)
     except (OSError, AttributeError) as exc:  # not Linux, an old kernel, no SO_REUSEPORT
         for listener in listeners:

@@ -195,9 +195,10 @@ class Server:
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, restart: bool = False) -> None:
         """Graceful shutdown: stop accepting, close every connection (1001, or the app's
-        `drain_close`: 1012 when its sessions resume elsewhere), wait, drop the rest."""
+        `drain_close`: 1012 when its sessions resume elsewhere), wait, drop the rest.
+        `restart`: the service comes back at once (a rolling restart): 1012 in any case."""
         if self._stopping:
             self._stopped.wait()
             return
@@ -209,7 +210,7 @@ class Server:
         self._metrics.stop()
         if self.status_page is not None:
             self.status_page.stop()
-        code, reason = self.app.drain_close()
+        code, reason = (CloseCode.SERVICE_RESTART, "service restart") if restart else self.app.drain_close()
         for conn in list(self._actors):
             if conn.open:
                 conn.close(code, reason)

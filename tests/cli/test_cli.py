@@ -1,6 +1,6 @@
 """The command line's own behaviour (`websock-actors run`, in a subprocess): a port in use is a
-one-line error, SIGTERM stops gracefully (SIGHUP restarts: test_restart.py), --ipv6-prefix reaches the per-IP caps, and the
-server API's key comes from --api-key-file or $WEBSOCK_ACTORS_API_KEY."""
+one-line error, SIGTERM stops gracefully (SIGHUP restarts: test_restart.py), --ipv6-prefix
+reaches the per-IP caps, and the server API's key comes from --api-key-file or $WEBSOCK_ACTORS_API_KEY."""
 
 from __future__ import annotations
 

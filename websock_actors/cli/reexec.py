@@ -16,8 +16,6 @@ import subprocess
 import sys
 from typing import NoReturn
 
-import websock_actors
-
 __all__ = ["LISTEN_FD_ENV", "import_problem", "inherited_listener", "reexec"]
 
 LISTEN_FD_ENV = "WEBSOCK_ACTORS_LISTEN_FD"
@@ -52,7 +50,7 @@ def inherited_listener(host: str, port: int) -> socket.socket | None:
 def import_problem(spec: str) -> str | None:
     """None when `MODULE:ATTR` imports in a fresh interpreter (the current directory and our
     own package on its path), else the end of what it printed."""
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(websock_actors.__file__)))
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
     env.pop(LISTEN_FD_ENV, None)

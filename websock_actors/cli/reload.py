@@ -70,13 +70,15 @@ def supervise(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
-    say(f"websock-actors: --reload: watching {root} for changes to .py files")
-    reported = False
+    reported = announced = False
     changes_seen = watch(
         root, watch_filter=PythonFilter(), stop_event=stop, yield_on_timeout=True, rust_timeout=500,
         raise_interrupt=False, debounce=400, step=50,
     )  # fmt: skip
     for changes in changes_seen:
+        if not announced:  # on the first yield: the watcher is in place by then
+            announced = True
+            say(f"websock-actors: --reload: watching {root} for changes to .py files")
         if child.poll() is not None and not reported and not stop.is_set():
             reported = True
             code = child.returncode

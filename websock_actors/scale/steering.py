@@ -9,10 +9,10 @@ The program (attached with SO_ATTACH_REUSEPORT_CBPF, Linux) reads the source add
 the IP header (the low word of an IPv6 one), mixes it, and returns `word % N`: the index of
 a socket in the reuseport group. The kernel numbers the group's sockets in the order they
 started listening and renumbers them when one closes, so the master opens the N listeners
-in order before forking and keeps them open for the whole run: worker i serves listener i,
-and a restarted worker i inherits the same socket, hence the same addresses. Where the
-program cannot be attached, `steered_listeners` says so in one log line and returns None:
-the workers then bind the port themselves, as without per-IP caps.
+in order before forking and keeps them open for the whole run (scale/listeners.py): worker i
+serves listener i, and a restarted or replacing worker i inherits the same socket, hence the
+same addresses. Where the program cannot be attached, `steered_listeners` says so in one log
+line and returns None: the listeners are then unsteered, as without per-IP caps.
 """
 
 from __future__ import annotations

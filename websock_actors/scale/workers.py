@@ -39,16 +39,8 @@ from .listeners import prepare_listener
 from .rolling import Roll
 from .worker_liveness import DEFAULT_WORKER_TIMEOUT, Heartbeat, LivenessBoard
 
-__all__ = [
-    "DRAIN_SIGNAL",
-    "RESTART_SIGNAL",
-    "SHUTDOWN_SIGNALS",
-    "Worker",
-    "parse_workers",
-    "prepare_listener",
-    "run_workers",
-    "say",
-]
+__all__ = ["DRAIN_SIGNAL", "RESTART_SIGNAL", "SHUTDOWN_SIGNALS", "Worker", "parse_workers"]
+__all__ += ["prepare_listener", "run_workers", "say"]
 
 log = logging.getLogger("websock_actors")
 

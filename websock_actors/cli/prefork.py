@@ -29,6 +29,7 @@ def prefork(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
     from ..scale.workers import prepare_listener, run_workers
 
     master = os.getpid()
+    _import_the_library()
 
     listeners: list[socket.socket] | None = None
     try:
@@ -56,6 +57,15 @@ def prefork(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
     finally:
         if getattr(args, "metrics_dir", None) is not None and os.getpid() == master:
             shutil.rmtree(args.metrics_dir, ignore_errors=True)
+
+
+def _import_the_library() -> None:
+    """The library's own modules, once in the master: a worker then imports only the app's
+    (what a restart is for), which keeps its start-up short."""
+    import importlib
+
+    for module in ("server", "typed", "typed.app", "compat.wsgi"):
+        importlib.import_module(f"{__package__.rpartition('.')[0]}.{module}")
 
 
 def _steered_listeners(args: argparse.Namespace) -> list[socket.socket] | None:

@@ -89,6 +89,35 @@ def test_sighup_replaces_every_worker_with_the_new_code(server: ServerProcess, t
     assert "Traceback" not in server.log()
 
 
+@pytest.mark.timeout(60)
+def test_the_new_worker_takes_over_the_old_ones_socket(server: ServerProcess, tmp_path: Path) -> None:
+    """While the replaced worker 1 cannot accept (its CPU held by a handler), connections the
+    kernel hands to its listening socket are served by its replacement, with the new code:
+    the socket is the same. With a socket of its own, the old worker's would queue them until
+    it closes it (and resets them) or accepts them just to drain them."""
+    from contextlib import ExitStack
+
+    from websockets.sync.client import connect
+
+    old = _workers(server)
+    with ExitStack() as stack:
+        for _ in range(200):  # a connection to the first worker replaced: worker 1
+            held = stack.enter_context(connect(f"ws://127.0.0.1:{server.port}/", compression=None))
+            held.send("which?")
+            if int(str(held.recv(timeout=5)).split()[1]) == old[1]:
+                break
+            held.close()
+        held.send("spin 6")  # worker 1 accepts nothing for 6 s (nor drains)
+        began = time.monotonic()
+        write_app(tmp_path, "v2")
+        server.proc.send_signal(signal.SIGHUP)
+        new = _restarted(server)
+        answers = [ask(server.port) for _ in range(40)]
+        assert time.monotonic() - began < 5.5, "too slow to tell: worker 1 spun no longer"
+    assert {reply for reply, _ in answers} == {"v2"}, answers
+    assert {pid for _, pid in answers} <= set(new.values())
+
+
 @pytest.mark.timeout(90)
 def test_a_new_code_that_does_not_import_leaves_the_old_workers_serving(
     server: ServerProcess, tmp_path: Path

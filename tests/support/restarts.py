@@ -23,6 +23,7 @@ __all__ = ["ConnectLoop", "ServerProcess", "ask", "write_app"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 APP = '''import os
+import time
 from websock_actors import WebSocketApp
 
 app = WebSocketApp()
@@ -30,13 +31,18 @@ app = WebSocketApp()
 
 @app.on_message
 def reply(conn, message):
+    if message.startswith("spin "):  # the CPU held that long: the process accepts nothing
+        end = time.monotonic() + float(message.split()[1])
+        while time.monotonic() < end:
+            pass
     conn.send("{reply} " + str(os.getpid()))
 '''
 
 
 def write_app(directory: Path, reply: str, *, broken: bool = False) -> Path:
-    """`directory/restart_app.py` answering every message with "REPLY PID" (a syntax error
-    when `broken`); written whole, then renamed over the old one, as an editor saves."""
+    """`directory/restart_app.py` answering every message with "REPLY PID" ("spin SECONDS"
+    first holds the CPU that long), with a syntax error when `broken`; written whole, then
+    renamed over the old one, as an editor saves."""
     path = directory / "restart_app.py"
     text = APP.format(reply=reply) + ("\ndef broken(:\n" if broken else "")
     temporary = directory / ".restart_app.py.tmp"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class Roll:
             say(f"websock-actors: restart done: {self.replaced} workers replaced")
             return
         slot = min(stale, key=lambda child: child.index).index
-        pid = self.master._spawn(slot, first=False)
+        pid = self.master._spawn(slot, first=False, rolling=True)
         if pid is None:  # the fork failed (logged): the old ones serve on
             self.active = False
             return
@@ -99,6 +100,7 @@ class Roll:
         that could not start), which the master then neither reports nor restarts."""
         if child.pid in self.given_up:
             self.given_up.discard(child.pid)
+            self._keep_the_slot(child)
             return True
         if child.retiring is not None:
             if code != 0:
@@ -108,8 +110,17 @@ class Roll:
             log.error("%s before it served: the restart is abandoned, the old workers serve on", what)
             self.incoming = None
             self.active = False
+            self._keep_the_slot(child)
             return True
         return False
+
+    def _keep_the_slot(self, child: _Child) -> None:
+        """The old worker of a slot whose replacement failed died meanwhile: restart it as any
+        dead worker (with the code on disk: a broken one then backs off)."""
+        master = self.master
+        serving = (other for other in master.children.values() if other.retiring is None)
+        if not any(other.index == child.index for other in serving):
+            master.restarts[child.index] = time.monotonic() + master.delay
 
     def _drain(self, old: _Child, now: float) -> None:
         from .workers import DRAIN_SIGNAL

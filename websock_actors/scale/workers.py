@@ -367,7 +367,7 @@ class _Master:
 
     # -- forking -------------------------------------------------------------------------
 
-    def _spawn(self, index: int, *, first: bool) -> int | None:
+    def _spawn(self, index: int, *, first: bool, rolling: bool = False) -> int | None:
         """Fork a worker for slot `index`: its pid, or None when the fork failed."""
         sys.stdout.flush()  # or the child would print the master's buffered output again
         sys.stderr.flush()
@@ -379,7 +379,7 @@ class _Master:
         except OSError as exc:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             log.error("cannot fork worker %d: %s", index, exc)
-            if not self.roll.active:  # a rolling restart gives up instead (the old one serves)
+            if not rolling:  # a rolling restart gives up instead (the old one serves)
                 self.restarts[index] = time.monotonic() + self.delay
                 self.delay = min(self.delay * 2, MAX_RESTART_DELAY)
             return None

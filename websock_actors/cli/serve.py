@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["backplane_class", "say_status_page", "serve"]
 
+RELOAD_DRAIN = 2.0  # seconds, at most, of a --reload restart's drain: a development server
+
 
 def serve(
     args: argparse.Namespace, app: Application, context: ssl.SSLContext | None, worker: Worker | None = None
@@ -43,6 +45,7 @@ def serve(
     )
     from ..server.server import bind_listener
     from .reexec import inherited_listener
+    from .reload import reloaded
 
     if args.redis is not None:
         typed = typed_app(app)
@@ -106,7 +109,8 @@ def serve(
         if handover or server.stopped:
             return
         handover.append(-1)  # one at a time
-        gevent.spawn(_check_then_drain, args.app, server, listen, handover, args.shutdown_timeout)
+        drain = min(args.shutdown_timeout, RELOAD_DRAIN) if reloaded() else args.shutdown_timeout
+        gevent.spawn(_check_then_drain, args.app, server, listen, handover, drain)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, shutdown)

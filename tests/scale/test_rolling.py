@@ -5,6 +5,7 @@ code that does not import is reported, and the old workers serve on."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -50,6 +51,15 @@ def _restarted(server: ServerProcess) -> dict[int, int]:
     return found
 
 
+def _stopped(server: ServerProcess, workers: dict[int, int]) -> None:
+    """Until each of `workers` said it stopped (a drained worker accepts until its drain
+    begins, a little after the master said the restart was done)."""
+    for index, pid in workers.items():
+        line = f"worker {index} (pid {pid}) stopped"
+        if not any(line in seen for seen in server.seen):
+            server.wait_for(re.escape(line))
+
+
 def _served_by(port: int, pids: set[int], reply: str, tries: int = 400) -> None:
     """Connect until each of `pids` has answered; every answer is `reply` from one of them."""
     answered: set[int] = set()
@@ -73,6 +83,7 @@ def test_sighup_replaces_every_worker_with_the_new_code(server: ServerProcess, t
         server.proc.send_signal(signal.SIGHUP)
         new = _restarted(server)
         assert not set(new.values()) & set(old.values())
+        _stopped(server, old)
         _served_by(server.port, set(new.values()), "v2")  # every worker now: the new code
     finally:
         loop.stop()
@@ -112,6 +123,7 @@ def test_the_new_worker_takes_over_the_old_ones_socket(server: ServerProcess, tm
         write_app(tmp_path, "v2")
         server.proc.send_signal(signal.SIGHUP)
         new = _restarted(server)
+        _stopped(server, {2: old[2]})  # worker 1 cannot even begin its drain
         answers = [ask(server.port) for _ in range(40)]
         assert time.monotonic() - began < 5.5, "too slow to tell: worker 1 spun no longer"
     assert {reply for reply, _ in answers} == {"v2"}, answers
@@ -139,6 +151,7 @@ def test_a_new_code_that_does_not_import_leaves_the_old_workers_serving(
     write_app(tmp_path, "v3")  # fixed: the next SIGHUP goes through
     server.proc.send_signal(signal.SIGHUP)
     new = _restarted(server)
+    _stopped(server, old)
     _served_by(server.port, set(new.values()), "v3")
 
 
@@ -156,3 +169,27 @@ def test_a_worker_drained_for_a_restart_closes_its_clients_with_1012(server: Ser
             ws.recv(timeout=20)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
     _restarted(server)
+
+
+@pytest.mark.timeout(60)
+def test_steered_addresses_stay_on_their_slot_across_a_restart(tmp_path: Path) -> None:
+    """With a per-IP cap the master steers each address to one slot's socket (steering.py):
+    the replacement of that slot's worker accepts on the same socket, so 127.0.0.1 still
+    meets one worker, the new one of the slot it was steered to."""
+    from websock_actors.scale.steering import worker_of
+
+    write_app(tmp_path, "v1")
+    options = ("--workers", "2", "--no-patch", "--max-connections-per-ip", "50")
+    server = ServerProcess(tmp_path, free_port(), options)
+    try:
+        old = _workers(server)
+        slot = worker_of("127.0.0.1", 2)
+        assert {ask(server.port) for _ in range(10)} == {("v1", old[slot])}
+        write_app(tmp_path, "v2")
+        server.proc.send_signal(signal.SIGHUP)
+        new = _restarted(server)
+        _stopped(server, old)
+        assert {ask(server.port) for _ in range(10)} == {("v2", new[slot])}
+        assert "cannot steer" not in server.log()
+    finally:
+        server.stop()

@@ -57,7 +57,7 @@ def serve(
 
             raise SystemExit(f"error: --redis {mask_url(args.redis)}: {mask_secrets(str(exc))}") from None
     listen = ListenOptions(
-        reuse_port=worker is not None and worker.listener is None,
+        reuse_port=worker is not None,  # each worker binds --metrics-port too (and its own, if no slot's)
         listener=inherited_listener(args.host, args.port) if worker is None else worker.listener,
         ssl_context=context,
         forwarded_allow_ips=args.forwarded_allow_ips.split(",") if args.forwarded_allow_ips else None,

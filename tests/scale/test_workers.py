@@ -30,6 +30,7 @@ from websockets.sync.client import ClientConnection, connect
 from websock_actors import App, Context, Message, WebSocketApp
 from websock_actors.cli import load_app
 from websock_actors.errors import ConnectionClosed as ClosedHere
+from websock_actors.scale.cpu_quota import available_cpus
 from websock_actors.scale.workers import parse_workers
 from websock_actors.testing import TestClient
 from websock_actors.typed.rooms import LocalRooms
@@ -317,7 +318,7 @@ def test_workers_stop_when_their_master_is_killed(start) -> None:
 
 @pytest.mark.timeout(60)
 def test_workers_auto_starts_one_per_cpu(start) -> None:
-    count = os.cpu_count() or 1
+    count = available_cpus()  # the affinity mask and the cgroup's CPU quota
     cluster = start("--workers", "auto")
     workers = cluster.wait_for_workers(count)
     assert sorted(workers) == list(range(1, count + 1))
@@ -407,7 +408,7 @@ def test_redis_needs_a_typed_app() -> None:
 def test_parse_workers() -> None:
     assert parse_workers("1") == 1
     assert parse_workers("8") == 8
-    assert parse_workers("auto") == (os.cpu_count() or 1)
+    assert parse_workers("auto") == available_cpus()
     for bad in ("0", "-2", "many", ""):
         with pytest.raises(ValueError):
             parse_workers(bad)

@@ -44,6 +44,7 @@ def serve(
         TimeoutOptions,
     )
     from ..server.server import bind_listener
+    from ..server.systemd_notify import Notifier
     from .reexec import inherited_listener
     from .reload import reloaded
 
@@ -98,11 +99,13 @@ def serve(
     except ConfigurationError as exc:
         raise SystemExit(f"error: {exc}") from None
 
+    notifier = Notifier.from_environ() if worker is None else Notifier(None)  # else the master tells systemd
     handover: list[int] = []  # the listener's descriptor kept for the exec, once decided
 
     def shutdown(restart: bool = False) -> None:
         if not restart:
             handover.clear()  # SIGTERM during a SIGHUP's drain: stop, no exec
+            notifier.stopping()
         gevent.spawn(server.stop, args.shutdown_timeout, restart=restart)
 
     def reexec_with_new_code() -> None:
@@ -110,7 +113,7 @@ def serve(
             return
         handover.append(-1)  # one at a time
         drain = min(args.shutdown_timeout, RELOAD_DRAIN) if reloaded() else args.shutdown_timeout
-        gevent.spawn(_check_then_drain, args.app, server, listen, handover, drain)
+        gevent.spawn(_check_then_drain, args.app, server, listen, handover, drain, notifier)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, shutdown)
@@ -127,6 +130,7 @@ def serve(
     hot_path = "compiled (mypyc)" if compiled_modules() else "interpreted"
     logging.getLogger("websock_actors").info("hot path: %s", hot_path)
     if worker is None:
+        notifier.ready()  # the port listens: systemd's Type=notify
         say(f"websock-actors: serving {args.app} on {url}")
         say_status_page(args, host, port, context is not None)
     else:
@@ -147,10 +151,11 @@ def serve(
 
 
 def _check_then_drain(
-    spec: str, server: Any, listen: Any, handover: list[int], timeout: float
+    spec: str, server: Any, listen: Any, handover: list[int], timeout: float, notifier: Any
 ) -> None:
     """SIGHUP without --workers: if the new code imports, keep the listener for the exec and
-    drain (1012); else say why, and serve on with the code loaded."""
+    drain (1012); else say why, and serve on with the code loaded. systemd hears RELOADING=1,
+    and READY=1 from the process after the exec (the same pid)."""
     from ..scale.workers import say
     from .reexec import import_problem
 
@@ -165,6 +170,7 @@ def _check_then_drain(
     if not handover or server.stopped:  # SIGTERM meanwhile
         return
     handover[0] = os.dup(listen.listener.fileno())  # the socket outlives the server's close
+    notifier.reloading()
     server.stop(timeout, restart=True)
 
 

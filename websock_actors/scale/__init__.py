@@ -17,6 +17,7 @@
     rolling.py           SIGHUP: the workers replaced one at a time with the code on disk
     worker_liveness.py   each worker's hub stamps the time; the master replaces a silent one
     steering.py          one client address, one worker: the reuseport BPF program
+    cpu_quota.py         --workers auto: the affinity mask and the cgroup's CPU quota
 
 Above the typed layer (the backplane implements its `Rooms`), below the edges (the CLI).
 Importing this package needs neither redis-py nor a Redis server; the backplane module does.

@@ -51,6 +51,7 @@ class Roll:
         self.replaced = 0
         if not self.active:
             say(f"websock-actors: SIGHUP: replacing the {self.master.count} workers one at a time")
+            self.master.notifier.reloading()  # systemd: READY=1 again once it is over
         self.active = True
 
     def step(self, now: float) -> None:
@@ -82,15 +83,15 @@ class Roll:
                 return
         stale = [c for c in children.values() if c.generation < self.generation and c.retiring is None]
         if not stale:
-            self.active = False
             from .workers import say
 
             say(f"websock-actors: restart done: {self.replaced} workers replaced")
+            self._end()
             return
         slot = min(stale, key=lambda child: child.index).index
         pid = self.master._spawn(slot, first=False, rolling=True)
         if pid is None:  # the fork failed (logged): the old ones serve on
-            self.active = False
+            self._end()
             return
         self.incoming = pid
         self.ready_by = now + READY_TIMEOUT
@@ -109,7 +110,7 @@ class Roll:
         if child.pid == self.incoming and not child.ready:
             log.error("%s before it served: the restart is abandoned, the old workers serve on", what)
             self.incoming = None
-            self.active = False
+            self._end()
             self._keep_the_slot(child)
             return True
         return False
@@ -122,6 +123,11 @@ class Roll:
         if not any(other.index == child.index for other in serving):
             master.restarts[child.index] = time.monotonic() + master.delay
 
+    def _end(self) -> None:
+        """Done or abandoned: either way the workers serve (systemd hears READY=1)."""
+        self.active = False
+        self.master.notifier.ready()
+
     def _drain(self, old: _Child, now: float) -> None:
         from .workers import DRAIN_SIGNAL
 
@@ -133,7 +139,7 @@ class Roll:
 
     def _abandon(self, new: _Child) -> None:
         """Kill the new worker that does not start; reaped, it is nobody's to restart."""
-        self.active = False
+        self._end()
         self.incoming = None
         self.given_up.add(new.pid)
         try:

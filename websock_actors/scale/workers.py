@@ -1,22 +1,15 @@
 """A prefork master: `websock-actors run MODULE:ATTR --workers N`, one port on every core.
 
-One gevent hub runs on one core, so N processes serve one port: the master forks N workers,
-each builds its own `Server` and hub and accepts on its slot's listener (one per worker in an
-SO_REUSEPORT group, over which the kernel spreads new connections: scale/listeners.py), or,
-where SO_REUSEPORT is missing, on the one socket they share. The master serves nothing: it
-restarts a worker that died (backing off while they keep dying fast) and one whose event loop
-stopped running (a handler that never yields: scale/worker_liveness.py), forwards SIGTERM and
-SIGINT to every worker for their graceful shutdown (1001 to each client), and waits for them.
-SIGHUP replaces the workers one at a time with ones running the code on disk (scale/rolling.py).
-
-Each worker imports the application itself, after the fork: a replacement then runs the code
-on disk, not the master's copy. The first worker starts alone, so that an application that
-cannot start is reported once; the others follow once it serves.
+N processes serve one port, a gevent hub each: each worker accepts on its slot's listener
+(scale/listeners.py) and imports the app itself after the fork, so that a replacement runs the
+code on disk; the first starts alone, so that an app that cannot start is reported once. The
+master serves nothing: it restarts a worker that died (backing off while they keep dying) or
+whose loop stopped running (scale/worker_liveness.py), forwards SIGTERM and SIGINT (1001 to
+each client) and waits for the workers; SIGHUP replaces them one at a time (scale/rolling.py).
 
 The master forks before any hub, greenlet or connection exists, and stays a plain process:
-a hub in it would be copied into every worker, half-alive. Since the command line may have
-monkey-patched the standard library already, every blocking call here (fork, waitpid,
-select, signal) is the original one.
+a hub in it would be copied into every worker, half-alive. The command line may have
+monkey-patched the standard library: every blocking call here is the original one.
 """
 
 from __future__ import annotations
@@ -35,6 +28,8 @@ from typing import Any, TextIO
 import gevent
 from gevent import monkey
 
+from ..server.systemd_notify import Notifier
+from .cpu_quota import available_cpus
 from .listeners import prepare_listener
 from .rolling import Roll
 from .worker_liveness import DEFAULT_WORKER_TIMEOUT, Heartbeat, LivenessBoard
@@ -70,9 +65,9 @@ def say(line: str, stream: TextIO | None = None) -> None:
 
 
 def parse_workers(value: str) -> int:
-    """`--workers`: a count of at least 1, or "auto" (one per CPU)."""
+    """`--workers`: a count of at least 1, or "auto" (one per CPU this process may use)."""
     if value == "auto":
-        return os.cpu_count() or 1
+        return available_cpus()  # the affinity mask and the cgroup's CPU quota (cpu_quota.py)
     try:
         count = int(value)
     except ValueError:
@@ -187,6 +182,7 @@ class _Master:
         self._wake_r, self._wake_w = os.pipe()
         self._ready_r, self._ready_w = os.pipe()
         self._ready_buffer = b""
+        self.notifier = Notifier.from_environ()  # systemd's Type=notify: READY=1, STOPPING=1
         for fd in (self._wake_r, self._wake_w, self._ready_r):
             os.set_blocking(fd, False)
 
@@ -231,13 +227,12 @@ class _Master:
         if self.liveness is not None:  # and the workers' liveness, read on this tick
             timeout = min(timeout, self.liveness.interval)
         now = time.monotonic()
-        if self.stopping is None and self.restarts:
-            timeout = min(timeout, max(0.0, min(self.restarts.values()) - now))
-        if self.stopping is None and self.roll.active:
-            timeout = min(timeout, 0.1)  # its deadlines, and the draining workers'
-
-        elif self.stopping is not None:
+        if self.stopping is not None:
             timeout = min(timeout, max(0.0, self.deadline - now))
+        elif self.roll.active:  # its deadlines, and the draining workers'
+            timeout = min(timeout, 0.1)
+        elif self.restarts:
+            timeout = min(timeout, max(0.0, min(self.restarts.values()) - now))
         readable, _, _ = _select([self._wake_r, self._ready_r], [], [], timeout)
         if self._wake_r in readable:
             try:
@@ -265,6 +260,9 @@ class _Master:
             child = self.children.get(int(line))
             if child is not None:
                 child.ready = True
+        serving = [child for child in self.children.values() if child.ready]
+        if self.stopping is None and len(serving) == self.count and not self.roll.active:
+            self.notifier.ready()  # every worker listens (sent once)
 
     def _reap(self) -> None:
         for pid, child in list(self.children.items()):
@@ -345,6 +343,7 @@ class _Master:
     def _shutdown(self, signum: int) -> None:
         """Forward the signal to every worker (again, on a second one)."""
         if self.stopping is None:
+            self.notifier.stopping()
             self.stopping = signum
             self.deadline = time.monotonic() + self.kill_after
             self.restarts.clear()

@@ -21,6 +21,7 @@
     keepalive.py      pings for quiet connections, 1011 for silent ones
     options.py        per-connection limits and policies
     logs.py           the server's log lines as JSON, secrets masked
+    systemd_notify.py sd_notify: READY=1 once listening, RELOADING=1, STOPPING=1 to systemd
 """
 
 from .app import Application, WebSocketApp

@@ -193,3 +193,29 @@ def test_steered_addresses_stay_on_their_slot_across_a_restart(tmp_path: Path) -
         assert "cannot steer" not in server.log()
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("workers", [2, 1])
+def test_systemd_hears_reloading_then_ready(tmp_path: Path, workers: int) -> None:
+    """`Type=notify` with `ExecReload=kill -HUP`: RELOADING=1 when the restart begins, READY=1
+    when the new code serves, both from the main pid (the master, or the process re-executed)."""
+    from ..server.test_systemd_notify import FakeSystemd
+
+    address = str(tmp_path / "notify.sock")
+    fake = FakeSystemd(address)
+    write_app(tmp_path, "v1")
+    options = ("--workers", str(workers), "--no-patch")
+    server = ServerProcess(tmp_path, free_port(), options, env={"NOTIFY_SOCKET": address})
+    try:
+        main = server.proc.pid
+        assert fake.receive() == ("READY=1", main)
+        write_app(tmp_path, "v2")
+        server.proc.send_signal(signal.SIGHUP)
+        message, sender = fake.receive()
+        assert (message.split("\n")[0], sender) == ("RELOADING=1", main)
+        assert fake.receive() == ("READY=1", main)
+        assert ask(server.port)[0] == "v2"
+    finally:
+        server.stop()
+        fake.close()

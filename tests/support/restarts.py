@@ -67,6 +67,7 @@ class ServerProcess:
     port: int
     options: tuple[str, ...]
     prelude: str = ""
+    env: dict[str, str] = field(default_factory=dict)
     lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
     seen: list[str] = field(default_factory=list)
 
@@ -75,7 +76,7 @@ class ServerProcess:
         code = f"{self.prelude}\n{main}"
         port = str(self.port)
         command = [sys.executable, "-c", code, "run", "restart_app:app", "--port", port, *self.options]
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **self.env}
         self.stderr = open(self.directory / "stderr.log", "w+")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             command, cwd=self.directory, env=env, stdout=subprocess.PIPE, stderr=self.stderr, text=True

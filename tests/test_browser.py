@@ -25,6 +25,8 @@ from examples.ticker import app as ticker_app
 from websock_actors import tls_context
 from websock_actors.client import connect
 
+from .support.apps import fresh_chat_app
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 MISSING = not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER))
@@ -260,7 +262,9 @@ def test_the_page_joins_again_when_its_session_cannot_be_resumed(serve, browser)
             return members_named(server, room, "ann")
 
         [first] = server.call(anns)
-        server.call(first.close, 1008, "policy")  # not resumable: the session ends at once
+        # Not resumable (a close frame from the server that is not a drain: the session ends at
+        # once) but not final either, as 1008 or 4000 would be: the page comes back, fresh.
+        server.call(first.close, 1001, "going away")
         wait_for(ann, lambda d: "reconnected (new session)" in log_lines(d))
         wait_for(ann, lambda d: log_lines(d).count(f"you joined {room}") == 2)  # joined again, as ann
         assert ann.find_element(By.ID, "members").text == f"In {room}: bob, ann"
@@ -272,3 +276,61 @@ def test_the_page_joins_again_when_its_session_cannot_be_resumed(serve, browser)
         ann.find_element(By.ID, "send").click()
         assert bob.recv_json(timeout=5)["text"] == "back again"
         assert not any("missed message" in line for line in log_lines(ann))
+
+
+def bob_said(driver: webdriver.Chrome) -> list[str]:
+    """What the page showed of bob's messages, in order."""
+    return [line.split("  bob: ", 1)[1] for line in log_lines(driver) if "  bob: " in line]
+
+
+def test_the_page_on_the_library_survives_a_cut_while_50_messages_are_sent(serve, browser) -> None:
+    server = serve(fresh_chat_app())  # without the demo's rate limits: bob says 51 at once
+    room = "cut-mid-stream"
+    ann = ann_on_the_page(browser(), server.port, room)
+    loaded = "return performance.getEntriesByName(location.origin + '/_wsa/client.js').length"
+    assert ann.execute_script(loaded) == 1  # the page runs the served library
+
+    with connect(server.url) as bob:
+        bob.request({"type": "join", "room": room, "name": "bob"})
+        texts = [f"message {i}" for i in range(1, 51)]
+        for i, text in enumerate(texts, 1):
+            bob.request({"type": "say", "room": room, "text": text})
+            if i == 20:
+                [dropped] = server.call(lambda: members_named(server, room, "ann"))
+                server.call(dropped.abort)  # no close frame: 1006, the session is resumable
+        bob.request({"type": "say", "room": room, "text": "end"})
+        wait_for(ann, lambda d: bob_said(d)[-1:] == ["end"])
+        assert bob_said(ann) == [*texts, "end"]  # each once, in order
+        resumed = [line for line in log_lines(ann) if line.startswith("reconnected")]
+        assert len(resumed) == 1, resumed
+        assert re.fullmatch(r"reconnected \(\d+ missed messages?\)", resumed[0])  # not a new session
+
+
+def test_two_tabs_of_one_user_both_receive(serve, browser) -> None:
+    """One browser, two tabs of the page as "ann": two clients, each with its own socket and
+    session; a cut of one tab's connection loses neither tab a message."""
+    server = serve(chat_app)
+    room = "two-tabs"
+    driver = browser()
+    ann_on_the_page(driver, server.port, room)
+    first = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    ann_on_the_page(driver, server.port, room)
+    second = driver.current_window_handle
+    assert len(server.call(lambda: members_named(server, room, "ann"))) == 2
+
+    with connect(server.url) as bob:
+        bob.request({"type": "join", "room": room, "name": "bob"})
+        bob.request({"type": "say", "room": room, "text": "to both"})
+        for tab in (first, second):
+            driver.switch_to.window(tab)
+            wait_for(driver, lambda d: bob_said(d) == ["to both"])
+        one = server.call(lambda: members_named(server, room, "ann"))[0]
+        server.call(one.abort)
+        for text in ("after the cut 1", "after the cut 2"):
+            bob.request({"type": "say", "room": room, "text": text})
+        for tab in (first, second):
+            driver.switch_to.window(tab)
+            wait_for(driver, lambda d: bob_said(d)[-1:] == ["after the cut 2"])
+            assert bob_said(driver) == ["to both", "after the cut 1", "after the cut 2"]
+        assert len(server.call(lambda: members_named(server, room, "ann"))) == 2

@@ -62,6 +62,7 @@ FLAT_DEFAULTS: dict[str, Any] = {
     "api_key": None,
     "api_rate": 1000.0,
     "api_burst": 1000,
+    "client_js": True,  # the browser client (issue 26)
 }
 
 

@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the status page's token (default: a random one, printed once at start)",
     )
     run.add_argument(
+        "--no-client-js",
+        dest="client_js",
+        action="store_false",
+        help="do not serve the browser client library at GET /_wsa/client.js",
+    )
+    run.add_argument(
         "--api-key-file",
         default=None,
         metavar="PATH",

@@ -94,6 +94,7 @@ def serve(
                 api_key=args.api_key,
                 api_rate=args.api_rate,
                 api_burst=args.api_burst,
+                client_js=args.client_js,
             ),
         )
     except ConfigurationError as exc:

@@ -268,7 +268,8 @@ def render_response(response: Response, *, head: bool = False) -> bytes:
     if head and not response.body and given is not None and given.isdigit():
         length = given  # an application that already left the body out of its HEAD answer
     headers = [(k, v) for k, v in response.headers if k.lower() not in ("content-length", "connection")]
-    headers.append(("Content-Length", length))
+    if response.status not in (204, 304):  # no content, and a 304's length would be the 200's
+        headers.append(("Content-Length", length))
     headers.append(("Connection", "close"))
     return render(response.status, response.reason, headers, b"" if head else response.body)
 

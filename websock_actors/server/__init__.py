@@ -10,6 +10,7 @@
     metrics.py        the counters of the hot path and their Prometheus exposition
     server_metrics.py a server's figures: gathered, summed over workers, served on a port
     status_page.py    the live status page at /_status and its WebSocket
+    client_js.py      GET /_wsa/client.js: the browser client library, gzipped, with an ETag
     edge.py           a client's address: trusted proxies and the per-IP caps
     connection.py     Connection: the actor of one connection (its run, its message loop)
     opening.py        the opening handshake a Connection drives, within its deadline

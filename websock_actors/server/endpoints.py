@@ -9,10 +9,11 @@ request's path. A handler returns one of three things:
     None           not this endpoint's request (another method, say): the application's
 
 `builtin_router` routes what `EndpointOptions` turns on: /healthz and /readyz (health.py),
-/metrics (metrics.py; rendered at most once a second, server_metrics.py) and /_status with
-everything under it (status_page.py). /_api/ is always reserved: the server API (a typed
-App's, typed/api.py) when `api_key` is given, else 404 for every path under it. An answer
-with `KEEP_ALIVE` (the API's, once the key is checked) keeps the connection for the next
+/metrics (metrics.py; rendered at most once a second, server_metrics.py), /_status with
+everything under it (status_page.py) and /_wsa/client.js, the browser client (client_js.py).
+/_api/ and /_wsa/ are always reserved: /_api/ is the server API (a typed App's, typed/api.py)
+when `api_key` is given; every other path under them answers 404. An answer with
+`KEEP_ALIVE` (the API's, once the key is checked) keeps the connection for the next
 request; every other one closes it. Admission
 (capacity, the per-IP caps) is not routing: the server does it for every upgrade.
 """
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from ..errors import ConfigurationError
 from ..protocol.http import Headers, Request, Response, error_response
 from .app import Application
+from .client_js import WSA_PATH, ClientScript
 from .health import HEALTH_PATHS, health_answer
 from .server_options import EndpointOptions
 from .status_page import STATUS_PATH, StatusPage
@@ -107,7 +109,9 @@ def builtin_router(
         router.add("/metrics", metrics)
     if status_page is not None:
         router.add(STATUS_PATH, status, subtree=True)
-    router.add(API_PATH, api or _no_api, subtree=True)
+    script = ClientScript() if options.client_js else None  # read and gzipped once
+    router.add(WSA_PATH, script.answer if script is not None else _not_found, subtree=True)
+    router.add(API_PATH, api or _not_found, subtree=True)
     return router
 
 
@@ -122,6 +126,7 @@ def app_api(app: Application, options: EndpointOptions) -> EndpointHandler | Non
     return make(options)
 
 
-def _no_api(request: Request, upgrade: bool) -> Response:
-    """The server API is off: its paths are nobody's (not the application's either)."""
+def _not_found(request: Request, upgrade: bool) -> Response:
+    """A reserved subtree whose endpoint is off (the server API, the client library): its
+    paths are nobody's, not the application's either."""
     return error_response(404, "not found")

@@ -4,7 +4,7 @@
     TimeoutOptions    keepalive pings and the handshake and close deadlines
     HandshakeOptions  what the opening handshake accepts (origins, subprotocols, deflate, hook)
     ListenOptions     the listening socket (bind, backlog, SO_REUSEPORT, TLS, trusted proxies)
-    EndpointOptions   the server's own HTTP endpoints (health, metrics, the status page)
+    EndpointOptions   the server's own HTTP endpoints (health, metrics, the status page, ...)
 
 Each group is checked when it is made: a bad value raises ConfigurationError at once.
 `group_flat_keywords` maps the flat keywords (`max_connections=...`) onto the groups, for
@@ -209,6 +209,8 @@ class EndpointOptions:
             `Authorization: Bearer <api_key>`. None: off, and /_api/ answers 404.
         api_rate: requests per second the API accepts (a token bucket), beyond which 429.
         api_burst: requests the API accepts at once before `api_rate` applies.
+        client_js: serve the browser client library at GET /_wsa/client.js (client_js.py).
+            False: off, and /_wsa/client.js answers 404 (/_wsa/ stays reserved).
     """
 
     health: bool = True
@@ -220,6 +222,7 @@ class EndpointOptions:
     api_key: str | None = dataclasses.field(default=None, repr=False)
     api_rate: float = 1000.0
     api_burst: int = 1000
+    client_js: bool = True
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not self.api_key.strip():

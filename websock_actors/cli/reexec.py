@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 from typing import NoReturn
 
@@ -49,12 +48,15 @@ def inherited_listener(host: str, port: int) -> socket.socket | None:
 
 def import_problem(spec: str) -> str | None:
     """None when `MODULE:ATTR` imports in a fresh interpreter (the current directory and our
-    own package on its path), else the end of what it printed."""
+    own package on its path), else the end of what it printed. gevent's subprocess: the
+    server serves on meanwhile, monkey-patched or not."""
+    import gevent.subprocess
+
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.environ.get("PYTHONPATH")
     env = {**os.environ, "PYTHONPATH": package_root + (os.pathsep + path if path else "")}
     env.pop(LISTEN_FD_ENV, None)
-    done = subprocess.run(
+    done = gevent.subprocess.run(
         [sys.executable, "-c", _CHECK, spec], env=env, capture_output=True, text=True, timeout=120
     )
     if done.returncode == 0:

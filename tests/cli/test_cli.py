@@ -1,6 +1,6 @@
 """The command line's own behaviour (`websock-actors run`, in a subprocess): a port in use is a
-one-line error, SIGHUP stops gracefully, --ipv6-prefix reaches the per-IP caps, and the
-server API's key comes from --api-key-file or $WEBSOCK_ACTORS_API_KEY."""
+one-line error, SIGTERM stops gracefully (SIGHUP restarts: test_restart.py), --ipv6-prefix
+reaches the per-IP caps, and the server API's key comes from --api-key-file or $WEBSOCK_ACTORS_API_KEY."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_cli_port_in_use_is_a_one_line_error() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_cli_sighup_stops_gracefully() -> None:
+def test_cli_sigterm_stops_gracefully() -> None:
     port = free_port()
     proc = subprocess.Popen(cli(port), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -45,7 +45,7 @@ def test_cli_sighup_stops_gracefully() -> None:
         with ws_connect(f"ws://127.0.0.1:{port}/") as ws:
             ws.send("hi")
             assert ws.recv(timeout=5) == "hi"
-            proc.send_signal(signal.SIGHUP)
+            proc.send_signal(signal.SIGTERM)
             with pytest.raises(Exception) as closed:
                 ws.recv(timeout=10)
             assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1001, closed.value

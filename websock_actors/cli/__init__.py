@@ -8,14 +8,18 @@ blocking standard-library calls in handlers become cooperative (`--no-patch` tur
 off). The library itself never patches; only this entry point does.
 
 `run --workers N` (or `auto`: one per CPU) serves the port from N processes (scale/workers.py):
-the app is imported and checked once, then the workers are forked, each serving as a single
-process would. `--redis URL` puts the typed app's rooms on Redis, shared by every process.
+the workers are forked, then each imports the app and serves as a single process would;
+SIGHUP replaces them one at a time with the code on disk (scale/rolling.py). Without
+`--workers`, SIGHUP re-executes the server in place; `--reload` restarts it on each change
+to a `.py` file. `--redis URL` puts the typed app's rooms on Redis, shared by every process.
 
     parser.py    the flags and their help
-    loading.py   `MODULE:ATTR` imported; the typed App inside it
-    run.py       `run`: the flags checked, the app prepared, one process or workers
+    loading.py   `MODULE:ATTR` imported, the typed App inside it, checked against the flags
+    run.py       `run`: the flags checked, then one process, workers, or `--reload`
     serve.py     serving in this process: the single process, or one worker
-    prefork.py   the master of `--workers N`: fork, supervise, steer client addresses
+    prefork.py   the master of `--workers N`: listeners, fork, supervise, steer addresses
+    reexec.py    SIGHUP without workers: the new code checked, the listener kept over exec
+    reload.py    `--reload`: a supervisor watching the source tree, restarting the server
     describe.py  `schema|asyncapi|typescript`: a typed app's JSON Schema, AsyncAPI or TypeScript
     emit.py      `emit`: broadcast, send-to-user, disconnect-user through an Emitter
 """

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes serving the port (SO_REUSEPORT), or 'auto': one per CPU (default: 1, no fork)",
     )
     run.add_argument(
+        "--reload",
+        action="store_true",
+        help="for development: restart on each change to a .py file of the app's source tree"
+        " (needs the 'reload' extra: watchfiles); not with --workers",
+    )
+    run.add_argument(
         "--worker-timeout", type=float, default=30.0, metavar="SECONDS",
         help="with --workers: replace a worker whose event loop has not run for this long"
         " (a handler that never yields); 0: never (default: 30)",

@@ -1,5 +1,6 @@
-"""The master of `--workers N`: the port checked, the workers forked and supervised
-(scale/workers.py), client addresses steered when per-IP caps must hold across them."""
+"""The master of `--workers N`: the port checked, the listeners opened (one per worker, client
+addresses steered to them when per-IP caps must hold across workers), the workers forked and
+supervised (scale/workers.py). Each worker imports the application after the fork."""
 
 from __future__ import annotations
 
@@ -8,39 +9,38 @@ import os
 import ssl
 from typing import TYPE_CHECKING
 
+from .loading import prepared_app
 from .serve import say_status_page, serve
 
 if TYPE_CHECKING:
     import socket
 
     from ..scale.workers import Worker
-    from ..server import Application
 
 __all__ = ["prefork"]
 
 
-def prefork(args: argparse.Namespace, app: Application, context: ssl.SSLContext | None) -> int:
+def prefork(args: argparse.Namespace, context: ssl.SSLContext | None) -> int:
     """The master of `--workers N`: bind-check the port, fork, supervise (scale/workers.py)."""
     import shutil
     import tempfile
 
+    from ..scale.listeners import slot_listeners
     from ..scale.workers import prepare_listener, run_workers
 
     master = os.getpid()
+    _import_the_library()
 
+    listeners: list[socket.socket] | None = None
     try:
         listener = prepare_listener(args.host, args.port)
+        if listener is None:  # SO_REUSEPORT: one per worker slot, kept by the master
+            listeners = _steered_listeners(args) or slot_listeners(args.host, args.port, args.workers)
     except OSError as exc:
         raise SystemExit(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    steered = _steered_listeners(args) if listener is None else None
 
     def serve_worker(worker: Worker) -> int:
-        if steered is not None:  # worker i serves listener i: the addresses steered to it
-            worker.listener = steered[worker.index - 1]
-            for other in steered:
-                if other is not worker.listener:
-                    other.close()  # the master keeps them open: the group keeps its order
-        return serve(args, app, context, worker)
+        return serve(args, prepared_app(args), context, worker)  # the code on disk now
 
     if args.metrics or args.metrics_port is not None or args.status_page:  # the page shows the sum too
         args.metrics_dir = tempfile.mkdtemp(prefix="websock-actors-metrics-")  # fresh for this run
@@ -50,12 +50,22 @@ def prefork(args: argparse.Namespace, app: Application, context: ssl.SSLContext 
             args.workers,
             serve_worker,
             listener=listener,
+            listeners=listeners,
             shutdown_timeout=args.shutdown_timeout,
             worker_timeout=args.worker_timeout,
         )
     finally:
         if getattr(args, "metrics_dir", None) is not None and os.getpid() == master:
             shutil.rmtree(args.metrics_dir, ignore_errors=True)
+
+
+def _import_the_library() -> None:
+    """The library's own modules, once in the master: a worker then imports only the app's
+    (what a restart is for), which keeps its start-up short."""
+    import importlib
+
+    for module in ("server", "typed", "typed.app", "compat.wsgi"):
+        importlib.import_module(f"{__package__.rpartition('.')[0]}.{module}")
 
 
 def _steered_listeners(args: argparse.Namespace) -> list[socket.socket] | None:
@@ -69,4 +79,3 @@ def _steered_listeners(args: argparse.Namespace) -> list[socket.socket] | None:
     if not per_ip or args.forwarded_allow_ips:
         return None
     return steered_listeners(args.host, args.port, args.workers)
-

@@ -1,24 +1,32 @@
-"""`run`: the flags checked and the app prepared once, then served by one process or by
-`--workers N` forked processes."""
+"""`run`: the flags checked, then the app served by this process, by `--workers N` forked
+processes (each imports it), or, with `--reload`, by a child restarted on each change."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import ssl
+import sys
 
-from .loading import load_app, typed_app
+from .loading import prepared_app
 from .prefork import prefork
+from .reload import reloaded, supervise
 from .serve import backplane_class, serve
 
 __all__ = ["read_api_key", "run_app"]
 
 
 def run_app(args: argparse.Namespace) -> int:
+    if args.reload and args.workers > 1:  # exit 2, as argparse for a usage error
+        refusal = "error: --reload serves from one process: drop --workers (SIGHUP restarts workers)"
+        print(refusal, file=sys.stderr)
+        return 2
     if args.workers > 1 and args.port == 0:
         raise SystemExit("error: --workers needs a fixed --port: the workers all listen on it (SO_REUSEPORT)")
     if args.worker_timeout < 0:
         raise SystemExit(f"error: --worker-timeout must be 0 (off) or more, not {args.worker_timeout:g}")
+    if args.reload and not reloaded():
+        return supervise(args)  # a plain process: it watches the files and runs the server
     _status_token(args)
     read_api_key(args)
     if not args.no_patch:
@@ -26,36 +34,15 @@ def run_app(args: argparse.Namespace) -> int:
 
         monkey.patch_all()
 
-    from ..server import Application
     from ..server.logs import configure_logging
 
     configure_logging(args.log_level, args.log_format, process=args.workers > 1)
-    app = load_app(args.app)
-    if not isinstance(app, Application):
-        raise SystemExit(f"error: {args.app} is not a websock_actors Application")
-    typed = typed_app(app)
     if args.redis is not None:
-        if typed is None:
-            raise SystemExit("error: --redis needs a typed App")
         backplane_class()  # imported once, before any fork: a missing redis-py fails here
-    if args.api_key is not None and typed is None:
-        raise SystemExit("error: the server API (--api-key-file, $WEBSOCK_ACTORS_API_KEY) needs a typed App")
-    if args.rate_limit_per is not None:
-        if typed is None:
-            raise SystemExit("error: --rate-limit-per needs a typed App")
-        typed.rate_limit_per = args.rate_limit_per
-    if args.workers > 1 and args.redis is None and typed is not None and not typed.has_backplane:
-        # Whether the app uses rooms shows when it does: each use raises ConfigurationError
-        # (a handler's sender gets `handler_error`, the log says why).
-        typed.refuse_rooms(
-            f"{args.app} uses rooms: with --workers {args.workers} every process would keep"
-            " its own rooms (a message reaches only the members in its process);"
-            " add --redis redis://HOST:PORT/DB to share them"
-        )
     context = _tls_context(args)
     if args.workers == 1:
-        return serve(args, app, context)
-    return prefork(args, app, context)
+        return serve(args, prepared_app(args), context)
+    return prefork(args, context)  # each worker imports the app after the fork
 
 
 def _status_token(args: argparse.Namespace) -> None:

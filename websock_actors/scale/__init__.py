@@ -13,6 +13,8 @@
     redis_io.py          connections on gevent sockets, the command pool, the publisher and
                          its failures counted and logged
     workers.py           --workers: forked processes on one port
+    listeners.py         the listening sockets the master opens: one per worker slot, kept
+    rolling.py           SIGHUP: the workers replaced one at a time with the code on disk
     worker_liveness.py   each worker's hub stamps the time; the master replaces a silent one
     steering.py          one client address, one worker: the reuseport BPF program
     cpu_quota.py         --workers auto: the affinity mask and the cgroup's CPU quota

@@ -9,10 +9,10 @@ The program (attached with SO_ATTACH_REUSEPORT_CBPF, Linux) reads the source add
 the IP header (the low word of an IPv6 one), mixes it, and returns `word % N`: the index of
 a socket in the reuseport group. The kernel numbers the group's sockets in the order they
 started listening and renumbers them when one closes, so the master opens the N listeners
-in order before forking and keeps them open for the whole run: worker i serves listener i,
-and a restarted worker i inherits the same socket, hence the same addresses. Where the
-program cannot be attached, `steered_listeners` says so in one log line and returns None:
-the workers then bind the port themselves, as without per-IP caps.
+in order before forking and keeps them open for the whole run (scale/listeners.py): worker i
+serves listener i, and a restarted or replacing worker i inherits the same socket, hence the
+same addresses. Where the program cannot be attached, `steered_listeners` says so in one log
+line and returns None: the listeners are then unsteered, as without per-IP caps.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import ctypes
 import ipaddress
 import logging
 import socket
-
-from gevent import monkey
 
 __all__ = ["SO_ATTACH_REUSEPORT_CBPF", "steered_listeners", "steering_program", "worker_of"]
 
@@ -37,8 +35,6 @@ _LD_W_ABS, _LD_B_ABS = 0x00 | 0x00 | 0x20, 0x00 | 0x10 | 0x20
 _ALU_RSH_K, _ALU_MUL_K, _ALU_MOD_K = 0x04 | 0x70, 0x04 | 0x20, 0x04 | 0x90
 _JMP_JEQ_K, _JMP_JA = 0x05 | 0x10, 0x05 | 0x00
 _RET_A = 0x06 | 0x10
-
-_socket_class: type[socket.socket] = monkey.get_original("socket", "socket")
 
 Instruction = tuple[int, int, int, int]  # code, jump if true, jump if false, k
 
@@ -97,16 +93,11 @@ def attach(listener: socket.socket, count: int) -> None:
 def steered_listeners(host: str, port: int, count: int, backlog: int = 1024) -> list[socket.socket] | None:
     """Before the fork: `count` listeners on `host:port`, one per worker in order, with the
     steering program; None (and one log line) where it cannot be attached."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    from .listeners import slot_listeners
+
     listeners: list[socket.socket] = []
     try:
-        for _ in range(count):
-            listener = _socket_class(family, socket.SOCK_STREAM)
-            listeners.append(listener)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            listener.bind((host, port))
-            listener.listen(backlog)  # in order: the group numbers its sockets so
+        listeners = slot_listeners(host, port, count, backlog)
         attach(listeners[0], count)
     except (OSError, AttributeError) as exc:  # not Linux, an old kernel, no SO_REUSEPORT
         for listener in listeners:

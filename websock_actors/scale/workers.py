@@ -1,17 +1,15 @@
 """A prefork master: `websock-actors run MODULE:ATTR --workers N`, one port on every core.
 
-One gevent hub runs on one core, so N processes serve one port: the master forks N workers,
-each builds its own `Server` and hub and binds the port with SO_REUSEPORT (the kernel spreads
-new connections over them), or, where SO_REUSEPORT is missing, accepts on the one socket
-the master bound before forking. The master serves nothing: it restarts a worker that died
-(backing off while they keep dying fast) and one whose event loop stopped running (a
-handler that never yields: scale/worker_liveness.py), forwards SIGTERM, SIGINT and SIGHUP to every
-worker for their graceful shutdown (1001 to each client), and waits for them.
+N processes serve one port, a gevent hub each: each worker accepts on its slot's listener
+(scale/listeners.py) and imports the app itself after the fork, so that a replacement runs the
+code on disk; the first starts alone, so that an app that cannot start is reported once. The
+master serves nothing: it restarts a worker that died (backing off while they keep dying) or
+whose loop stopped running (scale/worker_liveness.py), forwards SIGTERM and SIGINT (1001 to
+each client) and waits for the workers; SIGHUP replaces them one at a time (scale/rolling.py).
 
 The master forks before any hub, greenlet or connection exists, and stays a plain process:
-a hub in it would be copied into every worker, half-alive. Since the command line may have
-monkey-patched the standard library already (the app is imported before the fork, to check
-it once), every blocking call here (fork, waitpid, select, signal) is the original one.
+a hub in it would be copied into every worker, half-alive. The command line may have
+monkey-patched the standard library: every blocking call here is the original one.
 """
 
 from __future__ import annotations
@@ -32,13 +30,18 @@ from gevent import monkey
 
 from ..server.systemd_notify import Notifier
 from .cpu_quota import available_cpus
+from .listeners import prepare_listener
+from .rolling import Roll
 from .worker_liveness import DEFAULT_WORKER_TIMEOUT, Heartbeat, LivenessBoard
 
-__all__ = ["SHUTDOWN_SIGNALS", "Worker", "parse_workers", "prepare_listener", "run_workers", "say"]
+__all__ = ["DRAIN_SIGNAL", "RESTART_SIGNAL", "SHUTDOWN_SIGNALS", "Worker", "parse_workers"]
+__all__ += ["prepare_listener", "run_workers", "say"]
 
 log = logging.getLogger("websock_actors")
 
-SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # SIGHUP: a closed terminal
+SHUTDOWN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+RESTART_SIGNAL = signal.SIGHUP  # to the master: replace every worker, one at a time
+DRAIN_SIGNAL = signal.SIGUSR2  # to one worker: close every client with 1012 and exit (replaced)
 
 RESTART_DELAY = 0.1  # seconds before restarting a worker that died; doubled while they die fast
 MAX_RESTART_DELAY = 10.0
@@ -51,7 +54,6 @@ _waitpid: Callable[[int, int], tuple[int, int]] = monkey.get_original("os", "wai
 _select: Any = monkey.get_original("select", "select")
 _signal: Any = monkey.get_original("signal", "signal")
 _set_wakeup_fd: Any = monkey.get_original("signal", "set_wakeup_fd")
-_socket_class: type[socket.socket] = monkey.get_original("socket", "socket")
 
 
 def say(line: str, stream: TextIO | None = None) -> None:
@@ -75,48 +77,12 @@ def parse_workers(value: str) -> int:
     return count
 
 
-def prepare_listener(host: str, port: int, backlog: int = 1024) -> socket.socket | None:
-    """Before the fork: None when each worker can bind `host:port` itself with SO_REUSEPORT,
-    else the one listening socket they will share.
-
-    Raises OSError when the address is taken (by anyone: even a process that also set
-    SO_REUSEPORT would otherwise silently share the port with us) or not ours.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with _socket_class(family, socket.SOCK_STREAM) as probe:  # a plain socket: no hub
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((host, port))
-    if _reuse_port_works(family):
-        return None
-    listener = _socket_class(family, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(backlog)
-    except BaseException:
-        listener.close()
-        raise
-    return listener
-
-
-def _reuse_port_works(family: int) -> bool:
-    option = getattr(socket, "SO_REUSEPORT", None)
-    if option is None:
-        return False
-    with _socket_class(family, socket.SOCK_STREAM) as probe:
-        try:
-            probe.setsockopt(socket.SOL_SOCKET, option, 1)
-        except OSError:  # defined, but refused by this kernel (ENOPROTOOPT)
-            return False
-    return True
-
-
 @dataclass
 class Worker:
     """What a worker process knows of itself, handed to its serving function after the fork."""
 
     index: int  # from 1; a restarted worker keeps its slot's index
-    listener: socket.socket | None  # the master's socket, or None: bind with SO_REUSEPORT
+    listener: socket.socket | None  # its slot's listener (or the one shared); None: bind one
     master: int  # the master's pid
     _ready_fd: int = field(repr=False)
     early_signals: list[int] = field(default_factory=list)
@@ -131,6 +97,11 @@ class Worker:
     def stop_requested(self) -> bool:
         """A shutdown signal came before the serving function installed its own handlers."""
         return bool(self.early_signals)
+
+    @property
+    def drain_requested(self) -> bool:
+        """The early signal asked for a drain (1012: this worker is being replaced)."""
+        return DRAIN_SIGNAL in self.early_signals
 
     def ready(self) -> None:
         """Tell the master this worker is serving (a worker that dies before it, in the first
@@ -150,8 +121,10 @@ class _Child:
     pid: int
     started: float
     first: bool  # of the first round: dying before ready stops everything
+    generation: int = 0  # rolling restarts (SIGHUP) begun before it was forked
     ready: bool = False
     silenced: bool = False  # killed for its silence, not reaped yet
+    retiring: float | None = None  # replaced: draining, to be killed after this time
 
 
 def run_workers(
@@ -159,20 +132,24 @@ def run_workers(
     serve: Callable[[Worker], int],
     *,
     listener: socket.socket | None = None,
+    listeners: list[socket.socket] | None = None,
     shutdown_timeout: float = 10.0,
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT,
 ) -> int:
     """Fork `count` workers running `serve(worker)` (its return value is the worker's exit
     code), keep them running until a shutdown signal, then stop them; the exit code.
 
-    A worker whose event loop has not run for `worker_timeout` seconds once it served is
-    killed and replaced (0: never)."""
+    `listeners`: one per worker slot, kept open by the master (scale/listeners.py); else
+    `listener`, shared; else each worker binds its own. A worker whose event loop has not
+    run for `worker_timeout` seconds once it served is killed and replaced (0: never)."""
     if not hasattr(os, "fork"):
         raise SystemExit("error: --workers needs os.fork (a POSIX system)")
     if worker_timeout < 0:
         raise ValueError(f"worker_timeout must be 0 (off) or more, not {worker_timeout}")
     liveness = LivenessBoard(count, worker_timeout) if worker_timeout > 0 else None
-    return _Master(count, serve, listener, shutdown_timeout, liveness).run()
+    if listeners is not None and len(listeners) != count:
+        raise ValueError(f"{len(listeners)} listeners for {count} workers")
+    return _Master(count, serve, listener, shutdown_timeout, liveness, listeners).run()
 
 
 class _Master:
@@ -183,11 +160,14 @@ class _Master:
         listener: socket.socket | None,
         shutdown_timeout: float,
         liveness: LivenessBoard | None = None,
+        listeners: list[socket.socket] | None = None,
     ) -> None:
         self.pid = os.getpid()
         self.count = count
         self.serve = serve
         self.listener = listener
+        self.listeners = listeners
+        self.roll = Roll(self)
         self.kill_after = shutdown_timeout + KILL_GRACE
         self.liveness = liveness
         self.children: dict[int, _Child] = {}  # by pid
@@ -196,6 +176,7 @@ class _Master:
         self.stopping: int | None = None  # the shutdown signal
         self.deadline = 0.0
         self.failed = False  # a worker exited non-zero in the shutdown, or was killed
+        self.waiting_first: list[int] = []  # slots to fork once the first worker serves
         self.boot_failure = False  # a worker of the first round died before it served
         self._saved: dict[int, Any] = {}
         self._wake_r, self._wake_w = os.pipe()
@@ -208,21 +189,23 @@ class _Master:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> int:
-        watched: tuple[int, ...] = (*SHUTDOWN_SIGNALS, signal.SIGCHLD)
+        watched: tuple[int, ...] = (*SHUTDOWN_SIGNALS, RESTART_SIGNAL, signal.SIGCHLD)
         for signum in watched:
             self._saved[signum] = _signal(signum, _record)
         old_wakeup = _set_wakeup_fd(self._wake_w)
         try:
             say(f"websock-actors: master (pid {self.pid}) starting {self.count} workers")
-            for index in range(1, self.count + 1):
-                self._spawn(index, first=True)
+            self._spawn(1, first=True)  # alone: an app that cannot start is reported once
+            self.waiting_first = list(range(2, self.count + 1))
             while self.children or (self.stopping is None and self.restarts):
                 self._wait()
                 self._read_ready()
                 self._reap()
                 if self.stopping is None:
+                    self._first_round()
                     self._restart_due()
                     self._kill_the_silent()
+                    self.roll.step(time.monotonic())
                 elif time.monotonic() > self.deadline:
                     self._kill_the_rest()
         finally:
@@ -244,10 +227,12 @@ class _Master:
         if self.liveness is not None:  # and the workers' liveness, read on this tick
             timeout = min(timeout, self.liveness.interval)
         now = time.monotonic()
-        if self.stopping is None and self.restarts:
-            timeout = min(timeout, max(0.0, min(self.restarts.values()) - now))
-        elif self.stopping is not None:
+        if self.stopping is not None:
             timeout = min(timeout, max(0.0, self.deadline - now))
+        elif self.roll.active:  # its deadlines, and the draining workers'
+            timeout = min(timeout, 0.1)
+        elif self.restarts:
+            timeout = min(timeout, max(0.0, min(self.restarts.values()) - now))
         readable, _, _ = _select([self._wake_r, self._ready_r], [], [], timeout)
         if self._wake_r in readable:
             try:
@@ -257,6 +242,8 @@ class _Master:
             for signum in received:
                 if signum in SHUTDOWN_SIGNALS:
                     self._shutdown(signum)
+                elif signum == RESTART_SIGNAL and self.stopping is None:
+                    self.roll.begin()
 
     def _read_ready(self) -> None:
         """The workers' "pid" lines: each writes one, in one write, once it serves."""
@@ -274,7 +261,7 @@ class _Master:
             if child is not None:
                 child.ready = True
         serving = [child for child in self.children.values() if child.ready]
-        if self.stopping is None and len(serving) == self.count:
+        if self.stopping is None and len(serving) == self.count and not self.roll.active:
             self.notifier.ready()  # every worker listens (sent once)
 
     def _reap(self) -> None:
@@ -296,6 +283,11 @@ class _Master:
                 log.warning("%s during the shutdown", what)
             return
         self._read_ready()  # it may have said it was ready just before dying
+        if self.roll.exited(child, what, code):
+            return  # a drained worker, or its replacement that could not start
+        if any(other.index == child.index and other.retiring is None for other in self.children.values()):
+            log.warning("%s; its replacement serves its slot", what)
+            return
         if child.first and not child.ready:
             log.error("%s before it served: stopping", what)
             self.boot_failure = True
@@ -307,6 +299,13 @@ class _Master:
         log.warning("%s; restarting it in %.1f s", what, self.delay)
         self.restarts[child.index] = now + self.delay
         self.delay = min(self.delay * 2, MAX_RESTART_DELAY)
+
+    def _first_round(self) -> None:
+        """The other workers of the first round, once the first one serves."""
+        if self.waiting_first and any(child.ready for child in self.children.values()):
+            for index in self.waiting_first:
+                self._spawn(index, first=True)
+            self.waiting_first = []
 
     def _restart_due(self) -> None:
         now = time.monotonic()
@@ -325,7 +324,7 @@ class _Master:
         now = time.monotonic()
         self.liveness.tick(now)
         for child in self.children.values():
-            if not child.ready or child.silenced:
+            if not child.ready or child.silenced or child.retiring is not None:
                 continue
             silent = self.liveness.silent_for(child.index, now)
             if silent < self.liveness.timeout:
@@ -367,7 +366,8 @@ class _Master:
 
     # -- forking -------------------------------------------------------------------------
 
-    def _spawn(self, index: int, *, first: bool) -> None:
+    def _spawn(self, index: int, *, first: bool, rolling: bool = False) -> int | None:
+        """Fork a worker for slot `index`: its pid, or None when the fork failed."""
         sys.stdout.flush()  # or the child would print the master's buffered output again
         sys.stderr.flush()
         if self.liveness is not None:
@@ -378,13 +378,15 @@ class _Master:
         except OSError as exc:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             log.error("cannot fork worker %d: %s", index, exc)
-            self.restarts[index] = time.monotonic() + self.delay
-            self.delay = min(self.delay * 2, MAX_RESTART_DELAY)
-            return
+            if not rolling:  # a rolling restart gives up instead (the old one serves)
+                self.restarts[index] = time.monotonic() + self.delay
+                self.delay = min(self.delay * 2, MAX_RESTART_DELAY)
+            return None
         if pid == 0:
             self._child(index, blocked)  # never returns
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        self.children[pid] = _Child(index, pid, time.monotonic(), first)
+        self.children[pid] = _Child(index, pid, time.monotonic(), first, self.roll.generation)
+        return pid
 
     def _child(self, index: int, blocked: Any) -> None:
         code = 1
@@ -393,15 +395,23 @@ class _Master:
             for fd in (self._wake_r, self._wake_w, self._ready_r):
                 os.close(fd)
             heartbeat = None if self.liveness is None else Heartbeat(self.liveness, index)
-            worker = Worker(index, self.listener, self.pid, self._ready_w, _heartbeat=heartbeat)
+            listener = self.listener
+            if self.listeners is not None:  # its slot's; the master keeps the others open
+                listener = self.listeners[index - 1]
+                for other in self.listeners:
+                    if other is not listener:
+                        other.close()
+            worker = Worker(index, listener, self.pid, self._ready_w, _heartbeat=heartbeat)
             for signum, handler in self._saved.items():
                 _signal(signum, handler)
 
             def early(signum: int, frame: Any) -> None:
                 worker.early_signals.append(signum)
 
-            for signum in SHUTDOWN_SIGNALS:  # until the worker's hub installs its own
+            for signum in (*SHUTDOWN_SIGNALS, DRAIN_SIGNAL):  # until the worker's hub installs its own
                 _signal(signum, early)
+            # A closed terminal's SIGHUP reaches the whole group: the master's restart is the answer.
+            _signal(RESTART_SIGNAL, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             gevent.reinit()  # a no-op unless importing the app started a hub
             code = self.serve(worker)

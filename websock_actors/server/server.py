@@ -15,6 +15,7 @@ import errno
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -50,6 +51,8 @@ from .status_page import StatusPage
 from .tls import TLSConnection
 
 __all__ = ["Server", "bind_listener", "tls_context"]
+
+RESTART_HANDSHAKE_WAIT = 2.0  # seconds a restart's drain waits for the handshakes under way
 
 log = logging.getLogger("websock_actors")
 
@@ -132,6 +135,7 @@ class Server:
         interval, timeout = timeouts.ping_interval, timeouts.ping_timeout
         self._keepalive = Keepalive(self.connections.values, interval, timeout) if interval else None
         self._stopping = False
+        self._finishing_handshakes = False  # a restart's drain admits the handshakes under way
         self._hooks: tuple[Any, ...] | None = None  # the connections' callbacks, bound once
         self._stopped = gevent.event.Event()
         self._all_gone = gevent.event.Event()  # set whenever no connection is left
@@ -195,9 +199,10 @@ class Server:
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, *, restart: bool = False) -> None:
         """Graceful shutdown: stop accepting, close every connection (1001, or the app's
-        `drain_close`: 1012 when its sessions resume elsewhere), wait, drop the rest."""
+        `drain_close`: 1012 when its sessions resume elsewhere), wait, drop the rest.
+        `restart`: the service comes back at once (a rolling restart): 1012 in any case."""
         if self._stopping:
             self._stopped.wait()
             return
@@ -209,7 +214,9 @@ class Server:
         self._metrics.stop()
         if self.status_page is not None:
             self.status_page.stop()
-        code, reason = self.app.drain_close()
+        if restart:  # let the handshakes under way open, to be closed with 1012 as the others
+            self._finish_handshakes(min(timeout, RESTART_HANDSHAKE_WAIT))
+        code, reason = (CloseCode.SERVICE_RESTART, "service restart") if restart else self.app.drain_close()
         for conn in list(self._actors):
             if conn.open:
                 conn.close(code, reason)
@@ -227,6 +234,14 @@ class Server:
             log.exception("the application failed to stop")
         self._metrics.save()  # with --workers, the last counts of this worker stay in the sum
         self._stopped.set()
+
+    def _finish_handshakes(self, timeout: float) -> None:
+        """Wait (polling: once per restart) until no connection is in its opening handshake."""
+        self._finishing_handshakes = True
+        deadline = time.monotonic() + timeout
+        while self.admission.handshaking and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        self._finishing_handshakes = False
 
     # -- connections ---------------------------------------------------------------
 
@@ -318,7 +333,7 @@ class Server:
     def _on_open(self, conn: Connection) -> Response | None:
         """Called with the validated upgrade request, before the 101: refuse with an HTTP
         answer, or admit (the connection then counts against the capacity)."""
-        if self._stopping:
+        if self._stopping and not self._finishing_handshakes:
             return error_response(503, "server shutting down")
         if self.max_connections is not None and len(self.connections) >= self.max_connections:
             return error_response(503, "too many connections", [("Retry-After", "1")])

@@ -1,0 +1,91 @@
+"""An idle client connection (nobody in `recv`, `request`, `ping`) still answers: the server's
+close, its pings, and reads its pushes, while the thread's gevent hub runs. The clients are in
+the test's thread, not monkey-patched; the server in its own thread, stopped from gevent's
+thread pool so that this thread's hub runs meanwhile (as in any gevent program)."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import gevent
+import pytest
+from gevent.event import Event
+
+from examples.echo import app as echo_app
+from websock_actors import Connection, WebSocketApp
+from websock_actors.client import ClientConnection, connect
+
+pytestmark = pytest.mark.timeout(60)
+
+IDLE_CLIENTS = 100
+DRAIN_TIMEOUT = 10.0  # the server's wait for the clients' close replies, the issue's 10 s
+
+
+def test_a_drain_of_idle_clients_takes_no_close_timeout(serve) -> None:
+    server = serve(echo_app)
+    clients = [connect(server.url) for _ in range(IDLE_CLIENTS)]
+    assert server.actor_count() == IDLE_CLIENTS
+    start = time.monotonic()
+    gevent.get_hub().threadpool.apply(server.stop, (DRAIN_TIMEOUT,))
+    drain = time.monotonic() - start
+    # Each one answered the server's close by itself: nobody read in this thread meanwhile.
+    assert [ws.close_code for ws in clients] == [1001] * IDLE_CLIENTS
+    assert all(ws.closed for ws in clients)
+    # Milliseconds on an idle box; the margin is for a loaded one, far below the 10 s.
+    assert drain < 3.0, f"the drain of {IDLE_CLIENTS} idle clients took {drain:.2f} s"
+
+
+def test_an_idle_connection_answers_the_servers_pings(serve) -> None:
+    closes: queue.Queue[int] = queue.Queue()
+    app = WebSocketApp()
+
+    @app.on_message
+    def echo(conn: Connection, message: str | bytes) -> None:
+        conn.send(message)
+
+    @app.on_close
+    def closed(conn: Connection, code: int, reason: str) -> None:
+        closes.put(code)
+
+    # The server drops a peer that leaves a ping unanswered for 0.2 s (1011).
+    server = serve(app, ping_interval=0.05, ping_timeout=0.2)
+    with connect(server.url) as ws:
+        gevent.sleep(1.0)  # idle on purpose: several pings come and must be answered meanwhile
+        assert not ws.closed
+        assert closes.empty()
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
+    assert closes.get(timeout=5) == 1000
+
+
+def test_pushes_reach_on_push_while_nobody_reads(serve) -> None:
+    server = serve(echo_app)
+    pushed = Event()
+    got: list[str | bytes] = []
+
+    def on_push(message: str | bytes) -> None:
+        got.append(message)
+        pushed.set()
+
+    with connect(server.url, on_push=on_push, max_queue=4) as ws:
+        ws.send("echo me")
+        assert pushed.wait(5), "the echo was not read while nobody waited on the connection"
+        assert got == ["echo me"]
+        assert ws.recv(timeout=0) == "echo me"  # queued for recv as well
+
+
+def test_an_idle_connection_notices_the_end_of_the_stream(serve) -> None:
+    app = WebSocketApp()
+
+    @app.on_message
+    def drop(conn: Connection, message: str | bytes) -> None:
+        conn.abort()  # TCP ends without a close frame
+
+    server = serve(app)
+    ws: ClientConnection = connect(server.url)
+    ws.send("drop")
+    deadline = time.monotonic() + 5
+    while not ws.closed and time.monotonic() < deadline:
+        gevent.sleep(0.01)  # polls the state only: this thread's hub runs, nobody reads
+    assert ws.closed and ws.close_code == 1006

@@ -32,10 +32,11 @@ Resumption (`resume = True`, for a typed server with a ResumePolicy, as `example
 user whose connection was lost (a close code of RECONNECT_CODES) opens a new one and resumes
 its session on it: the server gives back its rooms and state, and replays what its rooms said
 meanwhile (to `on_push`, in order, before its answer), so `on_connect` does not run again; it
-does when the session was not restored. The connection is read only while its user waits for
-something: one lost between two tasks is noticed by the next request, which fails (`closed
-1006`, or the server's close code: it went to a connection already gone), and the one after
-resumes. The client parses each room broadcast (JSON) to keep its room's position.
+does when the session was not restored. A connection lost between two tasks is noticed as it
+happens (its watcher reads the server's close, or the end of the stream), so the next request
+resumes first; one lost while a request is on its way fails that request (`closed 1006`, or
+the server's close code). The client parses each room broadcast (JSON) to keep its room's
+position.
 
 Pushes (messages the server sent unasked) are not requests: they are counted by type in
 `self.pushes`, fired as the `push_received` event, and reported when the run ends, on

@@ -102,3 +102,36 @@ def test_the_session_message_is_kept_from_recv_and_on_push(serve) -> None:
         assert got == []
         with pytest.raises(TimeoutError):
             ws.recv(timeout=0)
+
+
+def test_idle_read_delay_reads_later_in_one_go(serve) -> None:
+    server = serve(echo_app)
+    arrived: list[float] = []
+    pushed = [Event(), Event()]
+
+    def on_push(message: str | bytes) -> None:
+        arrived.append(time.monotonic())
+        pushed[0 if len(arrived) <= 2 else 1].set()
+
+    with connect(server.url, on_push=on_push, idle_read_delay=0.3) as ws:
+        sent = time.monotonic()
+        ws.send("one")
+        ws.send("two")
+        assert pushed[0].wait(5) and len(arrived) == 2
+        # Read together, once the delay had passed: not one read per message as it came.
+        assert arrived[0] - sent >= 0.25
+        assert arrived[1] - arrived[0] < 0.05
+        sent = time.monotonic()
+        ws.send("three")  # the next idle read waits its own delay again
+        assert pushed[1].wait(5)
+        assert arrived[2] - sent >= 0.25
+        assert [ws.recv(timeout=0) for _ in range(3)] == ["one", "two", "three"]
+        ws.send("four")
+        assert ws.recv(timeout=0.2) == "four"  # a waiter reads at once, whatever the delay
+    # A drain is answered within the delay.
+    server = serve(echo_app)
+    clients = [connect(server.url, idle_read_delay=0.2) for _ in range(20)]
+    start = time.monotonic()
+    gevent.get_hub().threadpool.apply(server.stop, (DRAIN_TIMEOUT,))
+    assert time.monotonic() - start < 1.5
+    assert [ws.close_code for ws in clients] == [1001] * 20

@@ -48,6 +48,7 @@ class ClientTransport:
     adds the API and the reopening on top."""
 
     __slots__ = (
+        "_due",
         "_generation",
         "_opts",
         "_parked",
@@ -73,6 +74,7 @@ class ClientTransport:
         self._pings: dict[bytes, bool] = {}  # payloads of pings sent: True once answered
         self._reader: Any = None  # the greenlet reading the socket, if any
         self._watch: Any = None  # the loop's io watcher of the socket, on while nobody reads
+        self._due: Any = None  # with idle_read_delay: the timer of the next idle read
         self._parked: Event | None = None  # set when the reader is done with a read
         self._write_lock = Semaphore()
         self._write_broken = False  # a write was cut short: the stream may end mid-frame
@@ -108,6 +110,8 @@ class ClientTransport:
         watch, self._watch = self._watch, None
         if watch is not None:  # before the socket closes: its number may be reused at once
             watch.close()
+        if self._due is not None:
+            self._due.stop()
         if drain:
             deadline = monotonic() + self._opts.close_timeout
             while (remaining := deadline - monotonic()) > 0 and self._recv(remaining):
@@ -186,17 +190,36 @@ class ClientTransport:
         watch = self._watch
         if watch is not None:
             watch.start(self._readable)
+        if self._due is not None:  # what it was due for is read: the watcher sees anything new
+            self._due.stop()
         self._wake()
 
     def _readable(self) -> None:
-        """In the loop: bytes came while nobody reads; a greenlet of ours reads them, unless
-        the connection has no room for more (then the kernel keeps them until a wait reads,
+        """In the loop: bytes came while nobody reads; a greenlet of ours reads them, at once
+        or after `idle_read_delay` (what comes meanwhile is read in the same go), unless the
+        connection has no room for more (then the kernel keeps them until a wait reads,
         which turns the watcher on again)."""
-        if self._reader is None and not self.closed:
-            if self._has_room():
-                self._take_reading(spawn_raw(self._read_idle, self._generation))
-            elif self._watch is not None:
-                self._watch.stop()  # level-triggered: it would fire again at once
+        if self._reader is not None or self.closed:
+            return
+        delay = self._opts.idle_read_delay
+        if delay <= 0 or not self._has_room():
+            self._read_now()
+            return
+        self._watch.stop()  # level-triggered: it would fire again at once
+        due = self._due
+        if due is None or not due.active:  # a fresh one: a libev timer that fired would fire at once
+            due = self._due = get_hub().loop.timer(delay, ref=False)
+            due.start(self._read_now)
+
+    def _read_now(self) -> None:
+        """In the loop: start the idle read, if nobody reads meanwhile (whose end turns the
+        watcher on again) and there is room."""
+        if self._reader is not None or self.closed:
+            return
+        if self._has_room():
+            self._take_reading(spawn_raw(self._read_idle, self._generation))
+        elif self._watch is not None:
+            self._watch.stop()
 
     def _has_room(self) -> bool:
         """Whether what arrives unasked can be kept: the connection's queue is not full."""

@@ -46,8 +46,8 @@ adds up what the workers counted (locust_pushes.py).
 
 Costs per user: the user's own greenlet and one socket; the connection has no greenlet of its
 own. While a user waits between tasks, its connection's watcher reads what comes (pushes,
-pings, the server's close) in a short greenlet, so a drained or lost connection is known
-before the next task.
+pings, the server's close) in a short greenlet, `idle_read_delay` after it came, so a
+drained or lost connection is known before the next task.
 """
 
 from __future__ import annotations
@@ -138,6 +138,10 @@ class WebSocketUser(User):
     # the system's CA certificates.
     ssl_context: ClassVar[ssl.SSLContext | None] = None
     ca_file: ClassVar[str | None] = None
+    # While a user waits between tasks, what its connection receives (pushes, pings, the
+    # server's close) is read this long after it came, with what came meanwhile: fewer reads
+    # for thousands of users; a server's drain still ends within it.
+    idle_read_delay: ClassVar[float] = 0.5
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -205,6 +209,7 @@ class WebSocketUser(User):
             # resumes itself (reported, with its own backoff), never the client inside a task.
             resume=self.resume,
             reconnect=False,
+            idle_read_delay=self.idle_read_delay,
         )
 
     def connect(self) -> bool:

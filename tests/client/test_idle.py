@@ -135,3 +135,28 @@ def test_idle_read_delay_reads_later_in_one_go(serve) -> None:
     gevent.get_hub().threadpool.apply(server.stop, (DRAIN_TIMEOUT,))
     assert time.monotonic() - start < 1.5
     assert [ws.close_code for ws in clients] == [1001] * 20
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1])
+def test_a_reopened_connection_reads_by_itself_again(serve, delay: float) -> None:
+    app = WebSocketApp()
+
+    @app.on_message
+    def echo_or_restart(conn: Connection, message: str | bytes) -> None:
+        if message == "restart":
+            conn.close(1012, "restarting")
+        else:
+            conn.send(message)
+
+    server = serve(app)
+    pushed = Event()
+    with connect(server.url, reconnect=True, on_push=lambda m: pushed.set(), idle_read_delay=delay) as ws:
+        ws.send("restart")
+        deadline = time.monotonic() + 5
+        while not ws.closed and time.monotonic() < deadline:
+            gevent.sleep(0.01)  # polls the state only: the close is read by itself
+        assert ws.close_code == 1012
+        ws.send("back")  # reopens
+        assert ws.reconnects == 1
+        assert pushed.wait(5), "the reopened connection was not read while nobody waited"
+        assert ws.recv(timeout=0) == "back"

@@ -110,8 +110,9 @@ class ClientTransport:
         watch, self._watch = self._watch, None
         if watch is not None:  # before the socket closes: its number may be reused at once
             watch.close()
-        if self._due is not None:
-            self._due.stop()
+        due, self._due = self._due, None
+        if due is not None:
+            due.stop()
         if drain:
             deadline = monotonic() + self._opts.close_timeout
             while (remaining := deadline - monotonic()) > 0 and self._recv(remaining):
@@ -190,8 +191,10 @@ class ClientTransport:
         watch = self._watch
         if watch is not None:
             watch.start(self._readable)
-        if self._due is not None:  # what it was due for is read: the watcher sees anything new
-            self._due.stop()
+        due = self._due
+        if due is not None:  # what it was due for is read: the watcher sees anything new
+            self._due = None
+            due.stop()
         self._wake()
 
     def _readable(self) -> None:
@@ -206,8 +209,7 @@ class ClientTransport:
             self._read_now()
             return
         self._watch.stop()  # level-triggered: it would fire again at once
-        due = self._due
-        if due is None or not due.active:  # a fresh one: a libev timer that fired would fire at once
+        if self._due is None:  # a fresh timer each time: a libev timer that fired fires at once
             due = self._due = get_hub().loop.timer(delay, ref=False)
             due.start(self._read_now)
 

@@ -6,6 +6,8 @@ reported at the end of the run (and in `<csv prefix>_pushes.csv`).
     websock-actors run examples.chat:app --port 8000 --max-connections 20000 --rate-limit-per connection
     locust -f locustfiles/chat.py --headless -u 1000 -r 100 -t 1m --host ws://127.0.0.1:8000
 
+Over wss:// with a certificate of a private CA, add `--ws-ca-file ca.pem` (the CA's PEM file).
+
 Options of this file: --room-size N (members per room, default 20), --think-time S (mean
 seconds a user waits between two actions, default 5; each wait is uniform in [S/2, 3S/2]),
 --resume (for a server with resumption, as the chat demo: see below).

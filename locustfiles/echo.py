@@ -3,6 +3,8 @@ the same message to come back, reported as `WS echo text` / `WS echo binary`.
 
     websock-actors run examples.echo:app --port 8000 --max-connections 20000
     locust -f locustfiles/echo.py --headless -u 1000 -r 100 -t 1m --host ws://127.0.0.1:8000
+
+Over wss:// with a certificate of a private CA, add `--ws-ca-file ca.pem` (the CA's PEM file).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 
     connect.py     connect(url, ...): the options, then the first opening
     connection.py  ClientConnection: send, recv, request, ping, close, reopening and resuming
-    transport.py   ClientTransport: the socket read by whoever waits, the writes, the end
+    transport.py   ClientTransport: the socket read by whoever waits (or, idle, by itself), the writes
     endpoint.py    the URL, name resolution, TCP and TLS, Backoff
     requests.py    typed request-reply: ids, replies matched on the way in, error replies
 """

@@ -11,11 +11,17 @@ Every wait is a gevent wait: connections used from many greenlets of one thread 
 side, and in a plain script without monkey-patching a wait runs gevent's hub on demand and
 blocks its caller as an ordinary socket would. A connection has no greenlet of its own:
 whoever waits (`recv`, `request`, `ping`, `close`) reads the socket (transport.py), one
-greenlet at a time, and sorts what arrives (`_message`, here). A reply whose `id` belongs to
-a pending `request` goes to that request; everything else goes to `on_push`, when given, and
-into a bounded queue that `recv` reads.
+greenlet at a time, and sorts what arrives (`_message`, here); while nobody waits, a watcher
+in the thread's gevent loop reads what comes (pings and the server's close are answered at
+once) whenever that loop runs: always in a gevent program or under Locust, and in a plain
+script while the thread waits in gevent (in this client, `gevent.sleep`, a gevent queue),
+not while it blocks in `time.sleep` or a lock of `threading`. A reply whose `id` belongs to
+a pending `request` goes to that request; the server's `session` message sets `session`;
+everything else goes to `on_push`, when given, and into a bounded queue that `recv` reads.
+While that queue is full, nothing is read unless someone waits.
 
-A connection belongs to the thread that opened it.
+A connection belongs to the thread that opened it. An open connection is kept by its watcher
+until it is closed (or lost): close it (`with connect(...) as ws:`) rather than dropping it.
 """
 
 from __future__ import annotations
@@ -61,8 +67,6 @@ RECONNECT_CODES = frozenset(
     }
 )
 
-_READ_SIZE = 65536
-
 PushHandler = Callable[[str | bytes], None]
 
 
@@ -74,8 +78,9 @@ class ClientConnection(ClientTransport):
     `close_code` and `close_reason` (once closed; 1006 when the transport was lost),
     `dropped` (unsolicited messages pushed out of the full queue), `reconnects`, and
     `on_push`, the optional callback that sees each unsolicited message as it is read.
-    From a typed server with resumption: `session` (the token of its `session` message, never
-    queued for `recv`); with `resume`: `positions` (room -> seq, epoch of the last broadcast
+    From a typed server with resumption: `session` (the token of its `session` message, the
+    first one it sends: neither queued for `recv` nor given to `on_push`, with or without
+    `resume`); with `resume`: `positions` (room -> seq, epoch of the last broadcast
     read) and `resumed` (the server's answer to the last resume).
     """
 
@@ -207,6 +212,12 @@ class ClientConnection(ClientTransport):
                 self.dropped += 1
             inbox.append(message)
 
+    def _has_room(self) -> bool:
+        """Idle reading stops while the queue for `recv` is full: the server then meets the
+        kernel's backpressure, as it did before, instead of messages dropped unread."""
+        inbox = self._inbox
+        return not inbox.maxlen or len(inbox) < inbox.maxlen
+
     def _track(self, message: str) -> None:
         """Remember the room's position of a numbered broadcast, or of a `room_lost` notice
         (for the next resume)."""
@@ -230,7 +241,8 @@ class ClientConnection(ClientTransport):
             self._write(protocol.send_binary(bytes(message)))
 
     def recv(self, timeout: float | None = None) -> str | bytes:
-        """The next unsolicited message (`str` for text, `bytes` for binary).
+        """The next unsolicited message (`str` for text, `bytes` for binary): neither a reply
+        to a `request` nor the server's `session` message (see `session`).
 
         Raises TimeoutError after `timeout` seconds, ConnectionClosed once the connection is
         closed and every message received before is read.

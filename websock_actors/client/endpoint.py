@@ -138,6 +138,7 @@ class ClientOptions:
     max_header_bytes: int
     reconnect: Backoff | None
     ssl_context: ssl.SSLContext | None
+    idle_read_delay: float = 0.0
 
 
 @functools.cache

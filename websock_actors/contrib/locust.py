@@ -32,36 +32,32 @@ Resumption (`resume = True`, for a typed server with a ResumePolicy, as `example
 user whose connection was lost (a close code of RECONNECT_CODES) opens a new one and resumes
 its session on it: the server gives back its rooms and state, and replays what its rooms said
 meanwhile (to `on_push`, in order, before its answer), so `on_connect` does not run again; it
-does when the session was not restored. The connection is read only while its user waits for
-something: one lost between two tasks is noticed by the next request, which fails (`closed
-1006`, or the server's close code: it went to a connection already gone), and the one after
-resumes. The client parses each room broadcast (JSON) to keep its room's position.
+does when the session was not restored. A connection lost between two tasks is noticed as it
+happens (its watcher reads the server's close, or the end of the stream), so the next request
+resumes first; one lost while a request is on its way fails that request (`closed 1006`, or
+the server's close code). The client parses each room broadcast (JSON) to keep its room's
+position.
 
 Pushes (messages the server sent unasked) are not requests: they are counted by type in
 `self.pushes`, fired as the `push_received` event, and reported when the run ends, on
 stdout and in `<csv prefix>_pushes.csv`, so the Aggregated row stays the requests' own
-figure. `report_pushes = False` neither counts nor reports them.
+figure. `report_pushes = False` neither counts nor reports them. Distributed, the master
+adds up what the workers counted (locust_pushes.py).
 
-Distributed (`--processes N`, or `--master` with `--worker` processes), each worker adds the
-pushes it counted since its previous report to the stats report Locust sends the master
-every few seconds and once more when it quits (the `report_to_master` event); the master adds
-them up as they arrive (`worker_report`) and alone prints the totals and writes
-`<csv prefix>_pushes.csv`, as it does the request stats. A worker never writes the file,
-even when given `--csv`.
-
-Costs per user: the user's own greenlet and one socket; the connection has no greenlet. While
-a user waits between tasks its pushes wait in the kernel's socket buffer and are read in one
-go at its next request.
+Costs per user: the user's own greenlet and one socket; the connection has no greenlet of its
+own. While a user waits between tasks, its connection's watcher reads what comes (pushes,
+pings, the server's close) in a short greenlet, `idle_read_delay` after it came, so a
+drained or lost connection is known before the next task.
 """
 
 from __future__ import annotations
 
-import csv
+import functools
 import gc
-import json
+import ssl
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -69,14 +65,13 @@ from urllib.parse import urlsplit
 import gevent
 from locust import User, events
 from locust.env import Environment
-from locust.event import EventHook
-from locust.runners import WorkerRunner
 from pydantic import BaseModel
 
 from ..client import RECONNECT_CODES, ClientConnection, connect
 from ..errors import ConnectionClosed, HandshakeError, RequestError, WebSocketError
 from ..protocol.deflate import DeflateOptions
 from ..protocol.redact import mask_secrets
+from .locust_pushes import PushCounts, push_received, push_type
 
 __all__ = ["WebSocketFailure", "WebSocketUser", "failure_of", "push_received", "push_type"]
 
@@ -105,30 +100,14 @@ def failure_of(exc: BaseException) -> WebSocketFailure:
     return WebSocketFailure(mask_secrets(str(exc)))  # Locust shows it: no credentials
 
 
-def push_type(message: str | bytes) -> str:
-    """The `type` of a pushed JSON message ("text" or "binary" for others).
-
-    Servers that serialize `type` first (pydantic models declared with it first, as ours
-    are) are read without a JSON parse: pushes are most of what a chat user receives.
-    """
-    if not isinstance(message, str):
-        return "binary"
-    if message.startswith('{"type":"'):
-        end = message.find('"', 9)
-        if end > 9 and "\\" not in message[9:end]:
-            return message[9:end]
-    try:
-        kind = json.loads(message).get("type", "text")
-    except (ValueError, AttributeError):
-        return "text"
-    return str(kind)
-
-
 class WebSocketUser(User):
     """A user with one WebSocket connection, `self.ws`, opened in `on_start`, closed in `on_stop`.
 
-    The URL is `--host` (a ws:// or wss:// URL; http(s):// is read as ws(s)://), with `path`
-    appended when the host has no path of its own. Override `on_connect` to do what each new
+    The URL is `--host` (a ws:// or wss:// URL; http(s):// is read as ws(s)://), with
+    `connect_path()` (default: the class's `path`) appended when the host has no path of its
+    own. Override `connect_path` and `connect_headers` for a path or a token per user: they
+    are asked at each connect and resume. For wss:// with a private CA, set `ca_file` (or run
+    with `--ws-ca-file`), or `ssl_context`. Override `on_connect` to do what each new
     session needs first (join a room): it runs again after a reconnect, but not after a
     resume that restored the session, whose rooms the server kept (`resume = True`: a lost
     connection resumes its session instead of starting afresh).
@@ -155,6 +134,14 @@ class WebSocketUser(User):
     # (gc.freeze) until the test stops: full collections then skip the users' connections,
     # greenlets and frames, which otherwise stall every user for hundreds of ms at 10,000.
     freeze_gc: ClassVar[bool] = True
+    # For wss://: the context to use, else one trusting `ca_file` (else `--ws-ca-file`), else
+    # the system's CA certificates.
+    ssl_context: ClassVar[ssl.SSLContext | None] = None
+    ca_file: ClassVar[str | None] = None
+    # While a user waits between tasks, what its connection receives (pushes, pings, the
+    # server's close) is read this long after it came, with what came meanwhile: fewer reads
+    # for thousands of users; a server's drain still ends within it.
+    idle_read_delay: ClassVar[float] = 0.5
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
@@ -173,8 +160,29 @@ class WebSocketUser(User):
         if host.startswith(("http://", "https://")):
             host = "ws" + host[4:]
         if urlsplit(host).path in ("", "/"):
-            return host.rstrip("/") + "/" + self.path.lstrip("/")
+            return host.rstrip("/") + "/" + self.connect_path().lstrip("/")
         return host
+
+    def connect_path(self) -> str:
+        """The path (and query) this user opens, asked at each connect and resume, when
+        `--host` has no path of its own: the class's `path` unless overridden, e.g. with a
+        token per user. What it needs, it computes (a `functools.cached_property` makes it
+        once per user), so it does not depend on what `on_start` set first."""
+        return self.path
+
+    def connect_headers(self) -> Mapping[str, str]:
+        """The extra request headers of this user's connects (the class's `headers` unless
+        overridden, e.g. with an `Authorization` of its own); asked as `connect_path` is."""
+        return self.headers
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """For wss://: `ssl_context`, else a context trusting `ca_file` or `--ws-ca-file`,
+        else None (the client's default: the system's CA certificates)."""
+        if self.ssl_context is not None:
+            return self.ssl_context
+        options = self.environment.parsed_options
+        ca_file = self.ca_file or (getattr(options, "ws_ca_file", None) if options is not None else None)
+        return _trusting(ca_file) if ca_file else None
 
     def on_start(self) -> None:
         self.connect()
@@ -190,7 +198,8 @@ class WebSocketUser(User):
         return connect(
             self.url,
             subprotocols=self.subprotocols,
-            headers=self.headers,
+            headers=self.connect_headers(),
+            ssl_context=self.tls_context(),
             compression=self.compression,
             open_timeout=self.open_timeout,
             close_timeout=self.close_timeout,
@@ -200,6 +209,7 @@ class WebSocketUser(User):
             # resumes itself (reported, with its own backoff), never the client inside a task.
             resume=self.resume,
             reconnect=False,
+            idle_read_delay=self.idle_read_delay,
         )
 
     def connect(self) -> bool:
@@ -327,20 +337,40 @@ class WebSocketUser(User):
             self._fire(request_type, name, start)
 
     def request(
-        self, message: Mapping[str, Any] | BaseModel, *, name: str | None = None, timeout: float | None = None
+        self,
+        message: Mapping[str, Any] | BaseModel,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        expect_errors: Collection[str] = (),
     ) -> dict[str, Any] | None:
         """`self.ws.request(message)`, reported under the message's `type` (or `name`) with its
-        round-trip time; None when it failed (the failure is reported)."""
+        round-trip time; None when it failed (the failure is reported).
+
+        An error reply whose code is in `expect_errors` (an outbid in an auction) is part of
+        the load, not a failure: it is reported as a success named `<name> (<code>)`, with
+        its round trip, and returned (the error reply, a dict whose `type` is "error").
+        """
         if name is None:
             kind = getattr(message, "type", None) if isinstance(message, BaseModel) else message.get("type")
             name = str(kind)
-        reply: dict[str, Any] | None = None
         if not self.ensure_connected():
             return None
         ws = self.ws
         assert ws is not None
-        with self.timed(name):
+        start = time.perf_counter()
+        try:
             reply = ws.request(message, timeout=self.request_timeout if timeout is None else timeout)
+        except RequestError as exc:
+            if exc.code in expect_errors:
+                self._fire("WS", f"{name} ({exc.code})", start)
+                return dict(exc.reply)
+            self._fire("WS", name, start, exception=failure_of(exc))
+            return None
+        except (OSError, WebSocketError) as exc:
+            self._fire("WS", name, start, exception=failure_of(exc))
+            return None
+        self._fire("WS", name, start)
         return reply
 
     def on_push(self, message: str | bytes) -> None:
@@ -355,68 +385,24 @@ class WebSocketUser(User):
         push_received.fire(name=kind, length=len(message), user=self)
 
 
-# Fired for each push a WebSocketUser receives: `name` (its type), `length`, `user`.
-push_received: Any = EventHook()  # type: ignore[no-untyped-call]  # locust's hooks are untyped
-
-
-class _PushCounts:
-    """The pushes per type over a test, reported when this process quits.
-
-    In one process: what its users counted. On a worker: what its users counted since its
-    previous report to the master, sent with that report and then forgotten. On the master:
-    the sum of what the workers reported; it alone prints and writes the CSV.
-    """
-
-    # The key of the counts in the data of Locust's worker -> master stats reports.
-    REPORT_KEY: ClassVar[str] = "websock_actors_pushes"
-
-    def __init__(self, environment: Environment) -> None:
-        self.environment = environment
-        self.counts: Counter[str] = Counter()
-        self.started = time.monotonic()
-        hooks: Any = environment.events  # locust's event hooks are untyped
-        push_received.add_listener(self.count)
-        hooks.test_start.add_listener(self.reset)
-        hooks.report_to_master.add_listener(self.to_master)  # fired on workers only
-        hooks.worker_report.add_listener(self.from_worker)  # fired on the master only
-        hooks.quitting.add_listener(self.report)
-
-    def count(self, name: str, length: int, **_: Any) -> None:
-        self.counts[name] += 1
-
-    def reset(self, **_: Any) -> None:
-        self.counts.clear()
-        self.started = time.monotonic()
-
-    def to_master(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
-        data[self.REPORT_KEY] = dict(self.counts)
-        self.counts.clear()
-
-    def from_worker(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
-        counts = data.get(self.REPORT_KEY)
-        if isinstance(counts, dict):
-            self.counts.update({str(name): int(count) for name, count in counts.items()})
-
-    def report(self, **_: Any) -> None:
-        if isinstance(self.environment.runner, WorkerRunner):
-            return  # its counts went to the master
-        if not self.counts:
-            return
-        seconds = max(time.monotonic() - self.started, 1e-9)
-        lines = [f"{name} {count} ({count / seconds:,.1f}/s)" for name, count in self.counts.most_common()]
-        print("pushes received: " + ", ".join(lines), flush=True)
-        prefix = getattr(self.environment.parsed_options, "csv_prefix", None)
-        if prefix:
-            with open(f"{prefix}_pushes.csv", "w", newline="") as out:
-                writer = csv.writer(out)
-                writer.writerow(["Type", "Count", "Per Second"])
-                for name, count in self.counts.most_common():
-                    writer.writerow([name, count, f"{count / seconds:.2f}"])
-
-
 def _count_pushes(environment: Environment, **_: Any) -> None:
     if any(issubclass(cls, WebSocketUser) for cls in environment.user_classes):
-        _PushCounts(environment)
+        PushCounts(environment)
+
+
+@functools.cache
+def _trusting(ca_file: str) -> ssl.SSLContext:
+    """One verifying context per CA file, shared by the users: loading it costs milliseconds."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def _tls_options(parser: Any, **_: Any) -> None:
+    parser.add_argument(
+        "--ws-ca-file",
+        default=None,
+        help="CA certificates (PEM) to trust for wss://, e.g. a private CA's",
+        env_var="LOCUST_WS_CA_FILE",
+    )
 
 
 def _freeze_gc_when_spawned(environment: Environment, **_: Any) -> None:
@@ -439,3 +425,4 @@ def _freeze_gc_when_spawned(environment: Environment, **_: Any) -> None:
 _events: Any = events
 _events.init.add_listener(_freeze_gc_when_spawned)
 _events.init.add_listener(_count_pushes)
+_events.init_command_line_parser.add_listener(_tls_options)

@@ -10,13 +10,15 @@ import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Literal
 
 import gevent
 import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
-from websock_actors import Connection
+from websock_actors import App, Connection, Context, Message, WebSocketError
+from websock_actors.client import connect as client_connect
 
 from ..support.apps import RecordingEchoApp
 from ..support.raw import (
@@ -255,3 +257,42 @@ def test_stop_timeout_drops_a_peer_that_never_answers_the_close(serve):
         silent.expect_eof()
     assert app.all_closed.wait(5)
     assert app.closes[0][0] == 1001
+
+
+class _Slow(Message):
+    type: Literal["slow"]
+
+
+class _Done(Message):
+    type: Literal["done"] = "done"
+
+
+def test_a_drain_answers_the_request_its_handler_runs_then_closes(serve):
+    """A request answered before the drain's close frame was handled, one left unanswered was
+    not: the close asked for while a handler runs waits for its reply."""
+    entered, release = threading.Event(), threading.Event()
+    app = App("drain")
+
+    @app.handler
+    def slow(msg: _Slow, ctx: Context) -> _Done:
+        entered.set()
+        while not release.is_set():  # the server's hub runs on meanwhile (the stop among it)
+            gevent.sleep(0.005)
+        return _Done()
+
+    server = serve(app)
+    srv = server.server
+    with client_connect(server.url) as ws:
+        ws.send('{"type": "slow", "id": 1}')
+        assert entered.wait(5)
+
+        def stop_then_release() -> None:
+            gevent.spawn(srv.stop, 5.0, restart=True)  # closes every connection, then waits
+            gevent.spawn(release.set)  # runs once the stop waits: the close was asked for
+
+        server.call(stop_then_release)
+        assert ws.recv_json(timeout=10) == {"type": "done", "id": 1}
+        with pytest.raises(WebSocketError):
+            ws.recv(timeout=10)
+        assert ws.close_code == 1012
+    assert server.join(10)  # the stop begun in the hub has finished

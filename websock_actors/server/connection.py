@@ -200,8 +200,14 @@ class Connection(Mailbox):
             if data or events is not None:
                 if events is None:
                     events = receive_data(data)
+                self._delivering = True
                 if deliver(self, events):
                     self.recv_count += 1
+                self._delivering = False
+                deferred = self._deferred_close
+                if deferred is not None:  # asked for while the handlers ran
+                    self._deferred_close = None
+                    self.close(*deferred)
                 # Consumed: a parked connection keeps no reference to its last read (nor, the
                 # events being deliver's, to its last message): less memory per idle connection.
                 data = received = b""

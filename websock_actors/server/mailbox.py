@@ -59,6 +59,8 @@ class Mailbox(Transport):
         "_broadcast_compressor",
         "_close_deadline",
         "_closing",
+        "_deferred_close",
+        "_delivering",
         "_encode_now",
         "_finished",
         "_open",
@@ -75,6 +77,10 @@ class Mailbox(Transport):
         self._outbox: list[_MailItem] = []
         self._queued = 0
         self._closing = False  # a close was requested: no more data is accepted
+        # The actor is inside the app's handlers (a batch of received messages), and a close
+        # another greenlet asked for meanwhile: queued once the batch is handled (connection.py).
+        self._delivering = False
+        self._deferred_close: tuple[int | None, str] | None = None
         self._open = False
         self._finished = False
         # Once a close is requested: when the closing handshake (writes included) must be over.
@@ -157,9 +163,17 @@ class Mailbox(Transport):
             self._enqueue(_Ping(bytes(payload)), 0)
 
     def close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> None:
-        """Close after everything already queued is sent; waits for the peer's close frame."""
+        """Close after everything already queued is sent; waits for the peer's close frame.
+
+        Asked by another greenlet (a server's drain) while the actor runs a handler, the close
+        waits until the handlers of the messages already read have replied: a request answered
+        before the close frame was handled, one left unanswered was not, so a client may send
+        it again after a resume without doing it twice."""
         close_payload(code, reason)  # validate now, in the caller
-        if self._finished or self._closing:
+        if self._finished or self._closing or self._deferred_close is not None:
+            return
+        if self._delivering and getcurrent() is not self._greenlet:
+            self._deferred_close = (code, reason)
             return
         self._closing = True
         self._close_deadline = self._hub.loop.now() + self.options.close_timeout

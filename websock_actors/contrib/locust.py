@@ -68,10 +68,14 @@ from locust.env import Environment
 from pydantic import BaseModel
 
 from ..client import RECONNECT_CODES, ClientConnection, connect
-from ..errors import ConnectionClosed, HandshakeError, RequestError, WebSocketError
+from ..errors import CloseCode, ConnectionClosed, HandshakeError, RequestError, WebSocketError
 from ..protocol.deflate import DeflateOptions
 from ..protocol.redact import mask_secrets
 from .locust_pushes import PushCounts, push_received, push_type
+
+# A server's drain (1001 going away, 1012 restart) closes only once the requests it read were
+# answered, so a request left unanswered by one was not handled.
+_DRAIN_CODES = frozenset({CloseCode.GOING_AWAY, CloseCode.SERVICE_RESTART})
 
 __all__ = ["WebSocketFailure", "WebSocketUser", "failure_of", "push_received", "push_type"]
 
@@ -360,7 +364,16 @@ class WebSocketUser(User):
         assert ws is not None
         start = time.perf_counter()
         try:
-            reply = ws.request(message, timeout=self.request_timeout if timeout is None else timeout)
+            try:
+                reply = ws.request(message, timeout=self.request_timeout if timeout is None else timeout)
+            except ConnectionClosed as exc:
+                if not (self.resume and exc.code in _DRAIN_CODES and self.ensure_connected()):
+                    raise
+                # A drain answers every request it handled before its close frame: this one
+                # was not handled, so it goes again on the resumed session (once).
+                ws = self.ws
+                assert ws is not None
+                reply = ws.request(message, timeout=self.request_timeout if timeout is None else timeout)
         except RequestError as exc:
             if exc.code in expect_errors:
                 self._fire("WS", f"{name} ({exc.code})", start)

@@ -34,7 +34,8 @@ from ..errors import BackplaneUnavailable
 from ..protocol.redact import mask_url
 from ..typed.rooms import LocalRooms, LostMember, MemberRef
 from ..typed.streams import RoomStream
-from .redis_io import CommandPool, Publisher, PublishFailures, connection_options
+from .redis_connect import connector
+from .redis_io import CommandPool, Publisher, PublishFailures
 from .redis_presence import PRESENCE, NodeLiveness, PresenceCache, PresenceEntry, PresenceWrites
 from .redis_ratelimit import RedisLeases
 from .redis_sessions import RedisSessions
@@ -84,19 +85,18 @@ class RedisBackplane:
         """`linger`: seconds a room stays subscribed after its last member here left (a
         member coming back costs no SUBSCRIBE); `heartbeat`/`node_timeout`: how often a node
         says it lives, and after how long without it it counts as dead."""
-        options = connection_options(url, connect_timeout=2.0, timeout=5.0)
+        connect = connector(url, connect_timeout=2.0, timeout=5.0)  # also for redis+sentinel://
         self.url = url
         self._shown_url = mask_url(url)  # in log lines: no password
         self.local = LocalRooms()
         self.node = self.local.node  # a fresh random id: this node's, in Redis and in headers
         self.stats = BackplaneStats()
-        self._pool = CommandPool(options, pool_size)  # joins, leaves, presence, stream reads
+        self._pool = CommandPool(connect, pool_size)  # joins, leaves, presence, stream reads
         # heartbeats and reaping: never behind a join rush, and quick to notice a stall
         beat_timeout = max(0.5, heartbeat)
-        beat_options = connection_options(url, connect_timeout=beat_timeout, timeout=beat_timeout)
-        self._beats = CommandPool(beat_options, 1)
+        self._beats = CommandPool(connector(url, connect_timeout=beat_timeout, timeout=beat_timeout), 1)
         self._failures = PublishFailures(self, self.stats)  # counted, and logged sparingly
-        self._publisher = Publisher(options, self._failures.lost, self._failures.refused)
+        self._publisher = Publisher(connect, self._failures.lost, self._failures.refused)
         self._key_prefix = prefix  # Redis keys and channels start with it
         self._channel_prefix = f"{prefix}:room:".encode()
         self._header = FRAME + self.node.encode()
@@ -108,7 +108,7 @@ class RedisBackplane:
         # member bookkeeping: (connection id, room) -> (presence entry, join time)
         self._entries: dict[tuple[int, str], tuple[str, float]] = {}
         self.subscriber = Subscriber(
-            options,
+            connect,
             self._channel_prefix,
             on_message=self._on_message,
             on_subscribed=self._on_subscribed,
@@ -120,7 +120,7 @@ class RedisBackplane:
             join_timeout=join_timeout,
             ping_interval=ping_interval,
         )
-        self.user_channels = RedisUsers(options, self._publisher, prefix, self.node, self.subscriber)
+        self.user_channels = RedisUsers(connect, self._publisher, prefix, self.node, self.subscriber)
         self._writes = PresenceWrites(prefix, self.node)
         self._cache = PresenceCache(self.node)
         self.liveness = NodeLiveness(

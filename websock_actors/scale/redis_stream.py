@@ -82,6 +82,7 @@ class RedisStream:
             self.retained,
             time.time(),
             f"{self._key_prefix}:",
+            self._publisher.server_id,  # the process this goes to: the script checks its epoch
         )
         try:
             if self._loaded:
@@ -108,6 +109,7 @@ class RedisStream:
         if "NOSCRIPT" in str(error) or "No matching script" in str(error):  # a restarted Redis
             self._loaded = False
             try:
+                args = (*args[:-1], self._publisher.server_id)  # a new process
                 self._publisher.submit("EVAL", APPEND, 4, *args).rawlink(
                     lambda again: self._answered(again, kept, args)
                 )

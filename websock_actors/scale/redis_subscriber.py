@@ -23,7 +23,7 @@ import gevent.event
 import redis
 
 from ..errors import BackplaneUnavailable
-from .redis_io import REDIS_FAILURES, GeventRedisConnection, error_text
+from .redis_io import REDIS_FAILURES, Connect, GeventRedisConnection, error_text
 
 __all__ = ["Subscriber"]
 
@@ -35,7 +35,7 @@ class Subscriber:
 
     def __init__(
         self,
-        options: dict[str, Any],
+        connect: Connect,
         channel_prefix: bytes,
         *,
         on_message: Callable[[str, bytes], None],
@@ -48,7 +48,7 @@ class Subscriber:
         join_timeout: float = 5.0,
         ping_interval: float = 1.0,
     ) -> None:
-        self._options = options
+        self._connect = connect
         self._channel_prefix = channel_prefix
         self._on_message = on_message
         self._on_subscribed = on_subscribed
@@ -110,7 +110,7 @@ class Subscriber:
         delay = 0.0
         lost_at: float | None = None
         while not self._stopping.is_set():
-            conn = GeventRedisConnection(**self._options)
+            conn = self._connect()
             try:
                 conn.connect()
                 if lost_at is not None:

@@ -2,7 +2,7 @@
 gevent): key names, the kinds of pub/sub messages, and the script that numbers a broadcast.
 
     <prefix>:room:<room>      the room's pub/sub channel
-    <prefix>:seq:<room>       a hash: the room's last seq and its epoch
+    <prefix>:seq:<room>       a hash: the room's last seq, its epoch, the Redis run_id that began it
     <prefix>:history:<room>   a stream of the kept broadcasts, entry id `<seq>-0`
     <prefix>:presence:<room>  who is in the room (a sorted set)
     <prefix>:retained         rooms without members that keep their history
@@ -72,14 +72,28 @@ end
 """
 
 # ARGV: a fresh epoch, the stamped head, the history size, the skip key, the origin, the
-# channel, the room, the retention (s), the cap on retained rooms, now, the key prefix.
+# channel, the room, the retention (s), the cap on retained rooms, now, the key prefix, and
+# the run_id of the Redis process the caller sends this to ('' when it does not know it:
+# the script asks INFO, which costs more).
 # Returns the seq, the keys dropped, the epoch and how many nodes received the PUBLISH.
+#
+# The hash keeps the run_id of the process that began the epoch (`run`). Another process
+# (a replica promoted by a failover, a restart that reloaded a snapshot) may lack the last
+# writes of the old one: replication is asynchronous, so its seq may be behind what members
+# were sent. Numbering on from there would reuse a seq for other content, which the members
+# would drop unseen as a duplicate; so the first append in another process begins a new
+# epoch, and the members are told `lost` instead.
 APPEND = RETAIN + """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'run')
+local epoch = meta[1]
+local run = ARGV[12]
+if run == '' then
+  run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+if not epoch or meta[2] ~= run then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'run', run)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local text = ARGV[2] .. seq .. ',"epoch":"' .. epoch .. '"}'

@@ -27,6 +27,7 @@ from websock_actors.testing import ServerThread
 from ..support.apps import fresh_chat_app
 from ..support.chat import join, read_until, say, text_is
 from ..support.elsewhere import emit_elsewhere
+from ..support.redis_sentinel import MASTER_NAME
 from ..support.redis_server import resp_command
 from ..support.waits import wait_until
 
@@ -226,3 +227,41 @@ def test_a_failover_under_traffic_leaves_no_silent_gap(sentinel_nodes, redis_sen
     wait_until(lambda: bp_a.connected and bp_b.connected, 10, "both nodes connected again")
     # every connection of both nodes (commands, publisher, subscribers, heartbeats) moved
     wait_until(lambda: master_clients(new_port) >= 2 * 4, 10, "both nodes' connections on the new master")
+
+
+# -- a master demoted under the nodes' feet ------------------------------------------------------------
+
+
+def test_a_demoted_master_answering_readonly_is_left_for_the_new_one(sentinel_nodes, redis_sentinel) -> None:
+    """The roles swap without Sentinel killing the old master's clients (an operator's
+    REPLICAOF, the sentinels told to watch the new master): the nodes' connections to the
+    old one stay open and their writes get READONLY. One say may fail; the node then asks
+    the sentinels again and goes on with the new master, not failing every write."""
+    a, _ = sentinel_nodes()
+    old, new = redis_sentinel.master, redis_sentinel.replica
+    with connect(a.url) as ann, connect(a.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        say(ann, "r", "before")
+        read_until(bob, text_is("before"))
+        new.command("REPLICAOF", "NO", "ONE")
+        for sentinel in redis_sentinel.sentinels:
+            sentinel.command("SENTINEL", "REMOVE", MASTER_NAME)
+            sentinel.command("SENTINEL", "MONITOR", MASTER_NAME, "127.0.0.1", new.port, 2)
+        old.command("REPLICAOF", "127.0.0.1", new.port)
+        assert old.command("ROLE")[0] == b"slave"
+        refused = 0
+        for i in range(5):
+            while True:
+                try:
+                    ann.request({"type": "say", "room": "r", "text": f"after{i}"})
+                    break
+                except RequestError as exc:
+                    assert "backplane_unavailable" in str(exc), exc
+                    refused += 1
+                    assert refused <= 3, "the node keeps writing to the demoted master"
+                    threading.Event().wait(0.1)  # the publisher reconnects meanwhile
+        got = read_until(bob, text_is("after4"))
+        assert [m["text"] for m in got if m.get("type") == "message"] == [f"after{i}" for i in range(5)]
+        assert 1 <= refused <= 3
+    assert master_clients(new.port) >= 1  # the publisher, at least, moved

@@ -2,6 +2,7 @@
 
     app = App("chat", backplane=RedisBackplane("redis://127.0.0.1:6379/0"))
     websock-actors run examples.chat:app --workers 4 --redis redis://127.0.0.1:6379/0
+    --redis redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0    # through Sentinel
 
 Each process (a "node", with a fresh random id per start) keeps its own members in a
 `LocalRooms`, and Redis carries what the others need. The jobs are split by module:

@@ -25,7 +25,7 @@ from websock_actors.scale.redis_wire import APPEND, stream_keys
 from websock_actors.testing import ServerThread
 
 from ..support.apps import fresh_chat_app
-from ..support.chat import join, read_until, say, text_is
+from ..support.chat import join, position, read_until, resume, say, text_is, wait_kept
 from ..support.elsewhere import emit_elsewhere
 from ..support.redis_sentinel import MASTER_NAME
 from ..support.redis_server import resp_command
@@ -265,3 +265,39 @@ def test_a_demoted_master_answering_readonly_is_left_for_the_new_one(sentinel_no
         assert [m["text"] for m in got if m.get("type") == "message"] == [f"after{i}" for i in range(5)]
         assert 1 <= refused <= 3
     assert master_clients(new.port) >= 1  # the publisher, at least, moved
+
+
+def test_a_resume_after_a_failover_that_lost_writes_is_told_lost(sentinel_nodes, redis_sentinel) -> None:
+    """Ann drops out after seq 3; broadcasts 4-6 reach the master but never its replica;
+    the master dies. Ann resumes on the other node, which has no member of the room, and no
+    broadcast follows: she must be told `lost` (the promoted replica's stream ends at 3 in
+    the same epoch, which would look complete)."""
+    (a, _), (b, bp_b) = sentinel_nodes(), sentinel_nodes()
+    with connect(a.url) as ann, connect(a.url) as bob:
+        join(ann, "r", "ann")
+        join(bob, "r", "bob")
+        token = ann.session
+        assert token is not None
+        for i in range(3):
+            say(bob, "r", f"m{i}")
+        last = position(read_until(ann, text_is("m2"))[-1])
+        ann.abort()
+        wait_kept(a)
+        unreplicated_broadcasts(redis_sentinel.master.port, ["lost1", "lost2", "lost3"])
+        read_until(bob, text_is("lost3"))
+        old_port = redis_sentinel.master.port
+        redis_sentinel.master.kill()
+        redis_sentinel.wait_failover(old_port)
+        wait_until(lambda: bp_b.connected, 10, "node B connected to the new master")
+        with connect(b.url) as ann2:
+            answer = wait_until(lambda: resumed(ann2, token, last), 10, "a resume answered")
+            assert answer["lost"] == ["r"], answer
+
+
+def resumed(ws: Any, token: str, last: dict[str, Any]) -> dict[str, Any] | None:
+    """The resume's answer; None while Redis refuses it (the failover's tail)."""
+    try:
+        return resume(ws, token, {"r": last})
+    except RequestError as exc:
+        assert "backplane_unavailable" in str(exc), exc
+        return None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 __all__ = [
-    "APPEND", "APPEND_SHA", "FRAME", "HEADER", "IDEMPOTENT", "NUMBERED", "RETAIN", "USER_CLOSE",
+    "APPEND", "APPEND_SHA", "FRAME", "HEADER", "IDEMPOTENT", "NUMBERED", "READ", "RETAIN", "USER_CLOSE",
     "USER_FRAME", "VACATED", "idempotency_key", "stream_keys", "user_channel",
 ]  # fmt: skip
 
@@ -107,6 +107,27 @@ return {seq, dropped, epoch, nodes}
 """
 
 APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+# A room's seq and epoch, and its kept broadcasts from entry id ARGV[2] on (ARGV[3] at most;
+# 0: none). KEYS: the room's hash, its stream; ARGV[1]: a fresh epoch. Checked like APPEND:
+# an epoch that another Redis process began is over, and a new one begins now, so a resume
+# or a catch-up after a failover is told `lost` at once, not at the room's next broadcast.
+# Not on the hot path (resumes, catch-ups, a room's first member on a node): INFO is fine.
+READ = """
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'epoch', 'run')
+if meta[2] then
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if meta[3] ~= run then
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0, 'run', run)
+    return {0, ARGV[1], {}}
+  end
+end
+if tonumber(ARGV[3]) == 0 then
+  return {meta[1], meta[2], {}}
+end
+return {meta[1], meta[2], redis.call('XRANGE', KEYS[2], ARGV[2], '+', 'COUNT', ARGV[3])}
+"""
 
 # A room's last member here left: if nobody anywhere is left, its history is retained.
 # ARGV: the retention, the room, now, the cap, the key prefix.

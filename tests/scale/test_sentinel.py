@@ -310,3 +310,22 @@ def resumed(ws: Any, token: str, last: dict[str, Any]) -> dict[str, Any] | None:
     except RequestError as exc:
         assert "backplane_unavailable" in str(exc), exc
         return None
+
+
+def test_a_master_name_the_sentinels_do_not_know_is_an_outage_that_says_so(redis_sentinel, caplog) -> None:
+    """A typo in MASTER_NAME: the server starts not ready, a join is refused (never hangs),
+    and the log names the sentinels' answer."""
+    url = redis_sentinel.url.replace(f"/{MASTER_NAME}/", "/no-such-master/")
+    app = fresh_chat_app()
+    backplane = RedisBackplane(url)
+    app.use_backplane(backplane)
+    server = ServerThread(app).start()
+    try:
+        with connect(server.url) as ann:
+            with pytest.raises(RequestError) as refused:
+                join(ann, "r", "ann")
+            assert "backplane_unavailable" in str(refused.value)
+        assert not backplane.connected
+    finally:
+        server.stop()
+    assert "knows no master 'no-such-master'" in caplog.text

@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from benchmarks.chaos_check import ClientLog, Names, check
 from websock_actors import RedisBackplane
 from websock_actors.client import connect
 from websock_actors.errors import ConfigurationError, RequestError
 from websock_actors.protocol.redact import mask_url
+from websock_actors.scale.redis_connect import connector
 from websock_actors.scale.redis_urls import parse_redis_url
 from websock_actors.scale.redis_wire import APPEND, stream_keys
 from websock_actors.testing import ServerThread
@@ -329,3 +331,19 @@ def test_a_master_name_the_sentinels_do_not_know_is_an_outage_that_says_so(redis
     finally:
         server.stop()
     assert "knows no master 'no-such-master'" in caplog.text
+
+
+def test_a_server_the_sentinels_name_that_is_not_the_master_is_refused(redis_sentinel) -> None:
+    """The sentinels may name a master that is no longer one (they have not seen the change
+    yet): the connection checks ROLE and fails like a refused one, to be tried again."""
+    connect = connector(redis_sentinel.url, connect_timeout=2.0, timeout=2.0)
+    conn = connect()
+    conn.connect()
+    conn.send_command("PING")
+    assert conn.read_response() == b"PONG" and conn.port == redis_sentinel.master.port
+    conn.disconnect()
+    redis_sentinel.master.command("REPLICAOF", "127.0.0.1", redis_sentinel.replica.port)  # behind their back
+    refused = connect()
+    with pytest.raises(redis.ConnectionError, match="is not the master of 'wsa-master'"):
+        refused.connect()
+    assert refused._sock is None  # not left half-open

@@ -39,8 +39,10 @@ class SentinelMasterConnection(GeventRedisConnection):
         self.host, self.port = self._locate()
         return super()._connect()
 
-    def on_connect(self) -> None:
-        super().on_connect()
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        """After the handshake (AUTH, SELECT): the role. redis-py's `connect` calls this
+        one (not `on_connect`), and disconnects when it raises."""
+        super().on_connect_check_health(check_health=check_health)
         self.send_command("ROLE")
         role = self.read_response()
         if not role or role[0] != b"master":

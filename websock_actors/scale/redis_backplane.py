@@ -35,7 +35,7 @@ from ..errors import BackplaneUnavailable
 from ..protocol.redact import mask_url
 from ..typed.rooms import LocalRooms, LostMember, MemberRef
 from ..typed.streams import RoomStream
-from .redis_connect import connector
+from .redis_connect import connector, reconnect_backoff
 from .redis_io import CommandPool, Publisher, PublishFailures
 from .redis_presence import PRESENCE, NodeLiveness, PresenceCache, PresenceEntry, PresenceWrites
 from .redis_ratelimit import RedisLeases
@@ -97,7 +97,8 @@ class RedisBackplane:
         beat_timeout = max(0.5, heartbeat)
         self._beats = CommandPool(connector(url, connect_timeout=beat_timeout, timeout=beat_timeout), 1)
         self._failures = PublishFailures(self, self.stats)  # counted, and logged sparingly
-        self._publisher = Publisher(connect, self._failures.lost, self._failures.refused)
+        backoff = reconnect_backoff(url)  # shorter through Sentinel: a failover is short
+        self._publisher = Publisher(connect, self._failures.lost, self._failures.refused, backoff)
         self._key_prefix = prefix  # Redis keys and channels start with it
         self._channel_prefix = f"{prefix}:room:".encode()
         self._header = FRAME + self.node.encode()
@@ -120,6 +121,7 @@ class RedisBackplane:
             linger=linger,
             join_timeout=join_timeout,
             ping_interval=ping_interval,
+            max_backoff=backoff,
         )
         self.user_channels = RedisUsers(connect, self._publisher, prefix, self.node, self.subscriber)
         self._writes = PresenceWrites(prefix, self.node)

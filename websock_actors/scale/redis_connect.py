@@ -19,10 +19,17 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import ConfigurationError
-from .redis_io import REDIS_FAILURES, Connect, GeventRedisConnection, error_text
+from .redis_io import MAX_BACKOFF, REDIS_FAILURES, Connect, GeventRedisConnection, error_text
 from .redis_urls import RedisTarget, parse_redis_url
 
-__all__ = ["SentinelMasterConnection", "connection_options", "connector"]
+__all__ = [
+    "SENTINEL_BACKOFF", "SentinelMasterConnection", "connection_options", "connector", "reconnect_backoff",
+]  # fmt: skip
+
+# The longest pause between reconnects through Sentinel: an attempt first asks a sentinel,
+# which is cheap, and a failover is over in seconds; the nodes should not sleep through
+# most of a backoff step after it.
+SENTINEL_BACKOFF = 1.0
 
 
 class SentinelMasterConnection(GeventRedisConnection):
@@ -80,6 +87,11 @@ def connector(url: str, *, connect_timeout: float, timeout: float | None) -> Con
         sentinels = list(target.sentinels)
         return partial(SentinelMasterConnection, sentinels=sentinels, master=target.master, **options)
     return partial(GeventRedisConnection, **options)
+
+
+def reconnect_backoff(url: str) -> float:
+    """The longest pause between two reconnects for `url` (see SENTINEL_BACKOFF)."""
+    return SENTINEL_BACKOFF if parse_redis_url(url).sentinel else MAX_BACKOFF
 
 
 def connection_options(url: str, *, connect_timeout: float, timeout: float | None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from ..errors import BackplaneUnavailable
 from ..protocol.redact import mask_secrets
 
 __all__ = [
+    "MAX_BACKOFF",
     "REDIS_FAILURES",
     "CommandPool",
     "Connect",
@@ -50,6 +51,9 @@ log = logging.getLogger("websock_actors")
 
 # What a lost, refused or broken Redis raises: the caller answers `backplane_unavailable`.
 REDIS_FAILURES = (redis.RedisError, OSError)
+
+# The longest pause between two attempts to reconnect (they start at 50 ms and double).
+MAX_BACKOFF = 5.0
 
 # Publishes queued but not yet written, beyond which Redis counts as not keeping up.
 MAX_QUEUED_PUBLISHES = 100_000
@@ -156,8 +160,10 @@ class Publisher:
         connect: Connect,
         on_lost: Callable[[int, BaseException], None],
         on_refused: Callable[[BaseException], None] | None = None,
+        max_backoff: float = MAX_BACKOFF,
     ) -> None:
         self._connect = connect
+        self._max_backoff = max_backoff
         self._on_lost = on_lost
         self._on_refused = on_refused
         self._queue: list[tuple[Any, ...]] = []  # commands
@@ -282,7 +288,7 @@ class Publisher:
                 if watcher is not None:
                     watcher.stop()
                 conn.disconnect()
-            delay = min(5.0, max(0.05, delay * 2))
+            delay = min(self._max_backoff, max(0.05, delay * 2))
             if self._stopping.wait(delay * random.uniform(0.5, 1.5)):
                 return
 

@@ -47,6 +47,7 @@ class RedisUsers:
             linger=rooms.linger,
             join_timeout=rooms.join_timeout,
             ping_interval=rooms.ping_interval,
+            max_backoff=rooms.max_backoff,
         )
 
     def start(self) -> None:

@@ -68,7 +68,8 @@ class RedisServer:
         if green:
             import gevent
 
-            from websock_actors.scale.redis_io import GeventRedisConnection, connection_options
+            from websock_actors.scale.redis_connect import connection_options
+            from websock_actors.scale.redis_io import GeventRedisConnection
 
             options = connection_options(self.url, connect_timeout=2.0, timeout=2.0)
             pool = redis.ConnectionPool(connection_class=GeventRedisConnection, **options)

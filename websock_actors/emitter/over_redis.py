@@ -4,9 +4,11 @@ its own echo).
 
 A plain broadcast is one PUBLISH of the frame on the room's channel. A numbered one
 (`numbered=True`: the app has a ResumePolicy) goes through the same script as the nodes'
-broadcasts: it gets its seq and epoch, is kept for replay, and reaches every node in seq
-order. `send_to_user` publishes the frame (`U`) and `disconnect_user` the close (`X`) on the
-user's channel, which every node with a connection of that user listens to.
+broadcasts (with no run_id: the script asks Redis for it, redis_wire.py APPEND): it gets its
+seq and epoch, is kept for replay, and reaches every node in seq order. `send_to_user`
+publishes the frame (`U`) and `disconnect_user` the close (`X`) on the user's channel, which
+every node with a connection of that user listens to. The URL may be `redis+sentinel://`
+(scale/redis_urls.py): redis-py's Sentinel pool then finds the master.
 
 An idempotency key is `SET NX EX` in the same script call as the publish. redis-py's client
 and its pool are thread-safe; no retries, so a failure raises within about `timeout`.
@@ -21,12 +23,11 @@ import time
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ..errors import BackplaneUnavailable
 from ..protocol.frames import Opcode, encode_frame
 from ..protocol.redact import mask_url
+from ..scale.redis_urls import sync_client
 from ..scale.redis_wire import (
     APPEND,
     FRAME,
@@ -70,9 +71,7 @@ class RedisTransport:
         self.origin = secrets.token_hex(8)  # 16 hex digits, like a node id: never a node's
         self._origin = self.origin.encode()
         self._epochs = itertools.count(1)  # fresh epochs offered to the script (thread-safe)
-        self._client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
-        )
+        self._client = sync_client(url, timeout)  # also redis+sentinel://
         self._append = self._client.register_script(IDEMPOTENT + APPEND)
         self._append_once = self._client.register_script(APPEND)
         self._publish_once = self._client.register_script(_PUBLISH)
@@ -118,7 +117,7 @@ class RedisTransport:
         args: list[Any] = [
             f"{self.origin}{next(self._epochs):x}", head, self.history, "", "",
             f"{self.key_prefix}:room:{room}", room, self.retention, self.retained, time.time(),
-            f"{self.key_prefix}:",
+            f"{self.key_prefix}:", "",
         ]  # fmt: skip  # no skip key, no origin: like the app's own broadcast with no sender
         keys = list(stream_keys(self.key_prefix, room))
         if once is not None:

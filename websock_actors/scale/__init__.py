@@ -12,6 +12,9 @@
     redis_ratelimit.py   RedisLeases: rate limits shared by every process, leased from Redis
     redis_io.py          connections on gevent sockets, the command pool, the publisher and
                          its failures counted and logged
+    redis_urls.py        what a --redis URL names: one server, or a master through Sentinel
+                         (no gevent: the Emitter parses its URL there too)
+    redis_connect.py     connections from a URL: the Sentinel master found and checked
     workers.py           --workers: forked processes on one port
     listeners.py         the listening sockets the master opens: one per worker slot, kept
     rolling.py           SIGHUP: the workers replaced one at a time with the code on disk

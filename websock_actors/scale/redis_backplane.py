@@ -2,6 +2,7 @@
 
     app = App("chat", backplane=RedisBackplane("redis://127.0.0.1:6379/0"))
     websock-actors run examples.chat:app --workers 4 --redis redis://127.0.0.1:6379/0
+    --redis redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0    # through Sentinel
 
 Each process (a "node", with a fresh random id per start) keeps its own members in a
 `LocalRooms`, and Redis carries what the others need. The jobs are split by module:
@@ -34,7 +35,8 @@ from ..errors import BackplaneUnavailable
 from ..protocol.redact import mask_url
 from ..typed.rooms import LocalRooms, LostMember, MemberRef
 from ..typed.streams import RoomStream
-from .redis_io import CommandPool, Publisher, PublishFailures, connection_options
+from .redis_connect import connector, reconnect_backoff
+from .redis_io import CommandPool, Publisher, PublishFailures
 from .redis_presence import PRESENCE, NodeLiveness, PresenceCache, PresenceEntry, PresenceWrites
 from .redis_ratelimit import RedisLeases
 from .redis_sessions import RedisSessions
@@ -84,19 +86,19 @@ class RedisBackplane:
         """`linger`: seconds a room stays subscribed after its last member here left (a
         member coming back costs no SUBSCRIBE); `heartbeat`/`node_timeout`: how often a node
         says it lives, and after how long without it it counts as dead."""
-        options = connection_options(url, connect_timeout=2.0, timeout=5.0)
+        connect = connector(url, connect_timeout=2.0, timeout=5.0)  # also for redis+sentinel://
         self.url = url
         self._shown_url = mask_url(url)  # in log lines: no password
         self.local = LocalRooms()
         self.node = self.local.node  # a fresh random id: this node's, in Redis and in headers
         self.stats = BackplaneStats()
-        self._pool = CommandPool(options, pool_size)  # joins, leaves, presence, stream reads
+        self._pool = CommandPool(connect, pool_size)  # joins, leaves, presence, stream reads
         # heartbeats and reaping: never behind a join rush, and quick to notice a stall
         beat_timeout = max(0.5, heartbeat)
-        beat_options = connection_options(url, connect_timeout=beat_timeout, timeout=beat_timeout)
-        self._beats = CommandPool(beat_options, 1)
+        self._beats = CommandPool(connector(url, connect_timeout=beat_timeout, timeout=beat_timeout), 1)
         self._failures = PublishFailures(self, self.stats)  # counted, and logged sparingly
-        self._publisher = Publisher(options, self._failures.lost, self._failures.refused)
+        backoff = reconnect_backoff(url)  # shorter through Sentinel: a failover is short
+        self._publisher = Publisher(connect, self._failures.lost, self._failures.refused, backoff)
         self._key_prefix = prefix  # Redis keys and channels start with it
         self._channel_prefix = f"{prefix}:room:".encode()
         self._header = FRAME + self.node.encode()
@@ -108,7 +110,7 @@ class RedisBackplane:
         # member bookkeeping: (connection id, room) -> (presence entry, join time)
         self._entries: dict[tuple[int, str], tuple[str, float]] = {}
         self.subscriber = Subscriber(
-            options,
+            connect,
             self._channel_prefix,
             on_message=self._on_message,
             on_subscribed=self._on_subscribed,
@@ -119,8 +121,9 @@ class RedisBackplane:
             linger=linger,
             join_timeout=join_timeout,
             ping_interval=ping_interval,
+            max_backoff=backoff,
         )
-        self.user_channels = RedisUsers(options, self._publisher, prefix, self.node, self.subscriber)
+        self.user_channels = RedisUsers(connect, self._publisher, prefix, self.node, self.subscriber)
         self._writes = PresenceWrites(prefix, self.node)
         self._cache = PresenceCache(self.node)
         self.liveness = NodeLiveness(

@@ -10,6 +10,10 @@ is what a greenlet should wait on, so `CommandPool` is a gevent semaphore over i
 connections, and every connection is made with retries off (the backplane decides what
 a failure means). `Publisher` writes publishes without waiting for their replies;
 `PublishFailures` counts what it reports as failed and logs it sparingly.
+
+Connections are made by a `Connect` (scale/redis_connect.py: to the one server, or to the
+master the sentinels name). A READONLY reply means the server was demoted to a replica: the
+connection is dropped like a broken one, so the next one finds the master again.
 """
 
 from __future__ import annotations
@@ -27,20 +31,19 @@ import gevent.event
 import gevent.lock
 import gevent.socket
 import redis
-from redis.backoff import NoBackoff
-from redis.connection import parse_url
-from redis.retry import Retry
+from redis.exceptions import ReadOnlyError
 
-from ..errors import BackplaneUnavailable, ConfigurationError
-from ..protocol.redact import mask_secrets, mask_url
+from ..errors import BackplaneUnavailable
+from ..protocol.redact import mask_secrets
 
 __all__ = [
+    "MAX_BACKOFF",
     "REDIS_FAILURES",
     "CommandPool",
+    "Connect",
     "GeventRedisConnection",
     "PublishFailures",
     "Publisher",
-    "connection_options",
     "error_text",
 ]
 
@@ -48,6 +51,9 @@ log = logging.getLogger("websock_actors")
 
 # What a lost, refused or broken Redis raises: the caller answers `backplane_unavailable`.
 REDIS_FAILURES = (redis.RedisError, OSError)
+
+# The longest pause between two attempts to reconnect (they start at 50 ms and double).
+MAX_BACKOFF = 5.0
 
 # Publishes queued but not yet written, beyond which Redis counts as not keeping up.
 MAX_QUEUED_PUBLISHES = 100_000
@@ -69,31 +75,15 @@ class GeventRedisConnection(redis.Connection):
         return sock
 
 
-def connection_options(url: str, *, connect_timeout: float, timeout: float | None) -> dict[str, Any]:
-    """`GeventRedisConnection` keyword arguments for `redis://[user:password@]host[:port][/db]`."""
-    try:
-        options: dict[str, Any] = parse_url(url)
-    except ValueError as exc:
-        raise ConfigurationError(f"bad Redis URL {mask_url(url)!r}: {error_text(exc)}") from None
-    if "connection_class" in options or "path" in options:  # rediss:// or unix://
-        raise ConfigurationError(f"only redis://HOST:PORT/DB URLs are supported, not {mask_url(url)!r}")
-    options.update(
-        socket_connect_timeout=connect_timeout,
-        socket_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-        # RESP2: pub/sub messages are plain replies (redis-py 8 speaks RESP3 by default and
-        # then hands pushes to its own handler, out of reach of a raw connection's reader)
-        protocol=2,
-    )
-    return options
+# Makes a new, not yet connected connection (scale/redis_connect.py makes them from a URL).
+Connect = Callable[[], GeventRedisConnection]
 
 
 class CommandPool:
     """Up to `size` connections shared by the greenlets of one hub; a pipeline per call."""
 
-    def __init__(self, options: dict[str, Any], size: int = 8) -> None:
-        self._options = options
+    def __init__(self, connect: Connect, size: int = 8) -> None:
+        self._connect = connect
         self._idle: list[GeventRedisConnection] = []
         self._slots = gevent.lock.BoundedSemaphore(size)
 
@@ -111,7 +101,7 @@ class CommandPool:
                 except redis.ConnectionError:
                     pass  # stale: once more, on a fresh connection
             try:
-                return self._run_on(GeventRedisConnection(**self._options), commands)
+                return self._run_on(self._connect(), commands)
             except redis.ConnectionError as exc:
                 raise BackplaneUnavailable(f"Redis: {error_text(exc)}") from exc
 
@@ -133,6 +123,10 @@ class CommandPool:
             if isinstance(exc, REDIS_FAILURES):
                 raise BackplaneUnavailable(f"Redis: {error_text(exc)}") from exc
             raise
+        if isinstance(failure, ReadOnlyError):  # a demoted master: ask again (for Sentinel)
+            conn.disconnect()
+            self.close()
+            raise redis.ConnectionError(f"Redis became a replica: {error_text(failure)}")
         self._idle.append(conn)
         if failure is not None:
             raise BackplaneUnavailable(f"Redis refused a command: {error_text(failure)}") from failure
@@ -163,11 +157,13 @@ class Publisher:
 
     def __init__(
         self,
-        options: dict[str, Any],
+        connect: Connect,
         on_lost: Callable[[int, BaseException], None],
         on_refused: Callable[[BaseException], None] | None = None,
+        max_backoff: float = MAX_BACKOFF,
     ) -> None:
-        self._options = options
+        self._connect = connect
+        self._max_backoff = max_backoff
         self._on_lost = on_lost
         self._on_refused = on_refused
         self._queue: list[tuple[Any, ...]] = []  # commands
@@ -183,6 +179,7 @@ class Publisher:
         self.healthy = False  # connected: a publish is taken
         self.connected_once = gevent.event.Event()  # set at the first connection
         self.errors = 0  # commands Redis answered with an error
+        self.server_id = ""  # the run_id of the Redis process connected to (the numbering's)
 
     def start(self) -> None:
         self._stopping.clear()
@@ -257,10 +254,12 @@ class Publisher:
     def _run(self) -> None:
         delay = 0.0
         while True:
-            conn = GeventRedisConnection(**self._options)
+            conn = self._connect()
             watcher: Any = None
             try:
                 conn.connect()
+                conn.send_command("INFO", "server")
+                self.server_id = _run_id(conn.read_response())
                 sock: Any = conn._sock
                 watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
                 watcher.start(self._wake.set)  # replies, or the end of the connection
@@ -289,7 +288,7 @@ class Publisher:
                 if watcher is not None:
                     watcher.stop()
                 conn.disconnect()
-            delay = min(5.0, max(0.05, delay * 2))
+            delay = min(self._max_backoff, max(0.05, delay * 2))
             if self._stopping.wait(delay * random.uniform(0.5, 1.5)):
                 return
 
@@ -314,6 +313,9 @@ class Publisher:
         try:
             reply = conn.read_response()
         except redis.ResponseError as exc:  # answered: the connection is fine
+            if isinstance(exc, ReadOnlyError):  # unless it was demoted: reconnect
+                self._broken = exc
+                self._wake.set()
             self._in_flight -= 1
             waiter = self._waiters.popleft()
             if waiter is not None:
@@ -329,6 +331,13 @@ class Publisher:
         waiter = self._waiters.popleft()
         if waiter is not None:
             waiter.set(reply)
+
+
+def _run_id(info: Any) -> str:
+    for line in (info.decode() if isinstance(info, bytes) else str(info)).splitlines():
+        if line.startswith("run_id:"):
+            return line[7:].strip()
+    return ""
 
 
 class _FailureCounts(Protocol):

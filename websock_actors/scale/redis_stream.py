@@ -26,7 +26,7 @@ import gevent.event
 from ..errors import BackplaneUnavailable
 from ..typed.streams import Kept, Pending, Position, StreamRead, StreamSink
 from .redis_io import CommandPool, Publisher
-from .redis_wire import APPEND, APPEND_SHA, NUMBERED, VACATED, stream_keys
+from .redis_wire import APPEND, APPEND_SHA, NUMBERED, READ, VACATED, stream_keys
 
 __all__ = ["NUMBERED", "RedisStream"]
 
@@ -66,12 +66,15 @@ class RedisStream:
     def _keys(self, room: str) -> tuple[str, str, str, str]:
         return stream_keys(self._key_prefix, room)
 
+    def _fresh_epoch(self) -> str:
+        self._epochs += 1
+        return f"{self._node}{self._epochs:x}"
+
     def append(self, room: str, head: str, skip: str, origin: str) -> Pending:
         """Send the script (by its SHA once Redis knows it); the result is set when it ran."""
-        self._epochs += 1
         args = (
             *self._keys(room),
-            f"{self._node}{self._epochs:x}",
+            self._fresh_epoch(),
             head,
             self.size,
             skip,
@@ -82,6 +85,7 @@ class RedisStream:
             self.retained,
             time.time(),
             f"{self._key_prefix}:",
+            self._publisher.server_id,  # the process this goes to: the script checks its epoch
         )
         try:
             if self._loaded:
@@ -108,6 +112,7 @@ class RedisStream:
         if "NOSCRIPT" in str(error) or "No matching script" in str(error):  # a restarted Redis
             self._loaded = False
             try:
+                args = (*args[:-1], self._publisher.server_id)  # a new process
                 self._publisher.submit("EVAL", APPEND, 4, *args).rawlink(
                     lambda again: self._answered(again, kept, args)
                 )
@@ -118,18 +123,19 @@ class RedisStream:
         kept.set_exception(error)
 
     def read(self, room: str, after: int, count: int) -> StreamRead:
+        """What the stream keeps after `after`, and where the room is (an epoch of another
+        Redis process ends here: redis_wire.py READ)."""
         seq_key, history_key, _, _ = self._keys(room)
-        meta, stream = self._pool.run(
-            [
-                ("HMGET", seq_key, "seq", "epoch"),
-                ("XRANGE", history_key, f"{after + 1}-0", "+", "COUNT", max(1, count)),
-            ]
+        seq, epoch, stream = self._pool.execute(
+            "EVAL", READ, 2, seq_key, history_key, self._fresh_epoch(), f"{after + 1}-0", max(1, count)
         )
-        now = Position(int(meta[0] or 0), (meta[1] or b"").decode())
+        now = Position(int(seq or 0), (epoch or b"").decode())
         return StreamRead([_kept(entry) for entry in stream], now)
 
     def position(self, room: str) -> Position:
-        seq, epoch = self._pool.execute("HMGET", f"{self._key_prefix}:seq:{room}", "seq", "epoch")
+        seq_key, history_key, _, _ = self._keys(room)
+        fresh = self._fresh_epoch()
+        seq, epoch, _ = self._pool.execute("EVAL", READ, 2, seq_key, history_key, fresh, "0-0", 0)
         return Position(int(seq or 0), (epoch or b"").decode())
 
     def occupied(self, room: str) -> None:

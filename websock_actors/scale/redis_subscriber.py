@@ -23,7 +23,7 @@ import gevent.event
 import redis
 
 from ..errors import BackplaneUnavailable
-from .redis_io import REDIS_FAILURES, GeventRedisConnection, error_text
+from .redis_io import MAX_BACKOFF, REDIS_FAILURES, Connect, GeventRedisConnection, error_text
 
 __all__ = ["Subscriber"]
 
@@ -35,7 +35,7 @@ class Subscriber:
 
     def __init__(
         self,
-        options: dict[str, Any],
+        connect: Connect,
         channel_prefix: bytes,
         *,
         on_message: Callable[[str, bytes], None],
@@ -47,8 +47,10 @@ class Subscriber:
         linger: float = 2.0,
         join_timeout: float = 5.0,
         ping_interval: float = 1.0,
+        max_backoff: float = MAX_BACKOFF,
     ) -> None:
-        self._options = options
+        self._connect = connect
+        self.max_backoff = max_backoff  # the longest pause between reconnects
         self._channel_prefix = channel_prefix
         self._on_message = on_message
         self._on_subscribed = on_subscribed
@@ -110,7 +112,7 @@ class Subscriber:
         delay = 0.0
         lost_at: float | None = None
         while not self._stopping.is_set():
-            conn = GeventRedisConnection(**self._options)
+            conn = self._connect()
             try:
                 conn.connect()
                 if lost_at is not None:
@@ -136,7 +138,7 @@ class Subscriber:
                     event.set()  # the joins waiting on it fail rather than wait out their timeout
                 self._pending.clear()
                 conn.disconnect()
-            delay = min(5.0, max(0.05, delay * 2))
+            delay = min(self.max_backoff, max(0.05, delay * 2))
             self._stopping.wait(delay * random.uniform(0.5, 1.5))
 
     def _listen(self, conn: GeventRedisConnection) -> None:

@@ -13,10 +13,9 @@ drops it unread.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from ..typed.users import UserSink
-from .redis_io import Publisher
+from .redis_io import Connect, Publisher
 from .redis_subscriber import Subscriber
 from .redis_wire import HEADER, USER_CLOSE, USER_FRAME, user_channel
 
@@ -28,7 +27,7 @@ class RedisUsers:
     """The `UserChannels` of a RedisBackplane (see the module's docstring)."""
 
     def __init__(
-        self, options: dict[str, Any], publisher: Publisher, key_prefix: str, node: str, rooms: Subscriber
+        self, connect: Connect, publisher: Publisher, key_prefix: str, node: str, rooms: Subscriber
     ) -> None:
         """`rooms`: the rooms' subscriber, whose linger and timeouts the user channels share."""
         self.sink: UserSink | None = None  # the App's Users, set on first use
@@ -39,7 +38,7 @@ class RedisUsers:
         self.published = 0
         self.received = 0
         self.subscriber = Subscriber(
-            options,
+            connect,
             self._channel_prefix,
             on_message=self._on_message,
             on_subscribed=lambda key: None,
@@ -48,6 +47,7 @@ class RedisUsers:
             linger=rooms.linger,
             join_timeout=rooms.join_timeout,
             ping_interval=rooms.ping_interval,
+            max_backoff=rooms.max_backoff,
         )
 
     def start(self) -> None:

@@ -2,7 +2,7 @@
 gevent): key names, the kinds of pub/sub messages, and the script that numbers a broadcast.
 
     <prefix>:room:<room>      the room's pub/sub channel
-    <prefix>:seq:<room>       a hash: the room's last seq and its epoch
+    <prefix>:seq:<room>       a hash: the room's last seq, its epoch, the Redis run_id that began it
     <prefix>:history:<room>   a stream of the kept broadcasts, entry id `<seq>-0`
     <prefix>:presence:<room>  who is in the room (a sorted set)
     <prefix>:retained         rooms without members that keep their history
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 __all__ = [
-    "APPEND", "APPEND_SHA", "FRAME", "HEADER", "IDEMPOTENT", "NUMBERED", "RETAIN", "USER_CLOSE",
+    "APPEND", "APPEND_SHA", "FRAME", "HEADER", "IDEMPOTENT", "NUMBERED", "READ", "RETAIN", "USER_CLOSE",
     "USER_FRAME", "VACATED", "idempotency_key", "stream_keys", "user_channel",
 ]  # fmt: skip
 
@@ -72,14 +72,28 @@ end
 """
 
 # ARGV: a fresh epoch, the stamped head, the history size, the skip key, the origin, the
-# channel, the room, the retention (s), the cap on retained rooms, now, the key prefix.
+# channel, the room, the retention (s), the cap on retained rooms, now, the key prefix, and
+# the run_id of the Redis process the caller sends this to ('' when it does not know it:
+# the script asks INFO, which costs more).
 # Returns the seq, the keys dropped, the epoch and how many nodes received the PUBLISH.
+#
+# The hash keeps the run_id of the process that began the epoch (`run`). Another process
+# (a replica promoted by a failover, a restart that reloaded a snapshot) may lack the last
+# writes of the old one: replication is asynchronous, so its seq may be behind what members
+# were sent. Numbering on from there would reuse a seq for other content, which the members
+# would drop unseen as a duplicate; so the first append in another process begins a new
+# epoch, and the members are told `lost` instead.
 APPEND = RETAIN + """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'run')
+local epoch = meta[1]
+local run = ARGV[12]
+if run == '' then
+  run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+if not epoch or meta[2] ~= run then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'run', run)
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local text = ARGV[2] .. seq .. ',"epoch":"' .. epoch .. '"}'
@@ -93,6 +107,27 @@ return {seq, dropped, epoch, nodes}
 """
 
 APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+# A room's seq and epoch, and its kept broadcasts from entry id ARGV[2] on (ARGV[3] at most;
+# 0: none). KEYS: the room's hash, its stream; ARGV[1]: a fresh epoch. Checked like APPEND:
+# an epoch that another Redis process began is over, and a new one begins now, so a resume
+# or a catch-up after a failover is told `lost` at once, not at the room's next broadcast.
+# Not on the hot path (resumes, catch-ups, a room's first member on a node): INFO is fine.
+READ = """
+local meta = redis.call('HMGET', KEYS[1], 'seq', 'epoch', 'run')
+if meta[2] then
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if meta[3] ~= run then
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0, 'run', run)
+    return {0, ARGV[1], {}}
+  end
+end
+if tonumber(ARGV[3]) == 0 then
+  return {meta[1], meta[2], {}}
+end
+return {meta[1], meta[2], redis.call('XRANGE', KEYS[2], ARGV[2], '+', 'COUNT', ARGV[3])}
+"""
 
 # A room's last member here left: if nobody anywhere is left, its history is retained.
 # ARGV: the retention, the room, now, the cap, the key prefix.

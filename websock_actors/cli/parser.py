@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis",
         default=None,
         metavar="URL",
-        help="share the typed app's rooms between processes and hosts, e.g. redis://127.0.0.1:6379/0",
+        help="share the typed app's rooms between processes and hosts: redis://127.0.0.1:6379/0, or "
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] to follow a Sentinel master",
     )
     run.add_argument("--max-connections", type=int, default=10_000)
     run.add_argument(

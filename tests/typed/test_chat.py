@@ -83,7 +83,11 @@ def test_chat_page_is_served_on_the_same_port(serve) -> None:
         body = response.read().decode()
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/html")
-    assert "new WebSocket(" in body and '"join"' in body
+    # The page runs on the browser client the same server serves.
+    assert 'import {connect} from "/_wsa/client.js"' in body and '"join"' in body
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/_wsa/client.js", timeout=5) as response:
+        assert response.status == 200
+        assert "export function connect(" in response.read().decode()
 
 
 @pytest.mark.parametrize("overflow", ["close", "drop"])

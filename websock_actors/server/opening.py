@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..errors import CloseCode, LocalHandshakeRefusal
+from ..errors import CloseCode, ConnectionClosed, LocalHandshakeRefusal
 from ..protocol.handshake import ServerHandshake
 from ..protocol.http import Request, Response, error_response, header_tokens, render
 from .transport import TIMEOUT, WAIT_READ, TransportGone
@@ -61,6 +61,8 @@ def open_connection(conn: Connection) -> bytes | None:
     conn._open = True
     try:
         conn.app.handle_connect(conn)
+    except ConnectionClosed:  # closed meanwhile (a drain as the handshake ended): its code stands
+        log.debug("%r: closed while on_connect ran", conn)
     except Exception:
         log.exception("%r: on_connect failed", conn)
         conn.abort(CloseCode.INTERNAL_ERROR, "internal error")

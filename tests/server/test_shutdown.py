@@ -17,7 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
-from websock_actors import App, Connection, Context, Message, WebSocketError
+from websock_actors import App, Connection, Context, Message, WebSocketApp, WebSocketError
 from websock_actors.client import connect as client_connect
 
 from ..support.apps import RecordingEchoApp
@@ -296,3 +296,31 @@ def test_a_drain_answers_the_request_its_handler_runs_then_closes(serve):
             ws.recv(timeout=10)
         assert ws.close_code == 1012
     assert server.join(10)  # the stop begun in the hub has finished
+
+
+def test_a_drain_during_on_connect_closes_with_its_own_code(serve):
+    """A connection the drain closes while the app's on_connect runs (and sends) keeps the
+    drain's 1012: it is no internal error."""
+    entered, release = threading.Event(), threading.Event()
+    app = WebSocketApp()
+
+    @app.on_connect
+    def connected(conn: Connection) -> None:
+        entered.set()
+        while not release.is_set():
+            gevent.sleep(0.005)
+        conn.send("welcome")  # raises: the drain closed it meanwhile
+
+    server = serve(app)
+    srv = server.server
+    with RawClient(server.port, timeout=10) as raw:
+        assert entered.wait(5)
+
+        def stop_then_release() -> None:
+            gevent.spawn(srv.stop, 5.0, restart=True)
+            gevent.spawn(release.set)
+
+        server.call(stop_then_release)
+        op, payload = raw.recv_frame()
+        assert (op, close_code(payload)) == (CLOSE, 1012)
+    assert server.join(10)

@@ -200,14 +200,10 @@ class Connection(Mailbox):
             if data or events is not None:
                 if events is None:
                     events = receive_data(data)
-                self._delivering = True
+                self._close_holds += 1  # a drain's close waits for these messages' replies
                 if deliver(self, events):
                     self.recv_count += 1
-                self._delivering = False
-                deferred = self._deferred_close
-                if deferred is not None:  # asked for while the handlers ran
-                    self._deferred_close = None
-                    self.close(*deferred)
+                self.release_close()
                 # Consumed: a parked connection keeps no reference to its last read (nor, the
                 # events being deliver's, to its last message): less memory per idle connection.
                 data = received = b""

@@ -58,9 +58,9 @@ class Mailbox(Transport):
     __slots__ = (
         "_broadcast_compressor",
         "_close_deadline",
+        "_close_holds",
         "_closing",
         "_deferred_close",
-        "_delivering",
         "_encode_now",
         "_finished",
         "_open",
@@ -77,9 +77,9 @@ class Mailbox(Transport):
         self._outbox: list[_MailItem] = []
         self._queued = 0
         self._closing = False  # a close was requested: no more data is accepted
-        # The actor is inside the app's handlers (a batch of received messages), and a close
-        # another greenlet asked for meanwhile: queued once the batch is handled (connection.py).
-        self._delivering = False
+        # Replies on their way (`hold_close`), and a close another greenlet asked for meanwhile:
+        # queued once they are sent.
+        self._close_holds = 0
         self._deferred_close: tuple[int | None, str] | None = None
         self._open = False
         self._finished = False
@@ -165,20 +165,33 @@ class Mailbox(Transport):
     def close(self, code: int | None = CloseCode.NORMAL, reason: str = "") -> None:
         """Close after everything already queued is sent; waits for the peer's close frame.
 
-        Asked by another greenlet (a server's drain) while the actor runs a handler, the close
-        waits until the handlers of the messages already read have replied: a request answered
-        before the close frame was handled, one left unanswered was not, so a client may send
-        it again after a resume without doing it twice."""
+        Asked by another greenlet (a server's drain) while replies are on their way (the
+        handlers of the messages already read run, or their replies wait for their broadcasts
+        to be kept: `hold_close`), the close waits for those replies: a request answered before
+        the close frame was handled, one left unanswered was not, so a client may send it
+        again after a resume without doing it twice."""
         close_payload(code, reason)  # validate now, in the caller
         if self._finished or self._closing or self._deferred_close is not None:
             return
-        if self._delivering and getcurrent() is not self._greenlet:
+        if self._close_holds and getcurrent() is not self._greenlet:
             self._deferred_close = (code, reason)
             return
         self._closing = True
         self._close_deadline = self._hub.loop.now() + self.options.close_timeout
         self._outbox.append(_Close(code, reason))
         self._wake()
+
+    def hold_close(self) -> None:
+        """Replies are on their way: a close asked for by another greenlet waits for them."""
+        self._close_holds += 1
+
+    def release_close(self) -> None:
+        """The replies of one `hold_close` are queued: the close waits no longer for them."""
+        self._close_holds -= 1
+        deferred = self._deferred_close
+        if deferred is not None and not self._close_holds:
+            self._deferred_close = None
+            self.close(*deferred)
 
     def abort(self, code: int = CloseCode.ABNORMAL, reason: str = "") -> None:
         """Drop the connection now: a best-effort close frame, then the TCP connection."""

@@ -255,6 +255,7 @@ class Dispatcher:
                     pass
                 return
             queue = self.held[conn.id] = deque()
+            conn.hold_close()  # a drain closes once the held replies are sent
         queue.append((pending, text, ctx.request_id))
         for result in pending:
             result.rawlink(lambda _result, conn=conn: self._release(conn))
@@ -278,7 +279,8 @@ class Dispatcher:
                     conn.send(text)
                 except ConnectionClosed:
                     pass
-        self.held.pop(conn.id, None)
+        if self.held.pop(conn.id, None) is not None:
+            conn.release_close()
 
     def _run_bytes(self, data: bytes, ctx: Context) -> None:
         on_bytes = self.app.bytes_handler

@@ -148,7 +148,10 @@ class ClientConnection(ClientTransport):
     def _ensure_open(self) -> None:
         """Return when data may be sent: open, reopened (`reconnect=`), or raise ConnectionClosed."""
         if not self.closed:
-            if self._protocol.close_sent:
+            protocol = self._protocol
+            if protocol.close_sent:  # closing: the server's code when it began (a drain's 1012)
+                if protocol.close_code is not None:
+                    raise connection_closed(protocol.close_code, protocol.close_reason)
                 raise connection_closed(CloseCode.NORMAL, "closing")
             return
         if self._opts.reconnect is None or self._user_closed or self.close_code not in RECONNECT_CODES:

@@ -76,6 +76,7 @@ from .locust_pushes import PushCounts, push_received, push_type
 # A server's drain (1001 going away, 1012 restart) closes only once the requests it read were
 # answered, so a request left unanswered by one was not handled.
 _DRAIN_CODES = frozenset({CloseCode.GOING_AWAY, CloseCode.SERVICE_RESTART})
+_DRAIN_RETRIES = 3  # a rolling restart drains one worker after the other: a client may meet each
 
 __all__ = ["WebSocketFailure", "WebSocketUser", "failure_of", "push_received", "push_type"]
 
@@ -244,25 +245,35 @@ class WebSocketUser(User):
         session = lost.session
         assert session is not None, "ensure_connected resumes only a connection with a session"
         start = time.perf_counter()
-        try:
-            ws = self.open_connection()
-        except (OSError, WebSocketError) as exc:
-            self._fire("WS", "resume", start, exception=failure_of(exc))
-            self._back_off()
-            return False
-        # Positions of the rooms without missed messages are kept for the next resume: a room
-        # named without one would be replayed from the member's join.
-        try:
-            answer = ws.resume_session(session, lost.positions, timeout=self.request_timeout)
-        except (OSError, WebSocketError) as exc:
-            ws.abort()
-            self._fire("WS", "resume", start, exception=failure_of(exc))
-            self.ws = None
-            self._back_off()
-            return False
-        except BaseException:  # killed (the test stops): no connection left open behind
-            ws.abort()
-            raise
+        for attempt in range(_DRAIN_RETRIES + 1):
+            try:
+                ws = self.open_connection()
+            except (OSError, WebSocketError) as exc:
+                self._fire("WS", "resume", start, exception=failure_of(exc))
+                self._back_off()
+                return False
+            # Positions of the rooms without missed messages are kept for the next resume: a
+            # room named without one would be replayed from the member's join.
+            try:
+                answer = ws.resume_session(session, lost.positions, timeout=self.request_timeout)
+                break
+            except ConnectionClosed as exc:
+                ws.abort()
+                if exc.code in _DRAIN_CODES and attempt < _DRAIN_RETRIES:
+                    continue  # a drain left the resume unanswered: not done, so again elsewhere
+                self._fire("WS", "resume", start, exception=failure_of(exc))
+                self.ws = None
+                self._back_off()
+                return False
+            except (OSError, WebSocketError) as exc:
+                ws.abort()
+                self._fire("WS", "resume", start, exception=failure_of(exc))
+                self.ws = None
+                self._back_off()
+                return False
+            except BaseException:  # killed (the test stops): no connection left open behind
+                ws.abort()
+                raise
         restored = bool(answer.get("restored"))
         self.ws = ws
         self._retry_delay = self.reconnect_delay
@@ -364,16 +375,7 @@ class WebSocketUser(User):
         assert ws is not None
         start = time.perf_counter()
         try:
-            try:
-                reply = ws.request(message, timeout=self.request_timeout if timeout is None else timeout)
-            except ConnectionClosed as exc:
-                if not (self.resume and exc.code in _DRAIN_CODES and self.ensure_connected()):
-                    raise
-                # A drain answers every request it handled before its close frame: this one
-                # was not handled, so it goes again on the resumed session (once).
-                ws = self.ws
-                assert ws is not None
-                reply = ws.request(message, timeout=self.request_timeout if timeout is None else timeout)
+            reply = self._request_through_drains(ws, message, timeout)
         except RequestError as exc:
             if exc.code in expect_errors:
                 self._fire("WS", f"{name} ({exc.code})", start)
@@ -385,6 +387,26 @@ class WebSocketUser(User):
             return None
         self._fire("WS", name, start)
         return reply
+
+    def _request_through_drains(
+        self, ws: ClientConnection, message: Mapping[str, Any] | BaseModel, timeout: float | None
+    ) -> dict[str, Any]:
+        """`ws.request`, sent again on the resumed session after a drain left it unanswered: a
+        drain answers every request it handled before its close frame, so this one was not."""
+        wait = self.request_timeout if timeout is None else timeout
+        for _ in range(_DRAIN_RETRIES):
+            try:
+                return ws.request(message, timeout=wait)
+            except ConnectionClosed as exc:
+                if not (self.resume and exc.code in _DRAIN_CODES):
+                    raise
+                if not ws.closed:
+                    ws.abort()  # in its closing handshake: the server said what it had to
+                if not self.ensure_connected():
+                    raise
+                assert self.ws is not None
+                ws = self.ws
+        return ws.request(message, timeout=wait)
 
     def on_push(self, message: str | bytes) -> None:
         """Count a message the server sent unasked, by its `type`, and fire `push_received`.

@@ -1,4 +1,4 @@
-"""The browser client library (clients/js/src/client.js) against the real server, in Node.
+"""The browser client library (websock_actors/static/client.js) against the real server, in Node.
 
 `node --test` runs clients/js/test/*.test.mjs with the `ws` package as the WebSocket: the
 servers of tests/support/js_app.py run here (one with a 120 s resume window, one with

@@ -1,5 +1,5 @@
 // websock_actors' browser client: one ES module, no dependencies.
-// Served by the server at /_wsa/client.js; the readable source is clients/js/src/client.js.
+// Served by the server at /_wsa/client.js as it is written; clients/js (the npm package) links here.
 //
 //   import {connect} from "/_wsa/client.js";
 //   const client = connect("ws://host/");

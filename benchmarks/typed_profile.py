@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/typed_profile.py [--app benchmarks.typed_echo_app:app]
         [--conns 100] [--window 1] [--strace] [--switches] [--cprofile N] [--tree DIR]
+    .venv/bin/python benchmarks/typed_profile.py --mode raw --app benchmarks.bench_app:shared_app
 
 One server (pinned to CPU 0) and the Node load generator (typed_load.js, CPU 1). Over a
 2-second window in the middle of the load it reports, per reply: the server's CPU time
@@ -9,7 +10,9 @@ One server (pinned to CPU 0) and the Node load generator (typed_load.js, CPU 1).
 server), syscalls by name (`--strace`: `strace -c -f -p`, which slows it much more; the
 per-reply counts stay right) and the N functions with the most own time (`--cprofile N`).
 Use one instrument per run: each distorts the CPU figure of the others. `--tree DIR` serves
-the websock_actors of another checkout (for before and after, back to back).
+the websock_actors of another checkout (for before and after, back to back). `--mode raw`
+loads a raw echo (32 bytes of text); its messages are counted by a wrapper around the app's
+`handle_message`, which costs a call per message.
 """
 
 from __future__ import annotations
@@ -46,6 +49,16 @@ def serve(args: argparse.Namespace) -> None:
 
     module, name = args.app.split(":")
     app = getattr(importlib.import_module(module), name)
+    dispatcher = getattr(app, "dispatcher", None)
+    counted = [0]
+    if dispatcher is None:  # a raw app: count its messages with a wrapper
+        handle = app.handle_message
+
+        def counting(conn: object, message: str | bytes) -> None:
+            counted[0] += 1
+            handle(conn, message)
+
+        app.handle_message = counting
     switches = [0]
     if args.switches:
         greenlet.settrace(lambda event, _args: switches.__setitem__(0, switches[0] + 1))
@@ -54,7 +67,10 @@ def serve(args: argparse.Namespace) -> None:
 
     def mark() -> None:
         times = os.times()
-        replies = sum(live.received for live in app.dispatcher.live.values())
+        if dispatcher is None:
+            replies = counted[0]
+        else:
+            replies = sum(live.received for live in dispatcher.live.values())
         marks.append((times.user + times.system, replies, switches[0]))
         if profile is not None:
             profile.enable() if len(marks) == 1 else profile.disable()
@@ -89,7 +105,7 @@ def drive(args: argparse.Namespace) -> int:
         if (why := wait_for_port(port, 10, process=server, poll=0.1)) is not None:
             print(why, file=sys.stderr)
             return 1
-        load = ["echo", "--mode", "typed", "--conns", str(args.conns), "--window", str(args.window),
+        load = ["echo", "--mode", args.mode, "--conns", str(args.conns), "--window", str(args.window),
                 "--duration", str(WINDOW + 2), "--url", f"ws://127.0.0.1:{port}/"]  # fmt: skip
         loader = subprocess.Popen(pinned(1, ["node", str(TYPED_LOAD), *load]), cwd=ROOT,
                                   stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -124,6 +140,7 @@ def drive(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--app", default="benchmarks.typed_echo_app:app")
+    parser.add_argument("--mode", choices=("typed", "raw"), default="typed")
     parser.add_argument("--conns", type=int, default=100)
     parser.add_argument("--window", type=int, default=1)
     parser.add_argument("--strace", action="store_true")

@@ -92,9 +92,11 @@ class WebSocketApp(Application):
             conn.send(message)
     """
 
-    def __init__(self, *, inline: bool = False) -> None:
-        """`inline`: the message handler never blocks (see `Application.inline`)."""
+    def __init__(self, *, inline: bool = False, shared_runner: bool = False) -> None:
+        """`inline`: the message handler never blocks (see `Application.inline`).
+        `shared_runner`: it need not run in the connection's greenlet (`Application.shared_runner`)."""
         self.inline = inline
+        self.shared_runner = shared_runner
         self._on_request: Callable[[Request], Response | None] | None = None
         self._on_refused: Callable[[Any, LocalHandshakeRefusal], None] | None = None
         self._on_connect: Callable[[Connection], None] | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from typing import Any, Literal
 
 import gevent
@@ -156,3 +157,19 @@ def test_a_base_exception_out_of_a_handler_closes_only_its_connection(serve) -> 
         assert ask(other, {"type": "echo", "id": 1, "text": "o"})["id"] == 1
     with connect(server.url) as again:  # the server goes on serving new connections
         assert ask(again, {"type": "echo", "id": 2, "text": "o"})["id"] == 2
+
+
+def test_a_server_stops_while_a_handler_waits(serve) -> None:
+    app, _seen = make_app()
+    server = serve(app)
+    with connect(server.url) as held, connect(server.url) as other:
+        held.send(json.dumps({"type": "hold", "id": "h"}))
+        assert ask(other, {"type": "echo", "id": 1, "text": "o"})["id"] == 1  # "hold" waits meanwhile
+        stopper = threading.Thread(target=server.stop, args=(2.0,))
+        stopper.start()
+        with pytest.raises(ConnectionClosed) as closed:
+            other.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        stopper.join(30)  # the waiting handler delays its own connection only, as in an actor
+        assert not stopper.is_alive()
+    assert server.join(10)

@@ -23,7 +23,7 @@ from weakref import WeakKeyDictionary
 
 from gevent import getcurrent
 from gevent.hub import Hub
-from greenlet import greenlet
+from greenlet import GreenletExit, greenlet
 
 from .inline import STAY, Handoff, read_and_deliver
 from .transport import HANDOFF, NOT_WAITING, WAIT_READ
@@ -99,6 +99,8 @@ class Runner:
             return  # closed while queued, or while its handler waited
         try:
             what = read_and_deliver(conn, me)
+        except GreenletExit:
+            raise  # the runner is being collected (its hub gone): end as asked
         except BaseException as exc:  # a gevent.Timeout out of a handler: never into the hub
             what = RuntimeError(f"{exc!r} out of a message handler")
         if what is STAY and (conn._outbox or conn._abort_reason is not None or conn._closing):

@@ -7,6 +7,7 @@ back unchanged.
 
     python benchmarks/bench_app.py PORT [--compression]
     websock-actors run benchmarks.bench_app:app --port PORT --no-patch --ping-interval 0
+    websock-actors run benchmarks.bench_app:shared_app ...   (Application.shared_runner)
 
 `--compression` (or WEBSOCK_ACTORS_COMPRESSION=1) accepts permessage-deflate offers with
 the default `DeflateOptions`; it is off otherwise, like every peer of the bench.
@@ -33,20 +34,24 @@ from websock_actors import (
 
 PREFIX = "broadcast:"
 app = WebSocketApp()
+shared_app = WebSocketApp(shared_runner=True)  # the same, its messages in the shared runner
 members: set[Connection] = set()
 
 
 @app.on_connect
+@shared_app.on_connect
 def joined(conn: Connection) -> None:
     members.add(conn)
 
 
 @app.on_close
+@shared_app.on_close
 def left(conn: Connection, code: int, reason: str) -> None:
     members.discard(conn)
 
 
 @app.on_message
+@shared_app.on_message
 def handle(conn: Connection, message: str | bytes) -> None:
     if isinstance(message, str) and message.startswith(PREFIX):
         frame = encode_broadcast(message[len(PREFIX) :])

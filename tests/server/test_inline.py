@@ -1,5 +1,7 @@
 """Inline handlers (`Application.inline`): the hub runs them in the read watcher's callback,
-and hands to the connection's actor whatever it cannot finish without waiting."""
+and hands to the connection's actor whatever it cannot finish without waiting. The same
+tests run with the shared runner (`Application.shared_runner`, server/runner.py), which hands
+off the same way from a greenlet that may wait."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import gevent
@@ -29,8 +31,10 @@ Serve = Callable[..., ServerThread]
 class InlineEcho(WebSocketApp):
     """An inline echo that records where its handler ran and how connections closed."""
 
+    reader = "inline"  # or "runner": the shared runner (the `reader` fixture sets it)
+
     def __init__(self) -> None:
-        super().__init__(inline=True)
+        super().__init__(inline=self.reader == "inline", shared_runner=self.reader == "runner")
         self.ran_in_hub: list[bool] = []
         self.closes: list[tuple[int, str]] = []
         self.closed = threading.Event()
@@ -54,7 +58,15 @@ class InlineEcho(WebSocketApp):
         conn.send(message)
 
 
-def test_messages_run_in_the_hub_and_are_answered_in_order(serve: Serve) -> None:
+@pytest.fixture(autouse=True, params=["inline", "runner"])
+def reader(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test twice: messages read in the hub, and in the shared runner."""
+    InlineEcho.reader = request.param
+    yield request.param
+    InlineEcho.reader = "inline"
+
+
+def test_messages_run_in_the_hub_and_are_answered_in_order(serve: Serve, reader: str) -> None:
     app = InlineEcho()
     server = serve(app)
     with RawClient(server.port) as client:
@@ -71,7 +83,8 @@ def test_messages_run_in_the_hub_and_are_answered_in_order(serve: Serve) -> None
         client.sock.sendall(batch)
         got = [client.recv_frame() for _ in range(4)]
         assert got == [(TEXT, b"two"), (BINARY, b"\x00\x01"), (TEXT, b"three"), (TEXT, b"four")]
-    assert app.ran_in_hub and all(app.ran_in_hub[1:])  # the first follows the handshake, in the actor
+    # The first follows the handshake, in the actor; the runner is a greenlet of its own.
+    assert app.ran_in_hub and all(in_hub == (reader == "inline") for in_hub in app.ran_in_hub[1:])
 
 
 def test_a_ping_among_messages_is_answered_in_order(serve: Serve) -> None:
@@ -143,7 +156,7 @@ def test_a_handler_that_closes_or_fails(serve: Serve, caplog: pytest.LogCaptureF
 
 
 def test_a_handler_that_blocks_fails_its_connection_only(
-    serve: Serve, caplog: pytest.LogCaptureFixture
+    serve: Serve, caplog: pytest.LogCaptureFixture, reader: str
 ) -> None:
     class Sleepy(InlineEcho):
         def reply(self, conn: Connection, message: str | bytes) -> None:
@@ -161,10 +174,13 @@ def test_a_handler_that_blocks_fails_its_connection_only(
             peer.send_text("hi")
             assert peer.recv_frame() == (TEXT, b"hi")
         client.send_text("nap")
-        assert close_code(client.recv_until(CLOSE)) == 1011
+        if reader == "runner":  # the runner may wait: the nap is answered
+            assert client.recv_frame() == (TEXT, b"nap")
+        else:
+            assert close_code(client.recv_until(CLOSE)) == 1011
         bystander.send_text("still here")
         assert bystander.recv_frame() == (TEXT, b"still here")
-    assert "inline message handler blocked" in caplog.text
+    assert ("inline message handler blocked" in caplog.text) == (reader == "inline")
 
 
 def test_a_reply_larger_than_the_socket_takes_is_finished_by_the_actor(serve: Serve) -> None:

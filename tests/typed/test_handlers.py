@@ -118,10 +118,14 @@ def ask(ws: ClientConnection, message: dict[str, Any] | str | bytes) -> dict[str
     return reply
 
 
-@pytest.fixture(params=[False, True], ids=["in-actor", "inline"])
+@pytest.fixture(params=["runner", "inline", "actor"])
 def typed(serve, request):
-    """The app served twice: handlers in the connection's actor, and inline (in the hub)."""
-    return serve(make_app(inline=request.param))
+    """The app served three ways: handlers in the hub's shared runner (the default), inline
+    (in the hub), and in the connection's own actor (`shared_runner` off)."""
+    app = make_app(inline=request.param == "inline")
+    if request.param == "actor":
+        app.shared_runner = False
+    return serve(app)
 
 
 def test_reply_echoes_string_and_integer_ids(typed) -> None:

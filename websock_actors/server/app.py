@@ -39,6 +39,13 @@ class Application:
     # blocks there fails its connection with 1011. Off by default.
     inline: bool = False
 
+    # True when `handle_message` need not run in the connection's own greenlet (it keeps no
+    # greenlet-local state): the server may then run it for many connections in one shared
+    # greenlet per turn of the event loop (server/runner.py), which may wait; a connection
+    # whose handler waits keeps that greenlet, and the others get a new one. Fewer switches
+    # per message than the actor's own loop. The typed App's default; off here.
+    shared_runner: bool = False
+
     def handle_start(self) -> None:
         """The server started (in its hub): start what the application needs."""
 
@@ -85,9 +92,11 @@ class WebSocketApp(Application):
             conn.send(message)
     """
 
-    def __init__(self, *, inline: bool = False) -> None:
-        """`inline`: the message handler never blocks (see `Application.inline`)."""
+    def __init__(self, *, inline: bool = False, shared_runner: bool = False) -> None:
+        """`inline`: the message handler never blocks (see `Application.inline`).
+        `shared_runner`: it need not run in the connection's greenlet (`Application.shared_runner`)."""
         self.inline = inline
+        self.shared_runner = shared_runner
         self._on_request: Callable[[Request], Response | None] | None = None
         self._on_refused: Callable[[Any, LocalHandshakeRefusal], None] | None = None
         self._on_connect: Callable[[Connection], None] | None = None

@@ -4,8 +4,9 @@ Other greenlets never touch the socket: `send`, `send_frame`, `ping`, `close` an
 put an item into the actor's mailbox (a plain list, bounded in bytes) and wake the actor
 if it is parked. The actor drives the opening handshake (`opening.py`), then reads in large
 chunks, feeds the codec, delivers whole messages to the application (`inline.py`, which also
-does it in the hub for an inline app), and writes everything queued in one `send` call
-(socket I/O in `transport.py`, the mailbox in `mailbox.py`). An idle connection has no extra
+does it in the hub for an inline app, and `runner.py`, in a greenlet shared by connections),
+and writes everything queued in one `send` call (socket I/O in `transport.py`, the mailbox in
+`mailbox.py`). An idle connection has no extra
 greenlet, no timer and no queue object.
 """
 
@@ -27,6 +28,7 @@ from .inline import Handoff, deliver, on_readable, take_handoff
 from .mailbox import Mailbox
 from .opening import drive_handshake, open_connection
 from .options import ConnectionOptions
+from .runner import runner_for
 from .transport import HANDOFF, READABLE, TIMEOUT, WAIT_READ, Abort, TransportGone
 
 if TYPE_CHECKING:
@@ -190,7 +192,7 @@ class Connection(Mailbox):
         read_size = self.options.read_size
         receive_data = protocol.receive_data
         stats = self.options.stats
-        inline = self._can_inline()
+        reader = self._inline_reader()  # reads served outside the actor while it is parked
         data = first_data
         events: list[Event] | None = None  # handed off by the inline callback, not delivered
         parked = True
@@ -230,8 +232,8 @@ class Connection(Mailbox):
                 # The last read took less than it asked for: the socket was empty then, so a
                 # read now would most likely fail (a syscall and an exception per message).
                 # Park instead; the read watcher is level-triggered, so nothing is missed.
-                if inline and deadline is None and not self._closing:
-                    wake = self._park_inline(on_readable)
+                if reader is not None and deadline is None and not self._closing:
+                    wake = self._park_inline(reader)
                     if wake == HANDOFF:
                         events = take_handoff(self)
                         drained = False  # then read on: what came since, or the end of the stream
@@ -266,9 +268,16 @@ class Connection(Mailbox):
                 lost = protocol.connection_lost()  # the end of the stream
                 return lost.code, lost.reason
 
-    def _can_inline(self) -> bool:
-        """Whether the app lets the hub run its handler in the read watcher's callback."""
-        return self.app.inline
+    def _inline_reader(self) -> Callable[[Connection], None] | None:
+        """Who reads and answers while the actor is parked: the hub itself (an inline app),
+        the hub's shared runner (an app whose handler need not run in this greenlet), or
+        None (the actor: woken for every read)."""
+        app = self.app
+        if app.inline:
+            return on_readable
+        if app.shared_runner:
+            return runner_for(self._hub).on_readable
+        return None
 
     def _give_up(self, protocol: WebSocketConnection) -> tuple[int, str]:
         """The closing handshake took longer than close_timeout: drop the transport."""

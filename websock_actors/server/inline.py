@@ -5,6 +5,8 @@ owed. The actor calls it from its loop; for an app whose handler never blocks
 (`Application.inline`) the hub calls it too, from `on_readable`, the read watcher's callback
 while the actor is parked: read, decode, deliver and write with no switch into the actor and
 back. What the hub may not do (wait for the socket, close, fail) is handed off to the actor.
+`read_and_deliver` is that work, shared with the runner of runner.py, which does it in a
+greenlet that may wait.
 
 Functions of the connection rather than methods, so that this job has a module of its own
 without a level of calls per message (a mixin would have to declare Connection's attributes).
@@ -13,7 +15,7 @@ without a level of calls per message (a mixin would have to declare Connection's
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gevent.exceptions import BlockingSwitchOutError
 
@@ -24,7 +26,7 @@ from .transport import HANDOFF, NOT_WAITING, WAIT_READ, TransportGone
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["Handoff", "deliver", "on_readable", "take_handoff"]
+__all__ = ["STAY", "Handoff", "deliver", "on_readable", "read_and_deliver", "take_handoff"]
 
 log = logging.getLogger("websock_actors")
 
@@ -36,10 +38,22 @@ log = logging.getLogger("websock_actors")
 #   None         nothing: the actor's own loop finds the end of the stream, an abort or a close.
 Handoff = list[Event] | memoryview | Exception | None
 
+# What `read_and_deliver` returns when the actor stays parked: nothing to hand off.
+STAY: Final = object()
+
 
 def on_readable(conn: Connection) -> None:
     """The read watcher's callback while the actor is parked inline: read, decode and deliver
-    in the hub.
+    in the hub (see `read_and_deliver`), handing off to the actor what the hub may not do."""
+    what = read_and_deliver(conn, conn._hub)
+    if what is not STAY:
+        _hand_off(conn, what)  # type: ignore[arg-type]
+
+
+def read_and_deliver(conn: Connection, owner: object) -> Handoff | object:
+    """Read, decode and deliver on the parked actor's behalf, as `owner` (the hub, or the
+    shared runner's greenlet): STAY when that was all there was, else what the actor must take
+    up (see Handoff).
 
     Anything but data messages (a ping, a close, a protocol error, the end of the stream), an
     abort or close requested, replies past the mailbox's bound (the rest of the read then
@@ -53,14 +67,13 @@ def on_readable(conn: Connection) -> None:
     size = options.read_size
     received = conn._recv_nowait(wanted if wanted > size else size)
     if received is None:
-        return  # nothing after all; the watcher stays
+        return STAY  # nothing after all; the watcher stays
     if not received:
-        _hand_off(conn, None)  # the end of the stream: the actor's own read finds it
-        return
+        return None  # the end of the stream: the actor's own read finds it
     options.stats.bytes_received += len(received)
     conn._wait_state = NOT_WAITING  # the actor's own sends below need not wake it
-    conn._owner = conn._hub
-    stay = True  # the callback did all there was: the actor stays parked
+    conn._owner = owner
+    stay = True  # all there was is done: the actor stays parked
     handoff: Handoff = None
     try:
         events = protocol.receive_data(received)
@@ -71,8 +84,10 @@ def on_readable(conn: Connection) -> None:
                 handoff = events  # the actor delivers them all, in order
                 break
         if stay:
+            conn._close_holds += 1  # a drain's close waits for these messages' replies
             if deliver(conn, events, options.max_queue_bytes):
                 conn.recv_count += 1
+            conn.release_close()
             events = []  # no reference to the last message while parked
             if conn._handoff is not None:
                 # The replies passed the mailbox's bound: the actor writes them, waiting for
@@ -92,8 +107,7 @@ def on_readable(conn: Connection) -> None:
     finally:
         conn._owner = conn._greenlet
         conn._wait_state = WAIT_READ
-    if not stay:
-        _hand_off(conn, handoff)
+    return STAY if stay else handoff
 
 
 def _send_inline(conn: Connection, data: bytes) -> memoryview | TransportGone | None:

@@ -207,9 +207,10 @@ class Mailbox(Transport):
             owner = self._owner
             if getcurrent() is not owner:
                 return self._overflow()
-            if owner is self._greenlet:
-                # The actor's own output (a handler's burst) is written now, waiting for the
-                # socket if need be: bounded memory, and backpressure on this connection only.
+            if owner is not self._hub:
+                # The actor's own output (a handler's burst, in the actor or the shared runner)
+                # is written now, waiting for the socket if need be: bounded memory, and
+                # backpressure on this connection only.
                 self._flush()
             # Else an inline handler's (the hub may not wait): it stays queued, the rest of
             # the read goes to the actor (inline.deliver), which writes it all.

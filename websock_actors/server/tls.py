@@ -67,8 +67,8 @@ class TLSConnection(Connection):
 
     # -- the handshakes --------------------------------------------------------------
 
-    def _can_inline(self) -> bool:
-        return False  # reading and writing TLS records may have to wait: always in the actor
+    def _inline_reader(self) -> None:
+        return None  # reading and writing TLS records may have to wait: always in the actor
 
     def _handshake_deadline(self) -> float:
         return self._tls_deadline  # the TLS handshake and the WebSocket one share the timeout

@@ -197,7 +197,7 @@ class Transport:
         """
         if watcher is None:
             watcher = self._read_watcher
-        resume = self._greenlet.switch
+        resume = self._owner.switch  # the actor, or the shared runner writing for it
         watcher.start(resume, READABLE if state == WAIT_READ else WRITABLE)
         timer = None if deadline is None else self._start_timer(deadline, resume)
         self._wait_state = state
@@ -240,7 +240,7 @@ class Transport:
         self._wake_scheduled = False
         state = self._wait_state
         if state == WAIT_READ or (state == WAIT_WRITE and self._abort_reason is not None):
-            self._greenlet.switch(MAIL)
+            self._owner.switch(MAIL)  # the parked actor, or the runner waiting to write
 
     def _close_transport(self, *, drain: bool) -> None:
         """Half-close, then read until the peer closes too (bounded), so no RST eats our last frame."""

@@ -8,11 +8,12 @@
     @app.handler(actor="rooms")          # one at a time, in order, in the actor "rooms"
     def count(msg: Count, ctx: Context) -> Counted: ...
 
-A handler without `actor=` runs in the connection's own actor: concurrently across
-connections, in order per connection. Bad frames get typed errors (`invalid_json`,
-`unknown_type`, `validation_error`, `unsupported_data`); a handler that raises gets the
-sender a `handler_error` and never closes the connection; a named actor that raised is
-restarted by the supervisor within its policy, and answers `handler_unavailable` beyond it.
+A handler without `actor=` runs for its connection in the shared runner (server/runner.py),
+which may wait: concurrently across connections, in order per connection. Bad frames get
+typed errors (`invalid_json`, `unknown_type`, `validation_error`, `unsupported_data`); a
+handler that raises gets the sender a `handler_error` and never closes the connection; a
+named actor that raised is restarted by the supervisor within its policy, and answers
+`handler_unavailable` beyond it.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def _drop_letter(message: Any) -> None:
 
 class App(UserAddressing, Application):
     """A typed application; serve it with `websock-actors run module:app`."""
+
+    # Handlers get their connection through `ctx`, never from the current greenlet: they run
+    # in the hub's shared runner (server/runner.py), in order per connection, and may wait.
+    shared_runner = True
 
     def __init__(
         self,

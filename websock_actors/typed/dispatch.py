@@ -1,10 +1,10 @@
 """The typed message path, per message: rate limit, decode, route, run, reply.
 
 `App` registers handlers and runs the app's lifecycle; a `Dispatcher` is what the server
-calls with each message. A handler without an actor runs in the connection's own actor (in
-order per connection); one with `actor=` is told to that named actor (`HandlerActor`), which
-runs its messages one at a time. Whatever the handler does, the sender gets one answer: its
-reply, `ack` for a request whose handler returned None, or a typed error
+calls with each message. A handler without an actor runs for the connection (in the
+shared runner, or its actor; in order per connection); one with `actor=` is told to that
+named actor (`HandlerActor`), which runs its messages one at a time. Whatever the handler
+does, the sender gets one answer: its reply, `ack` for a request whose handler returned None, or a typed error
 (`invalid_json`, `unknown_type`, `validation_error`, `rate_limited`, `handler_error`,
 `overloaded`, `handler_unavailable`, `unsupported_data`).
 """

@@ -173,7 +173,7 @@ class Mailbox(Transport):
         close_payload(code, reason)  # validate now, in the caller
         if self._finished or self._closing or self._deferred_close is not None:
             return
-        if self._close_holds and getcurrent() is not self._greenlet:
+        if self._close_holds and getcurrent() is not self._owner:  # not the one delivering
             self._deferred_close = (code, reason)
             return
         self._closing = True

@@ -47,6 +47,7 @@ from ..protocol.connection import close_payload
 from ..protocol.http import Headers, Request, Response
 from ..server.endpoints import API_PATH, KEEP_ALIVE
 from .messages import user_key
+from .ratelimit import RateLimit, TokenBucket
 from .router import push_adapter
 from .users import DISCONNECT_CODE
 
@@ -131,10 +132,7 @@ class ServerApi:
             raise ConfigurationError("the API key may not be empty")
         self._app = app
         self._key = f"Bearer {key}".encode()
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = time.monotonic()
+        self._bucket = TokenBucket(RateLimit(rate=rate, burst=burst), time.monotonic())
         self._pushes = self._push_adapter(app)
         self._seen = _SeenKeys()
         self._routes: dict[str, tuple[str, Callable[[Request], Response]]] = {
@@ -178,14 +176,14 @@ class ServerApi:
             return _error(503, "Service Unavailable", f"backplane unavailable: {exc}")
 
     def _take(self) -> int:
-        """Take a token of the bucket: 0, or the seconds to wait for one."""
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0
-        return max(1, math.ceil((1.0 - self._tokens) / self._rate))
+        """Take a token of the key's bucket: 0, or the whole seconds to wait for one."""
+        bucket = self._bucket
+        bucket.refill(time.monotonic())
+        wait = bucket.wait()
+        if wait:
+            return max(1, math.ceil(wait))
+        bucket.tokens -= 1.0
+        return 0
 
     # -- the endpoints -------------------------------------------------------------
 

@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-__all__ = ["Ack", "ErrorReply", "Message", "MessageId", "stamp_request_id", "to_json", "user_key"]
+__all__ = [
+    "Ack", "ErrorReply", "Message", "MessageId", "stamp_request_id", "to_json", "user_address", "user_key",
+]  # fmt: skip
 
 MessageId = str | int
 
@@ -80,11 +82,18 @@ def to_json(message: BaseModel) -> str:
     return to_bytes(message).decode()
 
 
-def user_key(identity: Any) -> str:
+def user_address(identity: Any) -> str | None:
     """The address of a user's `identity` (typed/users.py): a str, or an int as its decimal
-    text; TypeError for any other type (a bool too). Here, gevent-free, for the Emitter."""
-    if isinstance(identity, str):
-        return identity
-    if isinstance(identity, int) and not isinstance(identity, bool):
+    text; None for any other type (a bool too), which cannot be addressed. Here, gevent-free,
+    for the Emitter."""
+    if isinstance(identity, (str, int)) and not isinstance(identity, bool):
         return str(identity)
-    raise TypeError(f"a user's identity is a str or an int, not {type(identity).__name__}")
+    return None
+
+
+def user_key(identity: Any) -> str:
+    """`user_address`, or TypeError for an identity that cannot be one (given to address)."""
+    key = user_address(identity)
+    if key is None:
+        raise TypeError(f"a user's identity is a str or an int, not {type(identity).__name__}")
+    return key

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from ..errors import BackplaneUnavailable
 from ..protocol.connection import close_payload
 from ..server.broadcast import encode_broadcast
-from .messages import to_json, user_key
+from .messages import to_json, user_address, user_key
 
 if TYPE_CHECKING:
     from ..server.connection import Connection
@@ -32,14 +32,6 @@ __all__ = ["UserAddressing", "UserChannels", "UserSink", "Users", "user_address"
 log = logging.getLogger("websock_actors")
 
 DISCONNECT_CODE = 4000
-
-
-def user_address(identity: Any) -> str | None:
-    """The address of `identity`, or None for one that cannot be addressed (`user_key`'s
-    rule, without its TypeError: connections of any identity open and close)."""
-    if isinstance(identity, (str, int)) and not isinstance(identity, bool):
-        return str(identity)
-    return None
 
 
 class UserSink(Protocol):
@@ -99,10 +91,9 @@ class Users:
 
     def closed(self, conn: Connection) -> None:
         request = conn.request
-        identity = request.identity if request is not None else None
-        if not isinstance(identity, (str, int)):
+        key = user_address(request.identity if request is not None else None)
+        if key is None:
             return
-        key = str(identity)
         conns = self.index.get(key)
         if conns is None or conn not in conns:
             return

@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
-import time
 from typing import Any
 
 import redis
@@ -34,7 +33,9 @@ from ..scale.redis_wire import (
     IDEMPOTENT,
     USER_CLOSE,
     USER_FRAME,
+    append_args,
     idempotency_key,
+    room_channel,
     stream_keys,
     user_channel,
 )
@@ -83,7 +84,7 @@ class RedisTransport:
         if self.numbered:
             return self._call(self._numbered, room, text, has_room, once)
         frame = FRAME + self._origin + encode_frame(Opcode.TEXT, text.encode("utf-8"))  # encoded once
-        return self._call(self._publish, f"{self.key_prefix}:room:{room}", frame, once)
+        return self._call(self._publish, room_channel(self.key_prefix, room), frame, once)
 
     def send_to_user(self, key: str, text: str, once: str | None) -> Emitted:
         data = USER_FRAME + self._origin + encode_frame(Opcode.TEXT, text.encode("utf-8"))
@@ -114,11 +115,11 @@ class RedisTransport:
         # the message has none, then the script writes the seq and the epoch.
         stamp = ',"seq":' if has_room else f',"room":{json.dumps(room)},"seq":'
         head = text[:-1] + stamp
-        args: list[Any] = [
-            f"{self.origin}{next(self._epochs):x}", head, self.history, "", "",
-            f"{self.key_prefix}:room:{room}", room, self.retention, self.retained, time.time(),
-            f"{self.key_prefix}:", "",
-        ]  # fmt: skip  # no skip key, no origin: like the app's own broadcast with no sender
+        # No skip key, no origin (the app's own broadcast with no sender), no run_id (INFO).
+        epoch = f"{self.origin}{next(self._epochs):x}"
+        args = append_args(
+            self.key_prefix, room, epoch, head, self.history, "", "", self.retention, self.retained, ""
+        )
         keys = list(stream_keys(self.key_prefix, room))
         if once is not None:
             reply = self._append(keys=[*keys, *self._guard(once)], args=[*args, self.idempotency_ttl])

@@ -34,6 +34,7 @@ import gevent.event
 from ..errors import BackplaneUnavailable
 from ..typed.sessions import SessionRecord
 from .redis_io import CommandPool
+from .redis_wire import room_channel
 
 __all__ = ["PRESENCE", "NodeLiveness", "PresenceCache", "PresenceEntry", "PresenceWrites"]
 
@@ -73,7 +74,7 @@ class PresenceWrites:
         return f"{self._key_prefix}:presence:{room}"
 
     def _channel(self, room: str) -> str:
-        return f"{self._key_prefix}:room:{room}"
+        return room_channel(self._key_prefix, room)
 
     def added(self, room: str, score: float, entry: str) -> list[tuple[Any, ...]]:
         diff = b"P+%s %r %s" % (self._writer, score, entry.encode())

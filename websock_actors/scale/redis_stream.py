@@ -26,7 +26,7 @@ import gevent.event
 from ..errors import BackplaneUnavailable
 from ..typed.streams import Kept, Pending, Position, StreamRead, StreamSink
 from .redis_io import CommandPool, Publisher
-from .redis_wire import APPEND, APPEND_SHA, NUMBERED, READ, VACATED, stream_keys
+from .redis_wire import APPEND, APPEND_SHA, NUMBERED, READ, VACATED, append_args, stream_keys
 
 __all__ = ["NUMBERED", "RedisStream"]
 
@@ -74,19 +74,10 @@ class RedisStream:
         """Send the script (by its SHA once Redis knows it); the result is set when it ran."""
         args = (
             *self._keys(room),
-            self._fresh_epoch(),
-            head,
-            self.size,
-            skip,
-            origin,
-            f"{self._key_prefix}:room:{room}",
-            room,
-            self.retention,
-            self.retained,
-            time.time(),
-            f"{self._key_prefix}:",
-            self._publisher.server_id,  # the process this goes to: the script checks its epoch
-        )
+            # The process this goes to: the script checks the epoch was begun there.
+            *append_args(self._key_prefix, room, self._fresh_epoch(), head, self.size, skip, origin,
+                         self.retention, self.retained, self._publisher.server_id),
+        )  # fmt: skip
         try:
             if self._loaded:
                 sent = self._publisher.submit("EVALSHA", APPEND_SHA, 4, *args)

@@ -17,10 +17,12 @@ client frame>`, or `X<origin><code> <reason>` (close the user's connections).
 from __future__ import annotations
 
 import hashlib
+import time
+from typing import Any
 
 __all__ = [
     "APPEND", "APPEND_SHA", "FRAME", "HEADER", "IDEMPOTENT", "NUMBERED", "READ", "RETAIN", "USER_CLOSE",
-    "USER_FRAME", "VACATED", "idempotency_key", "stream_keys", "user_channel",
+    "USER_FRAME", "VACATED", "append_args", "idempotency_key", "room_channel", "stream_keys", "user_channel",
 ]  # fmt: skip
 
 FRAME = b"F"  # the kind of a Redis message that carries a client frame
@@ -28,6 +30,11 @@ NUMBERED = b"S"  # the kind of a Redis message that carries a numbered broadcast
 HEADER = 17  # a plain message's header: kind (1 byte) + origin node id (16 hex digits)
 USER_FRAME = b"U"  # on a user's channel: a client frame for each of the user's connections
 USER_CLOSE = b"X"  # on a user's channel: close the user's connections (`<code> <reason>`)
+
+
+def room_channel(prefix: str, room: str) -> str:
+    """The pub/sub channel of `room`."""
+    return f"{prefix}:room:{room}"
 
 
 def user_channel(prefix: str, key: str) -> str:
@@ -107,6 +114,20 @@ return {seq, dropped, epoch, nodes}
 """
 
 APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()  # Redis names scripts by SHA-1
+
+
+def append_args(
+    prefix: str, room: str, epoch: str, head: str, history: int, skip: str, origin: str,
+    retention: int, retained: int, run: str,
+) -> tuple[Any, ...]:  # fmt: skip
+    """APPEND's ARGV, in its order: a fresh `epoch` (used when the room begins one), the
+    stamped `head`, the stream's length, the `skip` key and `origin` of the sender (""
+    without one), the channel, the retention's seconds and cap, now, the key prefix, and the
+    run_id of the Redis process this goes to ("": the script asks INFO)."""
+    return (
+        epoch, head, history, skip, origin, room_channel(prefix, room), room, retention, retained,
+        time.time(), f"{prefix}:", run,
+    )  # fmt: skip
 
 # A room's seq and epoch, and its kept broadcasts from entry id ARGV[2] on (ARGV[3] at most;
 # 0: none). KEYS: the room's hash, its stream; ARGV[1]: a fresh epoch. Checked like APPEND:

@@ -257,16 +257,11 @@ class WebSocketUser(User):
             try:
                 answer = ws.resume_session(session, lost.positions, timeout=self.request_timeout)
                 break
-            except ConnectionClosed as exc:
-                ws.abort()
-                if exc.code in _DRAIN_CODES and attempt < _DRAIN_RETRIES:
-                    continue  # a drain left the resume unanswered: not done, so again elsewhere
-                self._fire("WS", "resume", start, exception=failure_of(exc))
-                self.ws = None
-                self._back_off()
-                return False
             except (OSError, WebSocketError) as exc:
                 ws.abort()
+                drained = isinstance(exc, ConnectionClosed) and exc.code in _DRAIN_CODES
+                if drained and attempt < _DRAIN_RETRIES:
+                    continue  # a drain left the resume unanswered: not done, so again elsewhere
                 self._fire("WS", "resume", start, exception=failure_of(exc))
                 self.ws = None
                 self._back_off()

@@ -6,20 +6,27 @@ node timeout), the chat demo on two nodes, real clients.
 
 from __future__ import annotations
 
+import statistics
+from binascii import crc_hqx
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from benchmarks.chaos_check import Names, check
-from websock_actors import RedisBackplane
+from websock_actors import App, RedisBackplane
 from websock_actors.client import connect
-from websock_actors.scale.redis_keys import Keyspace
+from websock_actors.errors import ConfigurationError
+from websock_actors.scale.redis_keys import PARTITIONS, SLOTS, Keyspace, partition_tags
+from websock_actors.scale.redis_urls import parse_redis_url
 from websock_actors.testing import ServerThread
 
-from ..support.apps import fresh_chat_app
+from ..support.apps import fresh_chat_app, two_nodes_on
 from ..support.chat import join, read_until, say, text_is
 from ..support.chat_traffic import Member, Sayer, unreplicated_broadcasts
+from ..support.elsewhere import emit_elsewhere
+from ..support.users_app import Notice, notice, users_app
+from ..support.users_app import member as user
 from ..support.waits import wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -41,6 +48,48 @@ def cluster_nodes(redis_cluster: Any) -> Iterator[Callable[[], tuple[ServerThrea
     yield start
     for server in started:
         server.stop()
+
+
+# -- names and URLs (no cluster needed) ----------------------------------------------------------
+
+
+def test_a_cluster_url_names_its_seeds_and_nothing_else() -> None:
+    target = parse_redis_url("redis+cluster://:s3cret@10.0.0.1:7000,[::1]:7001/")
+    assert target.cluster and not target.sentinel
+    assert target.seeds == (("10.0.0.1", 7000), ("::1", 7001))
+    assert target.kwargs == {"password": "s3cret"} and "s3cret" not in target.shown
+    for bad in ("redis+cluster://h/", "redis+cluster://h:1/0", "redis+cluster://h:1,h:x/"):
+        with pytest.raises(ConfigurationError):
+            parse_redis_url(bad)
+
+
+def test_rooms_spread_over_the_slots_as_evenly_as_crc16_spreads_names() -> None:
+    """100,000 rooms over 3 masters' contiguous slot ranges, as `redis-cli --cluster create`
+    assigns them: each master holds a third of the rooms, within 2%; and over the 1,024
+    partitions, no partition holds more than 1.5 times the mean."""
+    keys = Keyspace("wsa", cluster=True)
+    tags = partition_tags()
+    assert len(set(tags)) == PARTITIONS  # one tag per partition, each in its own slot range
+    assert all(crc_hqx(tag.encode(), 0) % SLOTS // (SLOTS // PARTITIONS) == i for i, tag in enumerate(tags))
+    per_master = [0, 0, 0]
+    per_partition = [0] * PARTITIONS
+    for i in range(100_000):
+        room = f"room-{i}"
+        tag = keys.tag(room)[1:-1]
+        slot = crc_hqx(tag.encode(), 0) % SLOTS
+        per_master[min(2, slot * 3 // SLOTS)] += 1
+        per_partition[tags.index(tag)] += 1
+        assert keys.unnamed(keys.name(room)) == room
+    assert max(per_master) / min(per_master) < 1.02 * 1.02, per_master
+    assert max(per_partition) < 1.5 * statistics.mean(per_partition), max(per_partition)
+    # a room's four keys and its channel share one slot: the numbering script is one call
+    slots = {crc_hqx(k.split("{")[1].split("}")[0].encode(), 0) for k in keys.stream("lobby")}
+    assert len(slots) == 1
+    assert Keyspace("wsa").stream("lobby") == ("wsa:seq:lobby", "wsa:history:lobby", "wsa:retained",
+                                               "wsa:presence:lobby")  # one server: unchanged
+
+
+# -- on a real cluster -------------------------------------------------------------------------------
 
 
 def rooms_on_every_master(cluster: Any, count: int = 3) -> list[str]:
@@ -166,3 +215,57 @@ def test_a_slot_migrated_under_traffic_loses_nothing_keeps_the_epoch(cluster_nod
     assert master_of_room(redis_cluster, "r").port == target.port
     subscribers = lambda: target.command("PUBSUB", "SHARDNUMSUB", keys.channel("r"))[1]  # noqa: E731
     wait_until(lambda: subscribers() == 2, 5, "both nodes listening on the new master")
+
+
+def test_the_emitter_broadcasts_numbered_and_reaches_users_through_the_cluster(redis_cluster) -> None:
+    """An Emitter outside gevent: a numbered broadcast to a room and a message to a user, by
+    redis-py's cluster client, reach both nodes; an idempotency key holds on a cluster too."""
+    with two_nodes_on(redis_cluster.url, users_app) as (a, b):
+        ann_a, ann_b = user(a, "ann"), user(b, "ann")
+        done = emit_elsewhere(redis_cluster.url, "send_to_user", "ann", {"type": "notice", "text": "hi"})
+        assert done.get("nodes") == 2, done
+        assert notice(ann_a) == notice(ann_b) == "hi"
+        once = {"type": "notice", "text": "once"}
+        first = emit_elsewhere(redis_cluster.url, "send_to_user", "ann", once, idempotency_key="k1")
+        again = emit_elsewhere(redis_cluster.url, "send_to_user", "ann", once, idempotency_key="k1")
+        assert (first.get("duplicate"), again.get("duplicate")) == (False, True), (first, again)
+        assert notice(ann_a) == notice(ann_b) == "once"  # once, not twice: "from b" comes next
+        assert b.call(app_of(b).send_to_user, "ann", Notice(text="from b")) == 1
+        assert notice(ann_a) == notice(ann_b) == "from b"
+        for ws in (ann_a, ann_b):
+            ws.close()
+    numbered = {"numbered": True}
+    chat = two_nodes_on(redis_cluster.url, fresh_chat_app)
+    with chat as (a, b), connect(a.url) as ann, connect(b.url) as bob:
+        rooms = rooms_on_every_master(redis_cluster)
+        for room in rooms:
+            join(ann, room, "ann")
+            join(bob, room, "bob")
+        for room in rooms:
+            message = {"type": "message", "room": room, "name": "ops", "text": f"to {room}", "ts": 0.0}
+            done = emit_elsewhere(redis_cluster.url, "broadcast", room, message, options=numbered)
+            assert done.get("nodes") == 2 and done.get("seq"), done
+            for ws in (ann, bob):
+                assert read_until(ws, text_is(f"to {room}"))[-1]["seq"] == done["seq"]
+
+
+def app_of(server: ServerThread) -> App:
+    app = server.app
+    assert isinstance(app, App)
+    return app
+
+
+def test_a_stopped_nodes_members_are_reported_left_by_the_other(cluster_nodes, redis_cluster) -> None:
+    """Node liveness on a cluster: node B's heartbeat stops (its backplane stopped without a
+    goodbye, as a crash would); node A reaps it and reports its member left."""
+    (a, bp_a), (b, bp_b) = cluster_nodes(), cluster_nodes()
+    bp_a.liveness.node_timeout = bp_b.liveness.node_timeout = 2.0
+    room = rooms_on_every_master(redis_cluster)[1]
+    with connect(a.url) as ann, connect(b.url) as ghost:
+        join(ann, room, "ann")
+        assert join(ghost, room, "ghost")["members"] == ["ann", "ghost"]
+        read_until(ann, lambda m: m.get("name") == "ghost")
+        b.call(bp_b.liveness.stop)  # silent from now on, its members' presence left behind
+        left = read_until(ann, lambda m: m.get("type") == "member_left", timeout=15)[-1]
+        assert left["name"] == "ghost"
+        wait_until(lambda: bp_a.liveness.lost_members == 1, 5, "the reap counted")

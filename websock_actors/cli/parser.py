@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="URL",
         help="share the typed app's rooms between processes and hosts: redis://127.0.0.1:6379/0, or "
-        "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] to follow a Sentinel master",
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER[/DB] to follow a Sentinel master, or "
+        "redis+cluster://HOST:PORT[,HOST:PORT...]/ for a Redis Cluster (rooms spread over its masters)",
     )
     run.add_argument("--max-connections", type=int, default=10_000)
     run.add_argument(

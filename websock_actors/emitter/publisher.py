@@ -54,7 +54,7 @@ class Emitter:
             from .over_http import HttpTransport
 
             self.transport = HttpTransport(url, api_key or "", timeout=timeout, ssl_context=ssl_context)
-        elif url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+        elif url.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")):
             if api_key is not None:
                 raise ValueError("api_key= is for the server API (an http:// or https:// URL)")
             from .over_redis import RedisTransport  # redis-py only when it is used

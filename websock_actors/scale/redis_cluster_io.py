@@ -37,6 +37,9 @@ __all__ = ["ClusterCommandPool", "ClusterPublisher"]
 # Tries of a command the cluster redirects or asks to retry, before the caller is told.
 ATTEMPTS = 8
 
+# Seconds a command waits for the map's first read (a node's first heartbeat, at start).
+FIRST_READ = 2.0
+
 
 class ClusterCommandPool:
     """A `CommandPool` per master; see the module's docstring."""
@@ -54,6 +57,8 @@ class ClusterCommandPool:
     def run(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Every command on its slot's master, the replies in order; BackplaneUnavailable
         like CommandPool.run."""
+        if not self._cluster.ready.is_set():  # a node's first commands, while the map is read
+            self._cluster.wait_ready(FIRST_READ)
         replies: list[Any] = [None] * len(commands)
         todo = []
         for i, command in enumerate(commands):

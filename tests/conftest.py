@@ -16,6 +16,7 @@ from websock_actors import App, RedisBackplane
 from websock_actors.testing import ServerThread
 
 from .support.apps import fresh_chat_app
+from .support.redis_cluster import redis_cluster as redis_cluster  # 3 masters, 3 replicas
 from .support.redis_sentinel import redis_sentinel as redis_sentinel  # master, replica, 3 sentinels
 from .support.redis_server import redis_server as redis_server  # a real Redis
 from .support.redis_server import redis_session as redis_session

@@ -6,6 +6,8 @@
 - `stats`: medians and percentiles of rounds and samples;
 - `output`: JSON result files and the formatting of figures in tables;
 - `redis_runner`: a redis-server of the run's own (a free port, no persistence);
+- `redis_cluster`: a Redis Cluster of 3 masters and 3 replicas (the tests' fixture uses it too);
+- `redis_cluster_nodes`: one node process of it, its commands, CLUSTER NODES parsed;
 - `node`: the Node `ws` load drivers (typed_load.js, tls_load.js) and their options;
 - `preflight`: a run's CPU pinning, tool checks, fd limit and watchdog;
 - `raw_websocket`: handshake and frames at the byte level, for hostile or cheap clients;

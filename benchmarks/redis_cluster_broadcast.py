@@ -50,6 +50,7 @@ from benchmarks.harness.processes import ChildProcess, Failed, pinned  # noqa: E
 from benchmarks.harness.procstat import cpu_ns, cpu_seconds  # noqa: E402
 from benchmarks.harness.redis_cluster import ClusterDeployment, ClusterError  # noqa: E402
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
+from benchmarks.harness.stats import median as median_value  # noqa: E402
 from benchmarks.harness.stats import median_of as median  # noqa: E402
 from benchmarks.redis_broadcast import Node, check, command_delta, counters_delta  # noqa: E402
 
@@ -261,6 +262,26 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
                 f"{name} {cell(median(ok, 'redis_keys', name), '.0f')}" for name in ok[0]["redis_keys"]
             )
             print(f"  {scenario}: keys per Redis process after the run: {keys}")
+            spread = masters_spread(ok)
+            if spread:
+                print(f"  {scenario}: over the masters: {spread}")
+
+
+def masters_spread(runs: list[dict[str, Any]]) -> str:
+    """With a cluster: each master's share of the publishes and of the CPU, and the CPU's
+    max/min over the masters (1.0: evenly spread); "" with one Redis."""
+    names = [name for name in runs[0]["redis_commands"] if name.startswith("m")]
+    if not names:
+        return ""
+    shares, cpu = [], []
+    for name in names:
+        calls = [r["redis_commands"][name] for r in runs]
+        published = median_value(c.get("publish", 0) + c.get("spublish", 0) for c in calls)
+        seconds = median(runs, "cpu_s", name)
+        cpu.append(seconds or 0.0)
+        shares.append(f"{name} {cell(published, '.0f')} publishes, {cell(seconds, '.2f')} CPU s")
+    ratio = max(cpu) / min(cpu) if min(cpu) > 0 else None
+    return ", ".join(shares) + f"; CPU max/min {cell(ratio, '.2f')}"
 
 
 def main() -> int:

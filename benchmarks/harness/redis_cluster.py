@@ -56,6 +56,7 @@ class ClusterDeployment:
         self.cpus, self.guard = cpus, guard
         self.nodes = [ClusterNode(f"node{i}", self._folder(f"node{i}")) for i in range(2 * masters)]
         self.master_count = masters
+        self._replicas_of: dict[str, set[int]] = {}  # a killed master's replicas' ports
 
     def _folder(self, name: str) -> Path:
         path = self.root / name
@@ -226,12 +227,15 @@ class ClusterDeployment:
 
     def kill(self, node: ClusterNode) -> None:
         """SIGKILL: gone at once, no clean shutdown, no failover handed over."""
+        self._replicas_of[node.node_id] = {e.port for e in self.view() if e.master_id == node.node_id}
         node.kill()
 
     def wait_promoted(self, old_master: ClusterNode, timeout: float = 15.0) -> ClusterNode:
         """After `old_master` died: until one of its replicas is a master and the cluster is ok
         again; that new master."""
-        replicas = {e.port for e in self.view() if e.master_id == old_master.node_id}
+        replicas = self._replicas_of.get(old_master.node_id) or {
+            e.port for e in self.view() if e.master_id == old_master.node_id
+        }
         if not replicas:
             raise ClusterError(f"{old_master.name} had no replica to promote")
 

@@ -9,25 +9,24 @@ acknowledged message reaches every member, or the member is told (`room_lost`).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from benchmarks.chaos_check import ClientLog, Names, check
+from benchmarks.chaos_check import Names, check
 from websock_actors import RedisBackplane
 from websock_actors.client import connect
 from websock_actors.errors import ConfigurationError, RequestError
 from websock_actors.protocol.redact import mask_url
 from websock_actors.scale.redis_connect import connector
 from websock_actors.scale.redis_urls import parse_redis_url
-from websock_actors.scale.redis_wire import APPEND, stream_keys
 from websock_actors.testing import ServerThread
 
 from ..support.apps import fresh_chat_app
 from ..support.chat import join, position, read_until, resume, say, text_is, wait_kept
+from ..support.chat_traffic import Member, Sayer, unreplicated_broadcasts
 from ..support.elsewhere import emit_elsewhere
 from ..support.redis_sentinel import MASTER_NAME
 from ..support.redis_server import resp_command
@@ -118,55 +117,6 @@ def test_the_emitter_publishes_through_sentinel(sentinel_nodes, redis_sentinel) 
 # -- a failover under traffic ----------------------------------------------------------------------
 
 
-class Member:
-    """A chat client of room `r`, in a thread of its own (a client connection stays in the
-    thread that made it), whose receipts and gap reports go to a `ClientLog`."""
-
-    def __init__(self, name: str, url: str, names: Names) -> None:
-        self.log = ClientLog(name, names)
-        self.url = url
-        self.joined = threading.Event()
-        self.saw_end = threading.Event()
-        self.failure: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, name=f"member-{name}", daemon=True)
-        self.thread.start()
-        assert self.joined.wait(10), f"{name} did not join"
-
-    def _run(self) -> None:
-        try:
-            with connect(self.url) as ws:
-                join(ws, "r", self.log.name)
-                self.log.joined(time.monotonic(), "r")
-                self.joined.set()
-                while not self.saw_end.is_set():
-                    self._record(ws.recv_json(timeout=30))
-        except BaseException as exc:  # reported by the test's thread
-            self.failure.append(exc)
-            self.joined.set()
-            self.saw_end.set()
-
-    def _record(self, message: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if message.get("type") == "room_lost":
-            self.log.reported(now, message["room"], "room_lost")
-        elif "seq" in message and "epoch" in message:
-            text = message.get("text") if message.get("type") == "message" else None
-            self.log.received(now, message["room"], message["seq"], message["epoch"], text)
-            if text == "end":
-                self.saw_end.set()
-
-
-def unreplicated_broadcasts(port: int, texts: list[str]) -> None:
-    """Numbered broadcasts that the master numbers, keeps and publishes, but that never reach
-    its replica: the writes an asynchronous replica lacks when its master dies right after.
-    They run the nodes' own script with replication off (redis.set_repl)."""
-    for text in texts:
-        head = '{"type":"message","room":"r","name":"lost","text":"' + text + '","ts":0.0,"seq":'
-        args = ["lost1", head, 1000, "", "", "wsa:room:r", "r", 3600, 1000, time.time(), "wsa:", ""]
-        script = "redis.set_repl(redis.REPL_NONE)\n" + APPEND
-        resp_command(port, "EVAL", script, 4, *stream_keys("wsa", "r"), *args)
-
-
 @pytest.mark.timeout(45)
 @pytest.mark.parametrize("failover", ["kill -9", "SENTINEL FAILOVER"])
 def test_a_failover_under_traffic_leaves_no_silent_gap(sentinel_nodes, redis_sentinel, failover) -> None:
@@ -178,32 +128,13 @@ def test_a_failover_under_traffic_leaves_no_silent_gap(sentinel_nodes, redis_sen
     message or a `room_lost`, and traffic resumes through the new master."""
     (a, bp_a), (b, bp_b) = sentinel_nodes(), sentinel_nodes()
     names = Names()
-    sayer_log = ClientLog("sayer", names)
     members = [Member(name, node.url, names) for name, node in (("a1", a), ("b1", b), ("b2", b))]
     old_port = redis_sentinel.master.port
-    with connect(a.url) as sayer:
-        join(sayer, "r", "sayer")
-        acked = 0
-        attempt = 0
-        pause = threading.Event()  # never set: a short wait between refused says
-
-        def say_one() -> bool:
-            nonlocal attempt, acked
-            attempt += 1
-            text = f"sayer:{attempt}"
-            sayer_log.said(time.monotonic(), "r", text)
-            try:
-                reply = sayer.request({"type": "say", "room": "r", "text": text})
-            except RequestError:
-                pause.wait(0.05)
-                return False
-            assert reply["type"] == "said", reply
-            sayer_log.acked(time.monotonic(), text)
-            acked += 1
-            return True
-
-        while acked < 20:
-            assert say_one(), "a say failed before the failover"
+    with connect(a.url) as ws:
+        join(ws, "r", "sayer")
+        sayer = Sayer(ws, "r", names)
+        while sayer.acked < 20:
+            assert sayer.say_one(), "a say failed before the failover"
         unreplicated_broadcasts(old_port, ["lost1", "lost2", "lost3"])
         for member in members:
             wait_until(lambda m=member: m.log.receipts >= 23, 5, "the unreplicated broadcasts delivered")
@@ -211,24 +142,20 @@ def test_a_failover_under_traffic_leaves_no_silent_gap(sentinel_nodes, redis_sen
             redis_sentinel.master.kill()
         else:
             assert redis_sentinel.sentinels[0].command("SENTINEL", "FAILOVER", MASTER_NAME) == "OK"
-        while acked < 30:  # through the failover: refused says are retried as new messages
-            say_one()
-            assert attempt < 2000, "the says never came through again"
+        sayer.until(30)  # through the failover: refused says are retried as new messages
         new_port = redis_sentinel.wait_failover(old_port)
         assert new_port == redis_sentinel.replica.port
         if failover != "kill -9":  # it takes writes until Sentinel demotes it (then lost too)
             demoted = lambda: redis_sentinel.master.command("ROLE")[0] == b"slave"  # noqa: E731
             wait_until(demoted, 15, "the old master demoted")
-        while acked < 40:  # refused while the nodes reconnect, for a demoted master
-            say_one()
-            assert attempt < 4000, "the says never came through again"
-        assert sayer.request({"type": "say", "room": "r", "text": "end"})["type"] == "said"
+        sayer.until(40, most=4000)  # refused while the nodes reconnect, for a demoted master
+        assert ws.request({"type": "say", "room": "r", "text": "end"})["type"] == "said"
         for member in members:
             assert member.saw_end.wait(15), f"{member.log.name} did not get the end"
     for member in members:
         member.thread.join(5)
         assert member.failure == [], (member.log.name, member.failure)
-    result = check([sayer_log] + [m.log for m in members])
+    result = check([sayer.log] + [m.log for m in members])
     assert result["gaps_unreported"] == 0, result
     assert (result["duplicates"], result["out_of_order"]) == (0, 0), result
     assert result["expected_deliveries"] >= 3 * 40, result

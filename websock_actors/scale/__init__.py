@@ -12,9 +12,14 @@
     redis_ratelimit.py   RedisLeases: rate limits shared by every process, leased from Redis
     redis_io.py          connections on gevent sockets, the command pool, the publisher and
                          its failures counted and logged
-    redis_urls.py        what a --redis URL names: one server, or a master through Sentinel
-                         (no gevent: the Emitter parses its URL there too)
-    redis_connect.py     connections from a URL: the Sentinel master found and checked
+    redis_urls.py        what a --redis URL names: one server, a master through Sentinel, or a
+                         cluster (no gevent: the Emitter parses its URL there too)
+    redis_connect.py     connections from a URL: the Sentinel master found and checked; a
+                         backplane's clients for the URL's kind (RedisClients)
+    redis_keys.py        key and channel names: as they are, or with a cluster's hash tags
+    redis_cluster.py     ClusterMap: a cluster's slots and masters, read again as they change
+    redis_cluster_io.py  commands and publishes routed by slot, redirections followed
+    redis_cluster_subscriber.py  one sharded subscriber per cluster master
     workers.py           --workers: forked processes on one port
     listeners.py         the listening sockets the master opens: one per worker slot, kept
     rolling.py           SIGHUP: the workers replaced one at a time with the code on disk

@@ -3,6 +3,7 @@
     app = App("chat", backplane=RedisBackplane("redis://127.0.0.1:6379/0"))
     websock-actors run examples.chat:app --workers 4 --redis redis://127.0.0.1:6379/0
     --redis redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0    # through Sentinel
+    --redis redis+cluster://10.0.0.1:7000,10.0.0.2:7000/                 # a Redis Cluster
 
 Each process (a "node", with a fresh random id per start) keeps its own members in a
 `LocalRooms`, and Redis carries what the others need. The jobs are split by module:
@@ -35,13 +36,12 @@ from ..errors import BackplaneUnavailable
 from ..protocol.redact import mask_url
 from ..typed.rooms import LocalRooms, LostMember, MemberRef
 from ..typed.streams import RoomStream
-from .redis_connect import connector, reconnect_backoff
-from .redis_io import CommandPool, Publisher, PublishFailures
+from .redis_connect import RedisClients
+from .redis_io import PublishFailures
 from .redis_presence import PRESENCE, NodeLiveness, PresenceCache, PresenceEntry, PresenceWrites
 from .redis_ratelimit import RedisLeases
 from .redis_sessions import RedisSessions
 from .redis_stream import RedisStream
-from .redis_subscriber import Subscriber
 from .redis_users import RedisUsers
 from .redis_wire import FRAME, HEADER, NUMBERED
 
@@ -86,21 +86,22 @@ class RedisBackplane:
         """`linger`: seconds a room stays subscribed after its last member here left (a
         member coming back costs no SUBSCRIBE); `heartbeat`/`node_timeout`: how often a node
         says it lives, and after how long without it it counts as dead."""
-        connect = connector(url, connect_timeout=2.0, timeout=5.0)  # also for redis+sentinel://
         self.url = url
         self._shown_url = mask_url(url)  # in log lines: no password
         self.local = LocalRooms()
         self.node = self.local.node  # a fresh random id: this node's, in Redis and in headers
         self.stats = BackplaneStats()
-        self._pool = CommandPool(connect, pool_size)  # joins, leaves, presence, stream reads
-        # heartbeats and reaping: never behind a join rush, and quick to notice a stall
-        beat_timeout = max(0.5, heartbeat)
-        self._beats = CommandPool(connector(url, connect_timeout=beat_timeout, timeout=beat_timeout), 1)
         self._failures = PublishFailures(self, self.stats)  # counted, and logged sparingly
-        backoff = reconnect_backoff(url)  # shorter through Sentinel: a failover is short
-        self._publisher = Publisher(connect, self._failures.lost, self._failures.refused, backoff)
-        self._key_prefix = prefix  # Redis keys and channels start with it
-        self._channel_prefix = f"{prefix}:room:".encode()
+        # heartbeats and reaping (`beats`): never behind a join rush, and quick to notice a stall
+        clients = RedisClients.of(
+            url, prefix, pool_size=pool_size, beat_timeout=max(0.5, heartbeat),
+            on_lost=self._failures.lost, on_refused=self._failures.refused,
+        )  # fmt: skip
+        self._keys = clients.keys  # Redis keys and channels start with `prefix`
+        self._pool = clients.pool  # joins, leaves, presence, stream reads
+        self._beats = clients.beats
+        self._publisher = clients.publisher
+        self._key_prefix = prefix
         self._header = FRAME + self.node.encode()
         self.sessions = RedisSessions(self._pool, prefix)
         self.rate_leases = RedisLeases(self._pool, prefix)  # the typed apps' rate limits
@@ -109,9 +110,8 @@ class RedisBackplane:
         self._reset: Callable[[], None] | None = None
         # member bookkeeping: (connection id, room) -> (presence entry, join time)
         self._entries: dict[tuple[int, str], tuple[str, float]] = {}
-        self.subscriber = Subscriber(
-            connect,
-            self._channel_prefix,
+        self.subscriber = clients.subscriber(
+            self._keys.room_prefix,
             on_message=self._on_message,
             on_subscribed=self._on_subscribed,
             on_unsubscribed=self._on_unsubscribed,
@@ -121,10 +121,12 @@ class RedisBackplane:
             linger=linger,
             join_timeout=join_timeout,
             ping_interval=ping_interval,
-            max_backoff=backoff,
+            max_backoff=clients.backoff,
         )
-        self.user_channels = RedisUsers(connect, self._publisher, prefix, self.node, self.subscriber)
-        self._writes = PresenceWrites(prefix, self.node)
+        self.user_channels = RedisUsers(
+            clients.subscriber, self._publisher, self._keys, self.node, self.subscriber
+        )  # fmt: skip
+        self._writes = PresenceWrites(self._keys, self.node)
         self._cache = PresenceCache(self.node)
         self.liveness = NodeLiveness(
             self._beats,
@@ -201,7 +203,7 @@ class RedisBackplane:
         self._beats.close()
 
     def open_stream(self, size: int, retention: float, retained: int) -> RoomStream:
-        shared = self._pool, self._publisher, self._key_prefix, self.node, self.stats
+        shared = self._pool, self._publisher, self._keys, self.node, self.stats
         self._stream = RedisStream(*shared, size=size, retention=retention, retained=retained)
         return self._stream
 
@@ -290,7 +292,7 @@ class RedisBackplane:
         with the other publishes of this moment, without waiting for the reply)."""
         delivered = self.local.broadcast_here(room, frame, skip)
         try:
-            self._publisher.publish(self._channel_prefix + room.encode(), self._header + frame)
+            self._publisher.publish(self._keys.channel(room), self._header + frame)
         except BackplaneUnavailable:
             self._failures.failed(1, f"a broadcast to {room!r} reached only this node")
             raise

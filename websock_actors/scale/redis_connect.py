@@ -1,4 +1,9 @@
-"""Where a `--redis` URL (scale/redis_urls.py) becomes gevent connections: `connector(url)`.
+"""Where a `--redis` URL (scale/redis_urls.py) becomes gevent connections: `connector(url)`,
+and everything a backplane talks to Redis with: `RedisClients.of(url, ...)`.
+
+For `redis+cluster://` the clients route by slot (scale/redis_cluster_io.py,
+redis_cluster_subscriber.py) over one `ClusterMap`, and rooms are named with hash tags
+(scale/redis_keys.py); for the other kinds, one server's clients.
 
 For `redis://` a connection to the one server. For `redis+sentinel://` a
 `SentinelMasterConnection`: every new connection asks the sentinels (the one that answered
@@ -11,19 +16,38 @@ locks, sleeping retries); the Emitter, outside gevent, uses it (redis_urls.sync_
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ..errors import ConfigurationError
-from .redis_io import MAX_BACKOFF, REDIS_FAILURES, Connect, GeventRedisConnection, error_text
+from .redis_cluster import ClusterMap
+from .redis_cluster_io import ClusterCommandPool, ClusterPublisher
+from .redis_cluster_subscriber import ClusterSubscriber
+from .redis_io import (
+    MAX_BACKOFF,
+    REDIS_FAILURES,
+    CommandPool,
+    Commands,
+    Connect,
+    GeventRedisConnection,
+    Publisher,
+    Publishes,
+    Waitable,
+    error_text,
+)
+from .redis_keys import Keyspace
+from .redis_subscriber import Subscriber
 from .redis_urls import RedisTarget, parse_redis_url
 
 __all__ = [
-    "SENTINEL_BACKOFF", "SentinelMasterConnection", "connection_options", "connector", "reconnect_backoff",
+    "SENTINEL_BACKOFF", "MakeSubscriber", "RedisClients", "SentinelMasterConnection", "Subscribes",
+    "connection_options", "connector", "reconnect_backoff",
 ]  # fmt: skip
 
 # The longest pause between reconnects through Sentinel: an attempt first asks a sentinel,
@@ -82,6 +106,8 @@ def connector(url: str, *, connect_timeout: float, timeout: float | None) -> Con
     """How to connect to what `url` names (see scale/redis_urls.py); ConfigurationError for
     a URL of another form."""
     target = parse_redis_url(url)
+    if target.cluster:
+        raise ConfigurationError(f"one server's URL is needed here, not the cluster {target.shown!r}")
     options = _options(target, connect_timeout=connect_timeout, timeout=timeout)
     if target.sentinel:
         sentinels = list(target.sentinels)
@@ -97,7 +123,7 @@ def reconnect_backoff(url: str) -> float:
 def connection_options(url: str, *, connect_timeout: float, timeout: float | None) -> dict[str, Any]:
     """`GeventRedisConnection` keyword arguments for `redis://[user:password@]host[:port][/db]`."""
     target = parse_redis_url(url)
-    if target.sentinel:
+    if target.sentinel or target.cluster:
         raise ConfigurationError(f"a redis:// URL is needed here, not {target.shown!r}")
     return _options(target, connect_timeout=connect_timeout, timeout=timeout)
 
@@ -114,3 +140,89 @@ def _options(target: RedisTarget, *, connect_timeout: float, timeout: float | No
         protocol=2,
     )
     return options
+
+
+class Subscribes(Protocol):
+    """A node's channels of one kind (rooms, users): a `Subscriber`, or a cluster's."""
+
+    linger: float
+    join_timeout: float
+    ping_interval: float
+    max_backoff: float
+
+    @property
+    def connected(self) -> Waitable: ...
+
+    @property
+    def subscribed(self) -> set[str]: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def want(self, room: str) -> None: ...
+
+    def release(self, room: str) -> None: ...
+
+
+class MakeSubscriber(Protocol):
+    def __call__(
+        self,
+        channel_prefix: bytes,
+        *,
+        on_message: Callable[[str, bytes], None],
+        on_subscribed: Callable[[str], None],
+        on_unsubscribed: Callable[[str], None],
+        rooms_wanted: Callable[[], Collection[str]],
+        control: bytes = b"",
+        on_control: Callable[[bytes], None] | None = None,
+        linger: float = 2.0,
+        join_timeout: float = 5.0,
+        ping_interval: float = 1.0,
+        max_backoff: float = MAX_BACKOFF,
+    ) -> Subscribes: ...
+
+
+@dataclass(frozen=True)
+class RedisClients:
+    """What a backplane talks to Redis with, for its URL's kind."""
+
+    keys: Keyspace  # key and channel names
+    pool: Commands  # joins, leaves, presence, stream reads
+    beats: Commands  # heartbeats and reaping, with short timeouts
+    publisher: Publishes
+    subscriber: MakeSubscriber  # channels of one kind (the rooms', the users')
+    backoff: float  # the longest pause between reconnects
+
+    @classmethod
+    def of(
+        cls,
+        url: str,
+        prefix: str,
+        *,
+        pool_size: int,
+        beat_timeout: float,
+        on_lost: Callable[[int, BaseException], None],
+        on_refused: Callable[[BaseException], None],
+    ) -> RedisClients:
+        target = parse_redis_url(url)
+        if target.cluster:
+            cluster = ClusterMap(target.seeds, _options(target, connect_timeout=2.0, timeout=5.0))
+            pool = ClusterCommandPool(cluster, pool_size)
+            beats = ClusterCommandPool(cluster, 1, timeout=beat_timeout)
+            publisher = ClusterPublisher(cluster, pool, on_lost, on_refused, SENTINEL_BACKOFF)
+            keys = Keyspace(prefix, cluster=True)
+            sharded: MakeSubscriber = partial(ClusterSubscriber, cluster, keys)
+            return cls(keys, pool, beats, publisher, sharded, SENTINEL_BACKOFF)
+        connect = connector(url, connect_timeout=2.0, timeout=5.0)
+        beat_connect = connector(url, connect_timeout=beat_timeout, timeout=beat_timeout)
+        backoff = reconnect_backoff(url)  # shorter through Sentinel: a failover is short
+        subscribe: MakeSubscriber = partial(Subscriber, connect)
+        return cls(
+            Keyspace(prefix),
+            CommandPool(connect, pool_size),
+            CommandPool(beat_connect, 1),
+            Publisher(connect, on_lost, on_refused, backoff),
+            subscribe,
+            backoff,
+        )

@@ -40,11 +40,15 @@ __all__ = [
     "MAX_BACKOFF",
     "REDIS_FAILURES",
     "CommandPool",
+    "Commands",
     "Connect",
     "GeventRedisConnection",
     "PublishFailures",
     "Publisher",
+    "Publishes",
+    "Waitable",
     "error_text",
+    "run_id_of",
 ]
 
 log = logging.getLogger("websock_actors")
@@ -79,6 +83,50 @@ class GeventRedisConnection(redis.Connection):
 Connect = Callable[[], GeventRedisConnection]
 
 
+class Commands(Protocol):
+    """What the backplane's modules send commands through: a `CommandPool`, or a cluster's
+    (scale/redis_cluster_io.py)."""
+
+    def run(self, commands: Sequence[Sequence[Any]]) -> list[Any]: ...
+
+    def execute(self, *command: Any) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class Waitable(Protocol):
+    """A gevent Event, or what stands for one over a cluster's masters."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float) -> bool: ...
+
+
+class Publishes(Protocol):
+    """What the backplane's modules publish through: a `Publisher`, or a cluster's."""
+
+    server_id: str
+    masters: Any  # APPEND's last ARGV: "" here, filled in per send on a cluster
+
+    @property
+    def healthy(self) -> bool: ...
+
+    @property
+    def connected_once(self) -> Waitable: ...
+
+    def publish(self, channel: bytes, data: bytes) -> None: ...
+
+    def send(self, *command: Any) -> None: ...
+
+    def submit(self, *command: Any) -> gevent.event.AsyncResult[Any]: ...
+
+    def call(self, *command: Any, timeout: float = 5.0) -> Any: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
 class CommandPool:
     """Up to `size` connections shared by the greenlets of one hub; a pipeline per call."""
 
@@ -94,6 +142,15 @@ class CommandPool:
         An idle connection that Redis closed meanwhile (a restart, CLIENT KILL, a timeout)
         is found on first use; the commands are then sent once more on a new connection,
         so they must be idempotent (the backplane's are: ZADD, SADD, ZREM, ZRANGE, ...)."""
+        replies = self.replies(commands)
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise BackplaneUnavailable(f"Redis refused a command: {error_text(reply)}") from reply
+        return replies
+
+    def replies(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Like `run`, but a command Redis refused has its error in its place (a cluster's
+        redirections are answered so: scale/redis_cluster_io.py)."""
         with self._slots:
             if self._idle:
                 try:
@@ -128,8 +185,6 @@ class CommandPool:
             self.close()
             raise redis.ConnectionError(f"Redis became a replica: {error_text(failure)}")
         self._idle.append(conn)
-        if failure is not None:
-            raise BackplaneUnavailable(f"Redis refused a command: {error_text(failure)}") from failure
         return replies
 
     def execute(self, *command: Any) -> Any:
@@ -180,6 +235,7 @@ class Publisher:
         self.connected_once = gevent.event.Event()  # set at the first connection
         self.errors = 0  # commands Redis answered with an error
         self.server_id = ""  # the run_id of the Redis process connected to (the numbering's)
+        self.masters = ""  # a cluster's masters' run_ids (redis_wire.py APPEND): none here
 
     def start(self) -> None:
         self._stopping.clear()
@@ -259,7 +315,7 @@ class Publisher:
             try:
                 conn.connect()
                 conn.send_command("INFO", "server")
-                self.server_id = _run_id(conn.read_response())
+                self.server_id = run_id_of(conn.read_response())
                 sock: Any = conn._sock
                 watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
                 watcher.start(self._wake.set)  # replies, or the end of the connection
@@ -319,7 +375,9 @@ class Publisher:
             self._in_flight -= 1
             waiter = self._waiters.popleft()
             if waiter is not None:
-                waiter.set_exception(BackplaneUnavailable(f"Redis refused a command: {error_text(exc)}"))
+                refused = BackplaneUnavailable(f"Redis refused a command: {error_text(exc)}")
+                refused.__cause__ = exc  # a cluster's redirection is read from it
+                waiter.set_exception(refused)
                 return
             self.errors += 1
             if self._on_refused is not None:
@@ -333,7 +391,8 @@ class Publisher:
             waiter.set(reply)
 
 
-def _run_id(info: Any) -> str:
+def run_id_of(info: Any) -> str:
+    """The run_id line of an INFO server reply."""
     for line in (info.decode() if isinstance(info, bytes) else str(info)).splitlines():
         if line.startswith("run_id:"):
             return line[7:].strip()

@@ -1,6 +1,7 @@
 """Presence and node liveness in Redis: who is in a room, which nodes live.
 
-- Presence: a sorted set per room, `<key_prefix>:presence:<room>`, of `PresenceEntry`s
+- Presence: a sorted set per room, `<key_prefix>:presence:<room>` (on a cluster the room's
+  name carries its hash tag: scale/redis_keys.py), of `PresenceEntry`s
   (`node:connection:presence JSON`) scored by join time: a room's presence is the union
   over nodes, in join order. Every write of it also goes out on the room's channel as a
   diff (`P+<writer> <score> <entry>`, `P-<writer> <entry>`), so a node with members in a
@@ -13,8 +14,9 @@
   presence and reports each of its members as left, exactly once.
 - A Redis that lost its data (restarted without persistence, flushed) shows to every node
   at its next beat, whether or not it saw an error: its own heartbeat entry is gone, or
-  Redis's run id changed. The node then writes its heartbeat and its members' presence
-  again, and tells its owner (`on_reset`: the sessions are written again too).
+  Redis's run id changed (on a cluster: any master's). The node then writes its heartbeat
+  and its members' presence again, and tells its owner (`on_reset`: the sessions are
+  written again too).
 - `healthy` is False once a beat failed or none succeeded for 2.5 heartbeats: readiness
   reports a paused or lost Redis within about three seconds.
 """
@@ -33,8 +35,8 @@ import gevent.event
 
 from ..errors import BackplaneUnavailable
 from ..typed.sessions import SessionRecord
-from .redis_io import CommandPool
-from .redis_wire import room_channel
+from .redis_io import Commands
+from .redis_keys import Keyspace
 
 __all__ = ["PRESENCE", "NodeLiveness", "PresenceCache", "PresenceEntry", "PresenceWrites"]
 
@@ -66,27 +68,25 @@ class PresenceEntry:
 class PresenceWrites:
     """The commands that change a room's presence, each with its diff for the other nodes."""
 
-    def __init__(self, key_prefix: str, node: str) -> None:
-        self._key_prefix = key_prefix
+    def __init__(self, keys: Keyspace, node: str) -> None:
+        self._keys = keys
         self._writer = node.encode()
 
     def key(self, room: str) -> str:
-        return f"{self._key_prefix}:presence:{room}"
-
-    def _channel(self, room: str) -> str:
-        return room_channel(self._key_prefix, room)
+        return self._keys.presence(room)
 
     def added(self, room: str, score: float, entry: str) -> list[tuple[Any, ...]]:
         diff = b"P+%s %r %s" % (self._writer, score, entry.encode())
-        return [("ZADD", self.key(room), score, entry), ("PUBLISH", self._channel(room), diff)]
+        return [("ZADD", self.key(room), score, entry), (self._keys.publish, self._keys.channel(room), diff)]
 
     def removed(self, room: str, entries: list[Any]) -> list[tuple[Any, ...]]:
         if not entries:
             return []
         commands: list[tuple[Any, ...]] = [("ZREM", self.key(room), *entries)]
+        channel = self._keys.channel(room)
         for entry in entries:
             raw = entry if isinstance(entry, bytes) else entry.encode()
-            commands.append(("PUBLISH", self._channel(room), b"P-%s %s" % (self._writer, raw)))
+            commands.append((self._keys.publish, channel, b"P-%s %s" % (self._writer, raw)))
         return commands
 
 
@@ -150,7 +150,7 @@ class NodeLiveness:
 
     def __init__(
         self,
-        beats: CommandPool,
+        beats: Commands,
         key_prefix: str,
         node: str,
         *,
@@ -311,8 +311,7 @@ class NodeLiveness:
 
 
 def _run_id(info: Any) -> bytes:
+    """The run_id in INFO server; on a cluster, every master's (sorted, comma-joined)."""
     text = info if isinstance(info, bytes) else str(info).encode()
-    for line in text.splitlines():
-        if line.startswith(b"run_id:"):
-            return line[7:].strip()
-    return b""
+    ids = sorted(line[7:].strip() for line in text.splitlines() if line.startswith(b"run_id:"))
+    return b",".join(ids)

@@ -10,7 +10,7 @@ clocks need not agree.
 
 from __future__ import annotations
 
-from .redis_io import CommandPool
+from .redis_io import Commands
 
 __all__ = ["LEASE_SCRIPT", "RedisLeases"]
 
@@ -37,7 +37,7 @@ class RedisLeases:
     """`lease(name, rate, burst, want)` -> (tokens granted, ms until the next one is there);
     BackplaneUnavailable when Redis cannot answer (the caller falls back to local buckets)."""
 
-    def __init__(self, pool: CommandPool, prefix: str) -> None:
+    def __init__(self, pool: Commands, prefix: str) -> None:
         self._pool = pool
         self._prefix = f"{prefix}:rate:"
         self.calls = 0  # leases asked for: what the shared limits cost

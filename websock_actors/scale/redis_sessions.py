@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from .redis_io import CommandPool
+from .redis_io import Commands
 
 log = logging.getLogger("websock_actors")
 
@@ -29,7 +29,7 @@ class RedisSessions:
 
     shared = True
 
-    def __init__(self, pool: CommandPool, key_prefix: str) -> None:
+    def __init__(self, pool: Commands, key_prefix: str) -> None:
         self._pool = pool
         self._key_prefix = key_prefix
         self.graces_key = f"{key_prefix}:graces"

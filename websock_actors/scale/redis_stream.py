@@ -14,6 +14,8 @@ whose last member leaves sets the expiry when the room's presence is empty); whi
 room has members they do not expire. At most `retained` rooms without members keep their
 history: `<key_prefix>:retained` lists them by when they emptied, and the oldest are dropped.
 The pub/sub message is `S<origin> <seq>:<epoch> <text>`; the subscriber hands it to `deliver`.
+On a cluster the keys carry the room's hash tag and the cap applies per partition
+(scale/redis_keys.py); the script publishes with SPUBLISH.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import gevent.event
 
 from ..errors import BackplaneUnavailable
 from ..typed.streams import Kept, Pending, Position, StreamRead, StreamSink
-from .redis_io import CommandPool, Publisher
-from .redis_wire import APPEND, APPEND_SHA, NUMBERED, READ, VACATED, append_args, stream_keys
+from .redis_io import Commands, Publishes
+from .redis_keys import Keyspace
+from .redis_wire import APPEND, APPEND_SHA, NUMBERED, READ, VACATED, append_args
 
 __all__ = ["NUMBERED", "RedisStream"]
+
+_RUN = 4 + 11  # where the run_id is in APPEND's arguments (after its 4 KEYS)
 
 class RedisStream:
     """See the module's docstring."""
@@ -37,9 +42,9 @@ class RedisStream:
 
     def __init__(
         self,
-        pool: CommandPool,
-        publisher: Publisher,
-        key_prefix: str,
+        pool: Commands,
+        publisher: Publishes,
+        keys: Keyspace,
         node: str,
         stats: Any,
         *,
@@ -49,7 +54,7 @@ class RedisStream:
     ) -> None:
         self._pool = pool
         self._publisher = publisher
-        self._key_prefix = key_prefix
+        self._keys = keys
         self._node = node
         self._stats = stats  # the backplane's: published, publish_failures
         self.size = size
@@ -63,8 +68,6 @@ class RedisStream:
     def open(self, sink: StreamSink) -> None:
         self.sink = sink
 
-    def _keys(self, room: str) -> tuple[str, str, str, str]:
-        return stream_keys(self._key_prefix, room)
 
     def _fresh_epoch(self) -> str:
         self._epochs += 1
@@ -72,11 +75,13 @@ class RedisStream:
 
     def append(self, room: str, head: str, skip: str, origin: str) -> Pending:
         """Send the script (by its SHA once Redis knows it); the result is set when it ran."""
+        keys, publisher = self._keys, self._publisher
         args = (
-            *self._keys(room),
+            *keys.stream(room),
             # The process this goes to: the script checks the epoch was begun there.
-            *append_args(self._key_prefix, room, self._fresh_epoch(), head, self.size, skip, origin,
-                         self.retention, self.retained, self._publisher.server_id),
+            *append_args(keys.prefix, keys.name(room), self._fresh_epoch(), head, self.size, skip, origin,
+                         self.retention, keys.retained(self.retained), publisher.server_id, keys.publish,
+                         publisher.masters),
         )  # fmt: skip
         try:
             if self._loaded:
@@ -103,7 +108,7 @@ class RedisStream:
         if "NOSCRIPT" in str(error) or "No matching script" in str(error):  # a restarted Redis
             self._loaded = False
             try:
-                args = (*args[:-1], self._publisher.server_id)  # a new process
+                args = (*args[:_RUN], self._publisher.server_id, *args[_RUN + 1 :])  # a new process
                 self._publisher.submit("EVAL", APPEND, 4, *args).rawlink(
                     lambda again: self._answered(again, kept, args)
                 )
@@ -116,32 +121,35 @@ class RedisStream:
     def read(self, room: str, after: int, count: int) -> StreamRead:
         """What the stream keeps after `after`, and where the room is (an epoch of another
         Redis process ends here: redis_wire.py READ)."""
-        seq_key, history_key, _, _ = self._keys(room)
+        seq_key, history_key, _, _ = self._keys.stream(room)
         seq, epoch, stream = self._pool.execute(
-            "EVAL", READ, 2, seq_key, history_key, self._fresh_epoch(), f"{after + 1}-0", max(1, count)
-        )
+            "EVAL", READ, 2, seq_key, history_key, self._fresh_epoch(), f"{after + 1}-0", max(1, count),
+            self._publisher.masters,
+        )  # fmt: skip
         now = Position(int(seq or 0), (epoch or b"").decode())
         return StreamRead([_kept(entry) for entry in stream], now)
 
     def position(self, room: str) -> Position:
-        seq_key, history_key, _, _ = self._keys(room)
-        fresh = self._fresh_epoch()
-        seq, epoch, _ = self._pool.execute("EVAL", READ, 2, seq_key, history_key, fresh, "0-0", 0)
+        seq_key, history_key, _, _ = self._keys.stream(room)
+        fresh, masters = self._fresh_epoch(), self._publisher.masters
+        seq, epoch, _ = self._pool.execute("EVAL", READ, 2, seq_key, history_key, fresh, "0-0", 0, masters)
         return Position(int(seq or 0), (epoch or b"").decode())
 
     def occupied(self, room: str) -> None:
         """Kept while the room has members (the expiry is set again when it empties)."""
-        meta, stream, retained, _ = self._keys(room)
+        meta, stream, retained, _ = self._keys.stream(room)
+        name = self._keys.name(room)
         try:
-            self._pool.run([("PERSIST", meta), ("PERSIST", stream), ("ZREM", retained, room)])
+            self._pool.run([("PERSIST", meta), ("PERSIST", stream), ("ZREM", retained, name)])
         except BackplaneUnavailable:
             pass  # the keys expire later: a lost history is reported, never silent
 
     def vacated(self, room: str) -> None:
         try:
+            keys = self._keys
             dropped = self._pool.execute(
-                "EVAL", VACATED, 4, *self._keys(room), self.retention, room, time.time(), self.retained,
-                f"{self._key_prefix}:",
+                "EVAL", VACATED, 4, *keys.stream(room), self.retention, keys.name(room), time.time(),
+                keys.retained(self.retained), f"{keys.prefix}:",
             )  # fmt: skip
             self.dropped += int(dropped) // 2
         except BackplaneUnavailable:

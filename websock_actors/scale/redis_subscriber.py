@@ -8,6 +8,13 @@ member coming back costs no SUBSCRIBE. The node's own channel (`control`) carrie
 other nodes ask of it. `on_subscribed(room)` runs in this greenlet before any
 message of that subscription is handed on, so the owner can catch the room up first.
 It is stopped with a flag and by closing its connection, never by killing it in redis-py.
+
+On a Redis Cluster (`sharded`) it is one master's subscriber (scale/redis_cluster_subscriber.py
+keeps one per master): rooms are subscribed with SSUBSCRIBE, one command per slot, under their
+tagged names (scale/redis_keys.py). A subscription the master refuses with MOVED, or ends
+itself (its slot migrated), is dropped here and the map is told: the room is then wanted by the
+new owner's subscriber, whose `on_subscribed` catches it up. The control channel stays a classic
+one (any node of a cluster hears a classic PUBLISH), given to one of the masters' subscribers.
 """
 
 from __future__ import annotations
@@ -15,19 +22,31 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
 import gevent.event
 import redis
+from redis.crc import key_slot
 
 from ..errors import BackplaneUnavailable
+from .redis_cluster import ClusterMap, redirection
 from .redis_io import MAX_BACKOFF, REDIS_FAILURES, Connect, GeventRedisConnection, error_text
 
-__all__ = ["Subscriber"]
+__all__ = ["Sharded", "Subscriber"]
 
 log = logging.getLogger("websock_actors")
+
+
+@dataclass(frozen=True)
+class Sharded:
+    """What a cluster master's subscriber does differently (see the module's docstring)."""
+
+    name: Callable[[str], str]  # a room's name in its channel (Keyspace.name)
+    unnamed: Callable[[str], str]
+    cluster: ClusterMap  # told of a MOVED reply and of a slot given away
 
 
 class Subscriber:
@@ -48,15 +67,21 @@ class Subscriber:
         join_timeout: float = 5.0,
         ping_interval: float = 1.0,
         max_backoff: float = MAX_BACKOFF,
+        sharded: Sharded | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self._connect = connect
+        self._sharded = sharded
+        self._on_lost = on_lost  # the connection failed (a cluster reads its map again)
+        self._verbs = ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
         self.max_backoff = max_backoff  # the longest pause between reconnects
         self._channel_prefix = channel_prefix
         self._on_message = on_message
         self._on_subscribed = on_subscribed
         self._on_unsubscribed = on_unsubscribed
         self._rooms_wanted = rooms_wanted  # the rooms with members here
-        self._control = control  # this node's own channel: requests of other nodes
+        self.control = control  # this node's own channel: requests of other nodes
+        self._control_on = b""  # the control channel subscribed on this connection
         self._on_control = on_control
         self.linger = linger
         self.join_timeout = join_timeout
@@ -102,6 +127,10 @@ class Subscriber:
         if not event.wait(self.join_timeout) or room not in self.subscribed:
             raise BackplaneUnavailable("Redis did not confirm the room's subscription")
 
+    def resync(self) -> None:
+        """Compare the subscriptions with the rooms wanted now (the wanted set changed)."""
+        self._wake.set()
+
     def release(self, room: str) -> None:
         """No member of `room` is left here: unsubscribe after the linger."""
         if room in self.subscribed or room in self._subscribing:
@@ -125,6 +154,8 @@ class Subscriber:
                 if self._stopping.is_set():
                     break
                 self._known_down = True
+                if self._on_lost is not None:
+                    self._on_lost()
                 if lost_at is None:
                     lost_at = time.monotonic()
                     log.warning("Redis subscriber lost (%s); reconnecting", error_text(exc))
@@ -147,19 +178,21 @@ class Subscriber:
         watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
         watcher.start(self._wake.set)  # readable: wake up (level-triggered; we drain)
         self._known_down = False
+        self._control_on = b""
         self.connected.set()
         ping_sent: float | None = None
         last_heard = time.monotonic()
         try:
-            if self._control:
-                conn.send_command("SUBSCRIBE", self._control)
             self._wake.set()
             while not self._stopping.is_set():
                 self._wake.wait(self._next_timeout(last_heard))
                 self._wake.clear()
                 self._sync(conn)
                 while conn.can_read(timeout=0):
-                    self._on_reply(conn.read_response())
+                    try:
+                        self._on_reply(conn.read_response())
+                    except redis.ResponseError as exc:  # a refused (S)SUBSCRIBE: the connection is fine
+                        self._refused(exc)
                     last_heard = time.monotonic()
                     ping_sent = None
                 now = time.monotonic()
@@ -189,26 +222,75 @@ class Subscriber:
         wanted = set(local) | set(self._lingering) | set(self._pending)
         new = wanted - self.subscribed - self._subscribing
         old = self.subscribed - wanted
+        if self.control != self._control_on:  # on a cluster it may move to another master
+            if self._control_on:
+                conn.send_command("UNSUBSCRIBE", self._control_on)
+            if self.control:
+                conn.send_command("SUBSCRIBE", self.control)
+            self._control_on = self.control
         if new:
-            conn.send_command("SUBSCRIBE", *(self._channel_prefix + room.encode() for room in new))
+            for channels in self._by_slot(new):
+                conn.send_command(self._verbs[0], *channels)
             self._subscribing |= new
             self.subscribes += len(new)
         if old:
-            conn.send_command("UNSUBSCRIBE", *(self._channel_prefix + room.encode() for room in old))
+            for channels in self._by_slot(old):
+                conn.send_command(self._verbs[1], *channels)
             self.subscribed -= old
             self.unsubscribes += len(old)
             for room in old:
                 self._on_unsubscribed(room)
 
+    def _channel(self, room: str) -> bytes:
+        if self._sharded is None:
+            return self._channel_prefix + room.encode()
+        return self._channel_prefix + self._sharded.name(room).encode()
+
+    def _room(self, channel: bytes) -> str:
+        name = channel[len(self._channel_prefix) :].decode()
+        return name if self._sharded is None else self._sharded.unnamed(name)
+
+    def _by_slot(self, rooms: Iterable[str]) -> list[list[bytes]]:
+        """The rooms' channels, one list per command: all in one, or one per slot (sharded)."""
+        channels = [self._channel(room) for room in rooms]
+        if self._sharded is None:
+            return [channels]
+        slots: dict[int, list[bytes]] = {}
+        for channel in channels:
+            slots.setdefault(key_slot(channel), []).append(channel)
+        return list(slots.values())
+
+    def _refused(self, error: redis.ResponseError) -> None:
+        """A subscription refused: MOVED on a cluster (the slot has another master now)."""
+        redirected = redirection(error)
+        if self._sharded is None or redirected is None or redirected[0] != "MOVED":
+            log.warning("Redis refused a subscription: %s", error_text(error))
+            return
+        _, slot, address = redirected
+        for room in [room for room in self._subscribing if key_slot(self._channel(room)) == slot]:
+            self._subscribing.discard(room)
+            event = self._pending.pop(room, None)
+            if event is not None:
+                event.set()  # its want() fails now, and is tried on the new owner
+        if address is not None:
+            self._sharded.cluster.moved(slot, address)
+
     def _on_reply(self, reply: Any) -> None:
         kind = reply[0]
-        if kind == b"message" and reply[1] == self._control:
+        if kind == b"message" and reply[1] == self._control_on:
             if self._on_control is not None:
                 self._on_control(reply[2])
-        elif kind == b"message":
-            self._on_message(reply[1][len(self._channel_prefix) :].decode(), reply[2])
-        elif kind == b"subscribe" and reply[1] != self._control:
-            room = reply[1][len(self._channel_prefix) :].decode()
+        elif kind == b"message" or kind == b"smessage":
+            self._on_message(self._room(reply[1]), reply[2])
+        elif kind == b"sunsubscribe":
+            room = self._room(reply[1])
+            if room in self.subscribed:  # not asked for: the master gave the slot away
+                self.subscribed.discard(room)
+                assert self._sharded is not None
+                self._sharded.cluster.stale()
+                self._wake.set()
+        elif (kind == b"subscribe" and reply[1] != self._control_on) or kind == b"ssubscribe":
+            room = self._room(reply[1])
             self._subscribing.discard(room)
             try:
                 self._on_subscribed(room)

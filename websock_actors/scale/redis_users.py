@@ -1,4 +1,5 @@
-"""A channel per user, `<key_prefix>:user:<identity>`, so that `send_to_user` and
+"""A channel per user, `<key_prefix>:user:<identity>` (on a cluster behind a hash tag, and
+sharded like the rooms' channels: scale/redis_keys.py), so that `send_to_user` and
 `disconnect_user` reach a user's connections on every node.
 
 A node listens on a user's channel while it has a connection of that user (and `linger`
@@ -15,9 +16,10 @@ from __future__ import annotations
 import logging
 
 from ..typed.users import UserSink
-from .redis_io import Connect, Publisher
-from .redis_subscriber import Subscriber
-from .redis_wire import HEADER, USER_CLOSE, USER_FRAME, user_channel
+from .redis_connect import MakeSubscriber, Subscribes
+from .redis_io import Publishes
+from .redis_keys import Keyspace
+from .redis_wire import HEADER, USER_CLOSE, USER_FRAME
 
 __all__ = ["RedisUsers"]
 
@@ -27,19 +29,18 @@ class RedisUsers:
     """The `UserChannels` of a RedisBackplane (see the module's docstring)."""
 
     def __init__(
-        self, connect: Connect, publisher: Publisher, key_prefix: str, node: str, rooms: Subscriber
+        self, subscriber: MakeSubscriber, publisher: Publishes, keys: Keyspace, node: str, rooms: Subscribes
     ) -> None:
         """`rooms`: the rooms' subscriber, whose linger and timeouts the user channels share."""
         self.sink: UserSink | None = None  # the App's Users, set on first use
         self._publisher = publisher
         self._node = node.encode()
-        self._channel_prefix = user_channel(key_prefix, "").encode()
+        self._keys = keys
         self.wanted: set[str] = set()  # users with a connection here
         self.published = 0
         self.received = 0
-        self.subscriber = Subscriber(
-            connect,
-            self._channel_prefix,
+        self.subscriber = subscriber(
+            keys.user_prefix,
             on_message=self._on_message,
             on_subscribed=lambda key: None,
             on_unsubscribed=lambda key: None,
@@ -66,12 +67,12 @@ class RedisUsers:
 
     def publish_frame(self, key: str, frame: bytes) -> None:
         """BackplaneUnavailable when Redis does not take it (delivered on this node only)."""
-        self._publisher.publish(self._channel_prefix + key.encode(), USER_FRAME + self._node + frame)
+        self._publisher.publish(self._keys.user(key), USER_FRAME + self._node + frame)
         self.published += 1
 
     def publish_close(self, key: str, code: int, reason: str) -> None:
         data = b"%b%b%d %b" % (USER_CLOSE, self._node, code, reason.encode())
-        self._publisher.publish(self._channel_prefix + key.encode(), data)
+        self._publisher.publish(self._keys.user(key), data)
         self.published += 1
 
     def _on_message(self, key: str, data: bytes) -> None:

@@ -79,9 +79,10 @@ end
 """
 
 # ARGV: a fresh epoch, the stamped head, the history size, the skip key, the origin, the
-# channel, the room, the retention (s), the cap on retained rooms, now, the key prefix, and
-# the run_id of the Redis process the caller sends this to ('' when it does not know it:
-# the script asks INFO, which costs more).
+# channel, the room, the retention (s), the cap on retained rooms, now, the key prefix, the
+# run_id of the Redis process the caller sends this to ('' when it does not know it: the
+# script asks INFO, which costs more), the publish command (SPUBLISH on a cluster), and the
+# run_ids of the cluster's masters as the caller last saw them ('' elsewhere).
 # Returns the seq, the keys dropped, the epoch and how many nodes received the PUBLISH.
 #
 # The hash keeps the run_id of the process that began the epoch (`run`). Another process
@@ -89,13 +90,18 @@ end
 # writes of the old one: replication is asynchronous, so its seq may be behind what members
 # were sent. Numbering on from there would reuse a seq for other content, which the members
 # would drop unseen as a duplicate; so the first append in another process begins a new
-# epoch, and the members are told `lost` instead.
+# epoch, and the members are told `lost` instead. On a cluster, a slot migrated from another
+# master that still is one (the last ARGV) moved whole: that process's epoch goes on here.
 APPEND = RETAIN + """
 local meta = redis.call('HMGET', KEYS[1], 'epoch', 'run')
 local epoch = meta[1]
 local run = ARGV[12]
 if run == '' then
   run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+if epoch and meta[2] and meta[2] ~= run and ARGV[14] and string.find(ARGV[14], meta[2], 1, true) then
+  redis.call('HSET', KEYS[1], 'run', run)
+  meta[2] = run
 end
 if not epoch or meta[2] ~= run then
   epoch = ARGV[1]
@@ -105,7 +111,8 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local text = ARGV[2] .. seq .. ',"epoch":"' .. epoch .. '"}'
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'm', text, 'x', ARGV[4], 'o', ARGV[5])
-local nodes = redis.call('PUBLISH', ARGV[6], 'S' .. ARGV[5] .. ' ' .. seq .. ':' .. epoch .. ' ' .. text)
+local message = 'S' .. ARGV[5] .. ' ' .. seq .. ':' .. epoch .. ' ' .. text
+local nodes = redis.call(ARGV[13] or 'PUBLISH', ARGV[6], message)
 local dropped = 0
 if redis.call('ZCARD', KEYS[4]) == 0 then
   dropped = retain(ARGV[8], ARGV[7], ARGV[10], ARGV[9], ARGV[11])
@@ -118,15 +125,16 @@ APPEND_SHA = hashlib.sha1(APPEND.encode()).hexdigest()  # Redis names scripts by
 
 def append_args(
     prefix: str, room: str, epoch: str, head: str, history: int, skip: str, origin: str,
-    retention: int, retained: int, run: str,
+    retention: int, retained: int, run: str, publish: str = "PUBLISH", masters: str = "",
 ) -> tuple[Any, ...]:  # fmt: skip
     """APPEND's ARGV, in its order: a fresh `epoch` (used when the room begins one), the
     stamped `head`, the stream's length, the `skip` key and `origin` of the sender (""
-    without one), the channel, the retention's seconds and cap, now, the key prefix, and the
-    run_id of the Redis process this goes to ("": the script asks INFO)."""
+    without one), the channel, the retention's seconds and cap, now, the key prefix, the
+    run_id of the Redis process this goes to ("": the script asks INFO), the publish
+    command, and a cluster's masters' run_ids. `room` is its name in Redis (redis_keys.py)."""
     return (
         epoch, head, history, skip, origin, room_channel(prefix, room), room, retention, retained,
-        time.time(), f"{prefix}:", run,
+        time.time(), f"{prefix}:", run, publish, masters,
     )  # fmt: skip
 
 # A room's seq and epoch, and its kept broadcasts from entry id ARGV[2] on (ARGV[3] at most;
@@ -134,10 +142,15 @@ def append_args(
 # an epoch that another Redis process began is over, and a new one begins now, so a resume
 # or a catch-up after a failover is told `lost` at once, not at the room's next broadcast.
 # Not on the hot path (resumes, catch-ups, a room's first member on a node): INFO is fine.
+# ARGV[4], on a cluster: its masters' run_ids (a migrated slot's epoch goes on, as in APPEND).
 READ = """
 local meta = redis.call('HMGET', KEYS[1], 'seq', 'epoch', 'run')
 if meta[2] then
   local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if meta[3] and meta[3] ~= run and ARGV[4] and string.find(ARGV[4], meta[3], 1, true) then
+    redis.call('HSET', KEYS[1], 'run', run)
+    meta[3] = run
+  end
   if meta[3] ~= run then
     redis.call('DEL', KEYS[2])
     redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', 0, 'run', run)

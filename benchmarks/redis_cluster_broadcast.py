@@ -151,6 +151,17 @@ class Redis:
             self.cluster.stop()
 
 
+def wait_connected(node: Node, timeout: float) -> float:
+    """Seconds from now until `node` says its backplane is connected (subscriber, publisher and
+    heartbeat): the runs measure a working deployment, and this is its start-up lag."""
+    started = time.monotonic()
+    while not node.stats()["connected"]:
+        if time.monotonic() - started > timeout:
+            raise Failed(f"node {node.name} not connected to Redis within {timeout:.0f} s")
+        time.sleep(0.05)  # asking a process of ours over its line protocol: nothing to wait on
+    return round(time.monotonic() - started, 2)
+
+
 def run_once(scenario: str, args: argparse.Namespace, workdir: Path, index: int) -> dict[str, Any]:
     """One run of `scenario`: its figures (raises Failed when it did not complete)."""
     result: dict[str, Any] = {"scenario": scenario, "members": f"{args.rooms}x{args.members}"}
@@ -161,6 +172,7 @@ def run_once(scenario: str, args: argparse.Namespace, workdir: Path, index: int)
         for name in ("A", "B"):
             log = workdir / f"run{index:02d}-{scenario}-{name}.log"
             nodes.append(Node(name, backend.url, args.server_cpu, log))
+        result["ready_s"] = {node.name: wait_connected(node, args.join_timeout) for node in nodes}
         load = RoomsLoad(args, [node.url for node in nodes])
         load.wait_joined(args.join_timeout)
         procs = {name: pid for name, (pid, _) in backend.processes.items()}
@@ -262,14 +274,17 @@ def report(everything: dict[str, list[dict[str, Any]]], args: argparse.Namespace
                 f"{name} {cell(median(ok, 'redis_keys', name), '.0f')}" for name in ok[0]["redis_keys"]
             )
             print(f"  {scenario}: keys per Redis process after the run: {keys}")
+            ready = " ".join(f"{name} {cell(median(ok, 'ready_s', name), '.2f')}" for name in ("A", "B"))
+            print(f"  {scenario}: s from a node's PORT line to its backplane connected: {ready}")
             spread = masters_spread(ok)
             if spread:
                 print(f"  {scenario}: over the masters: {spread}")
 
 
 def masters_spread(runs: list[dict[str, Any]]) -> str:
-    """With a cluster: each master's share of the publishes and of the CPU, and the CPU's
-    max/min over the masters (1.0: evenly spread); "" with one Redis."""
+    """With a cluster: each master's share of the publishes and of the CPU, and the max/min of
+    the CPU over the masters (schedstat's, finer than the 10 ms ticks; 1.0: evenly spread);
+    "" with one Redis."""
     names = [name for name in runs[0]["redis_commands"] if name.startswith("m")]
     if not names:
         return ""
@@ -277,12 +292,11 @@ def masters_spread(runs: list[dict[str, Any]]) -> str:
     for name in names:
         calls = [r["redis_commands"][name] for r in runs]
         published = median_value(c.get("publish", 0) + c.get("spublish", 0) for c in calls)
-        seconds = median(runs, "cpu_s", name)
-        cpu.append(seconds or 0.0)
-        shares.append(f"{name} {cell(published, '.0f')} publishes, {cell(seconds, '.2f')} CPU s")
+        ms = median(runs, "cpu_ms_schedstat", name)
+        cpu.append(ms or 0.0)
+        shares.append(f"{name} {cell(published, '.0f')} publishes, {cell(ms, '.0f')} CPU ms")
     ratio = max(cpu) / min(cpu) if min(cpu) > 0 else None
     return ", ".join(shares) + f"; CPU max/min {cell(ratio, '.2f')}"
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

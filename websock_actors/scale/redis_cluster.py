@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -39,12 +39,14 @@ Address = tuple[str, int]
 
 # The commands whose first argument is not their key (or that have none).
 _SCRIPTS = frozenset({"EVAL", "EVALSHA", "eval", "evalsha"})
+_KEYLESS = frozenset({"INFO", "PING", "ASKING"})
 
 
 class _Masters:
-    """The argument a script's caller leaves for the masters' run_ids (redis_wire.py APPEND's
-    last ARGV): the cluster's writers fill it in as they send, from a map read after any
-    redirection, so a slot's new owner is never told of a master the map no longer has."""
+    """The last argument a script's caller leaves for the masters' run_ids (redis_wire.py
+    APPEND's and READ's last ARGV): the cluster's writers fill it in as they send, from a map
+    read after any redirection, so a slot's new owner is never told of a master the map no
+    longer has."""
 
     def __repr__(self) -> str:
         return "MASTERS"
@@ -53,13 +55,12 @@ class _Masters:
 MASTERS = _Masters()
 
 
-def command_key(command: Iterable[Any]) -> Any:
+def command_key(command: Sequence[Any]) -> Any:
     """The key (or channel) a command is routed by; None for one without (INFO, PING)."""
-    parts = list(command)
-    name = parts[0]
+    name = command[0]
     if name in _SCRIPTS:
-        return parts[3] if int(parts[2]) > 0 else None
-    return parts[1] if len(parts) > 1 and name not in ("INFO", "PING") else None
+        return command[3] if int(command[2]) > 0 else None
+    return command[1] if len(command) > 1 and name not in _KEYLESS else None
 
 
 def redirection(error: BaseException | None) -> tuple[str, int, Address | None] | None:
@@ -133,10 +134,11 @@ class ClusterMap:
         self.stale()
 
     def filled(self, command: tuple[Any, ...]) -> tuple[Any, ...]:
-        """`command` with MASTERS replaced by the masters' run_ids of the current map."""
-        if MASTERS not in command:
+        """`command` with its last argument MASTERS replaced by the masters' run_ids of the
+        current map."""
+        if command[-1] is not MASTERS:
             return command
-        return tuple(self.continuity if part is MASTERS else part for part in command)
+        return (*command[:-1], self.continuity)
 
     def read_since(self, moment: float) -> None:
         """Read the map now, unless a read began after `moment` (a redirection seen then);

@@ -9,6 +9,9 @@ gevent): key names, the kinds of pub/sub messages, and the script that numbers a
     <prefix>:user:<identity>  a user's pub/sub channel (scale/redis_users.py)
     <prefix>:idempotency:<k>  an idempotency key seen (SET NX EX)
 
+On a Redis Cluster every `<room>` (and a user's `<identity>`) carries a hash tag first, and
+the retained set is one per tag: scale/redis_keys.py.
+
 A plain broadcast on a room's channel is `F<origin node, 16 hex digits><the client frame>`;
 a numbered one is `S<origin> <seq>:<epoch> <text>`. On a user's channel: `U<origin><the
 client frame>`, or `X<origin><code> <reason>` (close the user's connections).

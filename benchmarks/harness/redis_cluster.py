@@ -249,15 +249,18 @@ class ClusterDeployment:
     # -- slot moves ---------------------------------------------------------------------------
 
     def reshard(
-        self, slots: int | Sequence[int], to: ClusterNode, timeout: float = 30.0
-    ) -> list[int]:
+        self, slots: int | Sequence[int], to: ClusterNode, timeout: float = 30.0,
+        source: ClusterNode | None = None,
+    ) -> list[int]:  # fmt: skip
         """Move slots to the master `to`, keys included, while clients may go on: an int N
-        moves N slots taken from the other masters (`redis-cli --cluster reshard`), a list
-        moves exactly those (`move_slot`). Waits until the cluster is ok; the slots moved."""
+        moves N slots taken from `source` (its lowest first) or from all the other masters
+        (`redis-cli --cluster reshard`), a list moves exactly those (`move_slot`). Waits
+        until the cluster is ok; the slots moved."""
         before = set(self.slots_of(to))
         if isinstance(slots, int):
+            origin = "all" if source is None else source.node_id
             self._cli(
-                [self.cli, "--cluster", "reshard", to.address, "--cluster-from", "all",
+                [self.cli, "--cluster", "reshard", to.address, "--cluster-from", origin,
                  "--cluster-to", to.node_id, "--cluster-slots", str(slots), "--cluster-yes"],
                 "cluster-reshard.log",
             )  # fmt: skip

@@ -134,13 +134,14 @@ def master_of_room(cluster: Any, room: str) -> Any:
 
 
 class Traffic:
-    """A sayer on node A and members on both nodes in room `r`, for a fault in the middle."""
+    """A sayer on node A and members on both nodes in `room`, for a fault in the middle."""
 
-    def __init__(self, a: ServerThread, b: ServerThread) -> None:
+    def __init__(self, a: ServerThread, b: ServerThread, room: str = "r") -> None:
         self.names = Names()
         self.a = a
+        self.room = room
         places = (("a1", a), ("b1", b), ("b2", b))
-        self.members = [Member(name, node.url, self.names) for name, node in places]
+        self.members = [Member(name, node.url, self.names, room) for name, node in places]
 
     def check(self) -> dict[str, Any]:
         for member in self.members:
@@ -153,15 +154,15 @@ class Traffic:
 
     def run(self, fault: Callable[[], None], after_fault: Callable[[], None], before: int = 20) -> None:
         with connect(self.a.url) as ws:
-            join(ws, "r", "sayer")
-            self.sayer = Sayer(ws, "r", self.names)
+            join(ws, self.room, "sayer")
+            self.sayer = Sayer(ws, self.room, self.names)
             while self.sayer.acked < before:
                 assert self.sayer.say_one(), "a say failed before the fault"
             fault()
             self.sayer.until(before + 10)  # through the fault: refused says are retried as new ones
             after_fault()
             self.sayer.until(before + 20, most=4000)
-            assert ws.request({"type": "say", "room": "r", "text": "end"})["type"] == "said"
+            assert ws.request({"type": "say", "room": self.room, "text": "end"})["type"] == "said"
             for member in self.members:
                 assert member.saw_end.wait(15), f"{member.log.name} did not get the end"
 
@@ -195,25 +196,32 @@ def test_a_master_killed_under_traffic_leaves_no_silent_gap(cluster_nodes, redis
 
 
 @pytest.mark.timeout(60)
-def test_a_slot_migrated_under_traffic_loses_nothing_keeps_the_epoch(cluster_nodes, redis_cluster) -> None:
+@pytest.mark.parametrize("how", ["redis-cli --cluster reshard", "one slot by hand"])
+def test_a_slot_migrated_under_traffic_loses_nothing(cluster_nodes, redis_cluster, how) -> None:
     """Room r's slot moves to another master (keys migrated, then the slot handed over)
     while the sender says on: nothing is lost, so the members are told nothing; the room's
-    epoch goes on, and both nodes now listen on the new master."""
+    epoch goes on, and both nodes now listen on the new master. `redis-cli` moves the lowest
+    slots of r's master up to r's (the room is named so that its slot is among the first)."""
     (a, _), (b, _) = cluster_nodes(), cluster_nodes()
     keys = Keyspace("wsa", cluster=True)
-    source = master_of_room(redis_cluster, "r")
+    room = next(f"r{i}" for i in range(10_000) if redis_cluster.slot_of(keys.stream(f"r{i}")[0]) < 64)
+    source = master_of_room(redis_cluster, room)
     target = next(m for m in redis_cluster.masters() if m.port != source.port)
-    slot = redis_cluster.slot_of(keys.stream("r")[0])
-    traffic = Traffic(a, b)
-    traffic.run(lambda: redis_cluster.reshard([slot], to=target), lambda: None)
+    slot = redis_cluster.slot_of(keys.stream(room)[0])
+    if how == "one slot by hand":
+        move = lambda: redis_cluster.reshard([slot], to=target)  # noqa: E731
+    else:
+        move = lambda: redis_cluster.reshard(slot + 1, to=target, source=source)  # noqa: E731
+    traffic = Traffic(a, b, room)
+    traffic.run(lambda: None if slot in move() else pytest.fail(f"slot {slot} did not move"), lambda: None)
     result = traffic.check()
     assert result["expected_deliveries"] >= 3 * 40, result
     reports = {m.log.name: m.log.reports for m in traffic.members}
     assert all(not found for found in reports.values()), reports
     epochs = {epoch for m in traffic.members for epoch in m.log.recv_epoch}
     assert len(epochs) == 1, epochs  # the same epoch before and after the move
-    assert master_of_room(redis_cluster, "r").port == target.port
-    subscribers = lambda: target.command("PUBSUB", "SHARDNUMSUB", keys.channel("r"))[1]  # noqa: E731
+    assert master_of_room(redis_cluster, room).port == target.port
+    subscribers = lambda: target.command("PUBSUB", "SHARDNUMSUB", keys.channel(room))[1]  # noqa: E731
     wait_until(lambda: subscribers() == 2, 5, "both nodes listening on the new master")
 
 

@@ -26,6 +26,9 @@ from .redis_subscriber import Sharded, Subscriber
 
 __all__ = ["ClusterSubscriber"]
 
+# Rooms whose master is remembered, at most (rooms that come and go must not grow it forever).
+MAX_OWNERS_KEPT = 100_000
+
 
 class _AllSubscribersConnected:
     """`connected` of a ClusterSubscriber: set while every master's subscriber is connected."""
@@ -147,8 +150,8 @@ class ClusterSubscriber:
         return node
 
     def _owner(self, room: str) -> Address | None:
-        if self._version != self.cluster.version:
-            self._owners.clear()
+        if self._version != self.cluster.version or len(self._owners) > MAX_OWNERS_KEPT:
+            self._owners.clear()  # a new map; or many rooms came and went under the same one
             self._version = self.cluster.version
         try:
             return self._owners[room]

@@ -19,14 +19,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from benchmarks.harness.redis_cluster import ClusterDeployment, ClusterError, ClusterNode
-
 from .redis_server import refuses
 
-__all__ = ["REQUIRE", "ClusterDeployment", "ClusterError", "ClusterNode", "executables", "redis_cluster"]
+if TYPE_CHECKING:  # imported where used: conftest imports this module, also in a tree without benchmarks/
+    from benchmarks.harness.redis_cluster import ClusterDeployment
+
+__all__ = ["REQUIRE", "executables", "redis_cluster"]
 
 REQUIRE = "WEBSOCK_ACTORS_REQUIRE_CLUSTER"
 
@@ -49,6 +51,8 @@ def executables() -> tuple[str, str]:
 @pytest.fixture
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterDeployment]:
     """3 masters with a replica each, of this test's own; stopped after it, checked gone."""
+    from benchmarks.harness.redis_cluster import ClusterDeployment
+
     server, cli = executables()
     deployment = ClusterDeployment(server, cli, tmp_path_factory.mktemp("cluster"))
     try:

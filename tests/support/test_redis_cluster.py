@@ -8,7 +8,8 @@ from redis.cluster import ClusterNode as Seed
 from redis.cluster import RedisCluster
 from redis.exceptions import MovedError
 
-from .redis_cluster import ClusterDeployment, ClusterError
+from benchmarks.harness.redis_cluster import ClusterDeployment, ClusterError
+
 from .redis_server import refuses
 
 pytestmark = pytest.mark.timeout(60)

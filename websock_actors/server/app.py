@@ -11,6 +11,7 @@ passes is an `on_*` hook (`@app.on_message`, `HandshakeOptions(on_request=...)`,
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,13 +22,14 @@ from ..protocol.http import Request, Response
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["Application", "WebSocketApp"]
+__all__ = ["Application", "WebSocketApp", "threads_are_greenlets"]
 
 F = TypeVar("F", bound=Callable[..., object])
 
 
 class Application:
-    """Base class: override the hooks you need. Each runs in the connection's own actor."""
+    """Base class: override the hooks you need. Each runs in the connection's own actor
+    (`handle_message` in a shared greenlet when `shared_runner` is set)."""
 
     # The largest message it takes, unless the server is given another (None: no limit).
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
@@ -43,7 +45,8 @@ class Application:
     # greenlet-local state): the server may then run it for many connections in one shared
     # greenlet per turn of the event loop (server/runner.py), which may wait; a connection
     # whose handler waits keeps that greenlet, and the others get a new one. Fewer switches
-    # per message than the actor's own loop. The typed App's default; off here.
+    # per message than the actor's own loop. The typed App's default, and WebSocketApp's
+    # unless threads are greenlets (monkey-patched); off here.
     shared_runner: bool = False
 
     def handle_start(self) -> None:
@@ -82,6 +85,13 @@ class Application:
         """The connection is closed (1006 when the transport ended without a close frame)."""
 
 
+def threads_are_greenlets() -> bool:
+    """Whether gevent has patched `threading` in this process (never imports gevent's monkey
+    module when nothing did)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
+
+
 class WebSocketApp(Application):
     """An `Application` assembled from functions::
 
@@ -92,11 +102,14 @@ class WebSocketApp(Application):
             conn.send(message)
     """
 
-    def __init__(self, *, inline: bool = False, shared_runner: bool = False) -> None:
+    def __init__(self, *, inline: bool = False, shared_runner: bool | None = None) -> None:
         """`inline`: the message handler never blocks (see `Application.inline`).
-        `shared_runner`: it need not run in the connection's greenlet (`Application.shared_runner`)."""
+        `shared_runner`: it need not run in the connection's greenlet (`Application.shared_runner`).
+        By default it need not, unless `threading` is monkey-patched: then legacy code may keep
+        per-connection state in a `threading.local` (a greenlet's own, under the patch), as it
+        did with a thread per client, and the handler stays in the connection's greenlet."""
         self.inline = inline
-        self.shared_runner = shared_runner
+        self.shared_runner = not threads_are_greenlets() if shared_runner is None else shared_runner
         self._on_request: Callable[[Request], Response | None] | None = None
         self._on_refused: Callable[[Any, LocalHandshakeRefusal], None] | None = None
         self._on_connect: Callable[[Connection], None] | None = None

@@ -122,6 +122,11 @@ class Runner:
 
 
 def _hand_off(conn: Connection) -> None:
-    if not conn._finished:
-        conn._greenlet.switch(HANDOFF)
+    if conn._finished:
+        return
+    actor = conn._greenlet
+    if actor is None:
+        conn._revive(HANDOFF)  # dormant: a new greenlet
+    else:
+        actor.switch(HANDOFF)
 

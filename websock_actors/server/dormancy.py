@@ -1,0 +1,97 @@
+"""Dormant actors: an idle connection keeps its read watcher, not a greenlet.
+
+A parked greenlet keeps the C stack it used when it switched out, and CPython keeps a page of
+its frames resident: most of what an idle connection costs. So a connection actor with nothing
+to do ends its greenlet (`go_dormant`): its read watcher stays armed, with the inline reader's
+callback or `Connection._revive`, and bytes, mail, a close or an abort start a new greenlet
+(`_revive`) that takes up where the last one parked. The contract is the same as a parked
+actor's: one greenlet at a time owns the socket, messages keep their order, the mailbox stays
+bounded.
+
+When: the greenlet that ran the opening handshake ends at its first park. Later, an actor keeps
+its greenlet between wake-ups, so a busy connection never pays for a new one per message;
+`IdleSweep` (one timer per server, in the hub) ends the greenlet of an actor that read nothing
+and got no mail for a whole `SWEEP_INTERVAL`: at most one new greenlet per interval per
+connection.
+
+Functions of the connection, like inline.py's: this job in a module of its own, without a
+level of calls on the way of a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+from gevent.hub import get_hub
+
+from .transport import READABLE, SLEEP, WAIT_READ
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["SWEEP_INTERVAL", "IdleSweep", "go_dormant", "look_at"]
+
+# Seconds between two looks of the sweep: an actor quiet for one to two of them goes dormant.
+SWEEP_INTERVAL: Final = 1.0
+
+
+def go_dormant(conn: Connection, reader: Callable[[Connection], None] | None) -> None:
+    """In the actor, which then ends its greenlet: the read watcher stays armed (with `reader`,
+    the inline reader's callback, or `_revive`), and mail revives the actor too."""
+    conn._greenlet = conn._owner = None
+    watcher = conn._read_watcher
+    if reader is None:
+        watcher.start(conn._revive, READABLE)
+    else:
+        watcher.start(reader, conn)
+    conn._wait_state = WAIT_READ
+
+
+def look_at(conn: Connection) -> None:
+    """The sweep's look, in the hub: an actor parked on reading that read nothing and got no
+    mail (`_do_wake` resets the mark) since the last look goes dormant."""
+    count = conn.recv_count
+    if (
+        conn._idle_mark == count
+        and conn._greenlet is not None
+        and conn._wait_state == WAIT_READ
+        and conn._open
+        and not conn._closing
+        and conn._close_deadline is None
+        and conn._abort_reason is None
+        and not conn._wake_scheduled
+        and not conn._outbox
+        and not conn._close_holds
+        and conn._handoff is None
+    ):
+        # Parked in its message loop's wait (no deadline, so neither a handshake's nor a
+        # close's): it ends its greenlet and switches back here.
+        conn._greenlet.switch(SLEEP)
+    conn._idle_mark = count
+
+
+class IdleSweep:
+    """A repeating timer of the hub that looks at every open connection once per interval."""
+
+    __slots__ = ("_connections", "_interval", "_timer")
+
+    def __init__(
+        self, connections: Callable[[], Iterable[Connection]], interval: float = SWEEP_INTERVAL
+    ) -> None:
+        self._connections = connections
+        self._interval = interval
+        self._timer: Any = None
+
+    def start(self) -> None:
+        timer = self._timer = get_hub().loop.timer(self._interval, self._interval)
+        timer.start(self.sweep)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+
+    def sweep(self) -> None:
+        for conn in list(self._connections()):
+            look_at(conn)

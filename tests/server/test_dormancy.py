@@ -5,6 +5,7 @@ hub, and in the shared runner."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 
@@ -145,3 +146,21 @@ def test_keepalive_pings_a_dormant_connection(serve: Serve, reader: str) -> None
         echo(client, "then silence")  # the client never answers the ping: 1011
         assert close_code(client.recv_until(CLOSE)) == 1011
         assert app.all_closed.wait(5)
+
+
+def test_contextvars_of_the_actor_carry_over_its_dormancy(serve: Serve) -> None:
+    """A raw handler runs in its connection's actor: what on_connect set in its context is
+    still there after the actor was dormant and woke up in a new greenlet."""
+    who: contextvars.ContextVar[str] = contextvars.ContextVar("who")
+    app = WebSocketApp()
+    app.on_connect(lambda conn: who.set(f"conn {conn.id}"))
+    app.on_message(lambda conn, message: conn.send(who.get("lost")))
+    server = serve(app)
+    with RawClient(server.port) as client:
+        client.send_text("who?")
+        name = client.recv_until(TEXT).decode()
+        assert name.startswith("conn ")
+        sweep_idle(server)
+        assert actor_greenlets(server) == [None]
+        client.send_text("who now?")
+        assert client.recv_until(TEXT).decode() == name

@@ -191,6 +191,7 @@ class Connection(Mailbox):
         """In the hub (the read watcher, a wake, a hand-off): a new greenlet for the dormant
         actor, which takes up `reason` where its last one parked."""
         actor = self._greenlet = greenlet(self._wake_up, self._hub)
+        actor.gr_context = self._context
         actor.switch(reason)
 
     def _wake_up(self, reason: WakeReason) -> None:

@@ -6,7 +6,8 @@ to do ends its greenlet (`go_dormant`): its read watcher stays armed, with the i
 callback or `Connection._revive`, and bytes, mail, a close or an abort start a new greenlet
 (`_revive`) that takes up where the last one parked. The contract is the same as a parked
 actor's: one greenlet at a time owns the socket, messages keep their order, the mailbox stays
-bounded.
+bounded. The new greenlet runs in the last one's context, so contextvars set in a hook stay
+set; greenlet-local storage (`gevent.local`) does not carry over.
 
 When: the greenlet that ran the opening handshake ends at its first park. Later, an actor keeps
 its greenlet between wake-ups, so a busy connection never pays for a new one per message;
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
+from gevent import getcurrent
 from gevent.hub import get_hub
 
 from .transport import READABLE, SLEEP, WAIT_READ
@@ -39,6 +41,7 @@ SWEEP_INTERVAL: Final = 1.0
 def go_dormant(conn: Connection, reader: Callable[[Connection], None] | None) -> None:
     """In the actor, which then ends its greenlet: the read watcher stays armed (with `reader`,
     the inline reader's callback, or `_revive`), and mail revives the actor too."""
+    conn._context = getcurrent().gr_context  # the next greenlet's: contextvars carry over
     conn._greenlet = conn._owner = None
     watcher = conn._read_watcher
     if reader is None:

@@ -84,6 +84,7 @@ class Transport:
 
     __slots__ = (
         "_abort_reason",
+        "_context",
         "_fd",
         "_greenlet",
         "_hub",
@@ -110,6 +111,7 @@ class Transport:
         # The actor's greenlet while it has one: None before it runs and while it is dormant
         # (parked without a greenlet, see `_revive`).
         self._greenlet: Any = None
+        self._context: Any = None  # a dormant actor's contextvars, for its next greenlet
         # Who may encode and write for this connection now: the actor, or the hub while it
         # runs the actor's inline readiness callback on its behalf (inline.py).
         self._owner: Any = None

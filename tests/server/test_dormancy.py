@@ -103,15 +103,34 @@ def test_a_busy_connection_keeps_its_greenlet(serve: Serve, reader: str) -> None
             assert actor_greenlets(server) == [first]
 
 
-def test_mail_revives_a_dormant_connection(serve: Serve, reader: str) -> None:
+def test_mail_reaches_a_dormant_connection_without_a_greenlet(serve: Serve, reader: str) -> None:
     app = Echo(reader)
     server = serve(app)
     with RawClient(server.port) as quiet, RawClient(server.port) as talker:
         echo(talker, "hello")
         sweep_idle(server)
         [quiet_id] = [conn_id for conn_id in app.conns if conn_id != max(app.conns)]
-        talker.send_text(f"tell:{quiet_id}:pushed")
-        assert quiet.recv_until(TEXT) == b"pushed"
+        for n in range(3):
+            talker.send_text(f"tell:{quiet_id}:pushed {n}")
+            assert quiet.recv_until(TEXT) == f"pushed {n}".encode()
+        quiet_conn = app.conns[quiet_id]
+        assert server.call(lambda: quiet_conn._greenlet) is None  # written from the hub
+        echo(quiet, "and back")
+
+
+def test_a_push_larger_than_the_socket_takes_keeps_its_order(serve: Serve, reader: str) -> None:
+    """Mail the hub cannot write at once goes to a new greenlet, which finishes the write."""
+    app = Echo(reader)
+    server = serve(app, max_queue_bytes=64 << 20)
+    chunk = "x" * 65000
+    with RawClient(server.port, rcvbuf=4096) as quiet, RawClient(server.port) as talker:
+        echo(talker, "hello")
+        sweep_idle(server)
+        [quiet_id] = [conn_id for conn_id in app.conns if conn_id != max(app.conns)]
+        quiet_conn = app.conns[quiet_id]
+        texts = [f"{n:04d}{chunk}" for n in range(64)]  # about 4 MiB: far past the socket buffers
+        server.call(lambda: [quiet_conn.send(text) for text in texts])
+        assert [quiet.recv_until(TEXT).decode() for _ in texts] == texts
         echo(quiet, "and back")
 
 

@@ -26,7 +26,7 @@ from ..errors import CloseCode
 from ..protocol.connection import ConnectionState, Event, WebSocketConnection
 from ..protocol.deflate import CompressorPool, DeflateParameters
 from ..protocol.http import Request, Response
-from .dormancy import go_dormant
+from .dormancy import go_dormant, send_from_hub
 from .inline import Handoff, deliver, on_readable, take_handoff
 from .mailbox import Mailbox
 from .opening import drive_handshake, open_connection
@@ -193,6 +193,12 @@ class Connection(Mailbox):
         actor = self._greenlet = greenlet(self._wake_up, self._hub)
         actor.gr_context = self._context
         actor.switch(reason)
+
+    def _mail_dormant(self) -> None:
+        """Mail for the dormant actor, in the hub: written from there when that needs no wait
+        (`send_from_hub`), else taken up by a new greenlet."""
+        if not send_from_hub(self):
+            self._revive(MAIL)
 
     def _wake_up(self, reason: WakeReason) -> None:
         self._owner = self._greenlet = gevent.getcurrent()

@@ -3,8 +3,9 @@
 A parked greenlet keeps the C stack it used when it switched out, and CPython keeps a page of
 its frames resident: most of what an idle connection costs. So a connection actor with nothing
 to do ends its greenlet (`go_dormant`): its read watcher stays armed, with the inline reader's
-callback or `Connection._revive`, and bytes, mail, a close or an abort start a new greenlet
-(`_revive`) that takes up where the last one parked. The contract is the same as a parked
+callback or `Connection._revive`, and bytes, a close or an abort start a new greenlet
+(`_revive`) that takes up where the last one parked. Mail is written from the hub when the
+socket takes it at once (`send_from_hub`), else it starts a greenlet too. The contract is the same as a parked
 actor's: one greenlet at a time owns the socket, messages keep their order, the mailbox stays
 bounded. The new greenlet runs in the last one's context, so contextvars set in a hook stay
 set; greenlet-local storage (`gevent.local`) does not carry over.
@@ -27,12 +28,12 @@ from typing import TYPE_CHECKING, Any, Final
 from gevent import getcurrent
 from gevent.hub import get_hub
 
-from .transport import READABLE, SLEEP, WAIT_READ
+from .transport import HANDOFF, READABLE, SLEEP, WAIT_READ
 
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["SWEEP_INTERVAL", "IdleSweep", "go_dormant", "look_at"]
+__all__ = ["SWEEP_INTERVAL", "IdleSweep", "go_dormant", "look_at", "send_from_hub"]
 
 # Seconds between two looks of the sweep: an actor quiet for one to two of them goes dormant.
 SWEEP_INTERVAL: Final = 1.0
@@ -49,6 +50,31 @@ def go_dormant(conn: Connection, reader: Callable[[Connection], None] | None) ->
     else:
         watcher.start(reader, conn)
     conn._wait_state = WAIT_READ
+
+
+def send_from_hub(conn: Connection) -> bool:
+    """Mail for a dormant actor, in the hub: encode it and try one non-blocking send, so that
+    a push to an idle connection starts no greenlet. False when the actor must see to it (a
+    close, an abort); the part of a write the socket did not take, or a failure, is handed to
+    a new greenlet (HANDOFF). Only the hub runs meanwhile, so it owns the socket as the
+    inline reader does."""
+    if conn._closing or conn._abort_reason is not None or conn._write_pending:
+        return False
+    try:
+        data = conn._take_outbox()
+        if not data:
+            return True
+        conn.options.stats.bytes_sent += len(data)
+        sent = conn._send_some(data)
+    except Exception as exc:  # TransportGone, or a bug: the actor fails the connection with it
+        conn._handoff = exc
+    else:
+        if sent == len(data):
+            return True
+        conn._write_pending = True  # a frame is half sent: the actor finishes it
+        conn._handoff = memoryview(data)[sent:]
+    conn._revive(HANDOFF)
+    return True
 
 
 def look_at(conn: Connection) -> None:

@@ -252,12 +252,12 @@ class Transport:
         if state == WAIT_READ or (state == WAIT_WRITE and self._abort_reason is not None):
             owner = self._owner  # the parked actor, or the runner waiting to write
             if owner is None:
-                self._revive(MAIL)  # dormant: a greenlet again
+                self._mail_dormant()
             else:
                 owner.switch(MAIL)
 
-    def _revive(self, reason: WakeReason) -> None:
-        """In the hub: give a dormant actor a greenlet again, which takes up `reason` (Connection)."""
+    def _mail_dormant(self) -> None:
+        """In the hub: mail for a dormant actor, which has no greenlet (Connection)."""
         raise NotImplementedError
 
     def _close_transport(self, *, drain: bool) -> None:

@@ -156,8 +156,7 @@ class Connection(Mailbox):
         self._act(None, NOT_WAITING)
 
     def _act(self, rest: bytes | None, wake: int) -> None:
-        """The handshake (`wake` 0) or a dormant actor's wake-up, then the message loop; the
-        close unless the actor went dormant again."""
+        """The handshake (`wake` 0) or a wake-up, the message loop, the close unless dormant."""
         code: int = CloseCode.ABNORMAL
         reason = ""
         ended = True
@@ -201,6 +200,7 @@ class Connection(Mailbox):
             self._revive(MAIL)
 
     def _wake_up(self, reason: WakeReason) -> None:
+        """The revived actor's greenlet: the message loop again, as if it had parked."""
         self._owner = self._greenlet = gevent.getcurrent()
         self._wait_state = NOT_WAITING
         self._read_watcher.stop()
@@ -228,13 +228,8 @@ class Connection(Mailbox):
 
     def _serve(self, first_data: bytes, wake: int) -> tuple[int, str] | None:
         """The message loop: returns the close code and reason once the protocol is CLOSED,
-        or None when the actor goes dormant (then `_revive` calls it again with the reason it
-        woke for, as if it had parked here).
-
-        The greenlet that ran the handshake ends at its first park (most clients wait before
-        they speak, many never do); later the sweep of dormancy.py ends the greenlet of an
-        actor quiet for a whole interval. A busy actor keeps its greenlet from one wake-up
-        to the next.
+        or None when the actor goes dormant (when, see dormancy.py); `_revive` then calls it
+        again with the reason it woke for, as if it had parked here.
 
         Once a close is requested or an abort decided, data frames still arriving are
         discarded (RFC 6455 7.1.4 allows it): a refused client reaches no handler. Liveness

@@ -5,10 +5,10 @@ its frames resident: most of what an idle connection costs. So a connection acto
 to do ends its greenlet (`go_dormant`): its read watcher stays armed, with the inline reader's
 callback or `Connection._revive`, and bytes, a close or an abort start a new greenlet
 (`_revive`) that takes up where the last one parked. Mail is written from the hub when the
-socket takes it at once (`send_from_hub`), else it starts a greenlet too. The contract is the same as a parked
-actor's: one greenlet at a time owns the socket, messages keep their order, the mailbox stays
-bounded. The new greenlet runs in the last one's context, so contextvars set in a hook stay
-set; greenlet-local storage (`gevent.local`) does not carry over.
+socket takes it at once (`send_from_hub`), else it starts a greenlet too. The contract is the
+same as a parked actor's: one greenlet at a time owns the socket, messages keep their order,
+the mailbox stays bounded. The new greenlet runs in the last one's context, so contextvars
+set in a hook stay set; greenlet-local storage (`gevent.local`) does not carry over.
 
 When: the greenlet that ran the opening handshake ends at its first park. Later, an actor keeps
 its greenlet between wake-ups, so a busy connection never pays for a new one per message;
@@ -41,7 +41,7 @@ SWEEP_INTERVAL: Final = 1.0
 
 def go_dormant(conn: Connection, reader: Callable[[Connection], None] | None) -> None:
     """In the actor, which then ends its greenlet: the read watcher stays armed (with `reader`,
-    the inline reader's callback, or `_revive`), and mail revives the actor too."""
+    the inline reader's callback, or `_revive`); mail goes to `Connection._mail_dormant`."""
     conn._context = getcurrent().gr_context  # the next greenlet's: contextvars carry over
     conn._greenlet = conn._owner = None
     watcher = conn._read_watcher

@@ -9,6 +9,11 @@ connection (state made lazily at the first message shows there).
     python benchmarks/idle_rss.py --conns 10000                    # bench_app, compression off
     python benchmarks/idle_rss.py --conns 10000 --compression      # bench_app --compression
     python benchmarks/idle_rss.py --conns 10000 --server 'python peer.py {port}'   # any server
+    python benchmarks/idle_rss.py --conns 10000 --app benchmarks.typed_echo_app:app  # typed
+
+`--app MODULE:ATTR` serves that app with `websock-actors run` (keepalive off, no connection
+cap, `--compression` passed on); its echo is a typed one, `{"type": "echo", "text": ...}`
+sent as text and answered with any text message.
 
 Loopback only; every step has a time limit; the server is stopped by its PID. One JSON line with
 the figures is printed last.
@@ -42,6 +47,7 @@ from websock_actors.protocol import (  # noqa: E402
     DeflateOptions,
     PerMessageDeflate,
     Role,
+    TextMessage,
     WebSocketConnection,
     build_request,
     generate_key,
@@ -101,6 +107,18 @@ class Client:
                         raise RuntimeError("wrong echo")
                     return
 
+    def typed_echo(self, payload: bytes) -> None:
+        """A typed app's echo request, answered by any text message."""
+        assert self.sock is not None and self.protocol is not None
+        request = json.dumps({"type": "echo", "text": payload.decode()})
+        self.sock.sendall(self.protocol.send_text(request))
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("closed before the echo")
+            if any(isinstance(event, TextMessage) for event in self.protocol.receive_data(chunk)):
+                return
+
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
@@ -135,6 +153,7 @@ def main() -> int:
     parser.add_argument("--no-offer", action="store_true", help="the client offers no extension")
     parser.add_argument("--compression", action="store_true", help="start bench_app with --compression")
     parser.add_argument("--server", help="server command with {port} (default: benchmarks/bench_app.py)")
+    parser.add_argument("--app", help="MODULE:ATTR served by `websock-actors run` (a typed app)")
     parser.add_argument("--cpu", default="0", help="taskset CPU list for the server ('' for none)")
     parser.add_argument("--max-time", type=float, default=300.0, help="limit for the whole run, seconds")
     args = parser.parse_args()
@@ -148,6 +167,11 @@ def main() -> int:
     port = free_port()
     if args.server:
         command = shlex.split(args.server.replace("{port}", str(port)).replace("{py}", sys.executable))
+    elif args.app:
+        command = [sys.executable, "-m", "websock_actors", "run", args.app, "--port", str(port), "--no-patch"]
+        command += ["--ping-interval", "0", "--max-connections", str(args.conns + 100)]
+        if args.compression:
+            command.append("--compression")
     else:
         command = [sys.executable, str(ROOT / "benchmarks" / "bench_app.py"), str(port)]
         if args.compression:
@@ -181,7 +205,8 @@ def main() -> int:
         }
         if args.message_size:
             payload = (b"websock_actors idle rss " * (args.message_size // 24 + 1))[: args.message_size]
-            echo_failed = run_all(clients, lambda client: client.echo(payload), 200, 120)
+            echo = Client.typed_echo if args.app else Client.echo
+            echo_failed = run_all(clients, lambda client: echo(client, payload), 200, 120)
             gevent.sleep(args.hold)
             after = rss_kib(proc.pid)
             result.update(

@@ -53,18 +53,8 @@ class SlowEndpoint:
         self.httpd.server_close()
 
 
-@contextlib.contextmanager
-def legacy_server(*extra: str) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, "-m", "websock_actors", "run", "examples.legacy_sync:app", "--port", str(port)]
-    quiet = subprocess.DEVNULL
-    proc = subprocess.Popen([*command, *extra], cwd=ROOT, stdout=quiet, stderr=quiet)
-    try:
-        wait_listening(port, proc)
-        yield f"ws://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        proc.wait(15)
+def legacy_server(*extra: str) -> contextlib.AbstractContextManager[str]:
+    return serving("examples.legacy_sync:app", *extra)
 
 
 def request(ws: ClientConnection, **message: Any) -> None:
@@ -130,3 +120,36 @@ def test_fetch_failure_is_a_typed_error() -> None:
         assert (answer["type"], answer["code"], answer["id"]) == ("error", "fetch_failed", "x")
         request(ws, type="nap", id="bad", seconds=11)
         assert reply(ws, 5)["code"] == "validation_error"
+
+
+@contextlib.contextmanager
+def serving(target: str, *extra: str) -> Iterator[str]:
+    port = free_port()
+    command = [sys.executable, "-m", "websock_actors", "run", target, "--port", str(port), *extra]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port, proc)
+        yield f"ws://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("patched", [True, False])
+def test_a_threading_local_outlives_messages_only_where_threads_are_greenlets(patched: bool) -> None:
+    """Under monkey-patching (the CLI's default) a raw app's handlers keep the connection's
+    own greenlet, for life: a `threading.local` set in on_connect is the client's in every
+    on_message, as with a thread per client (a shared runner, or a new greenlet after an idle
+    period, would lose it). Without patching they run on the shared runner and idle actors
+    give their greenlet up: faster and smaller, for code that keeps its state on the
+    connection."""
+    extra = () if patched else ("--no-patch",)
+    app = "tests.support.thread_local_app:app"
+    with serving(app, *extra) as url, connect(url) as ann, connect(url) as bob:
+        for ws in (ann, bob, ann):
+            ws.send("who?")
+            answer = json.loads(ws.recv(timeout=10))
+            assert (answer["runner"], answer["dormant_when_idle"]) == (not patched, not patched), answer
+            if patched:  # unpatched, a threading.local is the one OS thread's: every client's
+                assert answer["mine"], answer

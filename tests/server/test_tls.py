@@ -23,6 +23,7 @@ from websock_actors.client import connect
 from websock_actors.errors import ConfigurationError
 
 from ..support.apps import RecordingEchoApp
+from ..support.dormancy import sweep_idle
 from ..support.raw import TEXT, free_port, masked_frame, upgrade_request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,3 +205,18 @@ def test_a_client_that_vanishes_right_after_sending_ends_quietly(serve, ca, cert
     assert server.wait_all_gone(5)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert {code for code, _ in app.closes} == {1006}
+
+
+def test_a_push_to_an_idle_tls_connection_goes_out_encrypted(serve, ca, cert_files) -> None:
+    # Mail for a dormant actor may be written from the hub, but TLS records only by the actor.
+    chain, key, _ = cert_files
+    server = serve(RecordingEchoApp(), ssl_context=tls_context(chain, key))
+    with connect(tls_url(server), ssl_context=client_context(ca)) as ours:
+        ours.send("hello")
+        assert ours.recv(timeout=5) == "hello"
+        sweep_idle(server)
+        hub_server = server.server
+        server.call(lambda: [conn.send("pushed") for conn in hub_server.connections.values()])
+        assert ours.recv(timeout=5) == "pushed"
+        ours.send("again")
+        assert ours.recv(timeout=5) == "again"

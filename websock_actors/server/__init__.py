@@ -16,6 +16,7 @@
     opening.py        the opening handshake a Connection drives, within its deadline
     inline.py         delivery to the app, and the reader that answers in the readiness callback
     runner.py         the shared runner: one greenlet answers every ready connection of a turn
+    dormancy.py       idle actors without a greenlet: the watcher revives them; the idle sweep
     mailbox.py        the actor's outgoing mailbox and its flush
     transport.py      the actor's socket I/O: non-blocking reads and writes, parking
     tls.py            TLSConnection: TLS through the ssl module's SSLObject, in the actor

@@ -6,8 +6,9 @@ if it is parked. The actor drives the opening handshake (`opening.py`), then rea
 chunks, feeds the codec, delivers whole messages to the application (`inline.py`, which also
 does it in the hub for an inline app, and `runner.py`, in a greenlet shared by connections),
 and writes everything queued in one `send` call (socket I/O in `transport.py`, the mailbox in
-`mailbox.py`). An idle connection has no extra
-greenlet, no timer and no queue object.
+`mailbox.py`). An idle connection has no greenlet at all, no timer and no queue object:
+its actor goes dormant (`dormancy.py`) and its read watcher, or mail, starts a new
+greenlet for it when there is something to do.
 """
 
 from __future__ import annotations
@@ -19,17 +20,30 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from greenlet import greenlet
 
 from ..errors import CloseCode
 from ..protocol.connection import ConnectionState, Event, WebSocketConnection
 from ..protocol.deflate import CompressorPool, DeflateParameters
 from ..protocol.http import Request, Response
+from .dormancy import go_dormant, send_from_hub
 from .inline import Handoff, deliver, on_readable, take_handoff
 from .mailbox import Mailbox
 from .opening import drive_handshake, open_connection
 from .options import ConnectionOptions
 from .runner import runner_for
-from .transport import HANDOFF, READABLE, TIMEOUT, WAIT_READ, Abort, TransportGone
+from .transport import (
+    HANDOFF,
+    MAIL,
+    NOT_WAITING,
+    READABLE,
+    SLEEP,
+    TIMEOUT,
+    WAIT_READ,
+    Abort,
+    TransportGone,
+    WakeReason,
+)
 
 if TYPE_CHECKING:
     from .app import Application
@@ -135,17 +149,28 @@ class Connection(Mailbox):
     # -- the actor -----------------------------------------------------------------
 
     def run(self) -> None:
-        """The actor's body: handshake, message loop, close. Runs in its own greenlet."""
+        """The actor's body: handshake, message loop, close. Runs in its own greenlet, which
+        ends early when the actor goes dormant (another takes over: `_revive`)."""
         self._owner = self._greenlet = gevent.getcurrent()
         self._read_watcher = self._hub.loop.io(self._fd, 1)
+        self._act(None, NOT_WAITING)
+
+    def _act(self, rest: bytes | None, wake: int) -> None:
+        """The handshake (`wake` 0) or a wake-up, the message loop, the close unless dormant."""
         code: int = CloseCode.ABNORMAL
         reason = ""
+        ended = True
         try:
-            rest = open_connection(self)
+            if wake == NOT_WAITING:
+                rest = open_connection(self)
             if rest is not None:
                 # A plain call (not `*args`, which Python 3.11 does not inline): the greenlet
-                # parks with a shallower C stack, which every idle connection keeps.
-                code, reason = self._serve(rest)
+                # parks with a shallower C stack.
+                served = self._serve(rest, wake)
+                if served is None:
+                    ended = False
+                else:
+                    code, reason = served
         except Abort as exc:
             code, reason = exc.code, exc.reason
             self._send_last_close(code, reason)
@@ -156,7 +181,30 @@ class Connection(Mailbox):
             code, reason = CloseCode.INTERNAL_ERROR, "internal error"
             self._send_last_close(code, reason)
         finally:
-            self._finish(code, reason)
+            if ended:
+                self._finish(code, reason)
+
+    # -- dormancy (dormancy.py): an idle actor without a greenlet ---------------------------
+
+    def _revive(self, reason: WakeReason) -> None:
+        """In the hub (the read watcher, a wake, a hand-off): a new greenlet for the dormant
+        actor, which takes up `reason` where its last one parked."""
+        actor = self._greenlet = greenlet(self._wake_up, self._hub)
+        actor.gr_context = self._context
+        actor.switch(reason)
+
+    def _mail_dormant(self) -> None:
+        """Mail for the dormant actor, in the hub: written from there when that needs no wait
+        (`send_from_hub`), else taken up by a new greenlet."""
+        if not send_from_hub(self):
+            self._revive(MAIL)
+
+    def _wake_up(self, reason: WakeReason) -> None:
+        """The revived actor's greenlet: the message loop again, as if it had parked."""
+        self._owner = self._greenlet = gevent.getcurrent()
+        self._wait_state = NOT_WAITING
+        self._read_watcher.stop()
+        self._act(b"", reason)
 
     def _finish(self, code: int, reason: str) -> None:
         was_open = self._open
@@ -178,8 +226,10 @@ class Connection(Mailbox):
             if self._on_finish is not None:
                 self._on_finish(self)
 
-    def _serve(self, first_data: bytes) -> tuple[int, str]:
-        """The message loop: returns the close code and reason once the protocol is CLOSED.
+    def _serve(self, first_data: bytes, wake: int) -> tuple[int, str] | None:
+        """The message loop: returns the close code and reason once the protocol is CLOSED,
+        or None when the actor goes dormant (when, see dormancy.py); `_revive` then calls it
+        again with the reason it woke for, as if it had parked here.
 
         Once a close is requested or an abort decided, data frames still arriving are
         discarded (RFC 6455 7.1.4 allows it): a refused client reaches no handler. Liveness
@@ -198,6 +248,11 @@ class Connection(Mailbox):
         parked = True
         drained = False  # the last read got less than it asked: the socket was empty
         received: bytes | None = None
+        fresh = wake == NOT_WAITING and self.options.dormant_when_idle  # the handshake's greenlet
+        if wake == HANDOFF:
+            events = take_handoff(self)
+        elif wake == MAIL:
+            drained = True  # see to the mail, then park
         while True:
             if data or events is not None:
                 if events is None:
@@ -232,12 +287,21 @@ class Connection(Mailbox):
                 # The last read took less than it asked for: the socket was empty then, so a
                 # read now would most likely fail (a syscall and an exception per message).
                 # Park instead; the read watcher is level-triggered, so nothing is missed.
-                if reader is not None and deadline is None and not self._closing:
-                    wake = self._park_inline(reader)
-                    if wake == HANDOFF:
-                        events = take_handoff(self)
-                        drained = False  # then read on: what came since, or the end of the stream
-                        continue
+                if deadline is None and not self._closing:
+                    if fresh:
+                        go_dormant(self, reader)
+                        return None
+                    if reader is not None:
+                        wake = self._park_inline(reader)
+                        if wake == HANDOFF:
+                            events = take_handoff(self)
+                            drained = False  # then read on: what came since, or the end of the stream
+                            continue
+                    else:
+                        wake = self._park(WAIT_READ, None)
+                    if wake == SLEEP:
+                        go_dormant(self, reader)
+                        return None
                 else:
                     wake = self._park(WAIT_READ, deadline)
                 if wake == TIMEOUT:

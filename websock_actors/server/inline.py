@@ -125,9 +125,14 @@ def _send_inline(conn: Connection, data: bytes) -> memoryview | TransportGone | 
 
 
 def _hand_off(conn: Connection, what: Handoff) -> None:
-    """Switch into the parked actor with what the inline callback leaves to it."""
+    """Switch into the parked actor with what the inline callback leaves to it (a new
+    greenlet for a dormant one)."""
     conn._handoff = what
-    conn._greenlet.switch(HANDOFF)
+    actor = conn._greenlet
+    if actor is None:
+        conn._revive(HANDOFF)
+    else:
+        actor.switch(HANDOFF)
 
 
 def take_handoff(conn: Connection) -> list[Event] | None:

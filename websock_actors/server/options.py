@@ -26,3 +26,6 @@ class ConnectionOptions:
     overflow: OverflowPolicy = "close"
     read_size: int = 65536
     stats: ServerStats = field(default_factory=ServerStats)  # the server's counters, shared
+    # An idle actor gives up its greenlet (dormancy.py): not when threads are greenlets
+    # (monkey-patched), where a handler's threading.local must outlive its idle periods.
+    dormant_when_idle: bool = True

@@ -97,12 +97,19 @@ class Runner:
     def _serve(self, conn: Connection, me: Any) -> None:
         if conn._finished:
             return  # closed while queued, or while its handler waited
+        context = conn._context  # the actor's contextvars (set in on_connect): the handler's too
+        if context is not None:
+            base = me.gr_context
+            me.gr_context = context
         try:
             what = read_and_deliver(conn, me)
         except GreenletExit:
             raise  # the runner is being collected (its hub gone): end as asked
         except BaseException as exc:  # a gevent.Timeout out of a handler: never into the hub
             what = RuntimeError(f"{exc!r} out of a message handler")
+        finally:
+            if context is not None:
+                me.gr_context = base
         if what is STAY and (conn._outbox or conn._abort_reason is not None or conn._closing):
             what = None  # mail, a close or an abort came while it was queued: the actor sees to it
         if conn._finished:
@@ -122,6 +129,11 @@ class Runner:
 
 
 def _hand_off(conn: Connection) -> None:
-    if not conn._finished:
-        conn._greenlet.switch(HANDOFF)
+    if conn._finished:
+        return
+    actor = conn._greenlet
+    if actor is None:
+        conn._revive(HANDOFF)  # dormant: a new greenlet
+    else:
+        actor.switch(HANDOFF)
 

@@ -32,6 +32,7 @@ from .admission import Admission
 from .app import Application
 from .broadcast import encode_broadcast
 from .connection import Connection
+from .dormancy import IdleSweep
 from .edge import TrustedProxies
 from .endpoints import app_api, builtin_router
 from .keepalive import Keepalive
@@ -134,6 +135,7 @@ class Server:
         self._stream: StreamServer | None = None
         interval, timeout = timeouts.ping_interval, timeouts.ping_timeout
         self._keepalive = Keepalive(self.connections.values, interval, timeout) if interval else None
+        self._idle_sweep = IdleSweep(self.connections.values)  # idle actors give up their greenlet
         self._stopping = False
         self._finishing_handshakes = False  # a restart's drain admits the handshakes under way
         self._hooks: tuple[Any, ...] | None = None  # the connections' callbacks, bound once
@@ -181,6 +183,8 @@ class Server:
         self._stream.start()
         if self._keepalive is not None:
             self._keepalive.start()
+        if self.options.dormant_when_idle:
+            self._idle_sweep.start()
         # (the status page's sampler saves the figures every second already, through metrics_total)
         port = self.endpoints.metrics_port
         metrics_host = self.endpoints.metrics_host
@@ -211,6 +215,7 @@ class Server:
             self._stream.close()
         if self._keepalive is not None:
             self._keepalive.stop()
+        self._idle_sweep.stop()
         self._metrics.stop()
         if self.status_page is not None:
             self.status_page.stop()

@@ -26,6 +26,7 @@ from ..protocol.connection import DEFAULT_MAX_FRAGMENTS
 from ..protocol.deflate import DeflateOptions
 from ..protocol.handshake import HandshakePolicy
 from ..protocol.http import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, Request, Response
+from .app import threads_are_greenlets
 from .edge import DEFAULT_FORWARDED_MAX_BYTES, DEFAULT_FORWARDED_MAX_ENTRIES, DEFAULT_IPV6_PREFIX
 from .options import ConnectionOptions, OverflowPolicy
 
@@ -294,4 +295,5 @@ def connection_options(
         close_timeout=timeouts.close_timeout,
         max_queue_bytes=limits.max_queue_bytes,
         overflow=limits.overflow,
+        dormant_when_idle=not threads_are_greenlets(),
     )

@@ -15,7 +15,7 @@ import ssl
 from typing import Any
 
 from .connection import Connection
-from .transport import TIMEOUT, WAIT_READ, Transport, TransportGone
+from .transport import MAIL, TIMEOUT, WAIT_READ, Transport, TransportGone
 
 __all__ = ["TLSConnection"]
 
@@ -69,6 +69,9 @@ class TLSConnection(Connection):
 
     def _inline_reader(self) -> None:
         return None  # reading and writing TLS records may have to wait: always in the actor
+
+    def _mail_dormant(self) -> None:
+        self._revive(MAIL)  # TLS records are written by the actor, never from the hub
 
     def _handshake_deadline(self) -> float:
         return self._tls_deadline  # the TLS handshake and the WebSocket one share the timeout

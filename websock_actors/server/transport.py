@@ -29,6 +29,7 @@ __all__ = [
     "MAIL",
     "NOT_WAITING",
     "READABLE",
+    "SLEEP",
     "TIMEOUT",
     "WAIT_READ",
     "WAIT_WRITE",
@@ -42,12 +43,13 @@ __all__ = [
 
 # Why a parked actor was woken: what `_park` and `_park_inline` return, and what the watcher,
 # the timer, `_do_wake` and the inline reader switch into the actor with.
-WakeReason = Literal[1, 2, 3, 4, 5]
+WakeReason = Literal[1, 2, 3, 4, 5, 8]
 READABLE: Final = 1  # the socket has bytes (or the end of the stream) to read
 WRITABLE: Final = 2  # the kernel takes bytes again after a write that did not go whole
 MAIL: Final = 3  # another greenlet queued something, or asked for a close or an abort
 TIMEOUT: Final = 4  # the deadline given to _park passed
 HANDOFF: Final = 5  # the inline reader left the rest to the actor (inline.py)
+SLEEP: Final = 8  # quiet for a whole sweep (dormancy.py): end the greenlet, keep the watcher
 
 # What the actor is parked on, in `_wait_state`: nothing; readable or mail; writable (then only
 # an abort wakes it as mail). Numbers apart from the wake reasons', so that mypy (and a reader
@@ -82,9 +84,11 @@ class Transport:
 
     __slots__ = (
         "_abort_reason",
+        "_context",
         "_fd",
         "_greenlet",
         "_hub",
+        "_idle_mark",
         "_owner",
         "_raw",
         "_read_watcher",
@@ -104,7 +108,10 @@ class Transport:
         self._fd = sock.fileno()
         self._recv_buffer = recv_buffer
         self._hub: Hub = get_hub()
-        self._greenlet: Any = None  # the actor's greenlet, once it runs
+        # The actor's greenlet while it has one: None before it runs and while it is dormant
+        # (parked without a greenlet, see `_revive`).
+        self._greenlet: Any = None
+        self._context: Any = None  # a dormant actor's contextvars, for its next greenlet
         # Who may encode and write for this connection now: the actor, or the hub while it
         # runs the actor's inline readiness callback on its behalf (inline.py).
         self._owner: Any = None
@@ -114,6 +121,8 @@ class Transport:
         self._write_pending = False  # a write is blocked part-way through a frame
         # An abort was asked for (code, reason): a parked actor wakes for it and drops the socket.
         self._abort_reason: tuple[int, str] | None = None
+        # The idle sweep's last look at `recv_count` (dormancy.py); -1 after mail came.
+        self._idle_mark = -1
 
     def _recv_nowait(self, size: int) -> bytes | None:
         """Bytes received (b"" at end of stream or on error), or None when none are ready.
@@ -238,9 +247,18 @@ class Transport:
 
     def _do_wake(self) -> None:
         self._wake_scheduled = False
+        self._idle_mark = -1  # not idle: the sweep waits a whole interval again
         state = self._wait_state
         if state == WAIT_READ or (state == WAIT_WRITE and self._abort_reason is not None):
-            self._owner.switch(MAIL)  # the parked actor, or the runner waiting to write
+            owner = self._owner  # the parked actor, or the runner waiting to write
+            if owner is None:
+                self._mail_dormant()
+            else:
+                owner.switch(MAIL)
+
+    def _mail_dormant(self) -> None:
+        """In the hub: mail for a dormant actor, which has no greenlet (Connection)."""
+        raise NotImplementedError
 
     def _close_transport(self, *, drain: bool) -> None:
         """Half-close, then read until the peer closes too (bounded), so no RST eats our last frame."""

@@ -24,7 +24,7 @@ from websock_actors.client import connect
 from websock_actors.errors import RequestError
 from websock_actors.testing import ServerThread
 
-from ..support.apps import RoomSequence, unnumbered
+from ..support.apps import RoomSequence, chat_nodes_on, unnumbered
 from ..support.apps import fresh_chat_app as chat_app
 from ..support.raw import free_port
 from ..support.waits import wait_until
@@ -37,19 +37,8 @@ pytestmark = pytest.mark.timeout(90)
 @pytest.fixture
 def nodes(redis_server: Any) -> Iterator[Callable[..., tuple[ServerThread, RedisBackplane]]]:
     """`node(resume=True, **backplane_options)`: a chat server on its own RedisBackplane."""
-    started: list[ServerThread] = []
-
-    def start(resume: bool = True, **options: Any) -> tuple[ServerThread, RedisBackplane]:
-        app = chat_app(resume)
-        backplane = RedisBackplane(redis_server.url, **options)
-        app.use_backplane(backplane)
-        server = ServerThread(app).start()
-        started.append(server)
-        return server, backplane
-
-    yield start
-    for server in started:
-        server.stop()
+    with chat_nodes_on(redis_server.url) as start:
+        yield start
 
 
 def drain_until(ws: Any, wanted: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> dict[str, Any]:

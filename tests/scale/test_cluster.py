@@ -21,7 +21,7 @@ from websock_actors.scale.redis_keys import PARTITIONS, SLOTS, Keyspace, partiti
 from websock_actors.scale.redis_urls import parse_redis_url
 from websock_actors.testing import ServerThread
 
-from ..support.apps import fresh_chat_app, two_nodes_on
+from ..support.apps import chat_nodes_on, fresh_chat_app, two_nodes_on
 from ..support.chat import join, read_until, say, text_is
 from ..support.chat_traffic import Member, Sayer, unreplicated_broadcasts
 from ..support.elsewhere import emit_elsewhere
@@ -33,21 +33,10 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def cluster_nodes(redis_cluster: Any) -> Iterator[Callable[[], tuple[ServerThread, RedisBackplane]]]:
+def cluster_nodes(redis_cluster: Any) -> Iterator[Callable[..., tuple[ServerThread, RedisBackplane]]]:
     """`node()`: a chat server (resumption on) on a RedisBackplane over the cluster."""
-    started: list[ServerThread] = []
-
-    def start() -> tuple[ServerThread, RedisBackplane]:
-        app = fresh_chat_app()
-        backplane = RedisBackplane(redis_cluster.url)
-        app.use_backplane(backplane)
-        server = ServerThread(app).start()
-        started.append(server)
-        return server, backplane
-
-    yield start
-    for server in started:
-        server.stop()
+    with chat_nodes_on(redis_cluster.url) as start:
+        yield start
 
 
 # -- names and URLs (no cluster needed) ----------------------------------------------------------

@@ -28,7 +28,7 @@ from websock_actors.client import ClientConnection, connect
 from websock_actors.errors import RequestError
 from websock_actors.testing import ServerThread
 
-from ..support.apps import RoomSequence, two_nodes_on
+from ..support.apps import RoomSequence, chat_nodes_on, two_nodes_on
 from ..support.apps import fresh_chat_app as chat_app
 from ..support.chat import both_join, join, position, read_until, resume, say, text_is, wait_kept
 from ..support.raw import free_port
@@ -52,19 +52,8 @@ def two_nodes(shared_redis: Any) -> Iterator[tuple[ServerThread, ServerThread]]:
 @pytest.fixture
 def redis_nodes(redis_server: Any) -> Iterator[Callable[..., tuple[ServerThread, RedisBackplane]]]:
     """`node(**backplane_options)`: a chat server on its own RedisBackplane (the test's Redis)."""
-    started: list[ServerThread] = []
-
-    def start(**options: Any) -> tuple[ServerThread, RedisBackplane]:
-        app = chat_app()
-        backplane = RedisBackplane(redis_server.url, **options)
-        app.use_backplane(backplane)
-        server = ServerThread(app).start()
-        started.append(server)
-        return server, backplane
-
-    yield start
-    for server in started:
-        server.stop()
+    with chat_nodes_on(redis_server.url) as start:
+        yield start
 
 
 def http_status(port: int, path: str = "/readyz", timeout: float = 1.0) -> int | None:

@@ -24,7 +24,7 @@ from websock_actors.scale.redis_connect import connector
 from websock_actors.scale.redis_urls import parse_redis_url
 from websock_actors.testing import ServerThread
 
-from ..support.apps import fresh_chat_app
+from ..support.apps import chat_nodes_on, fresh_chat_app
 from ..support.chat import join, position, read_until, resume, say, text_is, wait_kept
 from ..support.chat_traffic import Member, Sayer, unreplicated_broadcasts
 from ..support.elsewhere import emit_elsewhere
@@ -36,21 +36,10 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def sentinel_nodes(redis_sentinel: Any) -> Iterator[Callable[[], tuple[ServerThread, RedisBackplane]]]:
+def sentinel_nodes(redis_sentinel: Any) -> Iterator[Callable[..., tuple[ServerThread, RedisBackplane]]]:
     """`node()`: a chat server (resumption on) on a RedisBackplane through the sentinels."""
-    started: list[ServerThread] = []
-
-    def start() -> tuple[ServerThread, RedisBackplane]:
-        app = fresh_chat_app()
-        backplane = RedisBackplane(redis_sentinel.url)
-        app.use_backplane(backplane)
-        server = ServerThread(app).start()
-        started.append(server)
-        return server, backplane
-
-    yield start
-    for server in started:
-        server.stop()
+    with chat_nodes_on(redis_sentinel.url) as start:
+        yield start
 
 
 def master_clients(port: int) -> int:

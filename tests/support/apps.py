@@ -144,3 +144,24 @@ def two_nodes_on(
     finally:
         for server in servers:
             server.stop()
+
+
+@contextmanager
+def chat_nodes_on(url: str) -> Iterator[Callable[..., tuple[ServerThread, RedisBackplane]]]:
+    """`node(resume=True, **backplane_options)`: a chat server (fresh_chat_app) on a
+    RedisBackplane of its own over the Redis at `url`, as many as a test starts; all stopped
+    after the block."""
+    started: list[ServerThread] = []
+
+    def start(resume: bool = True, **options: Any) -> tuple[ServerThread, RedisBackplane]:
+        app = fresh_chat_app(resume)
+        backplane = RedisBackplane(url, **options)
+        app.use_backplane(backplane)
+        started.append(ServerThread(app).start())
+        return started[-1], backplane
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()

@@ -31,7 +31,7 @@ from ..errors import BackplaneUnavailable
 from .redis_io import REDIS_FAILURES, Connect, GeventRedisConnection, error_text, run_id_of
 from .redis_keys import SLOTS
 
-__all__ = ["MASTERS", "Address", "ClusterMap", "command_key", "redirection", "wait_briefly"]
+__all__ = ["MASTERS", "Address", "ClusterMap", "EveryMaster", "command_key", "redirection", "wait_briefly"]
 
 log = logging.getLogger("websock_actors")
 
@@ -102,7 +102,6 @@ class ClusterMap:
         self._stale = gevent.event.Event()
         self._stopping = gevent.event.Event()
         self._greenlet: gevent.Greenlet[Any, Any] | None = None
-        self.refreshes = 0
         self._users = 0
         self._read_at = 0.0  # monotonic time the last read began
         self._reading = gevent.lock.Semaphore()
@@ -121,9 +120,6 @@ class ClusterMap:
     def owner(self, key: Any) -> Address | None:
         """The master of `key`'s slot, as last read; None before the first read."""
         return self._slots[key_slot(key.encode() if isinstance(key, str) else key)]
-
-    def slot_owner(self, slot: int) -> Address | None:
-        return self._slots[slot]
 
     def moved(self, slot: int, address: Address) -> None:
         """A MOVED reply: the slot is `address`'s now (the rest is read again soon). A
@@ -217,7 +213,6 @@ class ClusterMap:
             except REDIS_FAILURES:
                 run_ids[address] = ""
                 unreached = True
-        self.refreshes += 1
         changed = slots != self._slots or run_ids != self.masters
         self._slots = slots
         self.masters = run_ids
@@ -241,6 +236,28 @@ class ClusterMap:
             return conn.read_response()
         finally:
             conn.disconnect()
+
+
+class EveryMaster:
+    """An event set while the same event of every master's connection is (a publisher's
+    `connected_once`, a subscriber's `connected`): what stands for it over a cluster."""
+
+    def __init__(self, cluster: ClusterMap, events: Callable[[], list[Any]]) -> None:
+        self._cluster = cluster
+        self._events = events  # one per master of the map now
+
+    def is_set(self) -> bool:
+        events = self._events()
+        return bool(events) and all(event.is_set() for event in events)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the map, then for each master's event, within `timeout` in all."""
+        loop = gevent.get_hub().loop
+        deadline = None if timeout is None else loop.now() + timeout
+        self._cluster.ready.wait(timeout)
+        for event in self._events():
+            event.wait(None if deadline is None else max(0.0, deadline - loop.now()))
+        return self.is_set()
 
 
 def wait_briefly(attempt: int) -> None:

@@ -29,7 +29,7 @@ import gevent.event
 import redis
 
 from ..errors import BackplaneUnavailable
-from .redis_cluster import MASTERS, Address, ClusterMap, command_key, redirection, wait_briefly
+from .redis_cluster import MASTERS, Address, ClusterMap, EveryMaster, command_key, redirection, wait_briefly
 from .redis_io import CommandPool, Publisher, error_text
 
 __all__ = ["ClusterCommandPool", "ClusterPublisher"]
@@ -185,26 +185,6 @@ class ClusterCommandPool:
         self._pools.clear()
 
 
-class _AllConnected:
-    """Set when every master's publisher connected once (the `Publisher.connected_once` of a cluster)."""
-
-    def __init__(self, publishers: Callable[[], list[Publisher]], cluster: ClusterMap) -> None:
-        self._publishers = publishers
-        self._cluster = cluster
-
-    def is_set(self) -> bool:
-        publishers = self._publishers()
-        return bool(publishers) and all(p.connected_once.is_set() for p in publishers)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else gevent.get_hub().loop.now() + timeout
-        self._cluster.ready.wait(timeout)
-        for publisher in self._publishers():
-            left = None if deadline is None else max(0.0, deadline - gevent.get_hub().loop.now())
-            publisher.connected_once.wait(left)
-        return self.is_set()
-
-
 class ClusterPublisher:
     """A `Publisher` per master; see the module's docstring."""
 
@@ -226,7 +206,7 @@ class ClusterPublisher:
         self._max_backoff = max_backoff
         self._nodes: dict[Address, Publisher] = {}
         self._started = False
-        self.connected_once = _AllConnected(lambda: list(self._nodes.values()), cluster)
+        self.connected_once = EveryMaster(cluster, lambda: [p.connected_once for p in self._nodes.values()])
         cluster.listen(self._follow)
 
     @property

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection
 import gevent
 
 from ..errors import BackplaneUnavailable
-from .redis_cluster import Address, ClusterMap
+from .redis_cluster import Address, ClusterMap, EveryMaster
 from .redis_keys import Keyspace
 from .redis_subscriber import Sharded, Subscriber
 
@@ -28,25 +28,6 @@ __all__ = ["ClusterSubscriber"]
 
 # Rooms whose master is remembered, at most (rooms that come and go must not grow it forever).
 MAX_OWNERS_KEPT = 100_000
-
-
-class _AllSubscribersConnected:
-    """`connected` of a ClusterSubscriber: set while every master's subscriber is connected."""
-
-    def __init__(self, owner: ClusterSubscriber) -> None:
-        self._owner = owner
-
-    def is_set(self) -> bool:
-        nodes = self._owner.nodes()
-        return bool(nodes) and all(node.connected.is_set() for node in nodes)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        loop = gevent.get_hub().loop
-        deadline = None if timeout is None else loop.now() + timeout
-        self._owner.cluster.ready.wait(timeout)
-        for node in self._owner.nodes():
-            node.connected.wait(None if deadline is None else max(0.0, deadline - loop.now()))
-        return self.is_set()
 
 
 class ClusterSubscriber:
@@ -87,12 +68,9 @@ class ClusterSubscriber:
         self._owners: dict[str, Address | None] = {}  # room -> master, for map `_version`
         self._version = -1
         self._started = False
-        self.connected = _AllSubscribersConnected(self)
+        self.connected = EveryMaster(cluster, lambda: [node.connected for node in self._nodes.values()])
         self._retired = [0, 0, 0]  # subscribes, unsubscribes, reconnects of stopped subscribers
         cluster.listen(self._follow)
-
-    def nodes(self) -> list[Subscriber]:
-        return list(self._nodes.values())
 
     @property
     def subscribed(self) -> set[str]:

@@ -49,6 +49,7 @@ __all__ = [
     "Waitable",
     "error_text",
     "run_id_of",
+    "run_ids_of",
 ]
 
 log = logging.getLogger("websock_actors")
@@ -391,12 +392,16 @@ class Publisher:
             waiter.set(reply)
 
 
+def run_ids_of(info: Any) -> list[str]:
+    """The run_id lines of an INFO server reply (several when it joins a cluster's masters')."""
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    return [line[7:].strip() for line in text.splitlines() if line.startswith("run_id:")]
+
+
 def run_id_of(info: Any) -> str:
-    """The run_id line of an INFO server reply."""
-    for line in (info.decode() if isinstance(info, bytes) else str(info)).splitlines():
-        if line.startswith("run_id:"):
-            return line[7:].strip()
-    return ""
+    """The run_id of an INFO server reply ("" without one)."""
+    ids = run_ids_of(info)
+    return ids[0] if ids else ""
 
 
 class _FailureCounts(Protocol):

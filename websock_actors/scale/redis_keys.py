@@ -61,9 +61,7 @@ class Keyspace:
 
     def name(self, room: str) -> str:
         """`room` as it appears in keys and channels: itself, or `{tag}room` on a cluster."""
-        if not self.cluster:
-            return room
-        return f"{{{self._tags[crc_hqx(room.encode(), 0) % SLOTS // self._width]}}}{room}"
+        return self.tag(room) + room if self.cluster else room
 
     def unnamed(self, name: str) -> str:
         """The room (or user key) a `name` stands for."""
@@ -72,13 +70,16 @@ class Keyspace:
         return name[name.index("}") + 1 :]
 
     def tag(self, room: str) -> str:
-        """The hash tag `room`'s keys share ("" on one server)."""
-        return self.name(room)[: -len(room)] if self.cluster and room else ""
+        """The hash tag `room`'s keys share, braces included ("" on one server, or for "")."""
+        if not self.cluster or not room:
+            return ""
+        return f"{{{self._tags[crc_hqx(room.encode(), 0) % SLOTS // self._width]}}}"
 
     def stream(self, room: str) -> tuple[str, str, str, str]:
         """The room's hash, stream, retained set and presence (the scripts' KEYS)."""
-        seq, history, retained, presence = stream_keys(self.prefix, self.name(room))
-        return seq, history, retained + self.tag(room), presence
+        tag = self.tag(room)
+        seq, history, retained, presence = stream_keys(self.prefix, tag + room)
+        return seq, history, retained + tag, presence
 
     def retained(self, cap: int) -> int:
         """The cap on retained rooms a script applies: per partition on a cluster."""

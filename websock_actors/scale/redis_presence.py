@@ -35,7 +35,7 @@ import gevent.event
 
 from ..errors import BackplaneUnavailable
 from ..typed.sessions import SessionRecord
-from .redis_io import Commands
+from .redis_io import Commands, run_ids_of
 from .redis_keys import Keyspace
 
 __all__ = ["PRESENCE", "NodeLiveness", "PresenceCache", "PresenceEntry", "PresenceWrites"]
@@ -312,6 +312,4 @@ class NodeLiveness:
 
 def _run_id(info: Any) -> bytes:
     """The run_id in INFO server; on a cluster, every master's (sorted, comma-joined)."""
-    text = info if isinstance(info, bytes) else str(info).encode()
-    ids = sorted(line[7:].strip() for line in text.splitlines() if line.startswith(b"run_id:"))
-    return b",".join(ids)
+    return ",".join(sorted(run_ids_of(info))).encode()

@@ -48,7 +48,7 @@ from benchmarks.harness.node import BroadcastLoad, add_broadcast_options  # noqa
 from benchmarks.harness.output import cell, write_json  # noqa: E402
 from benchmarks.harness.ports import data_segments_out  # noqa: E402
 from benchmarks.harness.preflight import Watchdog, add_run_options, prepare_run  # noqa: E402
-from benchmarks.harness.processes import Failed, ServerProcess, pinned  # noqa: E402
+from benchmarks.harness.processes import Failed, ServerProcess, measured, pinned  # noqa: E402
 from benchmarks.harness.procstat import cpu_ns, cpu_seconds, syscalls  # noqa: E402
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
 from benchmarks.harness.stats import median_of as median  # noqa: E402
@@ -421,24 +421,18 @@ def main() -> int:
         for round_number in range(1, args.rounds + 1):
             for scenario in scenarios:
                 index += 1
-                started = time.monotonic()
-                try:
-                    result = run_once(scenario, args, redis_server, workdir, index)
-                except Failed as exc:
-                    failed = True
-                    result = exc.result if exc.result is not None else {"scenario": scenario}
-                    result["error"] = str(exc)
-                    print(f"round {round_number} {scenario}: FAILED: {exc}", file=sys.stderr, flush=True)
-                else:
-                    print(
-                        f"round {round_number} {scenario}: {result['deliveries_per_s']:,} deliveries/s, "
-                        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, join {result['join_s']} s, "
-                        f"cpu {result['cpu_s']}, "
-                        f"cmd/publish {cell(result.get('commands_per_publish'), '.3f')} "
-                        f"({time.monotonic() - started:.1f} s)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                result, broke = measured(
+                    f"round {round_number} {scenario}",
+                    lambda s=scenario, i=index: run_once(s, args, redis_server, workdir, i),
+                    lambda r: (
+                        f"{r['deliveries_per_s']:,} deliveries/s, "
+                        f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+                        f"join {r['join_s']} s, cpu {r['cpu_s']}, "
+                        f"cmd/publish {cell(r.get('commands_per_publish'), '.3f')}"
+                    ),
+                    {"scenario": scenario},
+                )
+                failed = failed or broke
                 result["round"] = round_number
                 results[scenario].append(result)
     except Watchdog as exc:

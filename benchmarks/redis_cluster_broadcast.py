@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as
 from benchmarks.harness.node import BENCH, BroadcastLoad  # noqa: E402
 from benchmarks.harness.output import cell, write_json  # noqa: E402
 from benchmarks.harness.preflight import Watchdog, add_run_options, prepare_run  # noqa: E402
-from benchmarks.harness.processes import ChildProcess, Failed, pinned  # noqa: E402
+from benchmarks.harness.processes import ChildProcess, Failed, measured, pinned  # noqa: E402
 from benchmarks.harness.procstat import cpu_ns, cpu_seconds  # noqa: E402
 from benchmarks.harness.redis_cluster import ClusterDeployment, ClusterError  # noqa: E402
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
@@ -345,24 +345,17 @@ def main() -> int:
                         print(f"{scenario}: {why}", file=sys.stderr, flush=True)
                     continue
                 index += 1
-                started = time.monotonic()
-                try:
-                    result = run_once(scenario, args, workdir, index)
-                except Failed as exc:
-                    failed = True
-                    result = exc.result if exc.result is not None else {"scenario": scenario}
-                    result["error"] = str(exc)
-                    print(f"round {round_number} {scenario}: FAILED: {exc}", file=sys.stderr, flush=True)
-                else:
-                    print(
-                        f"round {round_number} {scenario}: {result['deliveries_per_s']:,} deliveries/s, "
-                        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-                        f"{result['commands_per_broadcast']} Redis commands per broadcast, "
-                        f"cpu {result['cpu_s']} "
-                        f"({time.monotonic() - started:.1f} s)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                result, broke = measured(
+                    f"round {round_number} {scenario}",
+                    lambda s=scenario, i=index: run_once(s, args, workdir, i),
+                    lambda r: (
+                        f"{r['deliveries_per_s']:,} deliveries/s, "
+                        f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
+                        f"{r['commands_per_broadcast']} Redis commands per broadcast, cpu {r['cpu_s']}"
+                    ),
+                    {"scenario": scenario},
+                )
+                failed = failed or broke
                 result["round"] = round_number
                 results[scenario].append(result)
     except Watchdog as exc:

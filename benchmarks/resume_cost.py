@@ -46,7 +46,7 @@ from benchmarks.harness.output import cell as fmt  # noqa: E402
 from benchmarks.harness.output import write_json  # noqa: E402
 from benchmarks.harness.ports import data_segments_out  # noqa: E402
 from benchmarks.harness.preflight import Watchdog, add_run_options, prepare_run  # noqa: E402
-from benchmarks.harness.processes import Failed, ServerProcess, pinned  # noqa: E402
+from benchmarks.harness.processes import Failed, ServerProcess, measured, pinned  # noqa: E402
 from benchmarks.harness.procstat import cpu_ns  # noqa: E402
 from benchmarks.harness.redis_runner import RedisServer  # noqa: E402
 from benchmarks.harness.stats import median_of as median  # noqa: E402
@@ -459,23 +459,16 @@ def run_rounds(
         for scenario in args.scenario_list:
             for mode in MODES if round_number % 2 else MODES[::-1]:
                 index += 1
-                begun = time.monotonic()
-                what = f"round {round_number} {scenario} {mode}"
-                try:
-                    result = run_once(scenario, mode, args, redis_server, workdir, index)
-                except Failed as exc:
-                    failed = True
-                    result = exc.result if exc.result is not None else {"scenario": scenario, "mode": mode}
-                    result["error"] = str(exc)
-                    print(f"{what}: FAILED: {exc}", file=sys.stderr, flush=True)
-                else:
-                    print(
-                        f"{what}: {result['deliveries_per_s']:,} deliveries/s, p50 {result['p50_ms']} ms, "
-                        f"node {result['node_us_per_broadcast']:.0f} us/broadcast "
-                        f"({time.monotonic() - begun:.1f} s)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                result, broke = measured(
+                    f"round {round_number} {scenario} {mode}",
+                    lambda s=scenario, m=mode, i=index: run_once(s, m, args, redis_server, workdir, i),
+                    lambda r: (
+                        f"{r['deliveries_per_s']:,} deliveries/s, p50 {r['p50_ms']} ms, "
+                        f"node {r['node_us_per_broadcast']:.0f} us/broadcast"
+                    ),
+                    {"scenario": scenario, "mode": mode},
+                )
+                failed = failed or broke
                 result["round"] = round_number
                 results[(scenario, mode)].append(result)
     return failed

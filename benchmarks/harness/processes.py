@@ -10,14 +10,16 @@ import queue
 import resource
 import signal
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
-    "ChildProcess", "Failed", "ServerProcess", "die_with_parent", "pinned", "raise_fd_limit", "reap",
-    "stop_process", "try_reap"
+    "ChildProcess", "Failed", "ServerProcess", "die_with_parent", "measured", "pinned", "raise_fd_limit",
+    "reap", "stop_process", "try_reap"
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +32,27 @@ class Failed(Exception):
     def __init__(self, message: str, result: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+def measured(
+    what: str,
+    run: Callable[[], dict[str, Any]],
+    summary: Callable[[dict[str, Any]], str],
+    unmeasured: dict[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """One run of a benchmark's scenario: its figures and whether it failed (then a
+    `Failed`'s figures, or `unmeasured`, with the error). A line on stderr either way: `what`,
+    then `summary(result)` or the failure, and the run's seconds."""
+    begun = time.monotonic()
+    try:
+        result = run()
+    except Failed as exc:
+        result = exc.result if exc.result is not None else dict(unmeasured)
+        result["error"] = str(exc)
+        print(f"{what}: FAILED: {exc}", file=sys.stderr, flush=True)
+        return result, True
+    print(f"{what}: {summary(result)} ({time.monotonic() - begun:.1f} s)", file=sys.stderr, flush=True)
+    return result, False
 
 
 def pinned(cpus: int | str | None, command: list[str]) -> list[str]:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
 from ..errors import CloseCode, ProtocolError
 from .deflate import PerMessageDeflate
-from .frames import BytesLike, Frame, FrameParser, Opcode, encode_frame, encode_unmasked
+from .frames import SHORT_TEXT_HEADERS, BytesLike, Frame, FrameParser, Opcode, encode_frame, encode_unmasked
 
 __all__ = [
     "DEFAULT_MAX_FRAGMENTS",
@@ -44,6 +45,11 @@ DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 # bounds the CPU a message of 1-byte fragments can take; Autobahn's 9.* cases send 65,536.
 DEFAULT_MAX_FRAGMENTS = 131_072
 
+# Read per message, as module constants: an enum member read through its class costs
+# several times a global's load.
+_TEXT: Final = int(Opcode.TEXT)
+_BINARY: Final = int(Opcode.BINARY)
+
 
 class Role(Enum):
     SERVER = "server"
@@ -56,6 +62,8 @@ class ConnectionState(Enum):
     CLOSING = "closing"  # we sent a close frame and wait for the peer's
     CLOSED = "closed"  # the close handshake is done, failed, or the transport ended
 
+
+_CLOSED: Final = ConnectionState.CLOSED  # checked per read (see _TEXT)
 
 @dataclass(slots=True)
 class TextMessage:
@@ -152,6 +160,7 @@ class WebSocketConnection:
         "_message_size",
         "_outgoing",
         "_parser",
+        "bytes_wanted",
         "close_code",
         "close_reason",
         "close_received",
@@ -185,6 +194,9 @@ class WebSocketConnection:
             expect_mask=role is Role.SERVER, max_frame_size=max_message_size, allow_rsv1=deflate is not None
         )
         self._outgoing: list[bytes] = []
+        # Bytes still missing from a partly received frame: a hint for the next read's size
+        # (an attribute, not a property: read before every read of the connection).
+        self.bytes_wanted = 0
         # The message being reassembled from fragments.
         self._fragment_opcode = 0
         self._message: bytearray | None = None  # from the second fragment on
@@ -202,7 +214,7 @@ class WebSocketConnection:
 
     def receive_data(self, data: BytesLike) -> list[Event]:
         """Feed received bytes (b"" at end of stream); return the events they complete."""
-        if self.state is ConnectionState.CLOSED:
+        if self.state is _CLOSED:
             return []
         if not data:
             return [self.connection_lost()]
@@ -212,6 +224,7 @@ class WebSocketConnection:
         events: list[Event] = []
         if not self._fragment_opcode:
             # Whole short data frames, the common shape, without a Frame each (FrameParser).
+            # It takes nothing while a frame is buffered: all taken leaves nothing wanted.
             pos = parser.feed_short_messages(data, events, TextMessage, BinaryMessage)
             if pos == len(data):
                 return events
@@ -226,6 +239,7 @@ class WebSocketConnection:
                         break  # nothing after the peer's close frame counts
         except ProtocolError as exc:
             events.append(self._fail(exc.code, exc.reason))
+        self.bytes_wanted = parser.wanted
         return events
 
     def _handle_frame(self, frame: Frame) -> Event | None:
@@ -362,11 +376,6 @@ class WebSocketConnection:
             self.close_code, self.close_reason = CloseCode.ABNORMAL, reason
         return ConnectionLost(CloseCode.ABNORMAL, reason)
 
-    @property
-    def bytes_wanted(self) -> int:
-        """Bytes still missing from a partly received frame: a hint for the next read size."""
-        return self._parser.wanted
-
     def data_to_send(self) -> list[bytes]:
         """Frames the protocol itself owes the peer (pongs, close replies); empties the queue."""
         out = self._outgoing
@@ -377,10 +386,17 @@ class WebSocketConnection:
     # -- sending ---------------------------------------------------------------------
 
     def send_text(self, text: str) -> bytes:
-        return self._data_frame(Opcode.TEXT, text.encode("utf-8"))
+        return self._data_frame(_TEXT, text.encode("utf-8"))
+
+    def send_utf8(self, payload: bytes) -> bytes:
+        """A text frame whose payload is already UTF-8 (JSON as pydantic writes it): no
+        decode and encode on the way."""
+        if self._deflate is None and not self._mask and len(payload) < 126:
+            return SHORT_TEXT_HEADERS[len(payload)] + payload  # a short reply: one lookup
+        return self._data_frame(_TEXT, payload)
 
     def send_binary(self, data: BytesLike) -> bytes:
-        return self._data_frame(Opcode.BINARY, bytes(data) if type(data) is not bytes else data)
+        return self._data_frame(_BINARY, bytes(data) if type(data) is not bytes else data)
 
     def _data_frame(self, opcode: int, payload: bytes) -> bytes:
         """One whole-message frame, compressed when negotiated and worth it."""
@@ -395,11 +411,9 @@ class WebSocketConnection:
 
     def send_message(self, data: str | BytesLike) -> bytes:
         """A text frame for `str`, a binary frame for bytes-like data (compressed when negotiated)."""
-        if isinstance(data, str):
-            opcode, payload = Opcode.TEXT, data.encode()
-        else:
-            opcode, payload = Opcode.BINARY, bytes(data)
-        return self._data_frame(opcode, payload)
+        if type(data) is str:
+            return self._data_frame(_TEXT, data.encode())
+        return self._data_frame(_BINARY, data.encode() if isinstance(data, str) else bytes(data))
 
     def send_ping(self, payload: BytesLike = b"") -> bytes:
         if len(payload) > 125:

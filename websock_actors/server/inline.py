@@ -77,30 +77,23 @@ def read_and_deliver(conn: Connection, owner: object) -> Handoff | object:
     handoff: Handoff = None
     try:
         events = protocol.receive_data(received)
-        for event in events:
-            kind = type(event)
-            if kind is not TextMessage and kind is not BinaryMessage:
+        conn._close_holds += 1  # a drain's close waits for these messages' replies
+        if deliver(conn, events, options.max_queue_bytes):
+            conn.recv_count += 1
+        conn.release_close()
+        events = []  # no reference to the last message while parked
+        if conn._handoff is not None:
+            # A control frame, or replies past the mailbox's bound: the actor takes the rest
+            # of the read (writing what is queued first, waiting for the socket if need be).
+            stay = False
+            handoff, conn._handoff = conn._handoff, None
+        elif conn._abort_reason is not None or conn._closing:
+            stay = False
+        elif conn._outbox:
+            rest = _send_inline(conn, conn._take_outbox())
+            if rest is not None:
                 stay = False
-                handoff = events  # the actor delivers them all, in order
-                break
-        if stay:
-            conn._close_holds += 1  # a drain's close waits for these messages' replies
-            if deliver(conn, events, options.max_queue_bytes):
-                conn.recv_count += 1
-            conn.release_close()
-            events = []  # no reference to the last message while parked
-            if conn._handoff is not None:
-                # The replies passed the mailbox's bound: the actor writes them, waiting for
-                # the socket, and then delivers the rest of the read.
-                stay = False
-                handoff, conn._handoff = conn._handoff, None
-            elif conn._abort_reason is not None or conn._closing:
-                stay = False
-            elif conn._outbox:
-                rest = _send_inline(conn, conn._take_outbox())
-                if rest is not None:
-                    stay = False
-                    handoff = rest
+                handoff = rest
     except Exception as exc:  # the actor fails the connection with it
         stay = False
         handoff = exc
@@ -114,9 +107,13 @@ def _send_inline(conn: Connection, data: bytes) -> memoryview | TransportGone | 
     """One non-blocking send from the hub: None when it all went, else what the actor must
     still write, or the socket's failure."""
     conn.options.stats.bytes_sent += len(data)
-    try:
-        sent = conn._send_some(data)
-    except TransportGone as gone:
+    try:  # Transport._send_some, written out: one call less per reply
+        sent = conn._raw.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError as exc:
+        gone = TransportGone()
+        gone.__cause__ = exc
         return gone
     if sent == len(data):
         return None
@@ -150,12 +147,14 @@ def take_handoff(conn: Connection) -> list[Event] | None:
 def deliver(conn: Connection, events: list[Event], bound: int = 0) -> bool:
     """Hand the messages to the application, queue pongs; True if there were events.
 
-    With a `bound` (the inline callback's, which cannot wait for the socket), delivery stops
-    once the mailbox holds more than `bound` bytes, and the events not delivered are left in
-    `_handoff` for the actor, whose sends wait for the socket."""
+    With a `bound` (inline, or in the shared runner: neither may do what the actor does for
+    a control frame, nor wait for the socket), delivery stops at the first event that is not
+    a data message, or once the mailbox holds more than `bound` bytes; the events not
+    delivered are left in `_handoff` for the actor, in order."""
     if not events:
         return False
     stats = conn.options.stats
+    handle = conn.app.handle_message
     pending = iter(events)
     for event in pending:
         kind = type(event)
@@ -167,7 +166,7 @@ def deliver(conn: Connection, events: list[Event], bound: int = 0) -> bool:
             else:
                 stats.messages_binary += 1
             try:
-                conn.app.handle_message(conn, event.data)  # type: ignore[union-attr]
+                handle(conn, event.data)  # type: ignore[union-attr]
             except BlockingSwitchOutError:
                 log.error("%r: an inline message handler blocked; declare the app inline=False", conn)
                 conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
@@ -179,6 +178,9 @@ def deliver(conn: Connection, events: list[Event], bound: int = 0) -> bool:
                 if rest:
                     conn._handoff = rest
                 break
+        elif bound:
+            conn._handoff = [event, *pending]
+            break
         elif kind is PingReceived:
             # The pong goes out in order with replies to messages around it.
             assert conn._protocol is not None

@@ -125,6 +125,24 @@ class Mailbox(Transport):
         if queued:
             self.options.stats.messages_sent += 1
 
+    def send_utf8(self, payload: bytes) -> None:
+        """Queue a text message given as its UTF-8 bytes (valid UTF-8: JSON as pydantic
+        writes it), without decoding it to a `str` to be encoded again; never blocks."""
+        if getcurrent() is not self._owner or not self._encode_now:
+            self.send(payload.decode())  # queued as text, encoded by the actor in order
+            return
+        if not self._open or self._closing:
+            raise connection_closed(self.close_code, self.close_reason)
+        assert self._protocol is not None
+        frame = self._protocol.send_utf8(payload)
+        if self._queued or self._wait_state == WAIT_READ:
+            if not self._enqueue(frame):
+                return
+        else:  # the first reply of a read, from its reader: what _enqueue would do
+            self._outbox.append(frame)
+            self._queued = len(frame)
+        self.options.stats.messages_sent += 1
+
     def send_frame(self, frame: bytes) -> bool:
         """Queue an already encoded frame (a broadcast encodes once for every member).
 
@@ -240,6 +258,11 @@ class Mailbox(Transport):
         items = self._outbox
         self._outbox = []
         self._queued = 0
+        if len(items) == 1:  # the common case, one reply: no list of chunks, no join
+            item = items[0]
+            kind = type(item)
+            if kind is bytes or kind is BroadcastFrame:
+                return item  # type: ignore[return-value]
         protocol = self._protocol
         assert protocol is not None
         chunks: list[bytes] = []

@@ -72,6 +72,9 @@ class Router:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self._adapter: TypeAdapter[Any] | None = None
+        # The schema validator's validate_json, bound once it is built: TypeAdapter's own is
+        # a Python wrapper around it, a large share of a small message's validation.
+        self._validate_json: Callable[[str | bytes], Any] | None = None
 
     def add(self, handler: Handler, *, actor: str | None = None) -> Route:
         """Register `def handler(msg: Model, ctx) -> Reply | None`."""
@@ -107,7 +110,7 @@ class Router:
             )
         route = Route(tag, model, handler, reply, actor)
         self.routes[tag] = route
-        self._adapter = None
+        self._adapter = self._validate_json = None
         return route
 
     def build(self) -> TypeAdapter[Any]:
@@ -123,15 +126,15 @@ class Router:
 
     def decode(self, data: str | bytes) -> BaseModel:
         """Validate one frame into its model, or raise InvalidMessage with the code to answer."""
-        adapter = self._adapter or self.build()
+        validate_json = self._validate_json
+        if validate_json is None:
+            validate_json = self._validate_json = self.build().validator.validate_json
         if len(data) > _SCAN_ABOVE and _first_char(data) not in _OBJECT_START:
             # A large frame that cannot be an object is not validated at all: pydantic would
             # build the whole value first, and the hub waits (benchmarks/under_attack.py).
             raise _not_an_object(data)
         try:
-            # The schema validator itself: TypeAdapter.validate_json is a Python wrapper
-            # around it, a large share of a small message's validation (benchmarks/typed_bench.sh).
-            message: BaseModel = adapter.validator.validate_json(data)
+            message: BaseModel = validate_json(data)
         except ValidationError as exc:
             raise self._explain(exc, data) from None
         if type(message) is _NoMessage:  # the placeholder's tag, sent by a client

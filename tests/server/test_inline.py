@@ -36,6 +36,7 @@ class InlineEcho(WebSocketApp):
     def __init__(self) -> None:
         super().__init__(inline=self.reader == "inline", shared_runner=self.reader == "runner")
         self.ran_in_hub: list[bool] = []
+        self.ran_in_actor: list[bool] = []
         self.closes: list[tuple[int, str]] = []
         self.closed = threading.Event()
         self.conns: list[Connection] = []
@@ -47,6 +48,7 @@ class InlineEcho(WebSocketApp):
         @self.on_message
         def echo(conn: Connection, message: str | bytes) -> None:
             self.ran_in_hub.append(gevent.getcurrent() is get_hub())
+            self.ran_in_actor.append(gevent.getcurrent() is conn._greenlet)
             self.reply(conn, message)
 
         @self.on_close
@@ -88,7 +90,8 @@ def test_messages_run_in_the_hub_and_are_answered_in_order(serve: Serve, reader:
 
 
 def test_a_ping_among_messages_is_answered_in_order(serve: Serve) -> None:
-    server = serve(InlineEcho())
+    app = InlineEcho()
+    server = serve(app)
     with RawClient(server.port) as client:
         client.send_text("warm")
         assert client.recv_frame() == (TEXT, b"warm")
@@ -96,6 +99,9 @@ def test_a_ping_among_messages_is_answered_in_order(serve: Serve) -> None:
         assert [client.recv_frame() for _ in range(3)] == [(TEXT, b"a"), (PONG, b"p"), (TEXT, b"b")]
         client.send_text("after")  # back to inline after the hand-off
         assert client.recv_frame() == (TEXT, b"after")
+    # The message before the ping is answered by the reader, the rest of the read from the
+    # ping on by the actor (however the bytes were split into reads).
+    assert app.ran_in_actor[1:3] == [False, True]
 
 
 def test_the_closing_handshake_and_the_end_of_the_stream(serve: Serve) -> None:

@@ -31,8 +31,8 @@ __all__ = ["STAY", "Handoff", "deliver", "on_readable", "read_and_deliver", "tak
 log = logging.getLogger("websock_actors")
 
 # What the inline reader leaves to the actor, in `Connection._handoff`, for `take_handoff`:
-#   list[Event]  events the actor delivers, in order (a control frame among them, or the rest
-#                of a read whose replies passed the mailbox's bound);
+#   list[Event]  the rest of a read, which the actor delivers in order: from its first
+#                control frame on, or after replies that passed the mailbox's bound;
 #   memoryview   the part of a write the socket did not take, which the actor finishes;
 #   Exception    what failed in the hub, which the actor raises (a TransportGone, a bug);
 #   None         nothing: the actor's own loop finds the end of the stream, an abort or a close.
@@ -55,10 +55,11 @@ def read_and_deliver(conn: Connection, owner: object) -> Handoff | object:
     shared runner's greenlet): STAY when that was all there was, else what the actor must take
     up (see Handoff).
 
-    Anything but data messages (a ping, a close, a protocol error, the end of the stream), an
-    abort or close requested, replies past the mailbox's bound (the rest of the read then
-    waits), a write the socket does not take whole, or an error is handed off to the actor,
-    which takes it up where its own loop would.
+    Data messages are delivered here. The rest of the read from the first event of another
+    kind (a ping, a close, a protocol error), the end of the stream, an abort or close
+    requested, replies past the mailbox's bound (the rest of the read then waits), a write
+    the socket does not take whole, or an error is handed off to the actor, which takes it
+    up where its own loop would.
     """
     protocol = conn._protocol
     assert protocol is not None

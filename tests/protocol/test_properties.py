@@ -368,3 +368,41 @@ def test_parse_response_raises_only_handshake_error(data: bytes) -> None:
         validate_response(response, "dGhlIHNhbXBsZSBub25jZQ==")
     except HandshakeError:
         pass
+
+
+# -- single_text: the one-message read, taken without events ----------------------------------------
+
+
+@st.composite
+def one_read(draw: st.DrawFn) -> bytes:
+    """What a client's read may hold: often one short text frame, else anything near it."""
+    payload = draw(st.one_of(st.text(max_size=40).map(str.encode), st.binary(max_size=130)))
+    first = draw(st.sampled_from([0x81, 0x81, 0x81, 0x01, 0x82, 0x89, 0xC1, 0x80, 0x91]))
+    data = raw_frame(first, payload, mask_key=draw(st.sampled_from([FIXED_KEY, None])))
+    cut = draw(st.sampled_from([None, None, -1, 3]))
+    extra = draw(st.sampled_from([b"", b"", raw_frame(0x81, b"more")]))
+    return (data if cut is None else data[:cut]) + extra
+
+
+@FAST
+@given(
+    before=st.sampled_from([b"", raw_frame(0x01, b"frag"), raw_frame(0x81, b"whole")[:4]]),
+    data=one_read(),
+    role=st.sampled_from([Role.SERVER, Role.CLIENT]),
+    max_size=st.sampled_from([None, 10]),
+)
+def test_single_text_takes_a_read_only_as_receive_data_would(
+    before: bytes, data: bytes, role: Role, max_size: int | None
+) -> None:
+    """`single_text` returns the text only when `receive_data` would make exactly that one
+    text message of the read, and changes nothing: `receive_data` after it sees the same."""
+    protocol = WebSocketConnection(role, max_message_size=max_size)
+    if before:
+        protocol.receive_data(before if role is Role.SERVER else bytes((before[0], before[1] & 0x7F)))
+    text = protocol.single_text(data)
+    events = protocol.receive_data(data)
+    if text is not None:
+        assert events == [TextMessage(text)]
+    else:
+        assert not (role is Role.SERVER and len(events) == 1 and type(events[0]) is TextMessage
+                    and not before and data[0] == 0x81 and len(data) == data[1] - 0x80 + 6)

@@ -20,7 +20,16 @@ from typing import Final
 
 from ..errors import CloseCode, ProtocolError
 from .deflate import PerMessageDeflate
-from .frames import SHORT_TEXT_HEADERS, BytesLike, Frame, FrameParser, Opcode, encode_frame, encode_unmasked
+from .frames import (
+    SHORT_TEXT_HEADERS,
+    BytesLike,
+    Frame,
+    FrameParser,
+    Opcode,
+    apply_mask,
+    encode_frame,
+    encode_unmasked,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAGMENTS",
@@ -241,6 +250,26 @@ class WebSocketConnection:
             events.append(self._fail(exc.code, exc.reason))
         self.bytes_wanted = parser.wanted
         return events
+
+    def single_text(self, data: bytes) -> str | None:
+        """The text of `data` when it is exactly one whole text message in one short frame
+        from a client (final, masked, at most 125 bytes, valid UTF-8) and nothing is pending;
+        else None, with nothing taken: `receive_data` then. The read of a client that waits
+        for each answer, without an event object and a list."""
+        n = len(data) - 6
+        if (
+            0 <= n < 126
+            and data[0] == 0x81
+            and data[1] == 0x80 | n
+            and not self._fragment_opcode
+            and self._parser.takes_short(n)
+            and self.state is not _CLOSED
+        ):
+            try:
+                return apply_mask(data[6:], data[2:6]).decode()
+            except UnicodeDecodeError:
+                return None  # receive_data fails the connection with 1007
+        return None
 
     def _handle_frame(self, frame: Frame) -> Event | None:
         opcode = frame.opcode

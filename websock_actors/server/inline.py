@@ -26,7 +26,7 @@ from .transport import HANDOFF, NOT_WAITING, WAIT_READ, TransportGone
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["STAY", "Handoff", "deliver", "on_readable", "read_and_deliver", "take_handoff"]
+__all__ = ["STAY", "Handoff", "deliver", "deliver_message", "on_readable", "read_and_deliver", "take_handoff"]
 
 log = logging.getLogger("websock_actors")
 
@@ -77,12 +77,17 @@ def read_and_deliver(conn: Connection, owner: object) -> Handoff | object:
     stay = True  # all there was is done: the actor stays parked
     handoff: Handoff = None
     try:
-        events = protocol.receive_data(received)
         conn._close_holds += 1  # a drain's close waits for these messages' replies
-        if deliver(conn, events, options.max_queue_bytes):
+        text = protocol.single_text(received)  # the common read: one short text, no events
+        if text is not None:
             conn.recv_count += 1
+            deliver_message(conn, text)
+        else:
+            events = protocol.receive_data(received)
+            if deliver(conn, events, options.max_queue_bytes):
+                conn.recv_count += 1
+            events = []  # no reference to the last message while parked
         conn.release_close()
-        events = []  # no reference to the last message while parked
         if conn._handoff is not None:
             # A control frame, or replies past the mailbox's bound: the actor takes the rest
             # of the read (writing what is queued first, waiting for the socket if need be).
@@ -154,26 +159,11 @@ def deliver(conn: Connection, events: list[Event], bound: int = 0) -> bool:
     delivered are left in `_handoff` for the actor, in order."""
     if not events:
         return False
-    stats = conn.options.stats
-    handle = conn.app.handle_message
     pending = iter(events)
     for event in pending:
         kind = type(event)
         if kind is TextMessage or kind is BinaryMessage:
-            if conn._closing:
-                continue
-            if kind is TextMessage:
-                stats.messages_text += 1
-            else:
-                stats.messages_binary += 1
-            try:
-                handle(conn, event.data)  # type: ignore[union-attr]
-            except BlockingSwitchOutError:
-                log.error("%r: an inline message handler blocked; declare the app inline=False", conn)
-                conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
-            except Exception:
-                log.exception("%r: message handler failed", conn)
-                conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
+            deliver_message(conn, event.data)  # type: ignore[union-attr]
             if bound and conn._queued > bound:
                 rest = list(pending)
                 if rest:
@@ -189,3 +179,23 @@ def deliver(conn: Connection, events: list[Event], bound: int = 0) -> bool:
         elif kind is ProtocolFailure:
             log.debug("%r: protocol error: %s", conn, event.reason)  # type: ignore[union-attr]
     return True
+
+
+def deliver_message(conn: Connection, message: str | bytes) -> None:
+    """One text (`str`) or binary message to the application's handler, unless a close was
+    asked for; a handler that fails (or blocks in the hub) aborts the connection with 1011."""
+    if conn._closing:
+        return
+    stats = conn.options.stats
+    if type(message) is str:
+        stats.messages_text += 1
+    else:
+        stats.messages_binary += 1
+    try:
+        conn.app.handle_message(conn, message)
+    except BlockingSwitchOutError:
+        log.error("%r: an inline message handler blocked; declare the app inline=False", conn)
+        conn.abort(CloseCode.INTERNAL_ERROR, "internal error")
+    except Exception:
+        log.exception("%r: message handler failed", conn)
+        conn.abort(CloseCode.INTERNAL_ERROR, "internal error")

@@ -6,6 +6,11 @@ the hub. That queues the connection, and once per turn of the event loop the run
 greenlet does `read_and_deliver` (inline.py) for every queued connection: two greenlet
 switches per turn, not two per connection woken.
 
+The turn's run starts right after the last read watcher's callback of that turn, before the
+hub's queue of callbacks (a watcher of the lowest priority, fed the event): so a sender's
+next messages are read before the wakes of the members its last broadcast mailed, which
+then write both at once, as they would if the sender's actor had read them.
+
 The runner is a greenlet, not the hub, so a handler may wait (a Redis call, an `ask`, a
 write to a full socket). While it waits, the runner belongs to that connection: the next turn
 starts a new runner for the others, and the one that waited finishes its connection and ends.
@@ -18,7 +23,7 @@ in its bounded mailbox, as it would for a busy actor. What a runner may not do f
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 from weakref import WeakKeyDictionary
 
 from gevent import getcurrent
@@ -32,6 +37,8 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 __all__ = ["Runner", "runner_for"]
+
+_FED: Final = 0x01000000  # libev's EV_CUSTOM: an event fed by the program, not a poll
 
 _switch = greenlet.switch
 _runners: WeakKeyDictionary[Hub, Runner] = WeakKeyDictionary()
@@ -48,7 +55,7 @@ def runner_for(hub: Hub) -> Runner:
 class Runner:
     """The ready connections of one hub and the greenlet that serves them (see the module)."""
 
-    __slots__ = ("_greenlet", "_hub", "_idle", "_ready", "_scheduled")
+    __slots__ = ("_after_reads", "_greenlet", "_hub", "_idle", "_ready", "_scheduled")
 
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
@@ -56,6 +63,10 @@ class Runner:
         self._greenlet: Any = None
         self._idle = False  # the runner waits for work, not inside a handler
         self._scheduled = False
+        # Never started: fed once per turn with work, it runs after every watcher of a higher
+        # priority that the turn's poll made pending (see the module).
+        loop: Any = hub.loop  # (types-gevent lacks MINPRI and a watcher's feed)
+        self._after_reads: Any = loop.check(ref=False, priority=loop.MINPRI)
 
     def on_readable(self, conn: Connection) -> None:
         """The read watcher's callback, in the hub: queue `conn` for this turn's run."""
@@ -68,11 +79,11 @@ class Runner:
         self._ready.append(conn)
         if not self._scheduled:
             self._scheduled = True
-            self._hub.loop.run_callback(self._resume)
+            self._after_reads.feed(_FED, self._resume)
 
     def _resume(self) -> None:
-        """In the hub, once per turn with work: switch into the runner (a new one if the last
-        waits inside a handler)."""
+        """In the hub, once per turn with work, after its reads: switch into the runner (a new
+        one if the last waits inside a handler)."""
         self._scheduled = False
         if not self._ready:
             return

@@ -1,0 +1,88 @@
+"""When the shared runner (server/runner.py) runs in a turn of the event loop: after that
+turn's read callbacks, before the callbacks the hub had queued. A broadcast's members are
+woken by such callbacks; a sender's next messages, read in the same turn, then reach their
+mailboxes before they write, and go out in the same writes.
+
+One real connection over a socketpair, driven by this process's own hub: the order of two
+events in one turn is what is checked, so nothing here may wait on another thread.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import gevent
+import gevent.event
+import pytest
+from gevent.hub import get_hub
+
+from websock_actors import Connection, WebSocketApp
+from websock_actors.protocol.connection import Role, WebSocketConnection
+from websock_actors.server.options import ConnectionOptions
+from websock_actors.server.runner import runner_for
+from websock_actors.server.transport import WAIT_READ
+
+from ..support.raw import TEXT, masked_frame
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    ours, peer = socket.socketpair()
+    yield ours, peer
+    ours.close()
+    peer.close()
+
+
+Pair = tuple[socket.socket, socket.socket]
+
+
+def test_the_runner_reads_before_the_callbacks_queued_earlier(pair: Pair) -> None:
+    order: list[str] = []
+    both = gevent.event.Event()
+
+    def note(what: str) -> None:
+        order.append(what)
+        if len(order) == 2:
+            both.set()
+
+    app = WebSocketApp(shared_runner=True)
+
+    @app.on_message
+    def echo(conn: Connection, message: str | bytes) -> None:
+        note(f"handler {message}")
+        conn.send(message)
+
+    ours, peer = pair
+    loop = get_hub().loop
+    conn = Connection(ours, ("127.0.0.1", 0), app, ConnectionOptions())
+    conn._start_protocol(WebSocketConnection(Role.SERVER))
+    conn._open = True
+    conn._wait_state = WAIT_READ  # parked, as its actor leaves it for the runner
+    conn._read_watcher = loop.io(ours.fileno(), 1)
+    conn._read_watcher.start(runner_for(get_hub()).on_readable, conn)
+
+    # Another socket ready in the same turn, whose callback runs first (a higher priority)
+    # and queues a callback of the hub, as a broadcast's wake of a member does.
+    other, other_peer = socket.socketpair()
+    waker = loop.io(other.fileno(), 1, priority=loop.MAXPRI)
+
+    def on_other() -> None:
+        other.recv(16)
+        waker.stop()
+        loop.run_callback(note, "queued callback")
+
+    waker.start(on_other)
+    try:
+        other_peer.send(b"x")
+        peer.send(masked_frame(TEXT, b"hello"))
+        assert both.wait(5)
+        assert order == ["handler hello", "queued callback"]
+        assert peer.recv(64) == bytes((0x81, 5)) + b"hello"
+    finally:
+        conn._read_watcher.stop()
+        waker.close()
+        other.close()
+        other_peer.close()

@@ -6,8 +6,9 @@
 
 One server (pinned to CPU 0) and the Node load generator (typed_load.js, CPU 1). Over a
 2-second window in the middle of the load it reports, per reply: the server's CPU time
-(utime + stime), greenlet switches (`--switches`: greenlet.settrace counting, which slows the
-server), syscalls by name (`--strace`: `strace -c -f -p`, which slows it much more; the
+(utime + stime, and each apart: the kernel's share is mostly the read and the write),
+greenlet switches (`--switches`: greenlet.settrace counting, which slows the server),
+syscalls by name (`--strace`: `strace -c -f -p`, which slows it much more; the
 per-reply counts stay right) and the N functions with the most own time (`--cprofile N`).
 Use one instrument per run: each distorts the CPU figure of the others. `--tree DIR` serves
 the websock_actors of another checkout (for before and after, back to back). `--mode raw`
@@ -63,7 +64,7 @@ def serve(args: argparse.Namespace) -> None:
     if args.switches:
         greenlet.settrace(lambda event, _args: switches.__setitem__(0, switches[0] + 1))
     profile = cProfile.Profile() if args.cprofile else None
-    marks: list[tuple[float, int, int]] = []
+    marks: list[tuple[float, float, int, int]] = []
 
     def mark() -> None:
         times = os.times()
@@ -71,13 +72,15 @@ def serve(args: argparse.Namespace) -> None:
             replies = counted[0]
         else:
             replies = sum(live.received for live in dispatcher.live.values())
-        marks.append((times.user + times.system, replies, switches[0]))
+        marks.append((times.user, times.system, replies, switches[0]))
         if profile is not None:
             profile.enable() if len(marks) == 1 else profile.disable()
         if len(marks) == 2:
-            (cpu0, n0, s0), (cpu1, n1, s1) = marks
+            (user0, sys0, n0, s0), (user1, sys1, n1, s1) = marks
             n = max(1, n1 - n0)
-            result = {"replies": n1 - n0, "cpu_us_per_reply": round((cpu1 - cpu0) * 1e6 / n, 2)}
+            user, system = (user1 - user0) * 1e6 / n, (sys1 - sys0) * 1e6 / n
+            result = {"replies": n1 - n0, "cpu_us_per_reply": round(user + system, 2),
+                      "user_us": round(user, 2), "sys_us": round(system, 2)}  # fmt: skip
             if args.switches:
                 result["switches_per_reply"] = round((s1 - s0) / n, 2)
             print(json.dumps(result), flush=True)

@@ -579,6 +579,9 @@ def test_server_send_methods_are_unmasked() -> None:
     assert conn.send_message(b"a") == b"\x82\x01a"
     assert conn.send_message(bytearray(b"a")) == b"\x82\x01a"
     assert conn.send_message(memoryview(b"ab")) == b"\x82\x02ab"
+    assert conn.send_message(type("Name", (str,), {})("n")) == b"\x81\x01n"  # a str subclass: text
+    assert conn.send_utf8("hé".encode()) == b"\x81\x03h\xc3\xa9"
+    assert conn.send_utf8(b"x" * 126) == b"\x81\x7e\x00\x7e" + b"x" * 126
     assert conn.send_ping(b"p") == b"\x89\x01p"
 
 

@@ -440,9 +440,9 @@ class WebSocketConnection:
 
     def send_message(self, data: str | BytesLike) -> bytes:
         """A text frame for `str`, a binary frame for bytes-like data (compressed when negotiated)."""
-        if type(data) is str:
+        if isinstance(data, str):
             return self._data_frame(_TEXT, data.encode())
-        return self._data_frame(_BINARY, data.encode() if isinstance(data, str) else bytes(data))
+        return self._data_frame(_BINARY, bytes(data))
 
     def send_ping(self, payload: BytesLike = b"") -> bytes:
         if len(payload) > 125:

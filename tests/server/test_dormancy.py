@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from websock_actors import Connection, WebSocketApp
+from websock_actors.server import server_options
 from websock_actors.testing import ServerThread
 
 from ..support.dormancy import actor_greenlets, live_greenlets, sweep_idle
@@ -183,3 +184,24 @@ def test_contextvars_of_the_actor_carry_over_its_dormancy(serve: Serve) -> None:
         assert actor_greenlets(server) == [None]
         client.send_text("who now?")
         assert client.recv_until(TEXT).decode() == name
+
+
+def test_contextvars_reach_the_runner_where_actors_keep_their_greenlets(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where `threading` is monkey-patched, actors are never dormant: a shared-runner handler
+    (the typed App's default even there) still runs in its connection's context."""
+    monkeypatch.setattr(server_options, "threads_are_greenlets", lambda: True)
+    who: contextvars.ContextVar[str] = contextvars.ContextVar("who")
+    app = WebSocketApp(shared_runner=True)
+    app.on_connect(lambda conn: who.set(f"conn {conn.id}"))
+    app.on_message(lambda conn, message: conn.send(who.get("lost")))
+    server = serve(app)
+    with RawClient(server.port) as one, RawClient(server.port) as two:
+        names = []
+        for client in (one, two, one, two):
+            client.send_text("who?")
+            names.append(client.recv_until(TEXT).decode())
+        assert names[0] == names[2] != names[1] == names[3]
+        assert names[0].startswith("conn ") and names[1].startswith("conn ")
+        assert actor_greenlets(server) != [None, None]  # kept: not dormant

@@ -111,7 +111,7 @@ class Transport:
         # The actor's greenlet while it has one: None before it runs and while it is dormant
         # (parked without a greenlet, see `_revive`).
         self._greenlet: Any = None
-        self._context: Any = None  # a dormant actor's contextvars, for its next greenlet
+        self._context: Any = None  # the actor's contextvars: the runner's handlers and a revival run in them
         # Who may encode and write for this connection now: the actor, or the hub while it
         # runs the actor's inline readiness callback on its behalf (inline.py).
         self._owner: Any = None
@@ -222,6 +222,8 @@ class Transport:
         """Park on reading with `on_readable` as the read watcher's callback: the hub calls it
         when the socket is readable, and the actor stays parked unless it hands off (HANDOFF).
         Mail still wakes the actor (MAIL); there is no deadline."""
+        # The shared runner delivers in the actor's context: this greenlet's, dormant or not.
+        self._context = gevent.getcurrent().gr_context
         watcher = self._read_watcher
         watcher.start(on_readable, self)
         self._wait_state = WAIT_READ

@@ -294,3 +294,23 @@ def test_on_bytes_receives_binary_frames_and_its_errors_are_typed(serve) -> None
 def test_without_on_bytes_binary_frames_get_unsupported_data(typed) -> None:
     with connect(typed.url) as ws:
         assert ask(ws, b"\x00")["code"] == "unsupported_data"
+
+
+def test_a_subclass_s_own_handle_message_is_called(serve) -> None:
+    """An App subclass may wrap the message path: the server calls its handle_message."""
+    seen: list[str | bytes] = []
+
+    class Logged(App):
+        def handle_message(self, conn: Any, message: str | bytes) -> None:
+            seen.append(message)
+            super().handle_message(conn, message)
+
+    app = Logged("logged")
+
+    @app.handler
+    def echo(msg: Echo, ctx: Context) -> Echoed:
+        return Echoed(text=msg.text)
+
+    with connect(serve(app).url) as ws:
+        assert ask(ws, {"type": "echo", "id": 1, "text": "x"}) == {"type": "echoed", "id": 1, "text": "x"}
+    assert seen == ['{"type": "echo", "id": 1, "text": "x"}']

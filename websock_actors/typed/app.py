@@ -142,8 +142,6 @@ class App(UserAddressing, Application):
             self.services.resumption = self.resumption
             self.resumption.graces.user_done = self.services.users.graces_over
         self.dispatcher = self.services.dispatcher = Dispatcher(self)
-        # The server calls the dispatcher itself: one call less per message than the method.
-        self.handle_message = self.dispatcher.handle  # type: ignore[method-assign]
         if self.resumption is not None:
             self.router.add(self.resumption.handler())
             self.push(SessionOpened)
@@ -366,7 +364,7 @@ class App(UserAddressing, Application):
     # -- messages --------------------------------------------------------------------
 
     def handle_message(self, conn: Connection, message: str | bytes) -> None:
-        self.dispatcher.handle(conn, message)  # replaced by the dispatcher's own in __init__
+        self.dispatcher.handle(conn, message)
 
     def metrics(self) -> dict[str, dict[str, Any]]:
         """Messages and handler time by type, error replies by code, broadcasts, restarts."""

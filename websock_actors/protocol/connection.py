@@ -21,7 +21,6 @@ from typing import Final
 from ..errors import CloseCode, ProtocolError
 from .deflate import PerMessageDeflate
 from .frames import (
-    SHORT_TEXT_HEADERS,
     BytesLike,
     Frame,
     FrameParser,
@@ -420,8 +419,6 @@ class WebSocketConnection:
     def send_utf8(self, payload: bytes) -> bytes:
         """A text frame whose payload is already UTF-8 (JSON as pydantic writes it): no
         decode and encode on the way."""
-        if self._deflate is None and not self._mask and len(payload) < 126:
-            return SHORT_TEXT_HEADERS[len(payload)] + payload  # a short reply: one lookup
         return self._data_frame(_TEXT, payload)
 
     def send_binary(self, data: BytesLike) -> bytes:

@@ -18,7 +18,6 @@ from ..errors import CloseCode, ProtocolError
 __all__ = [
     "CONTROL_OPCODES",
     "DATA_OPCODES",
-    "SHORT_TEXT_HEADERS",
     "BytesLike",
     "Frame",
     "FrameParser",
@@ -130,7 +129,6 @@ def encode_frame(
 
 # The two header bytes of every short final unmasked frame, by opcode and length.
 _SHORT_HEADERS = [[bytes((0x80 | opcode, length)) for length in range(126)] for opcode in range(16)]
-SHORT_TEXT_HEADERS = _SHORT_HEADERS[Opcode.TEXT]  # by payload length, 0 to 125
 
 
 def encode_unmasked(opcode: int, payload: bytes) -> bytes:

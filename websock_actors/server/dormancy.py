@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 from gevent import getcurrent
 from gevent.hub import get_hub
 
+from .inline import send_inline
 from .transport import HANDOFF, READABLE, SLEEP, WAIT_READ
 
 if TYPE_CHECKING:
@@ -62,18 +63,13 @@ def send_from_hub(conn: Connection) -> bool:
         return False
     try:
         data = conn._take_outbox()
-        if not data:
-            return True
-        conn.options.stats.bytes_sent += len(data)
-        sent = conn._send_some(data)
-    except Exception as exc:  # TransportGone, or a bug: the actor fails the connection with it
+        # None when it all went (or nothing was queued), else the rest of a half-sent frame
+        # or the socket's failure: the actor's to take up
+        conn._handoff = send_inline(conn, data) if data else None
+    except Exception as exc:  # a bug: the actor fails the connection with it
         conn._handoff = exc
-    else:
-        if sent == len(data):
-            return True
-        conn._write_pending = True  # a frame is half sent: the actor finishes it
-        conn._handoff = memoryview(data)[sent:]
-    conn._revive(HANDOFF)
+    if conn._handoff is not None:
+        conn._revive(HANDOFF)
     return True
 
 

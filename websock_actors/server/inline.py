@@ -26,7 +26,10 @@ from .transport import HANDOFF, NOT_WAITING, WAIT_READ, TransportGone
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["STAY", "Handoff", "deliver", "deliver_message", "on_readable", "read_and_deliver", "take_handoff"]
+__all__ = [
+    "STAY", "Handoff", "deliver", "deliver_message", "on_readable", "read_and_deliver", "send_inline",
+    "take_handoff",
+]  # fmt: skip
 
 log = logging.getLogger("websock_actors")
 
@@ -96,7 +99,7 @@ def read_and_deliver(conn: Connection, owner: object) -> Handoff | object:
         elif conn._abort_reason is not None or conn._closing:
             stay = False
         elif conn._outbox:
-            rest = _send_inline(conn, conn._take_outbox())
+            rest = send_inline(conn, conn._take_outbox())
             if rest is not None:
                 stay = False
                 handoff = rest
@@ -109,17 +112,13 @@ def read_and_deliver(conn: Connection, owner: object) -> Handoff | object:
     return STAY if stay else handoff
 
 
-def _send_inline(conn: Connection, data: bytes) -> memoryview | TransportGone | None:
-    """One non-blocking send from the hub: None when it all went, else what the actor must
-    still write, or the socket's failure."""
+def send_inline(conn: Connection, data: bytes) -> memoryview | TransportGone | None:
+    """One non-blocking send on the parked actor's behalf (from the hub or the runner): None
+    when it all went, else what the actor must still write, or the socket's failure."""
     conn.options.stats.bytes_sent += len(data)
-    try:  # Transport._send_some, written out: one call less per reply
-        sent = conn._raw.send(data)
-    except BlockingIOError:
-        sent = 0
-    except OSError as exc:
-        gone = TransportGone()
-        gone.__cause__ = exc
+    try:
+        sent = conn._send_some(data)
+    except TransportGone as gone:
         return gone
     if sent == len(data):
         return None

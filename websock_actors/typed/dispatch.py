@@ -29,7 +29,7 @@ from ..errors import (
 )
 from ..server.metrics import Histogram
 from .context import Context
-from .messages import Ack, ErrorReply, to_json
+from .messages import Ack, ErrorReply, stamp_request_id, to_json
 from .ratelimit import ClientLimits, ClientTable, client_key, retry_after_ms
 from .router import Route, peek
 
@@ -222,10 +222,7 @@ class Dispatcher:
         request_id = ctx.request_id
         if type(result) is live.reply and request_id is not None:
             # The common answer, what ctx.reply does without its general send path.
-            fields = result.__dict__  # stamp_request_id, written out: this model has an `id`
-            if fields["id"] is None:
-                fields["id"] = request_id
-                result.__pydantic_fields_set__.add("id")
+            stamp_request_id(result, request_id)
             ctx.replied = True
             data = result.__pydantic_serializer__.to_json(result)
             if ctx.pending or self.held:

@@ -23,6 +23,7 @@ import sys
 import gevent
 
 from websock_actors import (
+    Application,
     Connection,
     HandshakeOptions,
     LimitOptions,
@@ -61,14 +62,10 @@ def handle(conn: Connection, message: str | bytes) -> None:
         conn.send(message)
 
 
-def main() -> None:
-    logging.disable(logging.CRITICAL)
-    args = sys.argv[1:]
-    compression = "--compression" in args or os.environ.get("WEBSOCK_ACTORS_COMPRESSION", "") == "1"
-    app.inline = "--inline" in args or os.environ.get("WEBSOCK_ACTORS_INLINE", "") == "1"
-    ports = [arg for arg in args if not arg.startswith("--")]
-    port = int(ports[0]) if ports else 8765
-    server = Server(
+def bench_server(app: Application, port: int, *, compression: bool = False) -> Server:
+    """A server as the side-by-side bench runs one: on loopback, no connection limit, no
+    pings (idle connections are measured as such), compression only when asked."""
+    return Server(
         app,
         "127.0.0.1",
         port,
@@ -76,6 +73,16 @@ def main() -> None:
         timeouts=TimeoutOptions(ping_interval=None),
         handshake=HandshakeOptions(compression=compression),
     )
+
+
+def main() -> None:
+    logging.disable(logging.CRITICAL)
+    args = sys.argv[1:]
+    compression = "--compression" in args or os.environ.get("WEBSOCK_ACTORS_COMPRESSION", "") == "1"
+    app.inline = "--inline" in args or os.environ.get("WEBSOCK_ACTORS_INLINE", "") == "1"
+    ports = [arg for arg in args if not arg.startswith("--")]
+    port = int(ports[0]) if ports else 8765
+    server = bench_server(app, port, compression=compression)
     gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(server.stop, 2.0))
     server.serve_forever()
 

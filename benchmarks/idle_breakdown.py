@@ -83,19 +83,12 @@ def serve(port: int, spec: str, compression: bool) -> None:
     import gevent
     from greenlet import greenlet
 
-    from websock_actors import HandshakeOptions, LimitOptions, Server, TimeoutOptions
+    from benchmarks.bench_app import bench_server
 
     module, _, attr = spec.partition(":")
     app = getattr(importlib.import_module(module), attr)
     tracemalloc.start(1)
-    server = Server(
-        app,
-        "127.0.0.1",
-        port,
-        limits=LimitOptions(max_connections=None),
-        timeouts=TimeoutOptions(ping_interval=None),
-        handshake=HandshakeOptions(compression=compression),
-    )
+    server = bench_server(app, port, compression=compression)
     server.start()
     gevent.sleep(0.3)
     gc.collect()

@@ -168,6 +168,8 @@ class WebSocketConnection:
         "_message_size",
         "_outgoing",
         "_parser",
+        "_plain",
+        "_short_max",
         "bytes_wanted",
         "close_code",
         "close_reason",
@@ -198,6 +200,13 @@ class WebSocketConnection:
         self.close_reason = ""
         self._mask = role is Role.CLIENT
         self._deflate = deflate
+        # Frames go out as they are written, no mask, no compression (a server without
+        # permessage-deflate): the codec's common case, checked once per frame.
+        self._plain = deflate is None and role is Role.SERVER
+        # The longest client frame that `single_text` may take whole: a short one (under 126
+        # bytes) within the message size limit; none on the client, where frames are not masked.
+        limit = 125 if max_message_size is None else min(125, max_message_size)
+        self._short_max = limit if role is Role.SERVER else -1
         self._parser = FrameParser(
             expect_mask=role is Role.SERVER, max_frame_size=max_message_size, allow_rsv1=deflate is not None
         )
@@ -257,11 +266,11 @@ class WebSocketConnection:
         for each answer, without an event object and a list."""
         n = len(data) - 6
         if (
-            0 <= n < 126
+            0 <= n <= self._short_max
             and data[0] == 0x81
             and data[1] == 0x80 | n
             and not self._fragment_opcode
-            and self._parser.takes_short(n)
+            and not self.bytes_wanted  # the parser holds no part of a frame
             and self.state is not _CLOSED
         ):
             try:
@@ -419,6 +428,8 @@ class WebSocketConnection:
     def send_utf8(self, payload: bytes) -> bytes:
         """A text frame whose payload is already UTF-8 (JSON as pydantic writes it): no
         decode and encode on the way."""
+        if self._plain:
+            return encode_unmasked(_TEXT, payload)
         return self._data_frame(_TEXT, payload)
 
     def send_binary(self, data: BytesLike) -> bytes:
@@ -426,6 +437,8 @@ class WebSocketConnection:
 
     def _data_frame(self, opcode: int, payload: bytes) -> bytes:
         """One whole-message frame, compressed when negotiated and worth it."""
+        if self._plain:
+            return encode_unmasked(opcode, payload)
         deflate = self._deflate
         if deflate is not None and len(payload) >= deflate.threshold:
             compressed = deflate.compress(payload)

@@ -170,14 +170,9 @@ class FrameParser:
 
     @property
     def wanted(self) -> int:
-        """Bytes still missing to complete the frame being received (0 when none is)."""
+        """Bytes still missing to complete the frame being received: more than 0 whenever
+        bytes of a frame are held, 0 when none are."""
         return self._need - self._have if self._have else 0
-
-    def takes_short(self, length: int) -> bool:
-        """Whether a masked frame of `length` bytes (under 126) may be taken whole by the
-        caller now: no frame is buffered, client frames are expected, the size is allowed."""
-        limit = self.max_frame_size
-        return not self._chunks and self.expect_mask and (limit is None or length <= limit)
 
     def feed_short_messages(
         self,

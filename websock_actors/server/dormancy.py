@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 from gevent import getcurrent
 from gevent.hub import get_hub
 
-from .inline import send_inline
+from .inline import flush_inline
 from .transport import HANDOFF, READABLE, SLEEP, WAIT_READ
 
 if TYPE_CHECKING:
@@ -62,10 +62,9 @@ def send_from_hub(conn: Connection) -> bool:
     if conn._closing or conn._abort_reason is not None or conn._write_pending:
         return False
     try:
-        data = conn._take_outbox()
         # None when it all went (or nothing was queued), else the rest of a half-sent frame
         # or the socket's failure: the actor's to take up
-        conn._handoff = send_inline(conn, data) if data else None
+        conn._handoff = flush_inline(conn)
     except Exception as exc:  # a bug: the actor fails the connection with it
         conn._handoff = exc
     if conn._handoff is not None:

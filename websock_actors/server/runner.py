@@ -97,46 +97,46 @@ class Runner:
         me = getcurrent()
         ready = self._ready
         while True:
+            # One ready connection per pass, served in the loop itself (a call less per read).
             while ready:
-                conn = ready.popleft()
-                self._serve(conn, me)
                 if self._greenlet is not me:
                     return  # it waited in a handler and another runner took over: end
+                conn = ready.popleft()
+                if conn._finished:
+                    continue  # closed while queued
+                context = conn._context  # the actor's contextvars (set in on_connect): the handler's too
+                if context is not None:
+                    base = me.gr_context
+                    me.gr_context = context
+                try:
+                    what = read_and_deliver(conn, me)
+                except GreenletExit:
+                    raise  # the runner is being collected (its hub gone): end as asked
+                except BaseException as exc:  # a gevent.Timeout out of a handler: never into the hub
+                    what = RuntimeError(f"{exc!r} out of a message handler")
+                finally:
+                    if context is not None:
+                        me.gr_context = base
+                if what is STAY and (conn._outbox or conn._abort_reason is not None or conn._closing):
+                    what = None  # mail, a close or an abort came while it was queued: the actor sees to it
+                if conn._finished:
+                    continue  # its actor ended while its handler waited
+                if what is STAY:
+                    conn._wait_state = WAIT_READ
+                    watcher = conn._read_watcher
+                    if not watcher.active:  # stopped while its handler waited
+                        watcher.start(self.on_readable, conn)
+                    continue
+                # The actor takes over, switched into by the hub: a switch from here would leave
+                # this runner parked behind the actor.
+                conn._wait_state = NOT_WAITING
+                conn._read_watcher.stop()
+                conn._handoff = cast(Handoff, what)
+                self._hub.loop.run_callback(_hand_off, conn)
+            if self._greenlet is not me:
+                return
             self._idle = True
             _switch(self._hub)
-
-    def _serve(self, conn: Connection, me: Any) -> None:
-        if conn._finished:
-            return  # closed while queued, or while its handler waited
-        context = conn._context  # the actor's contextvars (set in on_connect): the handler's too
-        if context is not None:
-            base = me.gr_context
-            me.gr_context = context
-        try:
-            what = read_and_deliver(conn, me)
-        except GreenletExit:
-            raise  # the runner is being collected (its hub gone): end as asked
-        except BaseException as exc:  # a gevent.Timeout out of a handler: never into the hub
-            what = RuntimeError(f"{exc!r} out of a message handler")
-        finally:
-            if context is not None:
-                me.gr_context = base
-        if what is STAY and (conn._outbox or conn._abort_reason is not None or conn._closing):
-            what = None  # mail, a close or an abort came while it was queued: the actor sees to it
-        if conn._finished:
-            return  # its actor ended while its handler waited
-        if what is STAY:
-            conn._wait_state = WAIT_READ
-            watcher = conn._read_watcher
-            if not watcher.active:  # stopped while its handler waited
-                watcher.start(self.on_readable, conn)
-            return
-        # The actor takes over, switched into by the hub: a switch from here would leave this
-        # runner parked behind the actor.
-        conn._wait_state = NOT_WAITING
-        conn._read_watcher.stop()
-        conn._handoff = cast(Handoff, what)
-        self._hub.loop.run_callback(_hand_off, conn)
 
 
 def _hand_off(conn: Connection) -> None:

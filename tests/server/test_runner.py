@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import gevent
 import gevent.event
+import gevent.socket
 import pytest
 from gevent.hub import get_hub
 
@@ -86,3 +87,48 @@ def test_the_runner_reads_before_the_callbacks_queued_earlier(pair: Pair) -> Non
         waker.close()
         other.close()
         other_peer.close()
+
+
+def test_a_handler_that_waits_leaves_the_others_of_its_turn_to_a_new_runner() -> None:
+    """Three connections read in one turn, each handler waiting until all three have started:
+    while one waits, the others still queued for that turn are served by a new runner at once,
+    not when some later read wakes the runner (or never, when no other client sends)."""
+    app = WebSocketApp(shared_runner=True)
+    started: list[Connection] = []
+    all_started = gevent.event.Event()
+
+    @app.on_message
+    def wait_for_the_others(conn: Connection, message: str | bytes) -> None:
+        started.append(conn)
+        if len(started) == 3:
+            all_started.set()
+        conn.send("together" if all_started.wait(5) else "alone")
+
+    loop = get_hub().loop
+    pairs = [socket.socketpair() for _ in range(3)]
+    conns = []
+    for ours, _peer in pairs:
+        conn = Connection(ours, ("127.0.0.1", 0), app, ConnectionOptions())
+        conn._start_protocol(WebSocketConnection(Role.SERVER))
+        conn._open = True
+        conn._wait_state = WAIT_READ  # parked, as its actor leaves it for the runner
+        conn._read_watcher = loop.io(ours.fileno(), 1)
+        conn._read_watcher.start(runner_for(get_hub()).on_readable, conn)
+        conns.append(conn)
+    try:
+        for _ours, peer in pairs:  # no switch in between: the hub reads all three in one turn
+            peer.send(masked_frame(TEXT, b"go"))
+        assert all_started.wait(10)
+        for _ours, peer in pairs:  # a gevent socket over the same descriptor: the hub runs meanwhile
+            waiting = gevent.socket.socket(fileno=peer.fileno())
+            waiting.settimeout(10)
+            try:
+                assert waiting.recv(64) == bytes((0x81, 8)) + b"together"
+            finally:
+                waiting.detach()
+    finally:
+        for conn in conns:
+            conn._read_watcher.stop()
+        for ours, peer in pairs:
+            ours.close()
+            peer.close()

@@ -12,8 +12,9 @@ next messages are read before the wakes of the members its last broadcast mailed
 then write both at once, as they would if the sender's actor had read them.
 
 The runner is a greenlet, not the hub, so a handler may wait (a Redis call, an `ask`, a
-write to a full socket). While it waits, the runner belongs to that connection: the next turn
-starts a new runner for the others, and the one that waited finishes its connection and ends.
+write to a full socket). While it waits, the runner belongs to that connection: the hub starts
+a new runner at once for the others queued in that turn (and the next turns use it), and the
+one that waited finishes its connection and ends.
 A connection whose handler waits is not queued again (its read watcher is stopped, and
 started again when its handler is done), so its messages keep their order; mail for it waits
 in its bounded mailbox, as it would for a busy actor. What a runner may not do for the actor
@@ -83,15 +84,16 @@ class Runner:
 
     def _resume(self) -> None:
         """In the hub, once per turn with work, after its reads: switch into the runner (a new
-        one if the last waits inside a handler)."""
+        one if the last waits inside a handler). The switch comes back here once the runner
+        is idle, or when a handler waits; then the connections still queued get a new runner
+        at once: they may have no other read to wake them, and they must not wait for it."""
         self._scheduled = False
-        if not self._ready:
-            return
-        runner = self._greenlet
-        if runner is None or not self._idle:
-            runner = self._greenlet = greenlet(self._run, self._hub)
-        self._idle = False
-        runner.switch()
+        while self._ready:
+            runner = self._greenlet
+            if runner is None or not self._idle:
+                runner = self._greenlet = greenlet(self._run, self._hub)
+            self._idle = False
+            runner.switch()
 
     def _run(self) -> None:
         me = getcurrent()

@@ -52,7 +52,7 @@ class LiveRoute:
     """A route as the message path uses it: its handler, its counters, and whether its
     reply can be serialized as is (a model with an `id`, without to_json's exclusions)."""
 
-    __slots__ = ("actor", "handler", "histogram", "received", "reply", "tag")
+    __slots__ = ("actor", "handler", "histogram", "received", "reply", "reply_json", "tag")
 
     def __init__(self, route: Route) -> None:
         self.tag = route.tag
@@ -60,6 +60,9 @@ class LiveRoute:
         self.actor = route.actor
         # ErrorReply drops a None `retry_after_ms`: it keeps the general path.
         self.reply = route.reply if route.reply is not ErrorReply else None
+        # The reply model's serializer, taken from its class once (an attribute read on a
+        # pydantic model goes through its __getattr__ hook).
+        self.reply_json: Any = self.reply.__pydantic_serializer__.to_json if self.reply is not None else None
         self.received = 0
         self.histogram = Histogram()
 
@@ -233,7 +236,7 @@ class Dispatcher:
                 fields["id"] = request_id
                 result.__pydantic_fields_set__.add("id")
             ctx.replied = True
-            data = result.__pydantic_serializer__.to_json(result)
+            data = live.reply_json(result)
             if ctx.pending or self.held:
                 self.send_after(ctx, data.decode())
             else:

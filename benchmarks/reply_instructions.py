@@ -21,7 +21,6 @@ import os
 import re
 import selectors
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script too, the harness is imported as benchmarks.harness
 
 from benchmarks.harness.ports import free_port, wait_for_port  # noqa: E402
+from benchmarks.harness.processes import stop_process  # noqa: E402
 from benchmarks.harness.raw_websocket import read_handshake, request_head, text_frame  # noqa: E402
 
 REQUEST = '{"type":"echo","id":12345,"text":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}'
@@ -90,12 +90,7 @@ def counted(command: list[str], env: dict[str, str], cwd: str, conns: int, round
                 raise RuntimeError(f"the server did not start: {why}")
             replies = lockstep(port, conns, rounds)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(120)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(10)
+            stop_process(server, 120)  # valgrind writes its count as the server exits
         found = re.search(r"I\s+refs:\s+([\d,]+)", log.read_text())
         if found is None:
             raise RuntimeError("valgrind printed no instruction count")

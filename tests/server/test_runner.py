@@ -40,6 +40,18 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 Pair = tuple[socket.socket, socket.socket]
 
 
+def parked_for_the_runner(ours: socket.socket, app: WebSocketApp) -> Connection:
+    """A server connection over `ours`, open and parked as its actor leaves it for the shared
+    runner: its read watcher queues it in the runner of this process's hub."""
+    conn = Connection(ours, ("127.0.0.1", 0), app, ConnectionOptions())
+    conn._start_protocol(WebSocketConnection(Role.SERVER))
+    conn._open = True
+    conn._wait_state = WAIT_READ
+    conn._read_watcher = get_hub().loop.io(ours.fileno(), 1)
+    conn._read_watcher.start(runner_for(get_hub()).on_readable, conn)
+    return conn
+
+
 def test_the_runner_reads_before_the_callbacks_queued_earlier(pair: Pair) -> None:
     order: list[str] = []
     both = gevent.event.Event()
@@ -58,12 +70,7 @@ def test_the_runner_reads_before_the_callbacks_queued_earlier(pair: Pair) -> Non
 
     ours, peer = pair
     loop = get_hub().loop
-    conn = Connection(ours, ("127.0.0.1", 0), app, ConnectionOptions())
-    conn._start_protocol(WebSocketConnection(Role.SERVER))
-    conn._open = True
-    conn._wait_state = WAIT_READ  # parked, as its actor leaves it for the runner
-    conn._read_watcher = loop.io(ours.fileno(), 1)
-    conn._read_watcher.start(runner_for(get_hub()).on_readable, conn)
+    conn = parked_for_the_runner(ours, app)
 
     # Another socket ready in the same turn, whose callback runs first (a higher priority)
     # and queues a callback of the hub, as a broadcast's wake of a member does.
@@ -104,17 +111,8 @@ def test_a_handler_that_waits_leaves_the_others_of_its_turn_to_a_new_runner() ->
             all_started.set()
         conn.send("together" if all_started.wait(5) else "alone")
 
-    loop = get_hub().loop
     pairs = [socket.socketpair() for _ in range(3)]
-    conns = []
-    for ours, _peer in pairs:
-        conn = Connection(ours, ("127.0.0.1", 0), app, ConnectionOptions())
-        conn._start_protocol(WebSocketConnection(Role.SERVER))
-        conn._open = True
-        conn._wait_state = WAIT_READ  # parked, as its actor leaves it for the runner
-        conn._read_watcher = loop.io(ours.fileno(), 1)
-        conn._read_watcher.start(runner_for(get_hub()).on_readable, conn)
-        conns.append(conn)
+    conns = [parked_for_the_runner(ours, app) for ours, _peer in pairs]
     try:
         for _ours, peer in pairs:  # no switch in between: the hub reads all three in one turn
             peer.send(masked_frame(TEXT, b"go"))

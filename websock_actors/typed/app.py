@@ -315,10 +315,6 @@ class App(UserAddressing, Application):
             return
         self.router.build()
         self.dispatcher.start()
-        if type(self).handle_message is App.handle_message:
-            # The server calls the dispatcher straight away: one call less per message. Not
-            # when a subclass has its own handle_message, which must still be called.
-            self.handle_message = self.dispatcher.handle  # type: ignore[method-assign]
         ref = Supervisor.start(self.restart_policy)
         supervisor = ref.actor
         assert supervisor is not None

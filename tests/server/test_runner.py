@@ -1,10 +1,12 @@
-"""When the shared runner (server/runner.py) runs in a turn of the event loop: after that
-turn's read callbacks, before the callbacks the hub had queued. A broadcast's members are
-woken by such callbacks; a sender's next messages, read in the same turn, then reach their
-mailboxes before they write, and go out in the same writes.
+"""The shared runner (server/runner.py) in a turn of the event loop.
 
-One real connection over a socketpair, driven by this process's own hub: the order of two
-events in one turn is what is checked, so nothing here may wait on another thread.
+It runs after that turn's read callbacks, before the callbacks the hub had queued. A
+broadcast's members are woken by such callbacks; a sender's next messages, read in the same
+turn, then reach their mailboxes before they write, and go out in the same writes. And when a
+handler waits, the other connections read in its turn get a new runner at once.
+
+Real connections over socketpairs, driven by this process's own hub: what happens within one
+turn is what is checked, so nothing here may wait on another thread.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""setuptools' build backend, plus mypy as a build requirement when WEBSOCK_ACTORS_COMPILE=1
-asks for the compiled hot path (see setup.py); a plain install needs nothing more."""
+"""setuptools' build backend, plus mypy as a build requirement: the install compiles the hot
+path with mypyc (see setup.py) unless WEBSOCK_ACTORS_COMPILE=0 asks for the sources only."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ _MYPYC = ["mypy>=1.11"]
 
 
 def compiling() -> bool:
-    """Whether WEBSOCK_ACTORS_COMPILE asks for the compiled build (setup.py reads it here too)."""
-    return os.environ.get("WEBSOCK_ACTORS_COMPILE", "") in ("1", "true", "yes")
+    """Whether the build compiles the hot path: by default; WEBSOCK_ACTORS_COMPILE=0 (or
+    false, no) turns it off (setup.py reads it here too)."""
+    return os.environ.get("WEBSOCK_ACTORS_COMPILE", "1").lower() not in ("0", "false", "no")
 
 
 # When compiling, setuptools' own hooks are not asked: they run setup.py, which then needs

@@ -17,7 +17,7 @@ The layers, in order; a module imports only from its own layer and those listed 
     contrib/     Locust's WebSocketUser
     testing/     TestClient, ServerThread, the pytest plugin
     emitter/     Emitter: push to rooms and users from any Python process (no gevent)
-    compiled.py  which hot modules run compiled (setup.py's optional mypyc build)
+    compiled.py  which hot modules run compiled (setup.py's mypyc build), imported first
     cli/         the command line (`websock-actors`, also `python -m websock_actors`)
 
 The names below are imported on first use (PEP 562), so `import websock_actors.protocol`
@@ -28,6 +28,10 @@ from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from .compiled import use_sources_if_edited
+
+use_sources_if_edited()  # before any hot module is imported
 
 if TYPE_CHECKING:
     from .actors import Actor, ActorRef, RestartPolicy, Supervisor, offload

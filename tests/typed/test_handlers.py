@@ -314,3 +314,24 @@ def test_a_subclass_s_own_handle_message_is_called(serve) -> None:
     with connect(serve(app).url) as ws:
         assert ask(ws, {"type": "echo", "id": 1, "text": "x"}) == {"type": "echoed", "id": 1, "text": "x"}
     assert seen == ['{"type": "echo", "id": 1, "text": "x"}']
+
+
+def test_a_handle_message_set_on_the_instance_is_called(serve) -> None:
+    """One set on the App itself after it was made (a test's wrapper) replaces the message path."""
+    seen: list[str | bytes] = []
+    app = App("wrapped")
+
+    @app.handler
+    def echo(msg: Echo, ctx: Context) -> Echoed:
+        return Echoed(text=msg.text)
+
+    handle = app.handle_message
+
+    def handle_message(conn: Any, message: str | bytes) -> None:
+        seen.append(message)
+        handle(conn, message)
+
+    app.handle_message = handle_message  # type: ignore[method-assign]
+    with connect(serve(app).url) as ws:
+        assert ask(ws, {"type": "echo", "id": 2, "text": "y"}) == {"type": "echoed", "id": 2, "text": "y"}
+    assert seen == ['{"type": "echo", "id": 2, "text": "y"}']

@@ -142,6 +142,11 @@ class App(UserAddressing, Application):
             self.services.resumption = self.resumption
             self.resumption.graces.user_done = self.services.users.graces_over
         self.dispatcher = self.services.dispatcher = Dispatcher(self)
+        if type(self).handle_message is App.handle_message:
+            # The server calls the dispatcher straight away: a call less per message. Set here,
+            # so that a handle_message set on the instance later still replaces it; not when
+            # a subclass has its own, which must be called.
+            self.handle_message = self.dispatcher.handle  # type: ignore[method-assign]
         if self.resumption is not None:
             self.router.add(self.resumption.handler())
             self.push(SessionOpened)

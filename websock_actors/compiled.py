@@ -37,6 +37,10 @@ HOT_MODULES = (
     "websock_actors.server.connection",
     "websock_actors.server.tls",  # a subclass of the compiled Connection must be compiled too
     "websock_actors.server.runner",
+    # The typed path's own: compiled together, so that the dispatcher reaches its routes and
+    # makes each message's Context without the interpreter's attribute lookups.
+    "websock_actors.typed.context",
+    "websock_actors.typed.dispatch",
 )
 
 # Written by the compiling build: each hot module's source digest, as compiled.

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .frames import PING, PONG, TEXT, masked_frame, read_frame
+from .frames import CLOSE, PING, PONG, TEXT, masked_frame, read_frame
 from .raw import free_port, split_response, upgrade_request
 
 __all__ = ["Client", "backend", "http_get", "stop"]
@@ -88,7 +88,17 @@ class Client:
                 return address, int(pid)
 
     def close(self) -> None:
-        self.sock.close()
+        """A closing handshake, then the end of the stream: once the proxy ends its side, the
+        server has ended the connection, so its per-IP slot is free for the client's next one."""
+        try:
+            if self.status == 101:
+                self.sock.sendall(masked_frame(CLOSE, (1000).to_bytes(2, "big")))
+                while self.sock.recv(65536):
+                    pass
+        except OSError:
+            pass  # gone already (or no end within the socket's timeout): nothing to wait for
+        finally:
+            self.sock.close()
 
 
 def http_get(

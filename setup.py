@@ -1,9 +1,9 @@
 """The compiled hot path: mypyc compiles the modules of websock_actors/compiled.py (frame codec,
-protocol state machine, the connection's I/O, the shared runner) to C extensions, from the same
-sources. WEBSOCK_ACTORS_COMPILE=0 installs the sources only. Where the build cannot compile
-(no C compiler, no Python headers) the install goes on without the extensions, with a warning:
-the sources then run interpreted, with the same behaviour. `build_backend/` asks for mypy at
-build time.
+protocol state machine, the connection's I/O, the shared runner, the typed dispatcher) to C
+extensions, from the same sources. WEBSOCK_ACTORS_COMPILE=0 installs the sources only. Where
+the build cannot compile (no C compiler, no Python headers) the install goes on without the
+extensions, with a warning: the sources then run interpreted, with the same behaviour.
+`build_backend/` asks for mypy at build time.
 """
 
 from __future__ import annotations

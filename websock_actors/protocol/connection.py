@@ -428,8 +428,6 @@ class WebSocketConnection:
     def send_utf8(self, payload: bytes) -> bytes:
         """A text frame whose payload is already UTF-8 (JSON as pydantic writes it): no
         decode and encode on the way."""
-        if self._plain:
-            return encode_unmasked(_TEXT, payload)
         return self._data_frame(_TEXT, payload)
 
     def send_binary(self, data: BytesLike) -> bytes:

@@ -90,10 +90,7 @@ def read_and_deliver(conn: Connection, owner: object) -> Handoff | object:
             if deliver(conn, events, options.max_queue_bytes):
                 conn.recv_count += 1
             events = []  # no reference to the last message while parked
-        if conn._deferred_close is None:
-            conn._close_holds -= 1  # release_close when no close waits: a call less per read
-        else:
-            conn.release_close()
+        conn.release_close()
         if conn._handoff is not None:
             # A control frame, or replies past the mailbox's bound: the actor takes the rest
             # of the read (writing what is queued first, waiting for the socket if need be).
@@ -119,25 +116,13 @@ def flush_inline(conn: Connection) -> memoryview | TransportGone | None:
     """What the mailbox holds, written with one non-blocking send on the parked actor's behalf
     (from the hub or the runner): None when it all went (or nothing was queued), else what
     the actor must still write, or the socket's failure."""
-    outbox = conn._outbox
-    if len(outbox) == 1 and type(outbox[0]) is bytes:
-        # One encoded reply, the common case: what _take_outbox returns, without its call.
-        data = outbox[0]
-        conn._outbox = []
-        conn._queued = 0
-    else:
-        data = conn._take_outbox()
-        if not data:
-            return None
+    data = conn._take_outbox()
+    if not data:
+        return None
     conn.options.stats.bytes_sent += len(data)
-    # _send_some's body, written out as in Transport._write: one call less per reply.
     try:
-        sent = conn._raw.send(data)
-    except BlockingIOError:
-        sent = 0
-    except OSError as exc:
-        gone = TransportGone()
-        gone.__cause__ = exc
+        sent = conn._send_some(data)
+    except TransportGone as gone:
         return gone
     if sent == len(data):
         return None

@@ -134,17 +134,8 @@ class Mailbox(Transport):
         if not self._open or self._closing:
             raise connection_closed(self.close_code, self.close_reason)
         assert self._protocol is not None
-        frame = self._protocol.send_utf8(payload)
-        if self._queued:
-            if not self._enqueue(frame):
-                return
-        else:
-            # The first item in the mailbox (a handler's reply, the common case), queued as
-            # _enqueue would without its call: no bound to check, and the owner is running,
-            # so there is no parked actor to wake.
-            self._outbox.append(frame)
-            self._queued = len(frame)
-        self.options.stats.messages_sent += 1
+        if self._enqueue(self._protocol.send_utf8(payload)):
+            self.options.stats.messages_sent += 1
 
     def send_frame(self, frame: bytes) -> bool:
         """Queue an already encoded frame (a broadcast encodes once for every member).

@@ -147,13 +147,7 @@ class Transport:
         """Write all of `data`, parking on writability only when the kernel buffer is full;
         a peer that takes nothing until `deadline` loses its connection (TransportGone)."""
         self.options.stats.bytes_sent += len(data)
-        # _send_some's body, written out: one call less on every write of the actor.
-        try:
-            sent = self._raw.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise TransportGone() from exc
+        sent = self._send_some(data)
         if sent == len(data):
             return
         self._write_rest(memoryview(data)[sent:], deadline)

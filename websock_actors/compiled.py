@@ -59,13 +59,13 @@ def compiled_modules() -> list[str]:
     return compiled
 
 
-def _source(name: str, package: Path = _PACKAGE) -> Path:
-    return package.joinpath(*name.split(".")[1:]).with_suffix(".py")
+def _source(name: str) -> Path:
+    return _PACKAGE.joinpath(*name.split(".")[1:]).with_suffix(".py")
 
 
-def source_digest(name: str, package: Path = _PACKAGE) -> str:
+def source_digest(name: str) -> str:
     """The digest of a hot module's source, as the build records it."""
-    return hashlib.sha256(_source(name, package).read_bytes()).hexdigest()
+    return hashlib.sha256(_source(name).read_bytes()).hexdigest()
 
 
 class _HotSources(importlib.abc.MetaPathFinder):
